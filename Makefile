@@ -1,0 +1,38 @@
+# One entry point for people and CI. Every target creates .venv itself, so a fresh
+# machine with only Python 3.11+ can run `make demo` or `make test` directly.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint format crds bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/remit demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check dataplane operator tests benchmarks
+	$(BIN)/ruff format --check dataplane operator tests benchmarks
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format dataplane operator tests benchmarks
+	$(BIN)/ruff check --fix dataplane operator tests benchmarks
+
+test: lint
+	$(BIN)/python -m pytest
+
+crds: $(STAMP)
+	$(BIN)/remit crds generate --output crds
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_engine.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

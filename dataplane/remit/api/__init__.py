@@ -1,0 +1,1 @@
+"""The custom resources as code: MCPServer, AgentPolicy and ConsentGrant (remit.dev/v1alpha1)."""

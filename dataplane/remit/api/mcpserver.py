@@ -1,0 +1,127 @@
+"""MCPServer: an MCP server whose pods get the Remit gateway, and how callers authenticate."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, field_validator
+
+from remit.api.common import Condition, Model, NonEmptyStr, Resource
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class LabelSelectorRequirement(Model):
+    """One ``matchExpressions`` entry of a Kubernetes label selector."""
+
+    key: NonEmptyStr
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = Field(default_factory=list)
+
+
+class LabelSelector(Model):
+    """Which pods run this MCP server (a standard Kubernetes label selector)."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list, alias="matchExpressions"
+    )
+
+
+class Upstream(Model):
+    """The MCP server container inside the pod, reached by the gateway on 127.0.0.1."""
+
+    port: Port = Field(8080, description="Port the MCP server listens on inside the pod.")
+    path: Annotated[str, StringConstraints(pattern=r"^/")] = Field(
+        "/mcp", description="HTTP path of the MCP endpoint."
+    )
+
+
+class GatewayPorts(Model):
+    """The sidecar's ports: ``port`` for MCP clients (the Service targets it), ``adminPort``."""
+
+    port: Port = Field(9000, description="Port MCP clients connect to.")
+    admin_port: Port = Field(
+        9901, alias="adminPort", description="Admin API: bundle push, status, health, metrics."
+    )
+
+
+class Authentication(Model):
+    """How callers authenticate: OAuth 2.1 access tokens (JWT) from one issuer."""
+
+    issuer: Annotated[str, StringConstraints(pattern=r"^https?://")] = Field(
+        description="Token issuer (`iss`); its OIDC discovery document is used unless jwksUri."
+    )
+    audience: NonEmptyStr = Field(
+        description="This server's resource identifier (RFC 8707); required in the token `aud`."
+    )
+    jwks_uri: Annotated[str, StringConstraints(pattern=r"^https?://")] | None = Field(
+        None, alias="jwksUri", description="JWKS URL; omitted means OIDC discovery."
+    )
+    required_scopes: list[NonEmptyStr] = Field(
+        default_factory=list, alias="requiredScopes", description="Scopes every token must carry."
+    )
+
+
+class Audit(Model):
+    """Decision records for this server."""
+
+    failure_policy: Literal["Fail", "Ignore"] = Field(
+        "Fail",
+        alias="failurePolicy",
+        description="Fail: deny calls when records cannot be written. Ignore: allow them anyway.",
+    )
+    arguments: Literal["Digest", "Redacted"] = Field(
+        "Digest",
+        description="Record call arguments as a digest, or as values with secrets redacted.",
+    )
+
+
+class MCPServerSpec(Model):
+    """The desired state of an MCPServer."""
+
+    selector: LabelSelector = Field(description="Pods of this MCP server.")
+    upstream: Upstream = Field(default_factory=lambda: Upstream.model_validate({}))
+    gateway: GatewayPorts = Field(default_factory=lambda: GatewayPorts.model_validate({}))
+    authentication: Authentication
+    tool_pinning: Literal["Enforce", "Audit", "Disabled"] = Field(
+        "Enforce",
+        alias="toolPinning",
+        description="Changed tool definitions: hidden and denied, only recorded, or ignored.",
+    )
+    audit: Audit = Field(default_factory=lambda: Audit.model_validate({}))
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, alias="maxBodyBytes", ge=1024, description="Largest accepted request."
+    )
+
+    @field_validator("gateway")
+    @classmethod
+    def _distinct_ports(cls, value: GatewayPorts) -> GatewayPorts:
+        if value.port == value.admin_port:
+            raise ValueError("port and adminPort must differ")
+        return value
+
+
+class MCPServerStatus(Model):
+    """What the operator observed: bundle in force and sidecars running it."""
+
+    conditions: list[Condition] = Field(default_factory=list)
+    bundle_digest: str | None = Field(None, alias="bundleDigest")
+    bundle_serial: int | None = Field(None, alias="bundleSerial")
+    sidecars_desired: int | None = Field(None, alias="sidecarsDesired")
+    sidecars_ready: int | None = Field(None, alias="sidecarsReady")
+    sidecars_in_sync: int | None = Field(None, alias="sidecarsInSync")
+    tool_pins: dict[str, str] = Field(default_factory=dict, alias="toolPins")
+    observed_generation: int | None = Field(None, alias="observedGeneration")
+
+
+class MCPServer(Resource):
+    """An MCP server whose pods get the gateway sidecar."""
+
+    KIND = "MCPServer"
+    PLURAL = "mcpservers"
+    SHORT_NAMES = ("mcps",)
+
+    kind: Literal["MCPServer"] = "MCPServer"
+    spec: MCPServerSpec
+    status: MCPServerStatus | None = None

@@ -1,0 +1,116 @@
+"""Every error Remit raises on purpose, in one hierarchy so callers can catch by concern.
+
+    RemitError
+    ├── ResourceError            a custom resource is invalid (names resource, field, reason)
+    │   └── ExpressionError      a CEL expression does not compile (expression and position)
+    ├── LoadError                a file or directory of resources cannot be read or parsed
+    ├── CompileError             resources cannot be compiled into a bundle for a server
+    ├── BundleError              a bundle is malformed or cannot be trusted
+    │   ├── SignatureError       bad signature, wrong key, or an algorithm other than EdDSA
+    │   └── RollbackError        a bundle with a lower serial than the one in force
+    ├── KeyError_                a signing or verification key cannot be loaded or saved
+    ├── AuthenticationError      a caller's token cannot be verified (gateway)
+    │   ├── InsufficientScopeError   the token is valid but lacks required scopes
+    │   └── MissingCredentialsError  no bearer token at all (answered without an error code)
+    └── AuditError               a decision record cannot be written or verified
+
+Errors are raised with ``raise ... from`` so the original cause stays attached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class RemitError(Exception):
+    """Base of every error Remit raises on purpose."""
+
+
+class ResourceError(RemitError):
+    """A custom resource failed validation.
+
+    ``resource`` is ``namespace/name`` (or the file when the name is unknown), ``field``
+    a dotted path such as ``spec.rules[1].when``.
+    """
+
+    def __init__(self, resource: str, field: str, reason: str) -> None:
+        self.resource = resource
+        self.field = field
+        self.reason = reason
+        where = f"{resource}: {field}" if field else resource
+        super().__init__(f"{where}: {reason}")
+
+
+class ExpressionError(ResourceError):
+    """A CEL expression failed to compile or references an unknown variable."""
+
+    def __init__(
+        self, resource: str, field: str, expression: str, reason: str, position: int | None
+    ) -> None:
+        self.expression = expression
+        self.position = position
+        at = f" at column {position + 1}" if position is not None else ""
+        super().__init__(resource, field, f"invalid CEL{at}: {reason} in {expression!r}")
+
+
+class LoadError(RemitError):
+    """A file or directory of resources cannot be read or parsed."""
+
+
+class ValidationErrors(RemitError):
+    """Several resources failed validation; ``errors`` lists each one."""
+
+    def __init__(self, errors: Sequence[RemitError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+class CompileError(RemitError):
+    """Resources cannot be compiled into a bundle (e.g. the server does not exist)."""
+
+
+class BundleError(RemitError):
+    """A bundle is malformed or cannot be trusted."""
+
+
+class SignatureError(BundleError):
+    """A bundle's signature does not verify with the trusted key and algorithm."""
+
+
+class RollbackError(BundleError):
+    """A bundle's serial is lower than (or equal to, with other content) the one in force."""
+
+
+class KeyError_(RemitError):  # noqa: N801 - trailing underscore avoids the builtin KeyError
+    """A signing or verification key cannot be loaded, parsed or saved."""
+
+
+class AuthenticationError(RemitError):
+    """A caller's credentials are missing or cannot be verified."""
+
+    def __init__(self, reason: str, description: str) -> None:
+        self.reason = reason
+        self.description = description
+        super().__init__(f"{reason}: {description}")
+
+
+class InsufficientScopeError(AuthenticationError):
+    """The token verifies but lacks one or more required scopes."""
+
+    def __init__(self, missing: Sequence[str]) -> None:
+        self.missing = list(missing)
+        super().__init__("insufficient_scope", f"missing scopes: {' '.join(self.missing)}")
+
+
+class AuditError(RemitError):
+    """A decision record cannot be written, or a chain of records does not verify."""
+
+
+class MissingCredentialsError(AuthenticationError):
+    """The request carries no bearer token (no ``Authorization`` header, or another scheme).
+
+    RFC 6750 §3.1: such a 401 names no error code, only how to authenticate.
+    """
+
+    def __init__(self, description: str) -> None:
+        super().__init__("invalid_request", description)

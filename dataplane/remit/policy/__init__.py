@@ -1,0 +1,1 @@
+"""The policy core: compile resources into a bundle, sign it, and decide requests with it."""

@@ -1,0 +1,184 @@
+"""Compile custom resources into one bundle per MCPServer.
+
+Only what applies to the server goes in: its settings, the AgentPolicies of its namespace that
+name it (or ``*``), and the ConsentGrants for it that are Active at compile time. Expired and
+revoked grants are counted, not included. Inputs in any order give a byte-identical bundle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+
+from remit.api.agentpolicy import AgentPolicy, Rule
+from remit.api.common import Resource
+from remit.api.consentgrant import ConsentGrant
+from remit.api.mcpserver import MCPServer
+from remit.errors import CompileError
+from remit.policy.bundle import (
+    Bundle,
+    CompiledGrant,
+    CompiledPolicy,
+    CompiledRateLimit,
+    CompiledRule,
+    ExcludedGrants,
+    ServerSettings,
+    TargetKind,
+)
+
+
+def find_server(resources: Iterable[Resource], name: str, namespace: str | None) -> MCPServer:
+    """The MCPServer called ``name`` (in ``namespace`` if given; otherwise it must be unique)."""
+    matches = [
+        r
+        for r in resources
+        if isinstance(r, MCPServer)
+        and r.metadata.name == name
+        and (namespace is None or r.metadata.namespace == namespace)
+    ]
+    if not matches:
+        where = f" in namespace {namespace!r}" if namespace else ""
+        raise CompileError(f"no MCPServer named {name!r}{where}")
+    if len(matches) > 1:
+        spaces = ", ".join(sorted(m.metadata.namespace for m in matches))
+        raise CompileError(f"MCPServer {name!r} exists in several namespaces ({spaces}): pick one")
+    return matches[0]
+
+
+def _settings(server: MCPServer) -> ServerSettings:
+    spec = server.spec
+    return ServerSettings(
+        name=server.metadata.name,
+        namespace=server.metadata.namespace,
+        uid=server.metadata.uid,
+        upstream_port=spec.upstream.port,
+        upstream_path=spec.upstream.path,
+        port=spec.gateway.port,
+        admin_port=spec.gateway.admin_port,
+        issuer=spec.authentication.issuer,
+        audience=spec.authentication.audience,
+        jwks_uri=spec.authentication.jwks_uri,
+        required_scopes=tuple(spec.authentication.required_scopes),
+        tool_pinning=spec.tool_pinning,
+        audit_failure_policy=spec.audit.failure_policy,
+        audit_arguments=spec.audit.arguments,
+        max_body_bytes=spec.max_body_bytes,
+    )
+
+
+def _target(rule: Rule) -> tuple[TargetKind, tuple[str, ...]]:
+    if rule.tools:
+        return "tool", tuple(rule.tools)
+    if rule.resources:
+        return "resource", tuple(rule.resources)
+    return "prompt", tuple(rule.prompts)
+
+
+def _rule(policy: AgentPolicy, rule: Rule) -> CompiledRule:
+    target, patterns = _target(rule)
+    limit = rule.rate_limit
+    return CompiledRule(
+        id=f"{policy.ref}#{rule.name}",
+        effect=rule.effect,
+        target=target,
+        patterns=patterns,
+        annotations=dict(rule.annotations),
+        require_consent=rule.require_consent,
+        when=rule.when,
+        rate_limit=CompiledRateLimit(calls=limit.calls, per_seconds=limit.per_seconds)
+        if limit
+        else None,
+    )
+
+
+def _policy(policy: AgentPolicy) -> CompiledPolicy:
+    subjects = policy.spec.subjects
+    return CompiledPolicy(
+        id=policy.ref,
+        uid=policy.metadata.uid,
+        resource_version=policy.metadata.resource_version,
+        agents=tuple(policy.spec.agents),
+        users=tuple(subjects.users) if subjects else None,
+        groups=tuple(subjects.groups) if subjects else None,
+        rules=tuple(_rule(policy, r) for r in policy.spec.rules),
+    )
+
+
+def _grant(grant: ConsentGrant) -> CompiledGrant:
+    spec = grant.spec
+    return CompiledGrant(
+        id=grant.ref,
+        uid=grant.metadata.uid,
+        resource_version=grant.metadata.resource_version,
+        subject=spec.subject,
+        agent=spec.agent,
+        tools=tuple(spec.tools),
+        resources=tuple(spec.resources),
+        prompts=tuple(spec.prompts),
+        when=spec.when,
+        expires_at=spec.expires_at,
+        granted_by=spec.granted_by,
+        reason=spec.reason,
+    )
+
+
+def applies_to(policy: AgentPolicy, server: MCPServer) -> bool:
+    """Whether ``policy`` governs ``server`` (same namespace, and it names the server)."""
+    return policy.metadata.namespace == server.metadata.namespace and any(
+        fnmatchcase(server.metadata.name, pattern) for pattern in policy.spec.servers
+    )
+
+
+def grant_for(grant: ConsentGrant, server: MCPServer) -> bool:
+    """Whether ``grant`` is consent for ``server``."""
+    return (
+        grant.metadata.namespace == server.metadata.namespace
+        and grant.spec.server == server.metadata.name
+    )
+
+
+def compile_bundle(
+    resources: Iterable[Resource],
+    server: str,
+    *,
+    namespace: str | None = None,
+    serial: int = 0,
+    now: datetime | None = None,
+    tool_pins: Mapping[str, str] | None = None,
+) -> Bundle:
+    """Compile the bundle for MCPServer ``server``; raise ``CompileError`` if it is unknown."""
+    resources = list(resources)
+    target = find_server(resources, server, namespace)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    policies = sorted(
+        (_policy(r) for r in resources if isinstance(r, AgentPolicy) and applies_to(r, target)),
+        key=lambda p: p.id,
+    )
+    grants: list[CompiledGrant] = []
+    expired = revoked = 0
+    for resource in resources:
+        if not isinstance(resource, ConsentGrant) or not grant_for(resource, target):
+            continue
+        phase = resource.phase(now)
+        if phase == "Revoked":
+            revoked += 1
+        elif phase == "Expired":
+            expired += 1
+        else:
+            grants.append(_grant(resource))
+    grants.sort(key=lambda g: g.id)
+    bundle = Bundle(
+        server=_settings(target),
+        policies=tuple(policies),
+        grants=tuple(grants),
+        excluded_grants=ExcludedGrants(expired=expired, revoked=revoked),
+        tool_pins=dict(sorted((tool_pins or {}).items())),
+        next_expiry=min((g.expires_at for g in grants), default=None),
+        serial=serial,
+        issued_at=now.replace(microsecond=0),
+    )
+    return bundle.sealed()
+
+
+compile = compile_bundle

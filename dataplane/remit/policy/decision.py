@@ -1,0 +1,87 @@
+"""A Decision names everything that produced it, so it can be explained afterwards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from remit.policy.bundle import CompiledRateLimit
+
+Effect = Literal["allow", "deny"]
+
+# Reason codes. Allowed decisions all use ALLOWED; the grant field says when consent was used.
+ALLOWED = "allowed"
+DENIED_BY_RULE = "denied_by_rule"
+CONSENT_REQUIRED = "consent_required"
+NO_MATCHING_RULE = "no_matching_rule"
+EXPRESSION_ERROR = "expression_error"
+METHOD_NOT_ALLOWED = "method_not_allowed"
+INVALID_REQUEST = "invalid_request"
+NO_BUNDLE = "no_bundle"
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRef:
+    """The consent a decision relied on: enough to find the exact object version."""
+
+    name: str
+    uid: str
+    resource_version: str
+    expires_at: datetime
+    granted_by: str
+    reason: str
+
+    def document(self) -> dict[str, Any]:
+        """JSON form, as decision records and ``--output json`` show it."""
+        return {
+            "name": self.name,
+            "uid": self.uid,
+            "resourceVersion": self.resource_version,
+            "expiresAt": self.expires_at.isoformat().replace("+00:00", "Z"),
+            "grantedBy": self.granted_by,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitRef:
+    """A rate limit the gateway must enforce for an allowed call, keyed by its rule."""
+
+    rule: str
+    limit: CompiledRateLimit
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of deciding one request."""
+
+    effect: Effect
+    reason: str
+    message: str
+    bundle: str
+    rules: tuple[str, ...] = ()
+    grant: GrantRef | None = None
+    rate_limits: tuple[RateLimitRef, ...] = ()
+    filter_results: bool = False
+
+    @property
+    def allowed(self) -> bool:
+        """True when the request may be forwarded."""
+        return self.effect == "allow"
+
+    def document(self) -> dict[str, Any]:
+        """JSON form of the decision."""
+        return {
+            "effect": self.effect,
+            "reason": self.reason,
+            "message": self.message,
+            "rules": list(self.rules),
+            "grant": self.grant.document() if self.grant else None,
+            "bundle": self.bundle,
+        }
+
+
+def deny(reason: str, message: str, bundle: str, rules: tuple[str, ...] = ()) -> Decision:
+    """A deny decision."""
+    return Decision("deny", reason, message, bundle, rules)

@@ -1,0 +1,300 @@
+"""Decide MCP requests against a bundle: deny overrides, consent via grants, default deny.
+
+For each request: the policies whose agents and subjects match (the servers matched at compile
+time) contribute their rules for the tool, resource or prompt. Any matching Deny denies. An
+expression error denies. Else an Allow without ``requireConsent`` allows; else an Allow with
+``requireConsent`` allows only with an Active grant for (subject, agent, target) whose own
+condition holds. Nothing matched: deny.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from remit.policy.bundle import Bundle, TargetKind
+from remit.policy.decision import (
+    ALLOWED,
+    CONSENT_REQUIRED,
+    DENIED_BY_RULE,
+    EXPRESSION_ERROR,
+    INVALID_REQUEST,
+    METHOD_NOT_ALLOWED,
+    NO_MATCHING_RULE,
+    Decision,
+    GrantRef,
+    RateLimitRef,
+    deny,
+)
+from remit.policy.expressions import Bindings, EvaluationError
+from remit.policy.index import GrantIndex, RuleEntry, RuleIndex, effective_hints
+from remit.policy.methods import DECIDED, LISTS, classify
+from remit.policy.request import Identity, Request
+
+_NOUN = {"tool": "tool", "resource": "resource", "prompt": "prompt"}
+
+
+class Engine:
+    """Decisions for one bundle. Build once per bundle; ``decide`` is safe to call concurrently."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self.digest = bundle.digest
+        self._rules = RuleIndex(bundle)
+        self._grants = GrantIndex(bundle.grants)
+        self._server = {"name": bundle.server.name, "namespace": bundle.server.namespace}
+
+    # -- deciding ---------------------------------------------------------------------------
+
+    def decide(self, request: Request) -> Decision:
+        """Decide one request. Never raises: every failure is a deny with a reason."""
+        try:
+            return self._decide(request)
+        except Exception as exc:  # noqa: BLE001 - fail closed on anything unforeseen
+            return deny(EXPRESSION_ERROR, f"internal error while deciding: {exc}", self.digest)
+
+    def _decide(self, request: Request) -> Decision:
+        kind = classify(request.method)
+        if kind == "lifecycle":
+            message = f"{request.method} is a lifecycle method, allowed to authenticated callers"
+            return Decision("allow", ALLOWED, message, self.digest)
+        if kind == "list":
+            message = f"{request.method} is allowed; results show only what the caller may use"
+            return Decision("allow", ALLOWED, message, self.digest, filter_results=True)
+        if kind == "unknown":
+            return deny(
+                METHOD_NOT_ALLOWED, f"method {request.method!r} is not allowed", self.digest
+            )
+        target = DECIDED[request.method]
+        if not request.name:
+            return deny(INVALID_REQUEST, f"{request.method} names no {_NOUN[target]}", self.digest)
+        return self._decide_target(request, target)
+
+    def _decide_target(self, request: Request, target: TargetKind) -> Decision:
+        identity = request.identity
+        now = request.now or datetime.now(UTC)
+        hints = effective_hints(request.annotations) if target == "tool" else {}
+        bindings = Bindings(_Resolver(self, request, target, hints, now).resolve)
+        denies: list[str] = []
+        plain: list[RuleEntry] = []
+        consent: list[RuleEntry] = []
+        for entry in self._applicable(identity, target, request.name, hints):
+            if entry.condition is not None:
+                try:
+                    if not entry.condition.evaluate(bindings):
+                        continue
+                except EvaluationError as exc:
+                    return deny(
+                        EXPRESSION_ERROR,
+                        f"rule {entry.rule.id}: condition failed: {exc}",
+                        self.digest,
+                        (entry.rule.id,),
+                    )
+            if entry.rule.effect == "Deny":
+                denies.append(entry.rule.id)
+                break  # Deny rules come first; one is enough
+            (consent if entry.rule.require_consent else plain).append(entry)
+        noun = f"{_NOUN[target]} {request.name!r}"
+        if denies:
+            return deny(
+                DENIED_BY_RULE, f"{noun} denied by rule {denies[0]}", self.digest, tuple(denies)
+            )
+        if plain:
+            ids = tuple(e.rule.id for e in plain)
+            return Decision(
+                "allow",
+                ALLOWED,
+                f"{noun} allowed by rule {ids[0]}",
+                self.digest,
+                ids,
+                rate_limits=_limits(plain),
+            )
+        if consent:
+            return self._decide_consent(request, target, consent, bindings, now)
+        return deny(
+            NO_MATCHING_RULE,
+            f"no rule allows agent {identity.agent!r} to use {noun} for {identity.subject!r}",
+            self.digest,
+        )
+
+    def _decide_consent(
+        self,
+        request: Request,
+        target: TargetKind,
+        rules: list[RuleEntry],
+        bindings: Bindings,
+        now: datetime,
+    ) -> Decision:
+        identity = request.identity
+        ids = tuple(e.rule.id for e in rules)
+        failure = ""
+        for entry in self._grants.lookup(identity.subject, identity.agent):
+            grant = entry.grant
+            if grant.expires_at <= now or not entry.covers(target, request.name):
+                continue
+            if entry.condition is not None:
+                try:
+                    if not entry.condition.evaluate(bindings):
+                        continue
+                except EvaluationError as exc:
+                    failure = f"grant {grant.id}: condition failed: {exc}"
+                    continue
+            ref = GrantRef(
+                grant.id,
+                grant.uid,
+                grant.resource_version,
+                grant.expires_at,
+                grant.granted_by,
+                grant.reason,
+            )
+            noun = f"{_NOUN[target]} {request.name!r}"
+            message = f"{noun} allowed by rule {ids[0]} under consent {grant.id}"
+            return Decision(
+                "allow", ALLOWED, message, self.digest, ids, grant=ref, rate_limits=_limits(rules)
+            )
+        if failure:
+            return deny(EXPRESSION_ERROR, failure, self.digest, ids)
+        server = f"{self.bundle.server.namespace}/{self.bundle.server.name}"
+        message = (
+            f"consent required: {identity.subject!r} has no active ConsentGrant letting agent "
+            f"{identity.agent!r} use {_NOUN[target]} {request.name!r} on server {server} "
+            f"(rule {ids[0]})"
+        )
+        return deny(CONSENT_REQUIRED, message, self.digest, ids)
+
+    def _applicable(
+        self, identity: Identity, target: TargetKind, name: str, hints: Mapping[str, bool]
+    ) -> Iterable[RuleEntry]:
+        for entry in self._rules.lookup(identity.agent, target, name):
+            if not entry.policy.covers_subject(identity.subject, identity.groups):
+                continue
+            if entry.rule.annotations and not entry.hints_hold(hints):
+                continue
+            yield entry
+
+    # -- visibility (list filtering) ----------------------------------------------------------
+
+    def visible(
+        self,
+        identity: Identity,
+        target: TargetKind,
+        name: str,
+        annotations: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """Whether some call to this tool, resource or prompt could be allowed for ``identity``.
+
+        Conditions are assumed satisfiable (they depend on arguments); an unconditional Deny
+        hides; a consent rule shows the target only while the human has a covering grant.
+        """
+        now = now or datetime.now(UTC)
+        hints = effective_hints(annotations or {}) if target == "tool" else {}
+        possible = False
+        for entry in self._applicable(identity, target, name, hints):
+            rule = entry.rule
+            if rule.effect == "Deny":
+                if entry.condition is None:
+                    return False
+                continue
+            if not rule.require_consent or self._has_grant(identity, target, name, now):
+                possible = True
+        return possible
+
+    def _has_grant(self, identity: Identity, target: TargetKind, name: str, now: datetime) -> bool:
+        return any(
+            e.grant.expires_at > now and e.covers(target, name)
+            for e in self._grants.lookup(identity.subject, identity.agent)
+        )
+
+    def visible_tools(
+        self, identity: Identity, tools: Iterable[Mapping[str, Any]]
+    ) -> list[Mapping[str, Any]]:
+        """The MCP tool definitions ``identity`` could call."""
+        now = datetime.now(UTC)
+        return [
+            t
+            for t in tools
+            if self.visible(
+                identity, "tool", str(t.get("name", "")), t.get("annotations") or {}, now
+            )
+        ]
+
+    def visible_resources(
+        self, identity: Identity, resources: Iterable[Mapping[str, Any]]
+    ) -> list[Mapping[str, Any]]:
+        """The MCP resources (``uri``, or ``uriTemplate`` for templates) ``identity`` may read."""
+        now = datetime.now(UTC)
+        return [
+            r
+            for r in resources
+            if self.visible(
+                identity, "resource", str(r.get("uri", r.get("uriTemplate", ""))), None, now
+            )
+        ]
+
+    def visible_prompts(
+        self, identity: Identity, prompts: Iterable[Mapping[str, Any]]
+    ) -> list[Mapping[str, Any]]:
+        """The MCP prompts ``identity`` could get."""
+        now = datetime.now(UTC)
+        return [
+            p
+            for p in prompts
+            if self.visible(identity, "prompt", str(p.get("name", "")), None, now)
+        ]
+
+    def list_target(self, method: str) -> TargetKind | None:
+        """The kind of item a list method returns, or None for other methods."""
+        return LISTS.get(method)
+
+
+class _Resolver:
+    """Produces each CEL variable of one request on demand."""
+
+    __slots__ = ("_engine", "_hints", "_now", "_request", "_target")
+
+    def __init__(
+        self,
+        engine: Engine,
+        request: Request,
+        target: TargetKind,
+        hints: Mapping[str, bool],
+        now: datetime,
+    ) -> None:
+        self._engine = engine
+        self._request = request
+        self._target = target
+        self._hints = hints
+        self._now = now
+
+    def resolve(self, name: str) -> Any:
+        request = self._request
+        identity = request.identity
+        if name == "args":
+            return dict(request.arguments)
+        if name == "subject":
+            return {
+                "id": identity.subject,
+                "issuer": identity.issuer,
+                "groups": list(identity.groups),
+                "claims": dict(identity.claims),
+            }
+        if name == "agent":
+            return {"id": identity.agent, "chain": list(identity.chain)}
+        if name == "tool":
+            name_ = request.name if self._target == "tool" else ""
+            return {"name": name_, "annotations": {**request.annotations, **self._hints}}
+        if name == "resource":
+            return {"uri": request.name if self._target == "resource" else ""}
+        if name == "prompt":
+            return {"name": request.name if self._target == "prompt" else ""}
+        if name == "server":
+            return self._engine._server
+        if name == "now":
+            return self._now
+        raise EvaluationError(f"unknown variable {name!r}")
+
+
+def _limits(entries: Iterable[RuleEntry]) -> tuple[RateLimitRef, ...]:
+    return tuple(RateLimitRef(e.rule.id, e.rule.rate_limit) for e in entries if e.rule.rate_limit)

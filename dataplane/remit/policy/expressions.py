@@ -1,0 +1,149 @@
+"""CEL conditions: compiled once when a resource loads, evaluated many times per request.
+
+Expressions are compiled by the native ``common-expression-language`` binding. Request values
+are bound as CEL variables (never formatted into the source). Binding a Python value into a CEL
+context costs microseconds, so ``Bindings`` converts each variable lazily, only when a program
+that references it runs, and at most once per request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cel
+
+# Variables a condition may reference, and what each holds.
+VARIABLES: Mapping[str, str] = {
+    "subject": "the human: id, issuer, groups, claims",
+    "agent": "the acting agent: id, chain",
+    "tool": "the tool: name, annotations",
+    "resource": "the resource: uri",
+    "prompt": "the prompt: name",
+    "args": "the call's arguments (a map)",
+    "server": "the MCP server: name, namespace",
+    "now": "the time of the request (timestamp)",
+}
+
+# Functions of the native CEL standard library (the binding's Python extras are not enabled:
+# they run as Python callbacks on the hot path). Operators appear as ``_+_``, ``@in``, ``!_``.
+FUNCTIONS = frozenset(
+    {
+        "size", "contains", "startsWith", "endsWith", "matches", "int", "uint", "double",
+        "string", "bytes", "timestamp", "duration", "dyn", "type", "has", "all", "exists",
+        "exists_one", "map", "filter", "getFullYear", "getMonth", "getDayOfYear",
+        "getDayOfMonth", "getDate", "getDayOfWeek", "getHours", "getMinutes", "getSeconds",
+        "getMilliseconds",
+    }
+)  # fmt: skip
+
+_POSITION = re.compile(r"<input>:(\d+):(\d+):")
+_MACRO = r"\.\s*(?:all|exists|exists_one|map|filter|transformList|transformMap)\s*\(\s*{name}\s*,"
+
+
+@dataclass(frozen=True, slots=True)
+class ExpressionProblem:
+    """Why an expression was rejected, and where (0-based character offset, if known)."""
+
+    reason: str
+    position: int | None
+
+
+class Condition:
+    """A compiled CEL condition that must evaluate to a bool."""
+
+    __slots__ = ("program", "source", "variables")
+
+    def __init__(self, source: str, program: Any, variables: tuple[str, ...]) -> None:
+        self.source = source
+        self.program = program
+        self.variables = variables
+
+    def evaluate(self, bindings: Bindings) -> bool:
+        """Evaluate against ``bindings``; raise ``EvaluationError`` on any failure or non-bool."""
+        context = bindings.context_for(self.variables)
+        try:
+            result = self.program.execute(context)
+        except Exception as exc:  # any evaluation failure must deny
+            raise EvaluationError(f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(result, bool):
+            raise EvaluationError(f"condition returned {type(result).__name__}, not bool")
+        return result
+
+
+class EvaluationError(Exception):
+    """A condition failed at run time (missing key, type mismatch, non-bool result)."""
+
+
+def _offset(source: str, line: int, column: int) -> int:
+    """0-based offset of CEL's 1-based (line, column)."""
+    lines = source.split("\n")
+    return sum(len(text) + 1 for text in lines[: line - 1]) + max(column - 1, 0)
+
+
+def check(source: str) -> tuple[Condition | None, ExpressionProblem | None]:
+    """Compile ``source``; return the condition, or the problem with its position."""
+    try:
+        program = cel.compile(source)
+    except Exception as exc:  # noqa: BLE001 - the binding raises several types for bad input
+        message = str(exc)
+        position = None
+        match = _POSITION.search(message)
+        if match:
+            position = _offset(source, int(match.group(1)), int(match.group(2)))
+            detail = message[match.end() :].split("\n", maxsplit=1)[0].strip()
+        else:
+            detail = message.split("\n", maxsplit=1)[0]
+        return None, ExpressionProblem(detail or "syntax error", position)
+    names = tuple(program.variables())
+    for name in names:
+        if name in VARIABLES:
+            continue
+        if re.search(_MACRO.format(name=re.escape(name)), source):
+            continue  # bound by a comprehension macro such as args.items.all(x, ...)
+        found = re.search(rf"(?<![\w.]){re.escape(name)}\b", source)
+        known = ", ".join(VARIABLES)
+        return None, ExpressionProblem(
+            f"unknown variable {name!r} (known: {known})", found.start() if found else None
+        )
+    for function in program.functions():
+        if function[0] in "_@!-" or function in FUNCTIONS:
+            continue
+        found = re.search(rf"\b{re.escape(function)}\s*\(", source)
+        return None, ExpressionProblem(
+            f"unknown function {function!r}", found.start() if found else None
+        )
+    used = tuple(n for n in names if n in VARIABLES)
+    return Condition(source, program, used), None
+
+
+def compile_condition(source: str) -> Condition:
+    """Compile an expression already validated at load time (raises ``ValueError`` if not)."""
+    condition, problem = check(source)
+    if condition is None:
+        assert problem is not None
+        raise ValueError(problem.reason)
+    return condition
+
+
+class Bindings:
+    """The CEL variables of one request, converted into the native context on first use."""
+
+    __slots__ = ("_bound", "_context", "_resolve")
+
+    def __init__(self, resolve: Callable[[str], Any]) -> None:
+        self._resolve = resolve
+        self._context: Any = None
+        self._bound: set[str] = set()
+
+    def context_for(self, names: tuple[str, ...]) -> Any:
+        """The native context with at least ``names`` bound."""
+        if self._context is None:
+            self._context = cel.Context()
+        for name in names:
+            if name not in self._bound:
+                self._context.add_variable(name, self._resolve(name))
+                self._bound.add(name)
+        return self._context
