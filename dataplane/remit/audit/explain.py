@@ -1,0 +1,173 @@
+"""Answer "who acted, on whose behalf, under what consent, by which rule" for one record.
+
+:func:`explain` finds a decision line (by its id, or by the id of its outcome line) and its
+outcome, and renders them as one paragraph for people plus a JSON object for tools. It checks
+each found line's own hash (``intact``); whether the whole file is unbroken is
+:func:`remit.audit.verify.verify_file`'s job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from remit.audit.lines import parse_line, recompute_hash
+from remit.audit.records import AuditRecord, DecisionRecord, OutcomeRecord
+from remit.errors import AuditError
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A record located in a log: the record, its 1-based line number and whether its hash holds."""
+
+    record: AuditRecord
+    line: int
+    intact: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as written, plus where it was and whether it is intact."""
+        return {
+            "line": self.line,
+            "intact": self.intact,
+            "record": msgspec.to_builtins(self.record),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """A decision, its outcome (``None`` if none was recorded) and a paragraph about them."""
+
+    decision: Found
+    outcome: Found | None
+    text: str
+
+    @property
+    def intact(self) -> bool:
+        """Whether every found line hashes to its ``hash``."""
+        return self.decision.intact and (self.outcome is None or self.outcome.intact)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form printed by ``remit audit explain --output json``."""
+        return {
+            "id": self.decision.record.id,
+            "intact": self.intact,
+            "summary": self.text,
+            "decision": self.decision.to_dict(),
+            "outcome": None if self.outcome is None else self.outcome.to_dict(),
+        }
+
+
+def _scan(path: Path, needle: str) -> Iterator[Found]:
+    """Yield every record in ``path`` whose line mentions ``needle`` (others are not parsed)."""
+    key = needle.encode()
+    try:
+        with path.open("rb") as stream:
+            for number, line in enumerate(stream, start=1):
+                if key not in line:
+                    continue
+                try:
+                    record = parse_line(line)
+                except ValueError:  # not a record: other output, or damaged
+                    continue
+                yield Found(record, number, recompute_hash(record) == record.hash)
+    except OSError as exc:
+        raise AuditError(f"cannot read audit file {path}: {exc.strerror}") from exc
+
+
+def _find(path: Path, record_id: str) -> tuple[Found | None, Found | None]:
+    decision: Found | None = None
+    outcome: Found | None = None
+    for found in _scan(path, record_id):
+        record = found.record
+        if isinstance(record, DecisionRecord) and record.id == record_id and decision is None:
+            decision = found
+        elif (
+            isinstance(record, OutcomeRecord)
+            and outcome is None
+            and record_id in (record.decision_id, record.id)
+        ):
+            outcome = found
+    if decision is None and outcome is not None:
+        wanted = outcome.record
+        assert isinstance(wanted, OutcomeRecord)
+        for found in _scan(path, wanted.decision_id):
+            record = found.record
+            if isinstance(record, DecisionRecord) and record.id == wanted.decision_id:
+                decision = found
+                break
+    return decision, outcome
+
+
+def explain(path: Path, record_id: str) -> Explanation:
+    """Explain the decision ``record_id`` (a decision id or its outcome's id) in ``path``.
+
+    Raises :class:`AuditError` when the file cannot be read or no such decision is in it.
+    """
+    decision, outcome = _find(path, record_id)
+    if decision is None:
+        raise AuditError(f"no decision record with id {record_id!r} in {path}")
+    record = decision.record
+    assert isinstance(record, DecisionRecord)
+    result = None if outcome is None else outcome.record
+    assert result is None or isinstance(result, OutcomeRecord)
+    return Explanation(decision, outcome, render(record, result))
+
+
+def _short(digest: str | None) -> str:
+    return "unknown" if not digest else digest[:12]
+
+
+def render(decision: DecisionRecord, outcome: OutcomeRecord | None) -> str:
+    """Describe a decision and its outcome in one paragraph."""
+    actor = f"Agent {decision.agent or '(unknown)'}"
+    if decision.chain:
+        actor += f" (delegated through {' → '.join(decision.chain)})"
+    behalf = decision.subject or "(no subject)"
+    if decision.issuer:
+        behalf += f" (issuer {decision.issuer})"
+    what = decision.method + (f" {decision.tool}" if decision.tool else "")
+    details = []
+    if decision.tool_hash:
+        details.append(f"tool definition {_short(decision.tool_hash)}")
+    if decision.arguments is not None:
+        details.append(f"arguments sha256 {_short(decision.arguments.digest)}")
+    if decision.session:
+        details.append(f"session {_short(decision.session)}")
+    detail = f" ({'; '.join(details)})" if details else ""
+    sentences = [
+        f"At {decision.time}, {actor} acted on behalf of {behalf} and asked for {what}"
+        f"{detail} on server {decision.server} in pod {decision.pod}."
+    ]
+    verdict = "ALLOWED" if decision.decision == "allow" else "DENIED"
+    if decision.grant is not None:
+        grant = decision.grant
+        consent = (
+            f"under consent grant {grant.name} (uid {grant.uid}, resourceVersion "
+            f"{grant.resource_version}, expires {grant.expires_at})"
+        )
+    else:
+        consent = "with no consent grant"
+    rules = ", ".join(decision.rules) if decision.rules else "no rule"
+    why = f"reason {decision.reason}" + (f": {decision.message}" if decision.message else "")
+    sentences.append(f"It was {verdict} {consent}, by {rules}; {why}.")
+    serial = f", serial {decision.serial}" if decision.serial is not None else ""
+    scopes = " ".join(decision.scopes) or "none"
+    sentences.append(f"Policy bundle {_short(decision.bundle)}{serial}; scopes: {scopes}.")
+    if outcome is not None:
+        status = f", status {outcome.status}" if outcome.status is not None else ""
+        error = f" ({outcome.error})" if outcome.error else ""
+        sentences.append(
+            f"Outcome: {outcome.outcome}{status}{error} after {outcome.latency_ms:g} ms."
+        )
+    elif decision.decision == "deny":
+        sentences.append("The call was not forwarded.")
+    else:
+        sentences.append(
+            "No outcome was recorded (the call may still be running, or the gateway stopped "
+            "before recording it)."
+        )
+    return " ".join(sentences)

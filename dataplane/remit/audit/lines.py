@@ -1,0 +1,67 @@
+"""Turning records into chained JSON lines and back.
+
+:func:`seal` is a record's *to-line*: it links the record to the previous hash (``prev``),
+hashes its canonical JSON and returns the sealed record with its line. :func:`parse_line` is
+the *from-line*: it rebuilds the typed record, strictly, without checking the hash;
+:func:`recompute_hash` gives the hash a record should carry (``verify.py`` compares).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import msgspec
+
+from remit.audit.canonical import ENCODER
+from remit.audit.records import AuditRecord
+
+_DECODER: msgspec.json.Decoder[AuditRecord] = msgspec.json.Decoder(AuditRecord)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A sealed record (``prev`` and ``hash`` filled in) and its JSON line."""
+
+    record: AuditRecord
+    line: bytes
+
+    @property
+    def hash(self) -> str:
+        """The record's hash."""
+        return self.record.hash
+
+    @property
+    def prev(self) -> str:
+        """The hash of the record before it (64 zeros at the start of a chain)."""
+        return self.record.prev
+
+
+def seal(record: AuditRecord, prev: str) -> Entry:
+    """Chain ``record`` after ``prev``: compute its hash and its JSON line (ending in ``\\n``).
+
+    The line is the canonical JSON of the record with ``prev``, with ``hash`` appended as the
+    last key, so the hashed bytes are serialised exactly once.
+    """
+    canonical = ENCODER.encode(msgspec.structs.replace(record, prev=prev, hash=""))
+    digest = hashlib.sha256(canonical).hexdigest()
+    line = b'%s,"hash":"%s"}\n' % (canonical[:-1], digest.encode())
+    return Entry(msgspec.structs.replace(record, prev=prev, hash=digest), line)
+
+
+def recompute_hash(record: AuditRecord) -> str:
+    """Return the hash ``record`` should carry, from all its fields but ``hash``."""
+    return hashlib.sha256(ENCODER.encode(msgspec.structs.replace(record, hash=""))).hexdigest()
+
+
+def parse_line(line: bytes) -> AuditRecord:
+    """Parse one JSON line into a typed record; raises ``ValueError`` naming the problem.
+
+    Checks the shape (types, required and unknown fields), not the hash.
+    """
+    try:
+        return _DECODER.decode(line)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"malformed record: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise ValueError("not valid JSON") from exc

@@ -1,0 +1,152 @@
+"""The three kinds of line in a decision log, as typed values.
+
+A log is a sequence of JSON lines, each one of (``type``):
+
+- ``decision``: what was decided about one request, written *before* it is forwarded;
+- ``outcome``: how that request ended (``decisionId`` points at its decision line);
+- ``chain``: a segment marker written when a gateway process starts writing (see ``chain.py``).
+
+Every line also carries ``prev`` (the previous line's ``hash``, or 64 zeros at the start of a
+chain) and ``hash``, the sha256 hex of the line's canonical JSON without ``hash`` (see
+``canonical.py``). A record built in memory has both empty; :func:`remit.audit.lines.seal`
+fills them and produces the line.
+
+These types sit on the gateway's hot path, so they are ``msgspec`` structs: about four times
+cheaper to build than dataclasses, serialised in one pass, and strictly validated when read
+back (unknown fields are refused, so nothing can be added to a line unnoticed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+
+from remit.audit.arguments import ArgumentEvidence
+
+GENESIS = "0" * 64
+"""The ``prev`` of the first line of a chain."""
+
+Decision = Literal["allow", "deny"]
+ChainStart = Literal["genesis", "resume", "recover", "override"]
+
+
+def new_record_id() -> str:
+    """Return a 32-hex-digit id that sorts by creation time: 48 bits of ms, 80 random bits.
+
+    The random bits only need to be unique, not secret; ``random`` reseeds after ``fork``.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
+
+
+def format_time(moment: datetime) -> str:
+    """Format ``moment`` as RFC 3339 UTC with milliseconds, e.g. ``2026-01-02T03:04:05.678Z``."""
+    if moment.tzinfo is not UTC:
+        if moment.tzinfo is None:
+            raise ValueError("audit times must be timezone-aware")
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def utc_now() -> datetime:
+    """The current time in UTC (the default clock)."""
+    return datetime.now(UTC)
+
+
+def hash_session(session_id: str | None) -> str | None:
+    """Return the sha256 hex of an ``Mcp-Session-Id``; the raw id is never recorded."""
+    if not session_id:
+        return None
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+class GrantRef(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    """The ConsentGrant a decision relied on, exactly as the bundle named it."""
+
+    name: str
+    uid: str
+    resource_version: str
+    expires_at: str
+
+
+class _Record(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    rename="camel",
+    omit_defaults=True,
+    forbid_unknown_fields=True,
+    tag_field="type",
+):
+    """Fields every line has. ``prev`` and ``hash`` are empty until the record is sealed."""
+
+    id: str
+    time: str
+    server: str
+    pod: str
+    prev: str = ""
+    hash: str = ""
+
+
+class DecisionRecord(_Record, frozen=True, kw_only=True, tag="decision"):
+    """One decision, written before the request is forwarded (or instead of it, on deny).
+
+    ``server`` is ``namespace/name``; ``tool`` the tool name, resource URI or prompt name;
+    ``tool_hash`` the sha256 of the tool's definition when known; ``chain`` the earlier actors
+    of a nested ``act`` claim; ``session`` the sha256 of the session id; ``rules`` the matched
+    rule ids; ``bundle`` and ``serial`` the policy bundle in force.
+    """
+
+    method: str
+    tool: str
+    tool_hash: str | None
+    subject: str
+    issuer: str
+    agent: str
+    chain: tuple[str, ...]
+    session: str | None
+    scopes: tuple[str, ...]
+    decision: Decision
+    reason: str
+    message: str
+    rules: tuple[str, ...]
+    grant: GrantRef | None
+    bundle: str
+    serial: int | None
+    arguments: ArgumentEvidence | None
+
+
+class OutcomeRecord(_Record, frozen=True, kw_only=True, tag="outcome"):
+    """How a forwarded (or refused) request ended; completes the decision ``decision_id``.
+
+    ``outcome`` is ``ok``, ``error`` (the server answered a JSON-RPC error), ``upstream_error``
+    (the server could not be reached or failed), ``cancelled``, or ``denied``. ``status`` is the
+    HTTP status returned to the caller, ``latency_ms`` the time from decision to outcome.
+    """
+
+    decision_id: str
+    outcome: str
+    status: int | None
+    latency_ms: float
+    error: str | None
+
+
+class ChainRecord(_Record, frozen=True, kw_only=True, tag="chain"):
+    """A segment marker: a gateway process began (or resumed) writing this chain.
+
+    ``start`` is ``genesis`` (new chain, ``prev`` is 64 zeros), ``resume`` (continues an
+    existing file; ``prev`` is its last hash), ``recover`` (a new chain after a failed write,
+    whose fate is unknown) or ``override`` (a new chain after a damaged file tail, started only
+    because the operator allowed it). ``message`` says why, for the last two.
+    """
+
+    start: ChainStart
+    message: str
+
+
+AuditRecord = DecisionRecord | OutcomeRecord | ChainRecord
+"""Any line of a decision log."""
