@@ -1,14 +1,15 @@
 """Every error Remit raises on purpose, in one hierarchy so callers can catch by concern.
 
     RemitError
-    ├── ResourceError            a custom resource is invalid (names resource, field, reason)
-    │   └── ExpressionError      a CEL expression does not compile (expression and position)
+    ├── ResourceError            a custom resource is invalid (names resource, field, reason;
+    │                            a CEL error also gives the expression and its column)
     ├── LoadError                a file or directory of resources cannot be read or parsed
+    ├── InvalidResourcesError    several resources are invalid (lists each ResourceError)
     ├── CompileError             resources cannot be compiled into a bundle for a server
     ├── BundleError              a bundle is malformed or cannot be trusted
     │   ├── SignatureError       bad signature, wrong key, or an algorithm other than EdDSA
     │   └── RollbackError        a bundle with a lower serial than the one in force
-    ├── KeyError_                a signing or verification key cannot be loaded or saved
+    ├── SigningKeyError          a signing or verification key cannot be loaded or saved
     ├── AuthenticationError      a caller's token cannot be verified (gateway)
     │   ├── InsufficientScopeError   the token is valid but lacks required scopes
     │   └── MissingCredentialsError  no bearer token at all (answered without an error code)
@@ -41,23 +42,11 @@ class ResourceError(RemitError):
         super().__init__(f"{where}: {reason}")
 
 
-class ExpressionError(ResourceError):
-    """A CEL expression failed to compile or references an unknown variable."""
-
-    def __init__(
-        self, resource: str, field: str, expression: str, reason: str, position: int | None
-    ) -> None:
-        self.expression = expression
-        self.position = position
-        at = f" at column {position + 1}" if position is not None else ""
-        super().__init__(resource, field, f"invalid CEL{at}: {reason} in {expression!r}")
-
-
 class LoadError(RemitError):
     """A file or directory of resources cannot be read or parsed."""
 
 
-class ValidationErrors(RemitError):
+class InvalidResourcesError(RemitError):
     """Several resources failed validation; ``errors`` lists each one."""
 
     def __init__(self, errors: Sequence[RemitError]) -> None:
@@ -81,7 +70,7 @@ class RollbackError(BundleError):
     """A bundle's serial is lower than (or equal to, with other content) the one in force."""
 
 
-class KeyError_(RemitError):  # noqa: N801 - trailing underscore avoids the builtin KeyError
+class SigningKeyError(RemitError):
     """A signing or verification key cannot be loaded, parsed or saved."""
 
 

@@ -1,0 +1,1 @@
+"""Runnable demo pieces: an MCP files server and a local token issuer."""

@@ -1,0 +1,1 @@
+"""The gateway sidecar: authenticate, decide, forward and record each MCP request."""
