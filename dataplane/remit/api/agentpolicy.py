@@ -54,7 +54,7 @@ class Rule(Model):
     name: Annotated[str, StringConstraints(pattern=DNS_LABEL, max_length=63)] = Field(
         description="Unique within the policy; decisions name it as namespace/policy#name."
     )
-    effect: Effect
+    effect: Effect = Field(description="Allow or Deny matching calls; any matching Deny wins.")
     tools: list[Glob] = Field(default_factory=list, description="Tool names or globs.")
     resources: list[Glob] = Field(default_factory=list, description="Resource URIs or globs.")
     prompts: list[Glob] = Field(default_factory=list, description="Prompt names or globs.")
@@ -103,7 +103,7 @@ class AgentPolicySpec(Model):
     servers: list[Glob] = Field(min_length=1, description='MCPServer names here, or ["*"].')
     agents: list[Glob] = Field(min_length=1, description="Agent ids or globs.")
     subjects: Subjects | None = Field(None, description="On whose behalf; omitted = anyone.")
-    rules: list[Rule] = Field(min_length=1)
+    rules: list[Rule] = Field(min_length=1, max_length=256, description="What the agents may and may not do.")
 
     @model_validator(mode="after")
     def _unique_rule_names(self) -> AgentPolicySpec:

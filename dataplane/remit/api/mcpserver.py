@@ -14,17 +14,25 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 class LabelSelectorRequirement(Model):
     """One ``matchExpressions`` entry of a Kubernetes label selector."""
 
-    key: NonEmptyStr
-    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
-    values: list[str] = Field(default_factory=list)
+    key: NonEmptyStr = Field(description="The label key the requirement applies to.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="How the label's value relates to `values`."
+    )
+    values: list[str] = Field(
+        default_factory=list, description="Label values; empty for Exists and DoesNotExist."
+    )
 
 
 class LabelSelector(Model):
     """Which pods run this MCP server (a standard Kubernetes label selector)."""
 
-    match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
+    match_labels: dict[str, str] = Field(
+        default_factory=dict,
+        alias="matchLabels",
+        description="Labels a pod must carry, all of them.",
+    )
     match_expressions: list[LabelSelectorRequirement] = Field(
-        default_factory=list, alias="matchExpressions"
+        default_factory=list, alias="matchExpressions", description="Requirements, all of them."
     )
 
 
