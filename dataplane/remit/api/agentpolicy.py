@@ -103,7 +103,9 @@ class AgentPolicySpec(Model):
     servers: list[Glob] = Field(min_length=1, description='MCPServer names here, or ["*"].')
     agents: list[Glob] = Field(min_length=1, description="Agent ids or globs.")
     subjects: Subjects | None = Field(None, description="On whose behalf; omitted = anyone.")
-    rules: list[Rule] = Field(min_length=1, max_length=256, description="What the agents may and may not do.")
+    rules: list[Rule] = Field(
+        min_length=1, max_length=256, description="What the agents may and may not do."
+    )
 
     @model_validator(mode="after")
     def _unique_rule_names(self) -> AgentPolicySpec:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
+from itertools import pairwise
 
 from remit.api.agentpolicy import AgentPolicy, Rule
 from remit.api.common import Resource
@@ -138,6 +139,16 @@ def grant_for(grant: ConsentGrant, server: MCPServer) -> bool:
     )
 
 
+def _unique(kind: str, ids: list[str]) -> None:
+    """Two objects with one name would make the bundle depend on input order: refuse them.
+
+    ``ids`` is sorted, so duplicates are neighbours.
+    """
+    duplicates = sorted({a for a, b in pairwise(ids) if a == b})
+    if duplicates:
+        raise CompileError(f"duplicate {kind}: {', '.join(duplicates)}")
+
+
 def compile_bundle(
     resources: Iterable[Resource],
     server: str,
@@ -168,6 +179,8 @@ def compile_bundle(
         else:
             grants.append(_grant(resource))
     grants.sort(key=lambda g: g.id)
+    _unique("AgentPolicy", [p.id for p in policies])
+    _unique("ConsentGrant", [g.id for g in grants])
     bundle = Bundle(
         server=_settings(target),
         policies=tuple(policies),

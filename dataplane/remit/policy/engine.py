@@ -73,7 +73,8 @@ class Engine:
 
     def _decide_target(self, request: Request, target: TargetKind) -> Decision:
         identity = request.identity
-        now = request.now or datetime.now(UTC)
+        # CEL reads timestamps in UTC (getHours() etc.): normalise an injected time to UTC.
+        now = (request.now or datetime.now(UTC)).astimezone(UTC)
         hints = effective_hints(request.annotations) if target == "tool" else {}
         bindings = Bindings(_Resolver(self, request, target, hints, now).resolve)
         denies: list[str] = []
@@ -185,19 +186,25 @@ class Engine:
     ) -> bool:
         """Whether some call to this tool, resource or prompt could be allowed for ``identity``.
 
-        Conditions are assumed satisfiable (they depend on arguments); an unconditional Deny
-        hides; a consent rule shows the target only while the human has a covering grant.
+        A condition that reads ``args`` is assumed satisfiable (arguments are unknown until the
+        call); one that does not is evaluated now, for this identity. An error counts as a
+        matching Deny and a failing Allow (fail closed). A consent rule shows the target only
+        while the human has a covering grant.
         """
-        now = now or datetime.now(UTC)
+        now = (now or datetime.now(UTC)).astimezone(UTC)
         hints = effective_hints(annotations or {}) if target == "tool" else {}
+        request = Request(identity, "", name, {}, annotations or {}, now)
+        bindings = Bindings(_Resolver(self, request, target, hints, now).resolve)
         possible = False
         for entry in self._applicable(identity, target, name, hints):
-            rule = entry.rule
-            if rule.effect == "Deny":
-                if entry.condition is None:
+            holds = _holds_without_arguments(entry, bindings)
+            if entry.rule.effect == "Deny":
+                if holds is True:
                     return False
                 continue
-            if not rule.require_consent or self._has_grant(identity, target, name, now):
+            if holds is False:
+                continue
+            if not entry.rule.require_consent or self._has_grant(identity, target, name, now):
                 possible = True
         return possible
 
@@ -208,10 +215,14 @@ class Engine:
         )
 
     def visible_tools(
-        self, identity: Identity, tools: Iterable[Mapping[str, Any]]
+        self,
+        identity: Identity,
+        tools: Iterable[Mapping[str, Any]],
+        *,
+        now: datetime | None = None,
     ) -> list[Mapping[str, Any]]:
         """The MCP tool definitions ``identity`` could call."""
-        now = datetime.now(UTC)
+        now = now or datetime.now(UTC)
         return [
             t
             for t in tools
@@ -221,10 +232,14 @@ class Engine:
         ]
 
     def visible_resources(
-        self, identity: Identity, resources: Iterable[Mapping[str, Any]]
+        self,
+        identity: Identity,
+        resources: Iterable[Mapping[str, Any]],
+        *,
+        now: datetime | None = None,
     ) -> list[Mapping[str, Any]]:
         """The MCP resources (``uri``, or ``uriTemplate`` for templates) ``identity`` may read."""
-        now = datetime.now(UTC)
+        now = now or datetime.now(UTC)
         return [
             r
             for r in resources
@@ -234,10 +249,14 @@ class Engine:
         ]
 
     def visible_prompts(
-        self, identity: Identity, prompts: Iterable[Mapping[str, Any]]
+        self,
+        identity: Identity,
+        prompts: Iterable[Mapping[str, Any]],
+        *,
+        now: datetime | None = None,
     ) -> list[Mapping[str, Any]]:
         """The MCP prompts ``identity`` could get."""
-        now = datetime.now(UTC)
+        now = now or datetime.now(UTC)
         return [
             p
             for p in prompts
@@ -294,6 +313,22 @@ class _Resolver:
         if name == "now":
             return self._now
         raise EvaluationError(f"unknown variable {name!r}")
+
+
+def _holds_without_arguments(entry: RuleEntry, bindings: Bindings) -> bool | None:
+    """The rule's condition for this identity: True/False, or None if it needs arguments.
+
+    No condition is True; an evaluation error is True for a Deny and False for an Allow.
+    """
+    condition = entry.condition
+    if condition is None:
+        return True
+    if "args" in condition.variables:
+        return None
+    try:
+        return condition.evaluate(bindings)
+    except EvaluationError:
+        return entry.rule.effect == "Deny"
 
 
 def _limits(entries: Iterable[RuleEntry]) -> tuple[RateLimitRef, ...]:

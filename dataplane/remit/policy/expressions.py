@@ -40,6 +40,9 @@ FUNCTIONS = frozenset(
 )  # fmt: skip
 
 _POSITION = re.compile(r"<input>:(\d+):(\d+):")
+# String literals, blanked out before searching the source for names (a name inside a string
+# is neither a variable's position nor a macro binding).
+_STRING = re.compile(r"\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'")
 _MACRO = r"\.\s*(?:all|exists|exists_one|map|filter|transformList|transformMap)\s*\(\s*{name}\s*,"
 
 
@@ -63,9 +66,9 @@ class Condition:
 
     def evaluate(self, bindings: Bindings) -> bool:
         """Evaluate against ``bindings``; raise ``EvaluationError`` on any failure or non-bool."""
-        context = bindings.context_for(self.variables)
         try:
-            result = self.program.execute(context)
+            # Binding can fail too (a value CEL cannot represent): that must deny, not escape.
+            result = self.program.execute(bindings.context_for(self.variables))
         except Exception as exc:  # any evaluation failure must deny
             raise EvaluationError(f"{type(exc).__name__}: {exc}") from exc
         if not isinstance(result, bool):
@@ -98,12 +101,13 @@ def check(source: str) -> tuple[Condition | None, ExpressionProblem | None]:
             detail = message.split("\n", maxsplit=1)[0]
         return None, ExpressionProblem(detail or "syntax error", position)
     names = tuple(program.variables())
+    code = _STRING.sub(lambda m: " " * len(m.group()), source)
     for name in names:
         if name in VARIABLES:
             continue
-        if re.search(_MACRO.format(name=re.escape(name)), source):
+        if re.search(_MACRO.format(name=re.escape(name)), code):
             continue  # bound by a comprehension macro such as args.items.all(x, ...)
-        found = re.search(rf"(?<![\w.]){re.escape(name)}\b", source)
+        found = re.search(rf"(?<![\w.]){re.escape(name)}\b", code)
         known = ", ".join(VARIABLES)
         return None, ExpressionProblem(
             f"unknown variable {name!r} (known: {known})", found.start() if found else None
@@ -111,7 +115,7 @@ def check(source: str) -> tuple[Condition | None, ExpressionProblem | None]:
     for function in program.functions():
         if function[0] in "_@!-" or function in FUNCTIONS:
             continue
-        found = re.search(rf"\b{re.escape(function)}\s*\(", source)
+        found = re.search(rf"\b{re.escape(function)}\s*\(", code)
         return None, ExpressionProblem(
             f"unknown function {function!r}", found.start() if found else None
         )

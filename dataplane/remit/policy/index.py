@@ -15,6 +15,7 @@ from fnmatch import fnmatchcase, translate
 from functools import lru_cache
 from typing import Any
 
+from remit.errors import BundleError
 from remit.policy.bundle import Bundle, CompiledGrant, CompiledPolicy, CompiledRule, TargetKind
 from remit.policy.expressions import Condition, compile_condition
 
@@ -148,7 +149,12 @@ def _policy_entry(policy: CompiledPolicy) -> PolicyEntry:
 
 
 def _condition(source: str | None) -> Condition | None:
-    return compile_condition(source) if source else None
+    if not source:
+        return None
+    try:
+        return compile_condition(source)
+    except ValueError as exc:  # a bundle that is signed but not valid: refuse it, as a bundle
+        raise BundleError(f"bundle condition {source!r} does not compile: {exc}") from exc
 
 
 def effective_hints(annotations: Mapping[str, Any]) -> dict[str, bool]:

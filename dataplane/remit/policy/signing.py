@@ -15,14 +15,24 @@ from typing import Any
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
+from joserfc.jws import JWSRegistry
 
-from remit.errors import KeyError_, SignatureError
+from remit.errors import SignatureError, SigningKeyError
 from remit.policy.bundle import Bundle, parse_bundle
 
 ALGORITHM = "EdDSA"
 # RFC 9864 deprecates the polymorphic "EdDSA" name in favour of "Ed25519". Remit's wire format
 # names EdDSA (as the architecture does); the curve is pinned to Ed25519 by the key type.
 warnings.filterwarnings("ignore", message="EdDSA is deprecated", module="joserfc")
+# joserfc caps a compact JWS at about 128 kB by default; a bundle for a thousand policies or
+# grants is megabytes. Accept up to the size the gateway's admin API accepts.
+MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+
+
+def _registry() -> JWSRegistry:
+    registry = JWSRegistry(algorithms=[ALGORITHM])
+    registry.max_payload_length = MAX_BUNDLE_BYTES
+    return registry
 
 
 def generate_key() -> OKPKey:
@@ -46,7 +56,7 @@ def save_key(key: OKPKey, path: Path, *, private: bool = True) -> None:
         if private:
             path.chmod(0o600)
     except OSError as exc:
-        raise KeyError_(f"{path}: cannot write key: {exc}") from exc
+        raise SigningKeyError(f"{path}: cannot write key: {exc}") from exc
 
 
 def load_key(source: Path | str | bytes) -> OKPKey:
@@ -61,7 +71,7 @@ def load_key(source: Path | str | bytes) -> OKPKey:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise KeyError_(f"{path}: cannot read key: {exc}") from exc
+            raise SigningKeyError(f"{path}: cannot read key: {exc}") from exc
         where = str(path)
     try:
         if data.lstrip().startswith(b"{"):
@@ -69,9 +79,9 @@ def load_key(source: Path | str | bytes) -> OKPKey:
         else:
             key = OKPKey.import_key(data)
     except (ValueError, JoseError, TypeError) as exc:
-        raise KeyError_(f"{where}: not an Ed25519 key in PEM or JWK form: {exc}") from exc
+        raise SigningKeyError(f"{where}: not an Ed25519 key in PEM or JWK form: {exc}") from exc
     if key.as_dict(private=False).get("crv") != "Ed25519":
-        raise KeyError_(f"{where}: key curve must be Ed25519")
+        raise SigningKeyError(f"{where}: key curve must be Ed25519")
     return key
 
 
@@ -81,16 +91,16 @@ def sign(bundle: Bundle, key: OKPKey) -> str:
     if key.kid:
         header["kid"] = key.kid
     try:
-        return jws.serialize_compact(header, bundle.canonical(), key, algorithms=[ALGORITHM])
+        return jws.serialize_compact(header, bundle.canonical(), key, registry=_registry())
     except JoseError as exc:
-        raise KeyError_(f"cannot sign with this key: {exc}") from exc
+        raise SigningKeyError(f"cannot sign with this key: {exc}") from exc
 
 
 def verify(token: str | bytes, key: OKPKey) -> Bundle:
     """Verify a signed bundle with ``key`` and return it; raise ``SignatureError`` if not."""
     try:
         value = token.decode("ascii") if isinstance(token, bytes) else token
-        obj = jws.deserialize_compact(value.strip(), public_key(key), algorithms=[ALGORITHM])
+        obj = jws.deserialize_compact(value.strip(), public_key(key), registry=_registry())
     except (JoseError, ValueError, UnicodeDecodeError) as exc:
         raise SignatureError(f"bundle signature does not verify: {exc}") from exc
     if obj.protected.get("alg") != ALGORITHM:
