@@ -1,0 +1,152 @@
+"""The admin API on its own port: bundle push, status, health, readiness and metrics.
+
+Only the operator (and Prometheus) reach this port; a NetworkPolicy keeps MCP clients out, and
+a bundle is accepted only if it verifies with the trusted public key, so even a reachable admin
+port cannot change policy without the signing key.
+
+    PUT  /v1/bundle   signed bundle (compact JWS) → 200 {"digest", "serial", "changed"}
+    GET  /v1/status   digest, serial, pins, audit chain head, counters
+    GET  /healthz     the process is alive
+    GET  /readyz      200 only with a valid bundle in force (503 otherwise)
+    GET  /metrics     Prometheus text format
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Protocol
+
+import orjson
+
+from remit.errors import BundleError, RollbackError
+from remit.gateway.metrics import Metrics
+from remit.gateway.state import PolicyState
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+
+
+class StatusSource(Protocol):
+    """What ``/v1/status`` reports beyond the bundle (pins, audit head, counters)."""
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        ...
+
+
+class AdminApp:
+    """Pure ASGI admin application."""
+
+    def __init__(self, state: PolicyState, metrics: Metrics, source: StatusSource) -> None:
+        self.state = state
+        self.metrics = metrics
+        self.source = source
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        if path == "/v1/bundle":
+            if method != "PUT":
+                await _json(send, 405, {"error": "use PUT"}, [(b"allow", b"PUT")])
+                return
+            await self._put_bundle(scope, receive, send)
+        elif method not in ("GET", "HEAD"):
+            await _json(send, 405, {"error": "use GET"}, [(b"allow", b"GET")])
+        elif path == "/v1/status":
+            await _json(send, 200, self._status())
+        elif path == "/healthz":
+            await _json(send, 200, {"status": "ok"})
+        elif path == "/readyz":
+            ready = self.state.ready
+            await _json(send, 200 if ready else 503, {"ready": ready})
+        elif path == "/metrics":
+            await _respond(send, 200, self.metrics.render(), b"text/plain; version=0.0.4")
+        else:
+            await _json(send, 404, {"error": f"no such endpoint {path}"})
+
+    async def _put_bundle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = bytearray()
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if len(body) > MAX_BUNDLE_BYTES:
+                await _json(send, 413, {"error": f"bundle larger than {MAX_BUNDLE_BYTES} bytes"})
+                return
+            if not message.get("more_body"):
+                break
+        try:
+            bundle, changed = self.state.install_signed(bytes(body))
+        except RollbackError as exc:
+            self.metrics.bundle_installs.labels("rejected").inc()
+            await _json(send, 409, {"error": str(exc)})
+            return
+        except BundleError as exc:
+            self.metrics.bundle_installs.labels("rejected").inc()
+            log.warning("bundle rejected: %s", exc)
+            await _json(send, 400, {"error": str(exc)})
+            return
+        self.metrics.bundle_installs.labels("installed" if changed else "unchanged").inc()
+        self.metrics.bundle_serial.set(bundle.serial)
+        await _json(
+            send, 200, {"digest": bundle.digest, "serial": bundle.serial, "changed": changed}
+        )
+
+    def _status(self) -> dict[str, Any]:
+        policy = self.state.current
+        bundle = None
+        if policy is not None:
+            b = policy.bundle
+            bundle = {
+                "digest": b.digest,
+                "serial": b.serial,
+                "issuedAt": b.issued_at.isoformat().replace("+00:00", "Z"),
+                "nextExpiry": b.next_expiry.isoformat().replace("+00:00", "Z")
+                if b.next_expiry
+                else None,
+                "server": f"{b.server.namespace}/{b.server.name}",
+                "policies": len(b.policies),
+                "grants": len(b.grants),
+            }
+        return {"ready": policy is not None, "bundle": bundle, **self.source.status()}
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _json(
+    send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await _respond(send, status, orjson.dumps(body), b"application/json", headers)
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type), *(headers or [])],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

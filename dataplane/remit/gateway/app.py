@@ -1,0 +1,131 @@
+"""The gateway assembled: the MCP-facing app, the admin app, and the state they share.
+
+``Gateway`` builds the parts from ``GatewaySettings``. The MCP app's ASGI lifespan opens the
+audit chain and the upstream client in the serving event loop (a file sink must be used from
+its loop), serves RFC 9728 metadata, and hands everything else to the proxy with
+``RemitGuard`` as its hooks. Until a bundle is installed every MCP request is answered 503.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from remit.audit import AuditChain, open_chain
+from remit.gateway.admin import AdminApp
+from remit.gateway.authn import AuthSettings
+from remit.gateway.guard import RemitGuard
+from remit.gateway.metrics import Metrics
+from remit.gateway.proxy import McpProxy, ProxySettings
+from remit.gateway.resource_metadata import WELL_KNOWN, build_metadata, metadata_paths
+from remit.gateway.settings import GatewaySettings
+from remit.gateway.state import PolicyState
+from remit.gateway.upstream import UpstreamSettings
+from remit.policy.signing import load_key
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Gateway:
+    """One gateway: state, metrics, and two ASGI apps (``mcp_app`` and ``admin_app``)."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        key = load_key(settings.public_key) if settings.public_key else None
+        self.state = PolicyState(key)
+        self.metrics = Metrics()
+        self.guard: RemitGuard | None = None
+        self.chain: AuditChain | None = None
+        self.proxy: McpProxy | None = None
+        self.admin_app = AdminApp(self.state, self.metrics, self)
+
+    def status(self) -> dict[str, Any]:
+        """Extra fields for ``GET /v1/status`` (pins, audit head, counters)."""
+        if self.guard is None:
+            return {"pins": {}, "audit": None}
+        return self.guard.status()
+
+    async def start(self) -> None:
+        """Open the audit chain and upstream client in the running loop."""
+        settings = self.settings
+        self.chain = await open_chain(settings.audit, server=settings.server, pod=settings.pod)
+        self.guard = RemitGuard(self.state, self.chain, self.metrics, pod=settings.pod)
+        proxy_settings = ProxySettings(
+            upstream=UpstreamSettings(url=settings.upstream),
+            path=settings.mcp_path,
+            max_body_bytes=settings.max_body_bytes,
+        )
+        self.proxy = McpProxy(proxy_settings, self.guard)
+        await self.proxy.upstream.start()
+
+    async def stop(self) -> None:
+        """Close the upstream client, the JWKS client and the audit chain."""
+        if self.proxy is not None:
+            await self.proxy.upstream.close()
+        if self.guard is not None:
+            await self.guard.close()
+        if self.chain is not None:
+            await self.chain.close()
+
+    async def mcp_app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI app for MCP clients: metadata, then the proxy."""
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if scope["path"].startswith(WELL_KNOWN):
+            await self._metadata(scope, send)
+            return
+        if self.proxy is None:  # served without lifespan: start on first use
+            await self.start()
+        assert self.proxy is not None
+        await self.proxy(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as exc:
+                    log.exception("gateway failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _metadata(self, scope: Scope, send: Send) -> None:
+        policy = self.state.current
+        status, body = 404, {"error": "not found"}
+        if policy is None:
+            status, body = 503, {"error": "no policy bundle in force"}
+        else:
+            server = policy.bundle.server
+            auth = AuthSettings(
+                issuer=server.issuer,
+                audience=server.audience,
+                jwks_uri=server.jwks_uri,
+                required_scopes=tuple(server.required_scopes),
+            )
+            if scope["path"].rstrip("/") in metadata_paths(server.audience):
+                status = 200
+                body = build_metadata(auth, resource_name=f"{server.namespace}/{server.name}")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": orjson.dumps(body)})

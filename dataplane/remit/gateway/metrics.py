@@ -1,0 +1,68 @@
+"""Prometheus metrics of one gateway, on its own registry (no module-global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0)
+_UPSTREAM_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0)
+
+
+class Metrics:
+    """The gateway's counters, histograms and gauges."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.decisions = Counter(
+            "remit_decisions",
+            "Decisions by effect and reason code.",
+            ["effect", "reason"],
+            registry=self.registry,
+        )
+        self.decision_seconds = Histogram(
+            "remit_decision_seconds",
+            "Time to authenticate, decide and record one request, before forwarding.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.upstream_seconds = Histogram(
+            "remit_upstream_seconds",
+            "Time from forwarding a call to its response from the MCP server.",
+            buckets=_UPSTREAM_BUCKETS,
+            registry=self.registry,
+        )
+        self.upstream_errors = Counter(
+            "remit_upstream_errors",
+            "Forwarded calls that failed at the transport or JSON-RPC level.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.authentication_failures = Counter(
+            "remit_authentication_failures",
+            "Requests rejected before any decision, by RFC 6750 error code.",
+            ["error"],
+            registry=self.registry,
+        )
+        self.audit_failures = Counter(
+            "remit_audit_failures",
+            "Decision records that could not be written.",
+            registry=self.registry,
+        )
+        self.bundle_serial = Gauge(
+            "remit_bundle_serial", "Serial of the bundle in force.", registry=self.registry
+        )
+        self.bundle_installs = Counter(
+            "remit_bundle_installs",
+            "Bundle pushes by result (installed, unchanged, rejected).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.tool_pin_mismatches = Counter(
+            "remit_tool_pin_mismatches",
+            "Tool definitions that differ from their pin.",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,322 @@
+"""The MCP reverse proxy as a pure ASGI application (no framework on the hot path).
+
+One endpoint (``/mcp`` by default) speaks MCP Streamable HTTP in both generations: the
+session-based 2025-06-18/2025-11-25 transport (POST, GET stream, DELETE, ``Mcp-Session-Id``)
+and the session-less 2026-07-28 one (routing headers checked against the body). Per HTTP
+request: authenticate → check session → read the body (bounded) → parse → check headers →
+decide every message → forward → relay the answer with responses hooked. Batches are
+supported only whole: each element is decided, and if any is denied the whole batch is
+rejected (HTTP 400) — nothing of a partly denied batch is forwarded. Every failure answers
+with a JSON-RPC error, never a traceback. The ASGI lifespan owns the upstream client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from remit.gateway.hooks import Admit, Deny, GatewayHooks, HttpRequest, Rejection
+from remit.gateway.protocol import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    MODERN_VERSIONS,
+    SESSION_HEADER,
+    SESSION_NOT_FOUND,
+    UPSTREAM_ERROR,
+    VERSION_HEADER,
+    Message,
+    ProtocolError,
+    RequestId,
+    check_routing_headers,
+    error_body,
+    error_response,
+    parse_body,
+    result_response,
+)
+from remit.gateway.relay import Call, Exchange, PendingCalls, Receive, Send
+from remit.gateway.upstream import Upstream, UpstreamError, UpstreamSettings, request_headers
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+_JSON = [(b"content-type", b"application/json")]
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    """The endpoint the proxy serves, where it forwards, and how large a body may be."""
+
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    path: str = "/mcp"
+    max_body_bytes: int = 4 * 1024 * 1024
+
+
+class ClientGoneError(Exception):
+    """The client disconnected before its request body was complete."""
+
+
+class _Sender:
+    """Wraps ``send`` to know whether a response has started (then no error can be sent)."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        self.started = True
+        await self.send(message)
+
+
+class McpProxy:
+    """The ASGI app. ``hooks`` make the decisions; ``upstream`` is created if not given."""
+
+    def __init__(
+        self, settings: ProxySettings, hooks: GatewayHooks, upstream: Upstream | None = None
+    ) -> None:
+        self.settings = settings
+        self.hooks = hooks
+        self.upstream = upstream or Upstream(settings.upstream)
+        self.pending = PendingCalls()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] == "http":
+            sender = _Sender(send)
+            try:
+                await self._http(scope, receive, sender)
+            except ClientGoneError:
+                return
+            except Exception:
+                log.exception("internal error while proxying %s %s", scope["method"], scope["path"])
+                if not sender.started:
+                    await _reply(send, 500, error_body(None, INTERNAL_ERROR, "Internal error"))
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.upstream.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.upstream.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] != self.settings.path:
+            await _reply(send, 404, error_body(None, INVALID_REQUEST, "Not Found"))
+            return
+        method = scope["method"]
+        if method not in ("POST", "GET", "DELETE"):
+            body = error_body(None, INVALID_REQUEST, f"Method {method} not allowed")
+            await _reply(send, 405, body, [(b"allow", b"GET, POST, DELETE")])
+            return
+        request = HttpRequest(
+            method=method,
+            path=scope["path"],
+            query_string=scope.get("query_string", b""),
+            headers=tuple(
+                (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]
+            ),
+            client=scope.get("client"),
+        )
+        identity = await self.hooks.authenticate(request)
+        if isinstance(identity, Rejection):
+            headers = [
+                (k.lower().encode("latin-1"), v.encode("latin-1"))
+                for k, v in identity.headers.items()
+            ]
+            await _reply(send, identity.status, orjson.dumps(dict(identity.body)), headers)
+            return
+        session = request.header(SESSION_HEADER)
+        if session is not None and not await self.hooks.check_session(identity, session):
+            await _reply(send, 404, error_body(None, SESSION_NOT_FOUND, "Session not found"))
+            return
+        if method == "POST":
+            await self._post(request, identity, session, receive, send)
+        else:
+            await self._stream(request, identity, session, receive, send)
+
+    async def _post(
+        self, request: HttpRequest, identity: Any, session: str | None, receive: Receive, send: Send
+    ) -> None:
+        try:
+            body = await _read_body(request, receive, self.settings.max_body_bytes)
+            parsed = parse_body(body)
+            for message in parsed.messages:
+                if message.kind == "request":
+                    check_routing_headers(message, request.headers, in_batch=parsed.batch)
+        except ProtocolError as exc:
+            await _reply(send, exc.status, error_body(exc.id, exc.code, exc.message))
+            return
+        admits: list[Admit] = []
+        calls: dict[RequestId, Call] = {}
+        for message in parsed.messages:
+            if message.kind == "request":
+                verdict = await self.hooks.decide(identity, message, request)
+            else:
+                verdict = await self.hooks.admit_message(identity, message)
+            if isinstance(verdict, Deny):
+                modern = request.header(VERSION_HEADER) in MODERN_VERSIONS
+                await self._deny(message, verdict, parsed.batch, modern, send)
+                return
+            if message.id is not None and message.kind == "request":
+                if message.id in calls:
+                    body = error_body(message.id, INVALID_REQUEST, "Duplicate request id in batch")
+                    await _reply(send, 400, body)
+                    return
+                calls[message.id] = Call(message, verdict.token)
+            admits.append(verdict)
+        headers = request_headers(request.headers, _merge(admits))
+        await self._forward(
+            request,
+            identity,
+            session,
+            calls=calls,
+            headers=headers,
+            body=body,
+            receive=receive,
+            send=send,
+        )
+
+    async def _deny(
+        self, message: Message, deny: Deny, batch: bool, modern: bool, send: Send
+    ) -> None:
+        if batch:
+            text = "Batch rejected: a message in it was denied"
+            error = dict(deny.error) if deny.error is not None else None
+            await _reply(send, 400, error_body(message.id, INVALID_REQUEST, text, error))
+        elif message.kind != "request":
+            await _reply(
+                send, deny.status, b"" if deny.error is None else error_body(None, **_err(deny))
+            )
+        elif deny.result is not None:
+            result = dict(deny.result)
+            if modern:  # 2026-07-28 results say they are complete
+                result.setdefault("resultType", "complete")
+            await _reply(send, deny.status, orjson.dumps(result_response(message.id, result)))
+        else:
+            denial = deny.error or {"code": INVALID_REQUEST, "message": "Denied"}
+            await _reply(send, deny.status, orjson.dumps(error_response(message.id, denial)))
+
+    async def _stream(
+        self, request: HttpRequest, identity: Any, session: str | None, receive: Receive, send: Send
+    ) -> None:
+        verdict = await self.hooks.admit_stream(identity, request)
+        if isinstance(verdict, Rejection):
+            await _reply(send, verdict.status, orjson.dumps(dict(verdict.body)))
+            return
+        headers = request_headers(request.headers, verdict.upstream_headers)
+        await self._forward(
+            request,
+            identity,
+            session,
+            calls={},
+            headers=headers,
+            body=None,
+            receive=receive,
+            send=send,
+        )
+
+    async def _forward(
+        self,
+        request: HttpRequest,
+        identity: Any,
+        session: str | None,
+        *,
+        calls: dict[RequestId, Call],
+        headers: Any,
+        body: bytes | None,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        exchange = Exchange(self.hooks, identity, calls, self.pending, session=session)
+        try:
+            response = await self.upstream.send(request.method, headers, body)
+        except UpstreamError as exc:
+            log.warning("upstream failed for %s: %s", request.method, exc.reason)
+            await exchange.fail(exc.reason)
+            await _reply(
+                send, exc.status, error_body(_single_id(calls), UPSTREAM_ERROR, exc.reason)
+            )
+            return
+        issued = response.header(SESSION_HEADER.encode())
+        if issued is not None and issued != session and 200 <= response.status < 300:
+            await self.hooks.bind_session(identity, issued)
+        sender = _Sender(send)
+        try:
+            await exchange.relay(response, sender, receive)
+        except UpstreamError as exc:
+            await exchange.fail(exc.reason)
+            if sender.started:
+                log.warning("upstream response broke off mid-way: %s", exc.reason)
+                return
+            await _reply(
+                send, exc.status, error_body(_single_id(calls), UPSTREAM_ERROR, exc.reason)
+            )
+            return
+        if request.method == "DELETE" and session is not None and 200 <= response.status < 300:
+            await self.hooks.end_session(identity, session)
+
+
+async def _read_body(request: HttpRequest, receive: Receive, limit: int) -> bytes:
+    """The request body, refusing (413) more than ``limit`` bytes before reading them all."""
+    declared = request.header("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ProtocolError(INVALID_REQUEST, "Invalid Content-Length")
+        if int(declared) > limit:
+            raise ProtocolError(INVALID_REQUEST, f"Request body exceeds {limit} bytes", status=413)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGoneError
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise ProtocolError(INVALID_REQUEST, f"Request body exceeds {limit} bytes", status=413)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _merge(admits: list[Admit]) -> dict[str, str]:
+    """Upstream headers of every admitted message; a batch's differing values are joined."""
+    if len(admits) == 1:
+        return dict(admits[0].upstream_headers)
+    merged: dict[str, str] = {}
+    for admit in admits:
+        for name, value in admit.upstream_headers.items():
+            previous = merged.get(name)
+            merged[name] = value if previous in (None, value) else f"{previous}, {value}"
+    return merged
+
+
+def _single_id(calls: dict[RequestId, Call]) -> RequestId | None:
+    return next(iter(calls)) if len(calls) == 1 else None
+
+
+def _err(deny: Deny) -> dict[str, Any]:
+    error = dict(deny.error or {})
+    return {"code": error.get("code", INVALID_REQUEST), "message": error.get("message", "Denied")}
+
+
+async def _reply(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Send a complete response with a JSON (or empty) body."""
+    out = [*(headers or []), (b"content-length", str(len(body)).encode())]
+    if body:
+        out += _JSON
+    await send({"type": "http.response.start", "status": status, "headers": out})
+    await send({"type": "http.response.body", "body": body})

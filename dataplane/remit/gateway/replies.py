@@ -1,0 +1,70 @@
+"""What a caller receives when Remit refuses: JSON-RPC answers that explain themselves.
+
+A denied ``tools/call`` of a tool the caller can see answers with a tool result that has
+``isError: true`` and text naming the reason code and the decision id, so the agent (and the
+human reading its transcript) learns why, and for ``consent_required`` which server, agent and
+tool a human must grant. A tool the caller may not see answers exactly like an unknown tool.
+Other denied methods answer with a JSON-RPC error carrying the same facts in ``data``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from remit.gateway.hooks import Deny
+from remit.policy.decision import METHOD_NOT_ALLOWED, Decision
+
+FORBIDDEN = -32003  # implementation-defined server error: refused by policy
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL = -32603
+UNAVAILABLE = -32000
+META_KEY = "dev.remit/decision"
+
+
+def denial(method: str, name: str, decision: Decision, record_id: str, visible: bool) -> Deny:
+    """The answer to a denied request."""
+    facts = {"decisionId": record_id, "reason": decision.reason, "message": decision.message}
+    if method == "tools/call":
+        if not visible:
+            return Deny(
+                error={
+                    "code": INVALID_PARAMS,
+                    "message": f"Unknown tool: {name}",
+                    "data": {"decisionId": record_id},
+                }
+            )
+        text = (
+            f"Remit denied this call ({decision.reason}): {decision.message}. "
+            f"Decision record {record_id}."
+        )
+        return Deny(
+            result={
+                "content": [{"type": "text", "text": text}],
+                "isError": True,
+                "_meta": {META_KEY: facts},
+            }
+        )
+    if decision.reason == METHOD_NOT_ALLOWED:
+        return Deny(error={"code": METHOD_NOT_FOUND, "message": decision.message, "data": facts})
+    return Deny(
+        error={
+            "code": FORBIDDEN,
+            "message": f"Denied by Remit ({decision.reason}): {decision.message}",
+            "data": facts,
+        }
+    )
+
+
+def internal_error(message: str, record_id: str) -> dict[str, Any]:
+    """A JSON-RPC error object for a failure inside the gateway (the call is not forwarded)."""
+    return {"code": INTERNAL, "message": message, "data": {"decisionId": record_id}}
+
+
+def unavailable(message: str) -> dict[str, Any]:
+    """A JSON-RPC error response body for a gateway that cannot decide (no bundle)."""
+    return {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {"code": UNAVAILABLE, "message": message, "data": {"reason": "no_bundle"}},
+    }

@@ -1,0 +1,195 @@
+"""Forwarding to the MCP server on loopback through one shared, pooled HTTP client.
+
+The proxy opens one aiohttp session for its lifetime (created in the ASGI lifespan) and sends
+every request through it, so calls reuse warm keep-alive connections. This module also owns
+which headers cross the boundary: hop-by-hop headers are dropped both ways, the caller's
+``Authorization`` and any client-sent ``X-Remit-*`` never reach the upstream, ``Host`` is the
+upstream's own (so the SDK's DNS-rebinding check accepts it), and compression is not
+negotiated (the proxy must read JSON-RPC responses). Failures become ``UpstreamError`` with
+the HTTP status the client should see (502 unreachable or broken, 504 too slow).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import aiohttp
+from multidict import CIMultiDict
+
+HOP_BY_HOP: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_NOT_FORWARDED: Final = HOP_BY_HOP | {
+    "host",
+    "authorization",
+    "content-length",
+    "accept-encoding",
+    "cookie",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+}
+_NOT_RETURNED: Final = frozenset(
+    {name.encode() for name in HOP_BY_HOP | {"content-length", "date", "server"}}
+)
+_REMIT_PREFIX: Final = "x-remit-"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    """Where the MCP server listens and how patient to be with it (seconds)."""
+
+    url: str = "http://127.0.0.1:8080/mcp"
+    connect_timeout: float = 5.0
+    response_timeout: float = 120.0
+    max_connections: int = 256
+
+
+class UpstreamError(Exception):
+    """The upstream could not be reached or failed; ``status`` is what the client gets."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(reason)
+
+
+def request_headers(
+    client_headers: Iterable[tuple[str, str]], extra: Mapping[str, str]
+) -> CIMultiDict[str]:
+    """The headers to send upstream: the client's end-to-end headers plus ``extra``."""
+    connection = {
+        token.strip().lower()
+        for name, value in client_headers
+        if name == "connection"
+        for token in value.split(",")
+    }
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in client_headers:
+        if name in _NOT_FORWARDED or name in connection or name.startswith(_REMIT_PREFIX):
+            continue
+        headers.add(name, value)
+    for name, value in extra.items():
+        headers[name] = value
+    return headers
+
+
+def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The upstream response headers to pass back to the client (ASGI form, lowercase)."""
+    headers = [(name.lower(), value) for name, value in raw]
+    connection = {
+        token.strip()
+        for name, value in headers
+        if name == b"connection"
+        for token in value.lower().split(b",")
+    }
+    return [(n, v) for n, v in headers if n not in _NOT_RETURNED and n not in connection]
+
+
+class UpstreamResponse:
+    """A response whose headers have arrived; read the body whole or as it streams."""
+
+    __slots__ = ("_response", "headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers = response_headers(response.raw_headers)
+
+    def header(self, name: bytes) -> str | None:
+        """First value of a (lowercase) response header."""
+        for key, value in self.headers:
+            if key == name:
+                return value.decode("latin-1")
+        return None
+
+    @property
+    def is_sse(self) -> bool:
+        """Whether the body is an event stream."""
+        return (self.header(b"content-type") or "").startswith("text/event-stream")
+
+    @property
+    def is_json(self) -> bool:
+        """Whether the body is JSON."""
+        return (self.header(b"content-type") or "").startswith("application/json")
+
+    async def read(self) -> bytes:
+        """The whole body."""
+        try:
+            return await self._response.read()
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamError(502, f"upstream response broke off: {exc!r}") from exc
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Body chunks as they arrive."""
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamError(502, f"upstream stream broke off: {exc!r}") from exc
+
+    def close(self) -> None:
+        """Release the connection (back to the pool when the body was fully read)."""
+        self._response.release()
+
+
+class Upstream:
+    """The shared client for one upstream MCP endpoint. ``start`` before use, ``close`` after."""
+
+    def __init__(self, settings: UpstreamSettings) -> None:
+        self.settings = settings
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Open the connection pool."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.settings.max_connections, limit_per_host=0, force_close=False
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self.settings.connect_timeout, sock_read=None
+                ),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+                raise_for_status=False,
+            )
+
+    async def close(self) -> None:
+        """Close the pool."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def send(
+        self, method: str, headers: CIMultiDict[str], body: bytes | None
+    ) -> UpstreamResponse:
+        """Send one request and wait (up to ``response_timeout``) for the response headers."""
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        try:
+            async with asyncio.timeout(self.settings.response_timeout):
+                response = await self._session.request(
+                    method, self.settings.url, headers=headers, data=body, allow_redirects=False
+                )
+        except TimeoutError as exc:
+            raise UpstreamError(504, "upstream did not answer in time") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamError(502, f"upstream unavailable: {type(exc).__name__}") from exc
+        return UpstreamResponse(response)
