@@ -1,0 +1,1 @@
+"""The ``remit`` command line: check, compile, validate, keys, audit, crds, gateway, demo."""

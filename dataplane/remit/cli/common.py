@@ -1,0 +1,58 @@
+"""What the CLI commands share: loading resources with readable errors, and output helpers."""
+
+from __future__ import annotations
+
+import enum
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import orjson
+import typer
+from rich.console import Console
+
+from remit.api.loader import Loaded, load
+
+console = Console()
+errors = Console(stderr=True)
+
+# Exit codes, like `kubectl auth can-i`: 0 allowed/ok, 1 denied/failed check, 2 bad input.
+EXIT_OK = 0
+EXIT_DENY = 1
+EXIT_USAGE = 2
+
+
+class Output(enum.StrEnum):
+    """Human text or machine JSON."""
+
+    text = "text"
+    json = "json"
+
+
+PolicyDir = Annotated[
+    list[Path],
+    typer.Option("--filename", "-f", help="YAML file or directory of resources (repeatable)."),
+]
+OutputOption = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print an error to stderr and exit with ``code``."""
+    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def load_valid(paths: Sequence[Path]) -> Loaded:
+    """Load resources; on any validation error list them all and exit 2."""
+    loaded = load(paths)
+    if loaded.errors:
+        for problem in loaded.errors:
+            errors.print(f"[red]✗[/] {problem}", highlight=False, soft_wrap=True)
+        fail(f"{len(loaded.errors)} invalid resource(s); run `remit validate` for details")
+    return loaded
+
+
+def print_json(value: Any) -> None:
+    """Print ``value`` as indented JSON on stdout."""
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")

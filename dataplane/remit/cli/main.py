@@ -1,0 +1,33 @@
+"""The ``remit`` entry point: one Typer app with a sub-command per concern."""
+
+from __future__ import annotations
+
+import typer
+
+from remit.cli import policy
+from remit.cli.audit import audit_app
+from remit.cli.crds import crds_app
+from remit.cli.demo import demo
+from remit.cli.gateway import gateway
+from remit.cli.keys import keys_app
+
+app = typer.Typer(
+    name="remit",
+    help="Govern what AI agents do with MCP tools: decide, enforce and record every call.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("check")(policy.check)
+app.command("compile")(policy.compile_)
+app.command("validate")(policy.validate)
+app.command("demo")(demo)
+app.command("gateway")(gateway)
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(crds_app, name="crds")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
