@@ -95,16 +95,19 @@ def _documents(path: Path) -> Iterable[tuple[str, Any]]:
         raise LoadError(f"{path}: invalid YAML: {exc}") from exc
 
 
-def _files(root: Path) -> list[Path]:
+def _files(root: Path, recursive: bool) -> list[Path]:
     if root.is_file():
         return [root]
     if not root.is_dir():
         raise LoadError(f"{root}: no such file or directory")
-    return sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    found = root.rglob("*") if recursive else root.glob("*")
+    return sorted(p for p in found if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
-def load(paths: Iterable[Path | str]) -> Loaded:
-    """Load every Remit resource under ``paths`` (files or directories, recursively).
+def load(paths: Iterable[Path | str], *, recursive: bool = False) -> Loaded:
+    """Load every Remit resource in ``paths`` (files, or the YAML files of directories).
+
+    Like ``kubectl apply -f``, a directory's subdirectories are read only when ``recursive``.
 
     Documents of other API groups (kustomizations, Deployments) are skipped and listed.
     Duplicate (kind, namespace, name) pairs are errors: the last one would silently win.
@@ -113,7 +116,7 @@ def load(paths: Iterable[Path | str]) -> Loaded:
     seen: dict[tuple[str, str], str] = {}
     for root in paths:
         try:
-            files = _files(Path(root))
+            files = _files(Path(root), recursive)
         except LoadError as exc:
             loaded.errors.append(exc)
             continue

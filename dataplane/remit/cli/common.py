@@ -34,6 +34,9 @@ PolicyDir = Annotated[
     list[Path],
     typer.Option("--filename", "-f", help="YAML file or directory of resources (repeatable)."),
 ]
+RecursiveOption = Annotated[
+    bool, typer.Option("--recursive", "-R", help="Also read subdirectories of -f directories.")
+]
 OutputOption = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]
 
 
@@ -43,9 +46,9 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(code)
 
 
-def load_valid(paths: Sequence[Path]) -> Loaded:
+def load_valid(paths: Sequence[Path], recursive: bool = False) -> Loaded:
     """Load resources; on any validation error list them all and exit 2."""
-    loaded = load(paths)
+    loaded = load(paths, recursive=recursive)
     if loaded.errors:
         for problem in loaded.errors:
             errors.print(f"[red]✗[/] {problem}", highlight=False, soft_wrap=True)

@@ -20,6 +20,7 @@ from remit.cli.common import (
     Output,
     OutputOption,
     PolicyDir,
+    RecursiveOption,
     console,
     errors,
     fail,
@@ -80,11 +81,12 @@ def check(
         datetime | None, typer.Option(help="Decide as of this time (RFC 3339); default now.")
     ] = None,
     namespace: NamespaceOption = None,
+    recursive: RecursiveOption = False,
     output: OutputOption = Output.text,
 ) -> None:
     """Would this agent be allowed to do this for this human? Exit 0 if allowed, 1 if denied."""
     method, name = _target(tool, resource, prompt)
-    loaded = load_valid(files)
+    loaded = load_valid(files, recursive)
     try:
         bundle = compile_bundle(loaded.resources, server, namespace=namespace, now=at)
     except CompileError as exc:
@@ -139,9 +141,10 @@ def compile_(
     key: Annotated[Path | None, typer.Option(help="Ed25519 private key: sign the bundle.")] = None,
     serial: Annotated[int, typer.Option(min=0, help="Bundle serial.")] = 0,
     namespace: NamespaceOption = None,
+    recursive: RecursiveOption = False,
 ) -> None:
     """Print the compiled bundle for one MCP server (a signed JWS when --key is given)."""
-    loaded = load_valid(files)
+    loaded = load_valid(files, recursive)
     try:
         bundle = compile_bundle(loaded.resources, server, namespace=namespace, serial=serial)
     except CompileError as exc:
@@ -152,9 +155,11 @@ def compile_(
     typer.echo(sign(bundle, load_key(key)))
 
 
-def validate(files: PolicyDir, output: OutputOption = Output.text) -> None:
+def validate(
+    files: PolicyDir, recursive: RecursiveOption = False, output: OutputOption = Output.text
+) -> None:
     """Validate every resource; list every problem; exit 1 if there is any."""
-    loaded = load(files)
+    loaded = load(files, recursive=recursive)
     if output == Output.json:
         print_json(
             {

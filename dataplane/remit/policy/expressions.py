@@ -105,13 +105,11 @@ def check(source: str) -> tuple[Condition | None, ExpressionProblem | None]:
     for name in names:
         if name in VARIABLES:
             continue
-        if re.search(_MACRO.format(name=re.escape(name)), code):
+        stray = _outside_macros(code, name)
+        if stray is None:
             continue  # bound by a comprehension macro such as args.items.all(x, ...)
-        found = re.search(rf"(?<![\w.]){re.escape(name)}\b", code)
         known = ", ".join(VARIABLES)
-        return None, ExpressionProblem(
-            f"unknown variable {name!r} (known: {known})", found.start() if found else None
-        )
+        return None, ExpressionProblem(f"unknown variable {name!r} (known: {known})", stray)
     for function in program.functions():
         if function[0] in "_@!-" or function in FUNCTIONS:
             continue
@@ -121,6 +119,27 @@ def check(source: str) -> tuple[Condition | None, ExpressionProblem | None]:
         )
     used = tuple(n for n in names if n in VARIABLES)
     return Condition(source, program, used), None
+
+
+def _outside_macros(code: str, name: str) -> int | None:
+    """Where ``name`` is used outside every macro call that binds it (None: nowhere).
+
+    A comprehension variable (the ``x`` of ``list.all(x, x > 0)``) is in scope only inside the
+    parentheses of its macro; ``code`` has its string literals blanked out.
+    """
+    scopes = []
+    for match in re.finditer(_MACRO.format(name=re.escape(name)), code):
+        depth, end = 1, len(code)
+        for index in range(match.end(), len(code)):
+            depth += {"(": 1, ")": -1}.get(code[index], 0)
+            if depth == 0:
+                end = index
+                break
+        scopes.append((match.start(), end))
+    for use in re.finditer(rf"(?<![\w.]){re.escape(name)}\b", code):
+        if not any(start <= use.start() < end for start, end in scopes):
+            return use.start()
+    return None
 
 
 def compile_condition(source: str) -> Condition:

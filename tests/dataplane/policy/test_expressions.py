@@ -93,14 +93,18 @@ def test_position_on_a_later_line_is_an_offset_into_the_source() -> None:
     assert source[problem.position :].startswith("=")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="macro variables are recognised by regex, not scope: a comprehension variable used "
-    "outside its macro passes load-time checks (it still denies at run time)",
-)
 def test_comprehension_variable_used_outside_its_macro_is_unknown() -> None:
-    _, problem = check("args.items.all(x, x > 0) && x == 1")
+    source = "args.items.all(x, x > 0) && x == 1"
+    _, problem = check(source)
     assert problem is not None
+    assert "unknown variable 'x'" in problem.reason
+    assert problem.position == source.rindex("x")
+
+
+def test_comprehension_variables_in_nested_macros_are_in_scope() -> None:
+    condition, problem = check("args.rows.all(r, r.cells.exists(c, c == r.key))")
+    assert problem is None
+    assert condition is not None
 
 
 def test_compile_condition_raises_for_invalid_source() -> None:

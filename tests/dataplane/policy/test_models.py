@@ -267,7 +267,7 @@ def test_load_collects_every_error_and_skips_foreign_documents(tmp_path: Path) -
         "spec: {servers: [files], agents: [b], rules: [{name: r, effect: Allow, tools: [t]}]}\n"
     )
     (sub / "notes.txt").write_text("ignored")
-    loaded = load([tmp_path, tmp_path / "missing"])
+    loaded = load([tmp_path, tmp_path / "missing"], recursive=True)
     assert [r.ref for r in loaded.resources] == ["agents/ok"]
     assert len(loaded.skipped) == 1
     assert "(Deployment)" in loaded.skipped[0]
@@ -279,3 +279,17 @@ def test_load_collects_every_error_and_skips_foreign_documents(tmp_path: Path) -
     assert any("missing: no such file or directory" in m for m in messages)
     assert all(isinstance(e, ResourceError | LoadError) for e in loaded.errors)
     assert len(loaded.errors) == 5
+
+
+def test_directories_are_read_like_kubectl_apply_f_subdirectories_only_when_recursive(
+    tmp_path: Path,
+) -> None:
+    sub = tmp_path / "nested"
+    sub.mkdir()
+    (sub / "p.yaml").write_text(
+        "apiVersion: remit.dev/v1alpha1\nkind: AgentPolicy\n"
+        "metadata: {name: deep, namespace: agents}\n"
+        "spec: {servers: [files], agents: [b], rules: [{name: r, effect: Allow, tools: [t]}]}\n"
+    )
+    assert load([tmp_path]).resources == []
+    assert [r.ref for r in load([tmp_path], recursive=True).resources] == ["agents/deep"]
