@@ -63,6 +63,7 @@ class Gateway:
             max_body_bytes=settings.max_body_bytes,
         )
         self.proxy = McpProxy(proxy_settings, self.guard)
+        self.guard.upstream = self.proxy.upstream
         await self.proxy.upstream.start()
 
     async def stop(self) -> None:

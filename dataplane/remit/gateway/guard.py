@@ -8,6 +8,7 @@ results, and writes an outcome record when the call ends. Every failure denies a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from remit.audit.records import DecisionRecord
 from remit.audit.records import GrantRef as RecordedGrant
 from remit.errors import AuditError, AuthenticationError
 from remit.gateway.authn import Authenticator, AuthSettings
+from remit.gateway.discovery import fetch_tools
 from remit.gateway.hooks import ADMIT, Admit, Deny, HttpRequest, Outcome, Rejection
 from remit.gateway.metrics import Metrics
 from remit.gateway.pins import ToolCatalog
@@ -31,6 +33,7 @@ from remit.gateway.replies import denial, internal_error, unavailable
 from remit.gateway.resource_metadata import metadata_url, status_for, www_authenticate
 from remit.gateway.sessions import SessionBindings
 from remit.gateway.state import Policy, PolicyState
+from remit.gateway.upstream import Upstream
 from remit.policy.bundle import ServerSettings
 from remit.policy.decision import ALLOWED, CONSENT_REQUIRED, NO_BUNDLE, Decision
 from remit.policy.methods import LISTS
@@ -49,6 +52,7 @@ _LIST_KEYS = {
     "resources/templates/list": "resourceTemplates",
     "prompts/list": "prompts",
 }
+DISCOVERY_INTERVAL = 5.0  # seconds between asking the upstream for unknown tools
 _ANONYMOUS = Identity(subject="", agent="")
 _HEADER_SAFE = "@:._-+/=~!$&'()*,;"
 
@@ -84,6 +88,9 @@ class RemitGuard:
         self._http: httpx.AsyncClient | None = None
         self._authenticators: dict[AuthSettings, Authenticator] = {}
         self._pinned_digest = ""
+        self.upstream: Upstream | None = None
+        self._discovering = asyncio.Lock()
+        self._discovered_at = -DISCOVERY_INTERVAL
 
     async def close(self) -> None:
         """Release the JWKS client (called from the app's lifespan shutdown)."""
@@ -164,6 +171,8 @@ class RemitGuard:
             await self._write_quietly(record)
             return Deny(error=unavailable("no policy bundle in force").get("error"), status=503)
         self._sync_pins(policy)
+        if call.method == "tools/call" and self.catalog.verdict(call.target)[0] == "unknown":
+            await self._discover(policy)
         params = call.params
         arguments = params.get("arguments") if call.method in ("tools/call", "prompts/get") else {}
         name = call.target
@@ -265,6 +274,16 @@ class RemitGuard:
                     continue
             kept.append(tool)
         return kept
+
+    async def _discover(self, policy: Policy) -> None:
+        """Learn tool definitions from the upstream (at most once per interval)."""
+        if self.upstream is None:
+            return
+        async with self._discovering:
+            if self._clock() - self._discovered_at < DISCOVERY_INTERVAL:
+                return
+            self._discovered_at = self._clock()
+            self._pin_tools(policy, await fetch_tools(self.upstream))
 
     def _sync_pins(self, policy: Policy) -> None:
         if policy.bundle.digest != self._pinned_digest:

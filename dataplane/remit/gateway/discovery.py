@@ -1,0 +1,120 @@
+"""Learn the upstream's tool definitions when a call names a tool the gateway has not seen.
+
+Rules match on tool annotations and pins guard definitions, so the gateway must know a tool's
+definition before deciding a call to it. Clients usually list tools first (and the guard
+records every ``tools/list`` that passes), but a client may call straight away, e.g. after the
+gateway restarted. Then the gateway asks the upstream itself, as an ordinary MCP client on
+loopback: ``initialize``, ``notifications/initialized``, every page of ``tools/list``, and
+``DELETE`` of the session. Failures return nothing (the call is then decided with the MCP
+default annotations, which fail closed).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from multidict import CIMultiDict
+
+from remit.gateway.sse import SseSplitter
+from remit.gateway.upstream import Upstream, UpstreamError, UpstreamResponse
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = "2025-06-18"
+MAX_PAGES = 100
+
+
+async def _exchange(
+    upstream: Upstream, message: dict[str, Any], session: str | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    headers: CIMultiDict[str] = CIMultiDict(
+        {
+            "content-type": "application/json",
+            "accept": "application/json, text/event-stream",
+            "mcp-protocol-version": PROTOCOL_VERSION,
+            "x-remit-agent": "remit-gateway",
+        }
+    )
+    if session:
+        headers["mcp-session-id"] = session
+    response = await upstream.send("POST", headers, orjson.dumps(message))
+    try:
+        issued = response.header(b"mcp-session-id") or session
+        if "id" not in message or response.status >= 300:
+            return None, issued
+        return await _response_for(response, message["id"]), issued
+    finally:
+        response.close()
+
+
+async def _response_for(response: UpstreamResponse, request_id: Any) -> dict[str, Any] | None:
+    if not response.is_sse:
+        value = orjson.loads(await response.read())
+        return value if isinstance(value, dict) and value.get("id") == request_id else None
+    splitter = SseSplitter()
+    async for chunk in response.chunks():
+        for event in splitter.feed(chunk):
+            if event.data is None:
+                continue
+            value = orjson.loads(event.data)
+            if isinstance(value, dict) and value.get("id") == request_id:
+                return value
+    return None
+
+
+async def fetch_tools(upstream: Upstream) -> list[dict[str, Any]]:
+    """Every tool definition the upstream lists; [] if it cannot be asked."""
+    session: str | None = None
+    tools: list[dict[str, Any]] = []
+    try:
+        init = {
+            "jsonrpc": "2.0",
+            "id": "remit-discovery-0",
+            "method": "initialize",
+            "params": {
+                "protocolVersion": PROTOCOL_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": "remit-gateway", "version": "1"},
+            },
+        }
+        answer, session = await _exchange(upstream, init, None)
+        if answer is None or "result" not in answer:
+            return []
+        note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        await _exchange(upstream, note, session)
+        cursor: str | None = None
+        for page in range(MAX_PAGES):
+            params = {"cursor": cursor} if cursor else {}
+            request = {
+                "jsonrpc": "2.0",
+                "id": f"remit-discovery-{page + 1}",
+                "method": "tools/list",
+                "params": params,
+            }
+            answer, session = await _exchange(upstream, request, session)
+            result = answer.get("result") if answer else None
+            if not isinstance(result, dict):
+                break
+            tools += [t for t in result.get("tools", []) if isinstance(t, dict)]
+            cursor = result.get("nextCursor")
+            if not isinstance(cursor, str) or not cursor:
+                break
+    except (UpstreamError, orjson.JSONDecodeError) as exc:
+        log.warning("tool discovery failed: %s", exc)
+    finally:
+        if session:
+            await _end(upstream, session)
+    return tools
+
+
+async def _end(upstream: Upstream, session: str) -> None:
+    headers: CIMultiDict[str] = CIMultiDict(
+        {"mcp-session-id": session, "mcp-protocol-version": PROTOCOL_VERSION}
+    )
+    try:
+        response = await upstream.send("DELETE", headers, None)
+        response.close()
+    except UpstreamError as exc:
+        log.debug("ending the discovery session failed: %s", exc)
