@@ -36,3 +36,15 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# --- Install path: chart CRDs and a real cluster ------------------------------------------
+.PHONY: chart-crds e2e
+
+# Copy crds/ (the single source) into the chart; tests/helm fails when the copy drifts.
+chart-crds: $(STAMP)
+	$(BIN)/python scripts/sync_chart_crds.py
+
+# Create a kind cluster, build and load the image, install the chart, apply examples/,
+# deploy an example MCP server and run the opt-in e2e tests. Needs docker, kind, kubectl, helm.
+e2e: $(STAMP)
+	$(BIN)/python scripts/e2e.py

@@ -10,6 +10,7 @@ from remit.cli.crds import crds_app
 from remit.cli.demo import demo
 from remit.cli.gateway import gateway
 from remit.cli.keys import keys_app
+from remit.cli.policytest import test
 
 app = typer.Typer(
     name="remit",
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.command("check")(policy.check)
 app.command("compile")(policy.compile_)
 app.command("validate")(policy.validate)
+app.command("test")(test)
 app.command("demo")(demo)
 app.command("gateway")(gateway)
 app.add_typer(keys_app, name="keys")

@@ -1,6 +1,8 @@
 """Policy tests: a table of requests and the decision each must get, run like ``opa test``.
 
-A policy repository keeps, next to its resources, YAML files that list cases::
+A policy repository keeps, next to its resources, YAML files that list cases, either as a
+plain list or, so that tools loading every YAML file of the repository skip it, as a mapping
+``{kind: PolicyTests, cases: [...]}``::
 
     - name: alice's bot may write her files with consent
       server: files                 # MCPServer name (namespace: optional if unambiguous)
@@ -172,7 +174,10 @@ def load_table(path: Path) -> list[Case]:
         raise LoadError(f"{path}: cannot read: {exc}") from exc
     except yaml.YAMLError as exc:
         raise LoadError(f"{path}: invalid YAML: {exc}") from exc
-    if isinstance(data, Mapping) and "cases" in data:
+    if isinstance(data, Mapping):
+        extra = set(data) - {"kind", "cases"}
+        if "cases" not in data or extra or data.get("kind", "PolicyTests") != "PolicyTests":
+            raise LoadError(f"{path}: expected a list of cases or {{kind: PolicyTests, cases}}")
         data = data["cases"]
         node = next(v for k, v in node.value if k.value == "cases")  # type: ignore[union-attr]
     if not isinstance(data, list):
@@ -199,7 +204,7 @@ def split_files(roots: Iterable[Path]) -> tuple[list[Path], list[Path]]:
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             if path.suffix not in (".yaml", ".yml"):
                 continue
-            (tables if is_table(path.relative_to(root)) else resources).append(path)
+            (tables if is_table(path.relative_to(root.parent)) else resources).append(path)
     return resources, tables
 
 

@@ -1,0 +1,50 @@
+"""Value sets the chart tests render: the defaults and each non-default path through the
+templates (peering, cert-manager, supplied key, no CRDs, monitoring, pinned digest)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HA: dict[str, Any] = {"operator": {"replicaCount": 3}}
+CERT_MANAGER: dict[str, Any] = {"webhook": {"tls": {"certManager": {"enabled": True}}}}
+CERT_MANAGER_ISSUER: dict[str, Any] = {
+    "webhook": {
+        "tls": {
+            "certManager": {
+                "enabled": True,
+                "issuerRef": {"kind": "ClusterIssuer", "name": "corp-ca"},
+            }
+        }
+    }
+}
+SUPPLIED_KEY: dict[str, Any] = {"signingKey": {"existingSecret": "my-signing-key"}}
+OPERATOR_KEY: dict[str, Any] = {"signingKey": {"create": False}}
+NO_CRDS: dict[str, Any] = {"crds": {"enabled": False}}
+MONITORED: dict[str, Any] = {
+    "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}
+}
+PINNED: dict[str, Any] = {
+    "image": {"repository": "registry.example/remit", "digest": "sha256:" + "a" * 64},
+    "gateway": {"image": {"tag": "0.1.1"}},
+    "imagePullSecrets": [{"name": "regcred"}],
+    "operator": {
+        "logLevel": "debug",
+        "extraEnv": [{"name": "EXTRA", "value": "1"}],
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+    },
+    "webhook": {"failurePolicy": "Ignore", "excludeNamespaces": ["legacy"]},
+    "serviceAccount": {"annotations": {"example.com/role": "remit"}},
+}
+
+NON_DEFAULT: dict[str, dict[str, Any]] = {
+    "ha": HA,
+    "cert-manager": CERT_MANAGER,
+    "cert-manager-issuer": CERT_MANAGER_ISSUER,
+    "supplied-key": SUPPLIED_KEY,
+    "operator-key": OPERATOR_KEY,
+    "no-crds": NO_CRDS,
+    "monitored": MONITORED,
+    "pinned": PINNED,
+}
+ALL: dict[str, dict[str, Any]] = {"default": {}, **NON_DEFAULT}
