@@ -111,7 +111,11 @@ async def fetch_tools(upstream: Upstream) -> list[dict[str, Any]]:
 
 async def _end(upstream: Upstream, session: str) -> None:
     headers: CIMultiDict[str] = CIMultiDict(
-        {"mcp-session-id": session, "mcp-protocol-version": PROTOCOL_VERSION}
+        {
+            "mcp-session-id": session,
+            "mcp-protocol-version": PROTOCOL_VERSION,
+            "x-remit-agent": "remit-gateway",
+        }
     )
     try:
         response = await upstream.send("DELETE", headers, None)

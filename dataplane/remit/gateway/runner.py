@@ -83,6 +83,7 @@ async def serve_app(app: App, settings: ServerSettings, stop: asyncio.Event | No
         lifespan="on",
         loop="none",
         http="httptools",
+        interface="asgi3",  # never guess: a bound method looks like an ASGI2 app to uvicorn
         access_log=False,
     )
     server = uvicorn.Server(config)

@@ -1,0 +1,266 @@
+"""Cost of the full Remit gateway over calling the MCP server directly, in one run.
+
+Starts the demo OIDC issuer (in this process), the demo files server (``--stateless
+--json-response``) and two ``remit gateway`` processes in standalone mode over a generated
+policy directory holding the examples plus 10,000 ConsentGrants: one writes decision records to
+a file with ``REMIT_AUDIT_FSYNC=false``, the other to stdout redirected to /dev/null. Each
+``tools/call`` carries a real JWT (verified once, then served from the verified-token cache),
+is decided by the real engine (CEL included) and recorded. Prints, per gateway, the added
+latency p50/p99 at concurrency 1 (calls interleaved with direct ones), the throughput ratio
+at concurrency 8, CPU per call and the gateway's RSS with the grants loaded.
+
+    .venv/bin/python benchmarks/bench_gateway.py [--requests 2000] [--grants 10000]
+
+Targets: added p50 <= 1 ms, p99 <= 3 ms, throughput >= 0.8x direct, RSS <= 80 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from remit.demo.issuer import Issuer
+from remit.gateway.runner import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[1]
+REMIT = str(Path(sys.executable).parent / "remit")
+TOOL = "read_file"
+ARGUMENTS = {"path": "/data/readme.txt"}
+BODY = orjson.dumps(
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {
+            "name": TOOL,
+            "arguments": ARGUMENTS,
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
+    }
+)
+
+
+def headers(token: str) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": "2026-07-28",
+        "mcp-method": "tools/call",
+        "mcp-name": TOOL,
+        "authorization": f"Bearer {token}",
+    }
+
+
+def write_policy(directory: Path, issuer: str, audience: str, grants: int) -> None:
+    """The examples' policies and grants, plus ``grants`` generated ConsentGrants."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "examples" / "policies.yaml", directory)
+    shutil.copy(ROOT / "examples" / "grants.yaml", directory)
+    (directory / "server.yaml").write_text(
+        "apiVersion: remit.dev/v1alpha1\nkind: MCPServer\n"
+        "metadata: {name: files, namespace: agents}\n"
+        "spec:\n  selector: {matchLabels: {app: files}}\n  authentication:\n"
+        f"    issuer: {issuer}\n    audience: {audience}\n    requiredScopes: [mcp:tools]\n"
+    )
+    docs = []
+    for i in range(grants):
+        docs.append(
+            "apiVersion: remit.dev/v1alpha1\nkind: ConsentGrant\n"
+            f"metadata: {{name: bench-{i}, namespace: agents}}\n"
+            f"spec:\n  subject: user{i}@example.com\n  agent: support-bot\n  server: files\n"
+            f"  tools: [write_file]\n  when: 'args.path.startsWith(\"/data/user{i}/\")'\n"
+            f'  expiresAt: "2099-12-31T00:00:00Z"\n  grantedBy: user{i}@example.com\n'
+            f"  reason: BENCH-{i}\n"
+        )
+    (directory / "bench-grants.yaml").write_text("---\n".join(docs))
+
+
+async def call(session: aiohttp.ClientSession, url: str, sent: dict[str, str]) -> float:
+    start = time.perf_counter()
+    async with session.post(url, data=BODY, headers=sent) as response:
+        body = await response.read()
+    elapsed = time.perf_counter() - start
+    if response.status != 200 or b'"result"' not in body or b'"isError":true' in body:
+        raise RuntimeError(f"bad answer from {url}: {response.status} {body[:300]!r}")
+    return elapsed
+
+
+async def latencies(
+    session: aiohttp.ClientSession, urls: list[str], sent: dict[str, str], n: int
+) -> list[list[float]]:
+    """Sequential calls, interleaved across ``urls``; a latency list per URL."""
+    out: list[list[float]] = [[] for _ in urls]
+    for _ in range(n):
+        for i, url in enumerate(urls):
+            out[i].append(await call(session, url, sent))
+    return out
+
+
+async def throughput(
+    session: aiohttp.ClientSession, url: str, sent: dict[str, str], n: int, concurrency: int
+) -> float:
+    remaining = n
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await call(session, url, sent)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return n / (time.perf_counter() - start)
+
+
+def pct(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+async def measure(
+    direct: str, gateways: dict[str, tuple[str, int]], token: str, n: int, upstream_pid: int
+) -> None:
+    sent = headers(token)
+    names = list(gateways)
+    urls = [direct, *(gateways[name][0] for name in names)]
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await latencies(session, urls, sent, 300)  # warm up every path (and the token cache)
+        results = await latencies(session, urls, sent, n)
+        d = results[0]
+        print(f"\nconcurrency 1, {n} calls each (interleaved)")
+        p50, p99 = pct(d, 50) * 1e3, pct(d, 99) * 1e3
+        print(f"  direct            p50 {p50:6.3f} ms  p99 {p99:6.3f} ms")
+        for name, g in zip(names, results[1:], strict=True):
+            added50 = (pct(g, 50) - pct(d, 50)) * 1e3
+            added99 = (pct(g, 99) - pct(d, 99)) * 1e3
+            print(
+                f"  gateway {name:<9} p50 {pct(g, 50) * 1e3:6.3f} ms"
+                f"  p99 {pct(g, 99) * 1e3:6.3f} ms"
+                f"  added p50 {added50:6.3f} ms [{verdict(added50 <= 1)}]"
+                f"  p99 {added99:6.3f} ms [{verdict(added99 <= 3)}]"
+            )
+        print(f"\nconcurrency 8, {n} calls per round, best of 3 alternating rounds")
+        rates: dict[str, list[float]] = {"direct": [], **{name: [] for name in names}}
+        cpu = dict.fromkeys(names, 0.0)
+        upstream_cpu = 0.0
+        for _ in range(3):
+            rates["direct"].append(await throughput(session, direct, sent, n, 8))
+            for name in names:
+                url, pid = gateways[name]
+                before, up_before = cpu_seconds(pid), cpu_seconds(upstream_pid)
+                rates[name].append(await throughput(session, url, sent, n, 8))
+                cpu[name] += cpu_seconds(pid) - before
+                upstream_cpu += cpu_seconds(upstream_pid) - up_before
+        best = max(rates["direct"])
+        print(f"  direct            {best:7.0f} req/s")
+        for name in names:
+            rate = max(rates[name])
+            print(
+                f"  gateway {name:<9} {rate:7.0f} req/s  ratio {rate / best:.2f}"
+                f" [{verdict(rate / best >= 0.8)}]"
+                f"  gateway CPU/call {cpu[name] / (3 * n) * 1e3:.3f} ms"
+            )
+        print(f"  upstream CPU/call {upstream_cpu / (3 * n * len(names)) * 1e3:.3f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--grants", type=int, default=10_000)
+    parser.add_argument("--keep", action="store_true", help="Keep the temporary directory.")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="remit-bench-"))
+    issuer = Issuer().start()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        up_port = free_port()
+        upstream = f"http://127.0.0.1:{up_port}/mcp"
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "remit.demo.files_server",
+                    "--port",
+                    str(up_port),
+                    "--json-response",
+                    "--stateless",
+                ],
+            )
+        )
+        sinks = {"file": {"REMIT_AUDIT_FSYNC": "false"}, "stdout": {"REMIT_AUDIT_SINK": "stdout"}}
+        gateways: dict[str, tuple[str, int]] = {}
+        for name, env in sinks.items():
+            port, admin = free_port(), free_port()
+            audience = f"http://127.0.0.1:{port}/mcp"
+            policy = workdir / f"policy-{name}"
+            write_policy(policy, issuer.issuer, audience, args.grants)
+            argv = [REMIT, "gateway", "-f", str(policy), "--server", "files", "--upstream",
+                    upstream, "--listen", f"127.0.0.1:{port}", "--admin-listen",
+                    f"127.0.0.1:{admin}"]  # fmt: skip
+            if name == "file":
+                argv += ["--audit-file", str(workdir / "audit.jsonl")]
+            procs.append(
+                subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
+            )
+            gateways[name] = (audience, procs[-1].pid)
+            wait_for_port("127.0.0.1", port, 120)
+        wait_for_port("127.0.0.1", up_port, 20)
+        # One audience per gateway would need one token each; use a token valid for both.
+        token = issuer.mint(
+            "alice@example.com",
+            agent="support-bot",
+            audience=[gateways[name][0] for name in gateways],
+            scopes=["mcp:tools"],
+            expires_in=3600,
+        )
+        print(f"grants loaded: {args.grants}; machine CPUs: {os.cpu_count()}")
+        asyncio.run(measure(upstream, gateways, token, args.requests, procs[0].pid))
+        print("\nRSS with the grants loaded (target <= 80 MB)")
+        for name, (_, pid) in gateways.items():
+            rss = rss_mib(pid)
+            print(f"  gateway {name:<9} {rss:6.1f} MiB [{verdict(rss * 1.048576 <= 80)}]")
+        print(f"  upstream          {rss_mib(procs[0].pid):6.1f} MiB")
+        if args.keep:
+            print(f"\nkept {workdir}")
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+        issuer.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
