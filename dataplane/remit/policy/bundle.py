@@ -5,16 +5,19 @@ the gateway verifies it and builds an ``Engine`` from it. The ``digest`` is the 
 canonical JSON of the bundle's content, which excludes ``serial``, ``issuedAt`` and the digest
 itself: recompiling unchanged inputs yields the same digest, so "is every sidecar current?" is
 one comparison. ``serial`` orders bundles so a sidecar can refuse a rollback.
+
+The types are msgspec structs, not pydantic models: a sidecar decodes and keeps a bundle of
+10,000 grants, and structs decode several times faster and take a fraction of the memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
+import msgspec
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
 
 from remit.errors import BundleError
 
@@ -25,78 +28,80 @@ _UNSIGNED_FIELDS = frozenset({"serial", "issuedAt", "digest"})
 TargetKind = Literal["tool", "resource", "prompt"]
 
 
-class Frozen(BaseModel):
-    """Bundle parts are immutable and reject unknown fields."""
+class Frozen(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """Bundle parts are immutable, camelCase on the wire, and reject unknown fields."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    def model_copy(self, *, update: dict[str, Any]) -> Self:
+        """A copy with some fields replaced (python field names)."""
+        return msgspec.structs.replace(self, **update)
 
 
-class ServerSettings(Frozen):
+class ServerSettings(Frozen, frozen=True, kw_only=True):
     """The MCPServer's settings the gateway enforces."""
 
     name: str
     namespace: str
     uid: str = ""
-    upstream_port: int = Field(alias="upstreamPort")
-    upstream_path: str = Field(alias="upstreamPath")
+    upstream_port: int
+    upstream_path: str
     port: int
-    admin_port: int = Field(alias="adminPort")
+    admin_port: int
     issuer: str
     audience: str
-    jwks_uri: str | None = Field(None, alias="jwksUri")
-    required_scopes: tuple[str, ...] = Field((), alias="requiredScopes")
-    tool_pinning: Literal["Enforce", "Audit", "Disabled"] = Field(alias="toolPinning")
-    audit_failure_policy: Literal["Fail", "Ignore"] = Field(alias="auditFailurePolicy")
-    audit_arguments: Literal["Digest", "Redacted"] = Field(alias="auditArguments")
-    max_body_bytes: int = Field(alias="maxBodyBytes")
+    jwks_uri: str | None = None
+    required_scopes: tuple[str, ...] = ()
+    tool_pinning: Literal["Enforce", "Audit", "Disabled"]
+    audit_failure_policy: Literal["Fail", "Ignore"]
+    audit_arguments: Literal["Digest", "Redacted"]
+    max_body_bytes: int
 
 
-class CompiledRateLimit(Frozen):
+class CompiledRateLimit(Frozen, frozen=True, kw_only=True):
     """``calls`` per ``perSeconds``."""
 
     calls: int
-    per_seconds: int = Field(alias="perSeconds")
+    per_seconds: int
 
 
-class CompiledRule(Frozen):
+class CompiledRule(Frozen, frozen=True, kw_only=True):
     """A rule with its policy's context resolved: id ``namespace/policy#rule``."""
 
     id: str
     effect: Literal["Allow", "Deny"]
     target: TargetKind
     patterns: tuple[str, ...]
-    annotations: dict[str, bool] = Field(default_factory=dict)
-    require_consent: bool = Field(False, alias="requireConsent")
+    annotations: dict[str, bool] = msgspec.field(default_factory=dict)
+    require_consent: bool = False
     when: str | None = None
-    rate_limit: CompiledRateLimit | None = Field(None, alias="rateLimit")
+    rate_limit: CompiledRateLimit | None = None
 
 
-class CompiledPolicy(Frozen):
+class CompiledPolicy(Frozen, frozen=True, kw_only=True):
     """An AgentPolicy that applies to this server."""
 
     id: str
     uid: str = ""
-    resource_version: str = Field("", alias="resourceVersion")
+    resource_version: str = ""
     agents: tuple[str, ...]
     users: tuple[str, ...] | None = None
     groups: tuple[str, ...] | None = None
     rules: tuple[CompiledRule, ...]
 
 
-class CompiledGrant(Frozen):
+class CompiledGrant(Frozen, frozen=True, kw_only=True):
     """An Active ConsentGrant for this server, with the evidence a decision cites."""
 
     id: str
     uid: str = ""
-    resource_version: str = Field("", alias="resourceVersion")
+    resource_version: str = ""
     subject: str
     agent: str
     tools: tuple[str, ...] = ()
     resources: tuple[str, ...] = ()
     prompts: tuple[str, ...] = ()
     when: str | None = None
-    expires_at: datetime = Field(alias="expiresAt")
-    granted_by: str = Field(alias="grantedBy")
+    expires_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    granted_by: str
     reason: str = ""
 
     def patterns(self, target: TargetKind) -> tuple[str, ...]:
@@ -106,31 +111,32 @@ class CompiledGrant(Frozen):
         return self.resources if target == "resource" else self.prompts
 
 
-class ExcludedGrants(Frozen):
+class ExcludedGrants(Frozen, frozen=True, kw_only=True):
     """Grants for this server left out because they were not Active at compile time."""
 
     expired: int = 0
     revoked: int = 0
 
 
-class Bundle(Frozen):
+class Bundle(Frozen, frozen=True, kw_only=True):
     """One MCP server's compiled policy."""
 
-    api_version: Literal["remit.dev/v1alpha1"] = Field("remit.dev/v1alpha1", alias="apiVersion")
+    api_version: Literal["remit.dev/v1alpha1"] = "remit.dev/v1alpha1"
     kind: Literal["PolicyBundle"] = "PolicyBundle"
     server: ServerSettings
     policies: tuple[CompiledPolicy, ...]
     grants: tuple[CompiledGrant, ...]
-    excluded_grants: ExcludedGrants = Field(alias="excludedGrants")
-    tool_pins: dict[str, str] = Field(default_factory=dict, alias="toolPins")
-    next_expiry: datetime | None = Field(None, alias="nextExpiry")
-    serial: int = Field(ge=0)
-    issued_at: datetime = Field(alias="issuedAt")
+    excluded_grants: ExcludedGrants
+    tool_pins: dict[str, str] = msgspec.field(default_factory=dict)
+    next_expiry: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+    serial: Annotated[int, msgspec.Meta(ge=0)]
+    issued_at: Annotated[datetime, msgspec.Meta(tz=True)]
     digest: str = ""
 
     def document(self) -> dict[str, Any]:
         """The bundle as a JSON-ready mapping (camelCase keys)."""
-        return self.model_dump(by_alias=True, mode="json")
+        document: dict[str, Any] = msgspec.to_builtins(self)
+        return document
 
     def canonical(self) -> bytes:
         """Canonical JSON of the whole bundle: sorted keys, no spaces, UTF-8."""
@@ -154,9 +160,12 @@ def canonical_json(value: Any) -> bytes:
 def parse_bundle(payload: bytes) -> Bundle:
     """Parse and check a bundle's JSON; its digest must match its content."""
     try:
-        bundle = Bundle.model_validate_json(payload)
-    except ValueError as exc:
+        bundle = _DECODER.decode(payload)
+    except msgspec.DecodeError as exc:  # ValidationError included: names the field path
         raise BundleError(f"malformed bundle: {exc}") from exc
     if bundle.digest != bundle.content_digest():
         raise BundleError("bundle digest does not match its content")
     return bundle
+
+
+_DECODER = msgspec.json.Decoder(Bundle)

@@ -8,12 +8,47 @@ that references it runs, and at most once per request.
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import cel
+
+def _native_cel() -> ModuleType:
+    """The binding's native module, without its package ``__init__``.
+
+    ``import cel`` also imports the package's interactive CLI (prompt_toolkit, rich): about
+    24 MiB of resident memory in every gateway sidecar for nothing the gateway uses. Loading the
+    extension module by itself gives the same ``compile`` and ``Context``; if the package
+    layout ever changes, fall back to the ordinary import.
+    """
+    loaded = sys.modules.get("cel.cel")
+    if loaded is not None:
+        return loaded
+    spec = importlib.util.find_spec("cel")
+    if spec is not None and spec.origin is not None:
+        for library in sorted(Path(spec.origin).parent.glob("cel.*.so")):
+            loader = importlib.machinery.ExtensionFileLoader("cel.cel", str(library))
+            native = importlib.util.spec_from_file_location("cel.cel", library, loader=loader)
+            if native is not None:
+                module = importlib.util.module_from_spec(native)
+                loader.exec_module(module)
+                if hasattr(module, "compile") and hasattr(module, "Context"):
+                    # A native module initialises once per process: a later ``import cel``
+                    # must find this one instead of loading the library again.
+                    sys.modules["cel.cel"] = module
+                    return module
+    import cel  # noqa: PLC0415 - fallback
+
+    return cel
+
+
+cel = _native_cel()
 
 # Variables a condition may reference, and what each holds.
 VARIABLES: Mapping[str, str] = {
