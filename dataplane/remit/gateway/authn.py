@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl
 
-import httpx
+import aiohttp
 import orjson
 from joserfc import jws
 from joserfc.errors import ClaimError, ExpiredTokenError, JoseError, MissingClaimError
@@ -127,7 +127,7 @@ class Authenticator:
     def create(
         cls,
         settings: AuthSettings,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         *,
         now: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 
 from remit.audit import AuditChain, build_decision, build_outcome
 from remit.audit.records import DecisionRecord
@@ -85,7 +85,7 @@ class RemitGuard:
         self.limiter = RateLimiter()
         self.catalog = ToolCatalog()
         self._clock = clock
-        self._http: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
         self._authenticators: dict[AuthSettings, Authenticator] = {}
         self._pinned_digest = ""
         self.upstream: Upstream | None = None
@@ -95,7 +95,7 @@ class RemitGuard:
     async def close(self) -> None:
         """Release the JWKS client (called from the app's lifespan shutdown)."""
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
             self._http = None
 
     # -- authentication -------------------------------------------------------------------
@@ -110,7 +110,7 @@ class RemitGuard:
         authenticator = self._authenticators.get(settings)
         if authenticator is None:
             if self._http is None:
-                self._http = httpx.AsyncClient(timeout=5.0, follow_redirects=False)
+                self._http = aiohttp.ClientSession()
             authenticator = Authenticator.create(settings, self._http)
             self._authenticators = {settings: authenticator}  # one issuer at a time
         return authenticator

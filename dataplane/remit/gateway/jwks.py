@@ -1,7 +1,7 @@
 """The issuer's signing keys, fetched over HTTP and cached, so tokens verify without a round trip.
 
 ``JwksCache`` finds the JWKS URL (configured, else OIDC discovery, else RFC 8414 metadata),
-fetches the key set with the gateway's shared ``httpx.AsyncClient`` and keeps it for
+fetches the key set with the gateway's shared ``aiohttp.ClientSession`` and keeps it for
 ``cache_seconds``. A token naming an unknown ``kid`` triggers a refresh (key rotation), but at
 most one fetch per ``min_refresh_interval_seconds`` so a flood of made-up kids cannot turn the
 gateway into a load generator against the identity provider. Every failure (network, HTTP
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 import orjson
 from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry, Key, KeySet
@@ -42,6 +42,7 @@ KEY_TYPES = {
     "PS512": "RSA",
 }
 
+_FETCH_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
 _MAX_DOCUMENT_BYTES = 1 << 20
 
 
@@ -70,7 +71,7 @@ class JwksCache:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         issuer: str,
         *,
         jwks_uri: str | None = None,
@@ -197,19 +198,24 @@ class JwksCache:
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         try:
-            response = await self._client.get(url, headers={"Accept": "application/json"})
-        except httpx.HTTPError as error:
+            async with self._client.get(
+                url,
+                headers={"Accept": "application/json"},
+                timeout=_FETCH_TIMEOUT,
+                allow_redirects=False,
+            ) as response:
+                status = response.status
+                content = await response.content.read(_MAX_DOCUMENT_BYTES + 1)
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
             raise AuthenticationError(
                 "invalid_token", f"cannot fetch {url}: {type(error).__name__} {error}".rstrip()
             ) from error
-        if response.status_code != 200:
-            raise AuthenticationError(
-                "invalid_token", f"cannot fetch {url}: HTTP {response.status_code}"
-            )
-        if len(response.content) > _MAX_DOCUMENT_BYTES:
+        if status != 200:
+            raise AuthenticationError("invalid_token", f"cannot fetch {url}: HTTP {status}")
+        if len(content) > _MAX_DOCUMENT_BYTES:
             raise AuthenticationError("invalid_token", f"document at {url} is too large")
         try:
-            document = orjson.loads(response.content)
+            document = orjson.loads(content)
         except orjson.JSONDecodeError as error:
             raise AuthenticationError("invalid_token", f"{url} did not return JSON") from error
         if not isinstance(document, dict):

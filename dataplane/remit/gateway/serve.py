@@ -13,7 +13,6 @@ import signal
 import time
 from pathlib import Path
 
-from remit.api.loader import load
 from remit.errors import CompileError, InvalidResourcesError
 from remit.gateway.app import Gateway
 from remit.gateway.runner import ServerSettings, serve_many
@@ -29,6 +28,8 @@ def compile_standalone(
 ) -> tuple[Bundle, str, PolicyState]:
     """Compile ``dirs`` for ``server``, sign with a fresh key; return bundle, JWS and a state
     that trusts that key."""
+    from remit.api.loader import load  # noqa: PLC0415 - only standalone mode reads YAML
+
     loaded = load(dirs)
     if loaded.errors:
         raise InvalidResourcesError(loaded.errors)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 
@@ -45,9 +46,17 @@ def issuer(clock: ManualClock) -> Iterator[Issuer]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as shared:
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    """The shared session the gateway fetches keys with (aiohttp, as in production)."""
+    async with aiohttp.ClientSession() as shared:
         yield shared
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """A test's own HTTP client, for calling servers as a caller would."""
+    async with httpx.AsyncClient(timeout=5) as caller:
+        yield caller
 
 
 AuthenticatorFactory = Callable[..., Authenticator]
@@ -55,7 +64,7 @@ AuthenticatorFactory = Callable[..., Authenticator]
 
 @pytest.fixture
 def make_authenticator(
-    issuer: Issuer, client: httpx.AsyncClient, clock: ManualClock
+    issuer: Issuer, client: aiohttp.ClientSession, clock: ManualClock
 ) -> AuthenticatorFactory:
     """Build an authenticator for ``issuer``; keyword arguments override ``AuthSettings``."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -53,7 +53,7 @@ async def test_configured_jwks_uri_skips_discovery(
 
 
 async def test_metadata_naming_another_issuer_is_not_trusted(
-    issuer: Issuer, client: httpx.AsyncClient, clock: ManualClock
+    issuer: Issuer, client: aiohttp.ClientSession, clock: ManualClock
 ) -> None:
     keys = JwksCache(client, issuer.issuer + "/other", clock=clock.monotonic)
 
@@ -153,7 +153,7 @@ async def test_stale_keys_are_not_trusted_while_the_issuer_is_down(
 
 
 async def test_unreachable_issuer_fails_closed(
-    clock: ManualClock, client: httpx.AsyncClient
+    clock: ManualClock, client: aiohttp.ClientSession
 ) -> None:
     with Issuer(clock=clock.time) as gone:
         issuer_url = gone.issuer
@@ -173,7 +173,7 @@ async def test_unreachable_issuer_fails_closed(
     ],
 )
 async def test_malformed_jwks_documents_fail_closed(
-    clock: ManualClock, client: httpx.AsyncClient, body: bytes, message: str
+    clock: ManualClock, client: aiohttp.ClientSession, body: bytes, message: str
 ) -> None:
     async def serve(request: web.Request) -> web.Response:
         return web.Response(body=body, content_type="application/json")

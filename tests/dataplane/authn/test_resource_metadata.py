@@ -99,7 +99,7 @@ def test_values_are_quote_escaped_and_cannot_inject_headers(description: str, qu
 
 
 async def test_real_refusal_reads_as_a_challenge_over_http(
-    issuer: Issuer, authenticator: Authenticator, client: httpx.AsyncClient
+    issuer: Issuer, authenticator: Authenticator, http: httpx.AsyncClient
 ) -> None:
     """A minimal resource server wired the way the gateway will: refusal → status + header."""
     settings = authenticator.settings
@@ -131,20 +131,20 @@ async def test_real_refusal_reads_as_a_challenge_over_http(
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     base = f"http://127.0.0.1:{runner.addresses[0][1]}"
     try:
-        anonymous = await client.post(f"{base}/mcp")
+        anonymous = await http.post(f"{base}/mcp")
         assert anonymous.status_code == 401
         assert anonymous.headers["WWW-Authenticate"].startswith(f'Bearer resource_metadata="{url}"')
         assert "error=" not in anonymous.headers["WWW-Authenticate"]
 
-        document = (await client.get(f"{base}/.well-known/oauth-protected-resource/mcp")).json()
+        document = (await http.get(f"{base}/.well-known/oauth-protected-resource/mcp")).json()
         assert document["authorization_servers"] == [issuer.issuer]
 
         token = issuer.mint("alice", scopes=["other"])
-        forbidden = await client.post(f"{base}/mcp", headers={"Authorization": bearer(token)})
+        forbidden = await http.post(f"{base}/mcp", headers={"Authorization": bearer(token)})
         assert forbidden.status_code == 403
         assert 'error="insufficient_scope"' in forbidden.headers["WWW-Authenticate"]
 
-        ok = await client.post(
+        ok = await http.post(
             f"{base}/mcp",
             headers={"Authorization": bearer(issuer.mint("alice", scopes=["mcp:tools"]))},
         )
