@@ -251,6 +251,9 @@ class McpProxy:
         issued = response.header(SESSION_HEADER.encode())
         if issued is not None and issued != session and 200 <= response.status < 300:
             await self.hooks.bind_session(identity, issued)
+        if request.method == "DELETE" and session is not None and 200 <= response.status < 300:
+            # Forget the session before the client hears it ended: no window where it lingers.
+            await self.hooks.end_session(identity, session)
         sender = _Sender(send)
         try:
             await exchange.relay(response, sender, receive)
@@ -263,8 +266,6 @@ class McpProxy:
                 send, exc.status, error_body(_single_id(calls), UPSTREAM_ERROR, exc.reason)
             )
             return
-        if request.method == "DELETE" and session is not None and 200 <= response.status < 300:
-            await self.hooks.end_session(identity, session)
 
 
 async def _read_body(request: HttpRequest, receive: Receive, limit: int) -> bytes:

@@ -140,8 +140,12 @@ class Exchange:
                 await self._relay_raw(response, send)
         finally:
             response.close()
+        await self._unanswered(response.status)
+
+    async def _unanswered(self, status: int) -> None:
+        """Report calls the upstream's answer did not answer."""
         if self.calls:
-            await self.fail(f"upstream answered HTTP {response.status} without a response")
+            await self.fail(f"upstream answered HTTP {status} without a response")
 
     async def _relay_json(self, response: UpstreamResponse, send: Send) -> None:
         body = await response.read()
@@ -152,12 +156,14 @@ class Exchange:
                 raise UpstreamError(502, "upstream sent invalid JSON") from exc
             message = await self.message(value)
             body = b"" if message is None else orjson.dumps(message)
+        await self._unanswered(response.status)  # outcomes are recorded before the client hears
         headers = [*response.headers, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _relay_raw(self, response: UpstreamResponse, send: Send) -> None:
         body = await response.read()
+        await self._unanswered(response.status)
         headers = [*response.headers, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
