@@ -10,6 +10,7 @@ from remit.cli.crds import crds_app
 from remit.cli.demo import demo
 from remit.cli.gateway import gateway
 from remit.cli.keys import keys_app
+from remit.cli.operator import operator
 from remit.cli.policytest import test
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app.command("validate")(policy.validate)
 app.command("test")(test)
 app.command("demo")(demo)
 app.command("gateway")(gateway)
+app.command("operator")(operator)
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(crds_app, name="crds")

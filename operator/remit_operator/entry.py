@@ -1,0 +1,148 @@
+"""Starting the operator: kopf settings from Remit's, the webhook server, and running kopf.
+
+``build`` gives a registry, kopf settings and the Runtime for one run (tests use it with
+``kopf.testing.KopfRunner``); ``run`` runs it in-process (``remit operator``,
+``python -m remit_operator``); ``install_default`` registers on kopf's default registry so that
+``kopf run -A -m remit_operator`` works as well.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from remit_operator.certs import service_names, write_self_signed
+from remit_operator.handlers import register
+from remit_operator.kube import object_path
+from remit_operator.runtime import Runtime
+from remit_operator.settings import Settings
+from remit_operator.webhook import WEBHOOK_PATH, webhook_configuration
+
+log = logging.getLogger(__name__)
+FINALIZER = "remit.dev/operator"
+
+
+class AdmissionServer(kopf.WebhookServer):
+    """kopf's HTTPS webhook server, giving each reviewed object its request's namespace.
+
+    The API server does not always fill ``metadata.namespace`` in the object under review (pods
+    made by controllers); injection needs it, so it is copied from ``request.namespace``.
+    """
+
+    async def __call__(self, fn: Any) -> AsyncIterator[Any]:
+        async def with_namespace(request: Any, **kwargs: Any) -> Any:
+            payload = request.get("request") or {}
+            namespace = payload.get("namespace")
+            for key in ("object", "oldObject"):
+                obj = payload.get(key)
+                if namespace and isinstance(obj, dict):
+                    metadata = obj.setdefault("metadata", {})
+                    if not metadata.get("namespace"):
+                        metadata["namespace"] = namespace
+            return await fn(request, **kwargs)
+
+        async for config in super().__call__(with_namespace):
+            yield config
+
+
+def webhook_files(settings: Settings, scratch: Path) -> tuple[str, str]:
+    """The webhook's certificate and key: the configured ones, or a fresh self-signed pair."""
+    if settings.webhook_cert_file and settings.webhook_key_file:
+        return settings.webhook_cert_file, settings.webhook_key_file
+    names = [*service_names(settings.webhook_service), "localhost", "127.0.0.1"]
+    if settings.webhook_host not in ("0.0.0.0", "::"):  # noqa: S104 - comparing, not binding
+        names.insert(0, settings.webhook_host)
+    cert, key = write_self_signed(scratch, names)
+    return str(cert), str(key)
+
+
+def configure(kopf_settings: kopf.OperatorSettings, settings: Settings, scratch: Path) -> None:
+    """Apply Remit's settings to kopf's: peering, storage names, the webhook server."""
+    kopf_settings.peering.standalone = settings.peering is None
+    if settings.peering:
+        kopf_settings.peering.name = settings.peering
+        kopf_settings.peering.mandatory = True
+    kopf_settings.persistence.finalizer = FINALIZER
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="remit.dev")
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="remit.dev")
+    kopf_settings.posting.level = logging.WARNING
+    certfile, keyfile = webhook_files(settings, scratch)
+    kopf_settings.admission.server = AdmissionServer(
+        addr=settings.webhook_host,
+        port=settings.webhook_port,
+        certfile=certfile,
+        pkeyfile=keyfile,
+    )
+    kopf_settings.admission.managed = (
+        None  # our own configuration: see ensure_webhook_configuration
+    )
+
+
+async def ensure_webhook_configuration(runtime: Runtime, certfile: str) -> None:
+    """Create or update the MutatingWebhookConfiguration when a webhook Service is configured."""
+    if not runtime.settings.webhook_service:
+        return
+    body = webhook_configuration(runtime.settings, Path(certfile).read_bytes())
+    collection = object_path("admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations")
+    await runtime.kube.ensure(collection, body, ("webhooks",))
+
+
+def build(
+    settings: Settings, *, connection: kopf.ConnectionInfo | None = None
+) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings, Runtime]:
+    """A registry with every handler, kopf settings and the Runtime for one operator run."""
+    scratch = Path(tempfile.mkdtemp(prefix="remit-operator-"))
+    runtime = Runtime(settings, connection=connection)
+    registry = kopf.OperatorRegistry()
+    register(registry, runtime)
+    kopf_settings = kopf.OperatorSettings()
+    configure(kopf_settings, settings, scratch)
+
+    @kopf.on.startup(registry=registry, id="webhook-configuration")
+    async def _webhook(**_: Any) -> None:
+        server = kopf_settings.admission.server
+        certfile = getattr(server, "certfile", None)
+        if certfile:
+            await ensure_webhook_configuration(runtime, str(certfile))
+
+    return registry, kopf_settings, runtime
+
+
+def run(settings: Settings) -> None:
+    """Run the operator in this process until interrupted (all namespaces)."""
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    registry, kopf_settings, _ = build(settings)
+    log.info(
+        "webhook on https://%s:%s%s", settings.webhook_host, settings.webhook_port, WEBHOOK_PATH
+    )
+    kopf.run(
+        registry=registry,
+        settings=kopf_settings,
+        clusterwide=True,
+        standalone=settings.peering is None,
+        peering_name=settings.peering,
+        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+    )
+
+
+def install_default() -> None:
+    """Register on kopf's default registry (``kopf run -A -m remit_operator``)."""
+    settings = Settings.from_env()
+    runtime = Runtime(settings)
+    registry = kopf.get_default_registry()
+    register(registry, runtime)
+
+    @kopf.on.startup(registry=registry, id="remit-settings")
+    async def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        scratch = Path(tempfile.mkdtemp(prefix="remit-operator-"))
+        configure(settings, runtime.settings, scratch)
+        certfile = getattr(settings.admission.server, "certfile", None)
+        if certfile:
+            await ensure_webhook_configuration(runtime, str(certfile))

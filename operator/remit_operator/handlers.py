@@ -1,0 +1,202 @@
+"""kopf handlers: thin wiring from watch events, daemons and admission requests to the Runtime.
+
+``register`` puts every handler on a given ``kopf.OperatorRegistry`` bound to one ``Runtime``;
+nothing is registered at import time except by ``remit_operator.entry`` for ``kopf run``.
+
+- MCPServer / AgentPolicy / ConsentGrant events: validate, index, write status, wake the
+  syncers of exactly the servers affected.
+- Pod events (pods annotated by injection): index the sidecar, wake its server's syncer.
+- One daemon per MCPServer: ``Syncer.run`` (compile, sign, push, expiry, resync).
+- ``on.mutate`` for pods: inject the gateway (``webhook.inject``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from remit.api.common import API_VERSION
+from remit.api.consentgrant import ConsentGrant
+from remit.api.loader import parse
+from remit.api.mcpserver import MCPServer
+from remit.errors import RemitError, ResourceError
+from remit_operator.errors import InjectionError, KubeError
+from remit_operator.index import SERVER_ANNOTATION, ref, sidecar_from_pod
+from remit_operator.kube import object_path
+from remit_operator.runtime import Runtime
+from remit_operator.status import grant_status, policy_status, rejection, unchanged
+from remit_operator.webhook import inject, matching_server
+
+log = logging.getLogger(__name__)
+GROUP, VERSION = API_VERSION.split("/")
+PLURALS = {
+    "MCPServer": "mcpservers",
+    "AgentPolicy": "agentpolicies",
+    "ConsentGrant": "consentgrants",
+}
+
+
+def _document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    document = copy.deepcopy(dict(body))
+    document.setdefault("apiVersion", API_VERSION)
+    document.setdefault("kind", kind)
+    return document
+
+
+async def _patch_status(rt: Runtime, kind: str, body: kopf.Body, status: dict[str, Any]) -> None:
+    if unchanged(body, status):
+        return
+    meta = body.get("metadata") or {}
+    path = object_path(
+        API_VERSION, PLURALS[kind], meta.get("namespace"), meta.get("name"), "status"
+    )
+    try:
+        await rt.kube.patch(path, {"status": status})
+    except KubeError as exc:
+        log.warning("cannot write status of %s %s: %s", kind, meta.get("name"), exc)
+
+
+async def on_resource(rt: Runtime, kind: str, event_type: str | None, body: kopf.Body) -> None:
+    """Index a resource change and wake the syncers of the servers it affects."""
+    meta = body.get("metadata") or {}
+    key = ref(meta.get("namespace"), meta.get("name", ""))
+    if event_type == "DELETED":
+        if kind == "ConsentGrant":
+            rt.grant_phases.pop(key, None)
+        if kind == "MCPServer":
+            rt.syncers.pop(key, None)  # a re-created server starts afresh
+        rt.touch(rt.index.remove(kind, key))
+        return
+    try:
+        resource = parse(_document(body, kind), key)
+    except ResourceError as exc:
+        await _rejected(rt, kind, body, exc)
+        return
+    affected = rt.index.upsert(resource)
+    log.debug("%s %s %s affects %s", event_type, kind, key, sorted(affected))
+    if isinstance(resource, MCPServer):
+        rt.syncer(resource.ref)  # the daemon picks it up; a new server syncs at once
+    rt.touch(affected)
+    now = rt.clock()
+    if kind == "AgentPolicy":
+        accepted = (body.get("status") or {}).get("conditions") or []
+        if not any(c.get("type") == "Accepted" and c.get("status") == "True" for c in accepted):
+            rt.event(dict(body), "Normal", "Accepted", "policy accepted")
+        await _patch_status(rt, kind, body, policy_status(body, now))
+    elif isinstance(resource, ConsentGrant):
+        status = grant_status(body, resource, now)
+        rt.grant_phases[key] = status["phase"]
+        await _patch_status(rt, kind, body, status)
+
+
+async def _rejected(rt: Runtime, kind: str, body: kopf.Body, error: RemitError) -> None:
+    """Report an invalid resource; the last valid version (if any) stays in force."""
+    now = rt.clock()
+    reason, message = rejection(error)
+    if kind == "AgentPolicy":
+        status = policy_status(body, now, error)
+        if not unchanged(body, {"conditions": status["conditions"]}):  # not yet reported
+            rt.event(dict(body), "Warning", "Rejected", message)
+        await _patch_status(rt, kind, body, status)
+    elif kind == "ConsentGrant":
+        await _patch_status(rt, kind, body, grant_status(body, None, now, error))
+    else:
+        rt.event(dict(body), "Warning", reason, message)
+        log.warning("invalid %s: %s", kind, message)
+
+
+async def on_pod(rt: Runtime, event_type: str | None, body: kopf.Body) -> None:
+    """Index an injected pod's sidecar and wake its server's syncer."""
+    meta = body.get("metadata") or {}
+    pod = ref(meta.get("namespace"), meta.get("name", ""))
+    if event_type == "DELETED":
+        rt.touch(rt.index.remove_pod(pod))
+        return
+    sidecar = sidecar_from_pod(body)
+    if sidecar is not None:
+        rt.touch(rt.index.upsert_pod(sidecar))
+
+
+async def servers_in(rt: Runtime, namespace: str) -> list[MCPServer]:
+    """Every valid MCPServer of a namespace, read live from the API (not the index)."""
+    items = await rt.kube.list(object_path(API_VERSION, "mcpservers", namespace))
+    servers = []
+    for item in items:
+        try:
+            resource = parse(_document(item, "MCPServer"), "MCPServer")
+        except ResourceError:
+            continue
+        if isinstance(resource, MCPServer):
+            servers.append(resource)
+    return servers
+
+
+async def mutate_pod(rt: Runtime, body: kopf.Body, patch: kopf.Patch, warnings: list[str]) -> None:
+    """Inject the gateway into a pod that matches an MCPServer; refuse it if that fails."""
+    pod = copy.deepcopy(dict(body))
+    namespace = (pod.get("metadata") or {}).get("namespace")
+    if not namespace:
+        raise kopf.AdmissionError("remit: the pod under review names no namespace", code=400)
+    if namespace in rt.settings.protected_namespaces:
+        return
+    try:
+        server = matching_server(pod, await servers_in(rt, namespace))
+        if server is None:
+            return
+        injected = inject(pod, server, rt.settings, rt.keyring.kid)
+    except (InjectionError, KubeError) as exc:
+        raise kopf.AdmissionError(f"remit: cannot inject the gateway: {exc}", code=403) from exc
+
+    def replace(raw: Any) -> None:
+        raw.clear()
+        raw.update(copy.deepcopy(injected))
+
+    patch.fns.append(replace)
+    warnings.append(f"remit: gateway injected for MCPServer {server.ref}")
+
+
+def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
+    """Put every handler of the operator on ``registry``, bound to ``rt``."""
+
+    @kopf.on.login(registry=registry)
+    def login(logger: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
+        return rt.login(logger=logger, **kwargs)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        await rt.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        await rt.stop()
+
+    for kind, plural in PLURALS.items():
+
+        @kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"watch-{plural}", param=kind)
+        async def watch(type: str | None, body: kopf.Body, param: Any = None, **_: Any) -> None:
+            await on_resource(rt, param, type, body)
+
+    @kopf.on.event(
+        "",
+        "v1",
+        "pods",
+        annotations={SERVER_ANNOTATION: kopf.PRESENT},
+        registry=registry,
+        id="watch-pods",
+    )
+    async def watch_pods(type: str | None, body: kopf.Body, **_: Any) -> None:
+        await on_pod(rt, type, body)
+
+    @kopf.daemon(
+        GROUP, VERSION, "mcpservers", registry=registry, id="sync", cancellation_timeout=5.0
+    )
+    async def sync(namespace: str | None, name: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
+        await rt.syncer(ref(namespace, name)).run(stopped)
+
+    @kopf.on.mutate("", "v1", "pods", operations=["CREATE"], registry=registry, id="inject")
+    async def mutate(body: kopf.Body, patch: kopf.Patch, warnings: list[str], **_: Any) -> None:
+        await mutate_pod(rt, body, patch, warnings)

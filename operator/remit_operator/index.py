@@ -1,0 +1,170 @@
+"""What the operator knows about the cluster, in memory: resources, and sidecars per MCPServer.
+
+kopf's watch events feed it; every change answers which MCPServers it affects, so only their
+bundles are recompiled. A change that leaves a resource's ``spec`` as it was (a status write,
+a label) affects nothing. An AgentPolicy that later turns invalid keeps its last valid version
+in force (its status says so), as an invalid manifest is never applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from remit.api.agentpolicy import AgentPolicy
+from remit.api.common import Resource
+from remit.api.consentgrant import ConsentGrant
+from remit.api.mcpserver import MCPServer
+from remit.policy.compiler import applies_to, grant_for
+
+GATEWAY_CONTAINER = "remit-gateway"
+SERVER_ANNOTATION = "remit.dev/mcpserver"
+KEY_ANNOTATION = "remit.dev/bundle-key-id"
+
+
+def ref(namespace: str | None, name: str) -> str:
+    """``namespace/name``."""
+    return f"{namespace or 'default'}/{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Sidecar:
+    """One injected pod's gateway, as the operator can reach it."""
+
+    pod: str  # namespace/name of the pod
+    server: str  # namespace/name of its MCPServer
+    ip: str | None
+    reachable: bool  # running with an IP and not terminating: a push can reach it
+    ready: bool  # the kubelet reports the gateway container Ready
+    kid: str | None  # the signing key id it was started with (annotation)
+    incarnation: str  # changes when the gateway process may have lost its bundle
+
+    @property
+    def admin_host(self) -> str:
+        """Where its admin API listens (the pod IP)."""
+        return self.ip or ""
+
+
+def sidecar_from_pod(body: Mapping[str, Any]) -> Sidecar | None:
+    """The sidecar of an injected pod, or None for a pod without one."""
+    metadata = body.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    server = annotations.get(SERVER_ANNOTATION)
+    if not server:
+        return None
+    namespace = metadata.get("namespace") or "default"
+    status = body.get("status") or {}
+    ip = status.get("podIP") or None
+    gateway: Mapping[str, Any] = next(
+        (c for c in status.get("containerStatuses") or [] if c.get("name") == GATEWAY_CONTAINER),
+        {},
+    )
+    running = "running" in (gateway.get("state") or {}) if gateway else True
+    reachable = bool(
+        ip
+        and running
+        and status.get("phase") == "Running"
+        and not metadata.get("deletionTimestamp")
+    )
+    incarnation = "/".join(
+        str(x)
+        for x in (metadata.get("uid"), ip, gateway.get("restartCount"), gateway.get("containerID"))
+    )
+    return Sidecar(
+        pod=ref(namespace, metadata.get("name", "")),
+        server=ref(namespace, server),
+        ip=ip,
+        reachable=reachable,
+        ready=bool(gateway.get("ready")),
+        kid=annotations.get(KEY_ANNOTATION),
+        incarnation=incarnation,
+    )
+
+
+class Index:
+    """Valid resources by kind and ``namespace/name``, and sidecars by pod."""
+
+    def __init__(self) -> None:
+        self.servers: dict[str, MCPServer] = {}
+        self.policies: dict[str, AgentPolicy] = {}
+        self.grants: dict[str, ConsentGrant] = {}
+        self.pods: dict[str, Sidecar] = {}
+
+    def _store(self, kind: str) -> dict[str, Any]:
+        stores: dict[str, dict[str, Any]] = {
+            "MCPServer": self.servers,
+            "AgentPolicy": self.policies,
+            "ConsentGrant": self.grants,
+        }
+        return stores[kind]
+
+    def affected_by(self, resource: Resource | None) -> set[str]:
+        """The MCPServers (``namespace/name``) whose bundle ``resource`` takes part in."""
+        if resource is None:
+            return set()
+        if isinstance(resource, MCPServer):
+            return {resource.ref}
+        if isinstance(resource, ConsentGrant):
+            return {ref(resource.metadata.namespace, resource.spec.server)}
+        if isinstance(resource, AgentPolicy):
+            return {r for r, server in self.servers.items() if applies_to(resource, server)}
+        return set()
+
+    def upsert(self, resource: Resource) -> set[str]:
+        """Add or replace a resource; return the servers affected (before and after)."""
+        store = self._store(resource.KIND)
+        old = store.get(resource.ref)
+        if old is not None and _same_spec(old, resource):
+            return set()
+        affected = self.affected_by(old)
+        store[resource.ref] = resource
+        return affected | self.affected_by(resource)
+
+    def remove(self, kind: str, key: str) -> set[str]:
+        """Forget a deleted resource; return the servers it affected."""
+        old = self._store(kind).pop(key, None)
+        affected = self.affected_by(old)
+        if isinstance(old, MCPServer):
+            affected.add(old.ref)
+        return affected
+
+    def resources_for(self, server_ref: str) -> list[Resource]:
+        """The server and every policy and grant that takes part in its bundle."""
+        server = self.servers.get(server_ref)
+        if server is None:
+            return []
+        policies = [p for p in self.policies.values() if applies_to(p, server)]
+        grants = [g for g in self.grants.values() if grant_for(g, server)]
+        return [server, *policies, *grants]
+
+    def grants_for(self, server_ref: str) -> list[ConsentGrant]:
+        """Every grant naming this server."""
+        return [
+            g
+            for g in self.grants.values()
+            if ref(g.metadata.namespace, g.spec.server) == server_ref
+        ]
+
+    def upsert_pod(self, sidecar: Sidecar) -> set[str]:
+        """Record a sidecar; return its server if anything a push depends on changed."""
+        old = self.pods.get(sidecar.pod)
+        self.pods[sidecar.pod] = sidecar
+        if old == sidecar:
+            return set()
+        return {sidecar.server} | ({old.server} if old is not None else set())
+
+    def remove_pod(self, pod: str) -> set[str]:
+        """Forget a deleted pod; return its server."""
+        old = self.pods.pop(pod, None)
+        return {old.server} if old is not None else set()
+
+    def sidecars(self, server_ref: str) -> list[Sidecar]:
+        """Every known sidecar of one server, in a stable order."""
+        return sorted(
+            (s for s in self.pods.values() if s.server == server_ref), key=lambda s: s.pod
+        )
+
+
+def _same_spec(old: Resource, new: Resource) -> bool:
+    return bool(getattr(old, "spec", None) == getattr(new, "spec", None))

@@ -1,0 +1,136 @@
+"""Pushing to sidecars: retries with backoff, 409 rollback, 400 key fallback, concurrency.
+
+A small aiohttp admin API on loopback stands in for a sidecar whose failures we script; the
+happy paths against the real gateway are in test_reconcile.py. Backoff delays are recorded
+through an injected ``sleep`` instead of waited for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from remit_operator.index import Sidecar
+from remit_operator.push import Pusher
+from remit_operator.sync import next_wake
+from tests.operator.support import free_port, operator_settings
+
+
+class Script:
+    """Answers for PUT /v1/bundle, one per request (the last one repeats)."""
+
+    def __init__(self, *answers: tuple[int, dict]) -> None:  # type: ignore[type-arg]
+        self.answers = list(answers)
+        self.bodies: list[bytes] = []
+        self.status = {
+            "ready": True,
+            "bundle": {"digest": "held", "serial": 900},
+            "pins": {"t": "h"},
+        }
+
+    async def put(self, request: web.Request) -> web.Response:
+        self.bodies.append(await request.read())
+        code, body = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return web.json_response(body, status=code)
+
+    async def get(self, request: web.Request) -> web.Response:
+        return web.json_response(self.status)
+
+
+@pytest.fixture
+async def admin() -> AsyncIterator[tuple[Script, int]]:
+    script = Script((200, {"digest": "d", "serial": 1, "changed": True}))
+    app = web.Application()
+    app.router.add_put("/v1/bundle", script.put)
+    app.router.add_get("/v1/status", script.get)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield script, port
+    await runner.cleanup()
+
+
+SIDECAR = Sidecar("agents/p", "agents/files", "127.0.0.1", True, False, None, "1")
+
+
+async def _pusher(tmp_path: Path, delays: list[float], **overrides: object) -> Pusher:
+    async def sleep(seconds: float) -> None:
+        delays.append(seconds)
+
+    return Pusher(operator_settings(tmp_path, **overrides), sleep=sleep)
+
+
+async def test_server_errors_are_retried_with_exponential_backoff(
+    admin: tuple[Script, int], tmp_path: Path
+) -> None:
+    script, port = admin
+    script.answers = [(503, {}), (500, {}), (200, {"digest": "d", "serial": 7})]
+    delays: list[float] = []
+    pusher = await _pusher(tmp_path, delays, push_retries=3, push_backoff_seconds=0.1)
+    outcome = await pusher.push(SIDECAR, port, ["jws"])
+    await pusher.close()
+    assert outcome.ok
+    assert outcome.digest == "d"
+    assert delays == [0.1, 0.2]
+    assert script.bodies == [b"jws"] * 3
+
+
+async def test_retries_are_bounded(admin: tuple[Script, int], tmp_path: Path) -> None:
+    script, port = admin
+    script.answers = [(503, {"error": "busy"})]
+    delays: list[float] = []
+    pusher = await _pusher(tmp_path, delays, push_retries=2)
+    outcome = await pusher.push(SIDECAR, port, ["jws"])
+    await pusher.close()
+    assert not outcome.ok
+    assert "503" in (outcome.error or "")
+    assert len(script.bodies) == 3
+
+
+async def test_unreachable_sidecar_fails_after_retries(tmp_path: Path) -> None:
+    delays: list[float] = []
+    pusher = await _pusher(tmp_path, delays, push_retries=2)
+    outcome = await pusher.push(SIDECAR, free_port(), ["jws"])
+    await pusher.close()
+    assert not outcome.ok
+    assert "ConnectError" in (outcome.error or "")
+    assert len(delays) == 2
+
+
+async def test_bad_signature_moves_on_to_the_next_key(
+    admin: tuple[Script, int], tmp_path: Path
+) -> None:
+    script, port = admin
+    script.answers = [(400, {"error": "signature"}), (200, {"digest": "d", "serial": 2})]
+    pusher = await _pusher(tmp_path, [])
+    outcome = await pusher.push(SIDECAR, port, ["new-key", "old-key"])
+    await pusher.close()
+    assert outcome.ok
+    assert script.bodies == [b"new-key", b"old-key"]
+
+
+async def test_rollback_reports_the_sidecar_serial(
+    admin: tuple[Script, int], tmp_path: Path
+) -> None:
+    script, port = admin
+    script.answers = [(409, {"error": "rollback"})]
+    pusher = await _pusher(tmp_path, [])
+    outcome = await pusher.push(SIDECAR, port, ["jws"])
+    status = await pusher.status(SIDECAR, port)
+    await pusher.close()
+    assert outcome.rollback_serial == 900
+    assert status.digest == "held"
+    assert status.pins == {"t": "h"}
+
+
+def test_next_wake_is_the_sooner_of_expiry_and_periodic_check() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    check = now + timedelta(seconds=30)
+    assert next_wake(now, None, check) == pytest.approx(30.05)
+    assert next_wake(now, now + timedelta(seconds=2), check) == pytest.approx(2.05)
+    assert next_wake(now, now - timedelta(seconds=5), check) == 0.0

@@ -1,0 +1,102 @@
+"""Status and Events the operator writes: policy acceptance and rejection, grant phases,
+server readiness, failed pushes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import kmock
+
+from tests.operator.support import (
+    NAMESPACE,
+    RunningOperator,
+    apply,
+    eventually,
+    patch,
+    status_of,
+)
+from tests.support.policies import grant, policy, rule, server
+
+
+def events(k8s: kmock.KubernetesEmulator, reason: str) -> list[dict[str, Any]]:
+    found = []
+    for (resource, _, _), obj in list(k8s.objects.items()):
+        if resource.plural == "events" and not obj.deleted and obj.get("reason") == reason:
+            found.append(obj.raw)
+    return found
+
+
+async def test_valid_policy_is_accepted_with_an_event(
+    k8s: kmock.KubernetesEmulator, operator: RunningOperator
+) -> None:
+    await apply(k8s, policy("readers", rule("read", tools=["read_*"])))
+    status = await eventually(lambda: status_of(k8s, "AgentPolicy", "readers"))
+    condition = status["conditions"][0]
+    assert (condition["type"], condition["status"], condition["reason"]) == (
+        "Accepted",
+        "True",
+        "Valid",
+    )
+    assert condition["observedGeneration"] == 1
+    event = (await eventually(lambda: events(k8s, "Accepted")))[0]
+    assert event["involvedObject"]["name"] == "readers"
+
+
+async def test_invalid_policy_names_the_field_and_the_cel_column(
+    k8s: kmock.KubernetesEmulator, operator: RunningOperator
+) -> None:
+    bad = policy("broken", rule("read", tools=["read_*"], when="args.path.startsWith("))
+    await apply(k8s, bad)
+    status = await eventually(lambda: status_of(k8s, "AgentPolicy", "broken"))
+    condition = status["conditions"][0]
+    assert (condition["status"], condition["reason"]) == ("False", "InvalidExpression")
+    assert condition["message"].startswith("spec.rules[0].when: invalid CEL at column ")
+    event = (await eventually(lambda: events(k8s, "Rejected")))[0]
+    assert "spec.rules[0].when" in event["message"]
+    assert event["type"] == "Warning"
+
+
+async def test_grant_phases_follow_revocation(
+    k8s: kmock.KubernetesEmulator, operator: RunningOperator
+) -> None:
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    await apply(k8s, server("files"))
+    await apply(k8s, grant("alice", expires_at=expires))
+    await eventually(lambda: status_of(k8s, "ConsentGrant", "alice").get("phase") == "Active")
+    status = status_of(k8s, "ConsentGrant", "alice")
+    assert status["expiresAt"] == expires.isoformat().replace("+00:00", "Z")
+    assert status["conditions"][0]["type"] == "Active"
+    await patch(k8s, "ConsentGrant", "alice", {"spec": {"revoked": True}})
+    await eventually(lambda: status_of(k8s, "ConsentGrant", "alice").get("phase") == "Revoked")
+    assert status_of(k8s, "ConsentGrant", "alice")["conditions"][0]["status"] == "False"
+
+
+async def test_unreachable_sidecar_is_reported_and_an_event_posted(
+    k8s: kmock.KubernetesEmulator, operator: RunningOperator
+) -> None:
+    await apply(k8s, server("files", gateway={"port": 9000, "adminPort": 1}))
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "files-0",
+            "namespace": NAMESPACE,
+            "uid": "u1",
+            "annotations": {"remit.dev/mcpserver": "files"},
+        },
+        "status": {"phase": "Running", "podIP": "127.0.0.1"},  # nothing listens on port 1
+    }
+    response = await k8s.post(f"/api/v1/namespaces/{NAMESPACE}/pods", json=pod)
+    assert response.status < 300
+
+    def failed() -> bool:
+        conditions = status_of(k8s, "MCPServer", "files").get("conditions") or [{}]
+        return conditions[0].get("reason") == "PushFailed"
+
+    await eventually(failed, timeout=15)
+    status = status_of(k8s, "MCPServer", "files")
+    assert (status["sidecarsDesired"], status["sidecarsInSync"]) == (1, 0)
+    assert status["conditions"][0]["status"] == "False"
+    event = (await eventually(lambda: events(k8s, "PushFailed")))[0]
+    assert "agents/files-0" in event["message"]

@@ -1,0 +1,149 @@
+"""Pure parts of the operator: settings from the environment, selectors, the webhook
+configuration, the index's idea of which servers a change affects, status conditions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from remit.api.mcpserver import LabelSelector
+from remit.errors import ResourceError
+from remit_operator.errors import SettingsError
+from remit_operator.index import Index, sidecar_from_pod
+from remit_operator.settings import Settings
+from remit_operator.status import condition, rejection
+from remit_operator.webhook import selector_matches, webhook_configuration
+from tests.support.policies import grant, policy, resources, rule, server
+
+
+def test_settings_from_environment() -> None:
+    env = {"REMIT_PUSH_RETRIES": "5", "REMIT_PUSH_TIMEOUT_SECONDS": "0.5", "REMIT_PEERING": "remit"}
+    settings = Settings.from_env(env)
+    assert (settings.push_retries, settings.push_timeout_seconds) == (5, 0.5)
+    assert settings.peering == "remit"
+    assert Settings.from_env({}) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"REMIT_PUSH_RETRIES": "many"}, "REMIT_PUSH_RETRIES"),
+        ({"REMIT_LOG_LEVEL": "LOUD"}, "REMIT_LOG_LEVEL"),
+        ({"REMIT_WEBHOOK_CERT_FILE": "/tls.crt"}, "REMIT_WEBHOOK_KEY_FILE"),
+        ({"REMIT_PUSH_CONCURRENCY": "0"}, "REMIT_PUSH_CONCURRENCY"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env(env)
+
+
+def test_selector_semantics() -> None:
+    selector = LabelSelector.model_validate(
+        {
+            "matchLabels": {"app": "files"},
+            "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["a", "b"]},
+                {"key": "canary", "operator": "DoesNotExist"},
+            ],
+        }
+    )
+    assert selector_matches(selector, {"app": "files", "tier": "a"})
+    assert not selector_matches(selector, {"app": "files", "tier": "c"})
+    assert not selector_matches(selector, {"app": "files", "tier": "a", "canary": "1"})
+    assert not selector_matches(LabelSelector(), {"app": "files"})  # empty never means all
+
+
+def test_webhook_configuration_fails_closed_and_spares_system_namespaces() -> None:
+    settings = Settings(webhook_service="remit-system/remit-webhook")
+    config = webhook_configuration(settings, b"CA")
+    pods, namespaces = config["webhooks"]
+    assert pods["objectSelector"] == {"matchLabels": {"remit.dev/inject": "true"}}
+    assert {"key": "remit.dev/injection", "operator": "In", "values": ["enabled"]} in (
+        namespaces["namespaceSelector"]["matchExpressions"]
+    )
+    for hook in (pods, namespaces):
+        assert hook["failurePolicy"] == "Fail"
+        assert hook["clientConfig"]["service"]["path"] == "/inject"
+        excluded = hook["namespaceSelector"]["matchExpressions"][-1]
+        assert excluded["operator"] == "NotIn"
+        assert {"kube-system", "kube-public", "kube-node-lease", "remit-system"} <= set(
+            excluded["values"]
+        )
+
+
+def test_index_wakes_only_the_affected_servers() -> None:
+    index = Index()
+    for resource in resources(server("files"), server("tickets")):
+        index.upsert(resource)
+    (files_policy,) = resources(policy("p", rule("r", tools=["*"]), servers=["files"]))
+    assert index.upsert(files_policy) == {"agents/files"}
+    (moved,) = resources(policy("p", rule("r", tools=["*"]), servers=["tickets"]))
+    assert index.upsert(moved) == {"agents/files", "agents/tickets"}
+    assert index.upsert(moved) == set()  # same spec: nothing to recompile
+    (consent,) = resources(grant("g", server="tickets"))
+    assert index.upsert(consent) == {"agents/tickets"}
+    assert index.remove("ConsentGrant", "agents/g") == {"agents/tickets"}
+
+
+def test_sidecar_from_pod_tracks_restarts() -> None:
+    pod = {
+        "metadata": {
+            "name": "p",
+            "namespace": "agents",
+            "uid": "u",
+            "annotations": {"remit.dev/mcpserver": "files"},
+        },
+        "status": {
+            "phase": "Running",
+            "podIP": "10.0.0.1",
+            "containerStatuses": [
+                {"name": "remit-gateway", "restartCount": 0, "state": {"running": {}}}
+            ],
+        },
+    }
+    first = sidecar_from_pod(pod)
+    assert first is not None
+    assert first.reachable
+    assert first.server == "agents/files"
+    pod["status"]["containerStatuses"][0]["restartCount"] = 1  # type: ignore[index]
+    second = sidecar_from_pod(pod)
+    assert second is not None
+    assert second.incarnation != first.incarnation
+    pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"  # type: ignore[index]
+    assert not sidecar_from_pod(pod).reachable  # type: ignore[union-attr]
+    assert sidecar_from_pod({"metadata": {"name": "x"}}) is None
+
+
+def test_condition_keeps_transition_time_while_status_holds() -> None:
+    t1, t2 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    first = condition("Ready", True, "InSync", "m", generation=1, now=t1)
+    again = condition("Ready", True, "InSync", "m", generation=2, now=t2, previous=[first])
+    flipped = condition("Ready", False, "Syncing", "m", generation=2, now=t2, previous=[first])
+    assert again["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    assert flipped["lastTransitionTime"] == "2026-01-02T00:00:00Z"
+    reason, message = rejection(
+        ResourceError("agents/p", "spec.rules[0].when", "invalid CEL at column 3: x")
+    )
+    assert (reason, message) == (
+        "InvalidExpression",
+        "spec.rules[0].when: invalid CEL at column 3: x",
+    )
+
+
+def test_operator_command_reports_bad_settings_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import typer  # noqa: PLC0415
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from remit.cli.operator import operator  # noqa: PLC0415
+
+    app = typer.Typer()
+    app.command()(operator)
+    monkeypatch.setenv("REMIT_PUSH_RETRIES", "lots")
+    result = CliRunner().invoke(app, [])
+    assert result.exit_code == 2
+    assert "REMIT_PUSH_RETRIES" in result.output
+    assert "Traceback" not in result.output
