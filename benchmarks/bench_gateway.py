@@ -193,6 +193,48 @@ async def measure(
         print(f"  upstream CPU/call {upstream_cpu / (3 * n * len(names)) * 1e3:.3f} ms")
 
 
+def sidecar_rss(policy: Path, upstream: str, workdir: Path) -> tuple[float, float]:
+    """RSS of a sidecar-mode gateway (the in-cluster mode) before and after a pushed bundle.
+
+    The bundle is compiled from ``policy`` here and pushed over the admin API, as the operator
+    does; the sidecar never parses YAML.
+    """
+    from remit.api.loader import load  # noqa: PLC0415
+    from remit.policy.compiler import compile_bundle  # noqa: PLC0415
+    from remit.policy.signing import generate_key, save_key, sign  # noqa: PLC0415
+
+    key = generate_key()
+    save_key(key, workdir / "bundle-key.jwk", private=False)
+    bundle = compile_bundle(load([policy]).resources, "files", serial=1)
+    port, admin = free_port(), free_port()
+    env = {
+        **os.environ,
+        "REMIT_BUNDLE_PUBLIC_KEY": str(workdir / "bundle-key.jwk"),
+        "REMIT_LISTEN": f"127.0.0.1:{port}",
+        "REMIT_ADMIN_LISTEN": f"127.0.0.1:{admin}",
+        "REMIT_SERVER": "agents/files",
+        "REMIT_UPSTREAM": upstream,
+    }
+    proc = subprocess.Popen([REMIT, "gateway"], env=env, stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port("127.0.0.1", admin, 60)
+        time.sleep(0.5)  # let start-up allocations settle before reading RSS
+        idle = rss_mib(proc.pid)
+
+        async def push() -> None:
+            async with aiohttp.ClientSession() as http:
+                url = f"http://127.0.0.1:{admin}/v1/bundle"
+                async with http.put(url, data=sign(bundle, key).encode()) as response:
+                    response.raise_for_status()
+
+        asyncio.run(push())
+        time.sleep(0.5)
+        return idle, rss_mib(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=2000)
@@ -247,9 +289,15 @@ def main() -> None:
         print(f"grants loaded: {args.grants}; machine CPUs: {os.cpu_count()}")
         asyncio.run(measure(upstream, gateways, token, args.requests, procs[0].pid))
         print("\nRSS with the grants loaded (target <= 80 MB)")
+        idle, loaded = sidecar_rss(workdir / "policy-file", upstream, workdir)
+        print(f"  sidecar (pushed)  {loaded:6.1f} MiB [{verdict(loaded * 1.048576 <= 80)}]"
+              f"  (idle, no bundle: {idle:.1f} MiB)")  # fmt: skip
         for name, (_, pid) in gateways.items():
             rss = rss_mib(pid)
-            print(f"  gateway {name:<9} {rss:6.1f} MiB [{verdict(rss * 1.048576 <= 80)}]")
+            print(
+                f"  standalone {name:<6} {rss:6.1f} MiB [{verdict(rss * 1.048576 <= 80)}]"
+                "  (also parsed the YAML)"
+            )
         print(f"  upstream          {rss_mib(procs[0].pid):6.1f} MiB")
         if args.keep:
             print(f"\nkept {workdir}")

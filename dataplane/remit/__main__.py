@@ -1,5 +1,5 @@
 """``python -m remit``: the same CLI as the ``remit`` console script."""
 
-from remit.cli.main import main
+from remit.cli.entry import main
 
 main()

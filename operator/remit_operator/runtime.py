@@ -18,6 +18,7 @@ from remit_operator.errors import OperatorError
 from remit_operator.index import Index
 from remit_operator.keys import Keyring, Publisher, load_or_create
 from remit_operator.kube import KubeClient
+from remit_operator.metrics import OperatorMetrics
 from remit_operator.push import Pusher
 from remit_operator.settings import Settings
 
@@ -55,6 +56,7 @@ class Runtime:
         self._keyring: Keyring | None = None
         self._publisher: Publisher | None = None
         self._pusher: Pusher | None = None
+        self.metrics = OperatorMetrics()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -77,10 +79,12 @@ class Runtime:
         self._keyring = await load_or_create(self._kube, self.settings)
         self._publisher = Publisher(self._kube, self.settings)
         self._pusher = Pusher(self.settings)
+        self.metrics.serve(self.settings.metrics_port)
         log.info("signing bundles with key %s", self._keyring.kid)
 
     async def stop(self) -> None:
-        """Close clients."""
+        """Close clients and the metrics server."""
+        self.metrics.close()
         if self._pusher is not None:
             await self._pusher.close()
         if self._kube is not None:

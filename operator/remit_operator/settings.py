@@ -63,6 +63,7 @@ class Settings:
     push_concurrency: int = 32
     resync_seconds: float = 30.0
     health_port: int = 8080
+    metrics_port: int = 9090
     peering: str | None = None
     log_level: str = "INFO"
 
@@ -95,6 +96,8 @@ class Settings:
             )
         if not 0 < self.webhook_port < 65536:
             raise SettingsError("REMIT_WEBHOOK_PORT: expected 1..65535")
+        if not 0 <= self.metrics_port < 65536:
+            raise SettingsError("REMIT_METRICS_PORT: expected 0 (off) or 1..65535")
         if self.push_timeout_seconds <= 0 or self.resync_seconds <= 0:
             raise SettingsError("REMIT_PUSH_TIMEOUT_SECONDS and REMIT_RESYNC_SECONDS must be > 0")
         if self.push_retries < 0 or self.push_backoff_seconds < 0:

@@ -152,6 +152,7 @@ class Syncer:
         try:
             self.signed = self._compile(server, now)
         except CompileError as exc:
+            self.rt.metrics.syncs.labels(self.ref, "compile_error").inc()
             report = ServerReport(None, None, 0, 0, 0, self.pins, error=str(exc))
             await self._write_status(server, report)
             return report
@@ -174,7 +175,19 @@ class Syncer:
         report = self._report(sidecars, failed)
         await self._write_status(server, report)
         await self._write_grants(now)
+        self._measure(report, time.perf_counter() - began)
         return report
+
+    def _measure(self, report: ServerReport, seconds: float) -> None:
+        metrics = self.rt.metrics
+        metrics.syncs.labels(self.ref, "ok").inc()
+        metrics.sync_seconds.observe(seconds)
+        for state, count in (
+            ("desired", report.desired),
+            ("ready", report.ready),
+            ("in_sync", report.in_sync),
+        ):
+            metrics.sidecars.labels(self.ref, state).set(count)
 
     async def _observe(self, sidecars: list[Sidecar]) -> bool:
         """Read every sidecar's digest and pins; return whether new pins were learned."""
@@ -205,6 +218,10 @@ class Syncer:
             failed, rollback = [], 0
             for outcome in outcomes:
                 pod = outcome.sidecar.pod
+                result = "ok" if outcome.ok else "failed"
+                if outcome.rollback_serial is not None:
+                    result = "rollback"
+                self.rt.metrics.pushes.labels(self.ref, result).inc()
                 if outcome.ok:
                     self.held[pod] = (outcome.sidecar.incarnation, outcome.digest)
                 elif outcome.rollback_serial is not None:

@@ -98,6 +98,7 @@ def operator_settings(tmp: Path, **overrides: Any) -> Settings:
         "webhook_cert_file": str(cert),
         "webhook_key_file": str(key),
         "webhook_port": free_port(),
+        "metrics_port": free_port(),
         "push_timeout_seconds": 2.0,
         "push_retries": 2,
         "push_backoff_seconds": 0.05,

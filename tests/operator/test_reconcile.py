@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import kmock
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from remit.demo.issuer import Issuer
 from tests.operator.support import (
@@ -156,3 +157,26 @@ async def test_drifted_sidecar_is_pushed_again_on_resync(
         digest = files.server_digest()
         files.sidecars[1].restart()  # no pod event at all: only the periodic check notices
         await eventually(lambda: _has(files.sidecars[1], digest or ""), timeout=10)
+
+
+async def test_operator_metrics_count_pushes_and_sidecars_in_sync(
+    files: Fleet, operator: RunningOperator, token: str
+) -> None:
+    before = files.server_digest()
+    await apply(files.k8s, policy("support-bot", rule("read", tools=["read_*"])))
+    await files.in_sync(previous=before)
+    url = f"http://127.0.0.1:{operator.settings.metrics_port}/metrics"
+    async with httpx.AsyncClient(timeout=5) as http:
+        text = (await http.get(url)).text
+    samples = {
+        (family.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    server = ("server", "agents/files")
+    assert samples[("remit_operator_pushes", (("result", "ok"), server))] >= 3
+    assert samples[("remit_operator_sidecars", (server, ("state", "in_sync")))] == 3
+    assert samples[("remit_operator_sidecars", (server, ("state", "desired")))] == 3
+    assert any(
+        name == "remit_operator_syncs" and value >= 1 for (name, _), value in samples.items()
+    )

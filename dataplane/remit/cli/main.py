@@ -33,5 +33,5 @@ app.add_typer(crds_app, name="crds")
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Run the Typer app (the console script goes through ``remit.cli.entry``)."""
     app()

@@ -19,7 +19,6 @@ from remit.gateway.runner import ServerSettings, serve_many
 from remit.gateway.settings import GatewaySettings
 from remit.gateway.state import PolicyState
 from remit.policy.bundle import Bundle
-from remit.policy.compiler import compile_bundle
 from remit.policy.signing import generate_key, public_key, sign
 
 
@@ -28,7 +27,9 @@ def compile_standalone(
 ) -> tuple[Bundle, str, PolicyState]:
     """Compile ``dirs`` for ``server``, sign with a fresh key; return bundle, JWS and a state
     that trusts that key."""
-    from remit.api.loader import load  # noqa: PLC0415 - only standalone mode reads YAML
+    # Only standalone mode reads YAML and compiles: a sidecar never loads the resource models.
+    from remit.api.loader import load  # noqa: PLC0415
+    from remit.policy.compiler import compile_bundle  # noqa: PLC0415
 
     loaded = load(dirs)
     if loaded.errors:
@@ -52,7 +53,7 @@ def build_standalone(settings: GatewaySettings, server: str, namespace: str | No
     gateway = Gateway(dataclasses.replace(settings, server=settings.server or server_ref))
     gateway.state = state
     gateway.admin_app.state = state
-    state.install_signed(token)
+    state.install_signed(token)  # also returns the memory of parsing the YAML
     gateway.metrics.bundle_serial.set(bundle.serial)
     return gateway
 

@@ -77,15 +77,19 @@ class RuleEntry:
 
 @dataclass(frozen=True, slots=True)
 class GrantEntry:
-    """A compiled grant with its target matchers and condition."""
+    """A compiled grant with its target matchers (shared between grants) and condition."""
 
     grant: CompiledGrant
-    targets: Mapping[str, Matcher]
+    tools: Matcher
+    resources: Matcher
+    prompts: Matcher
     condition: Condition | None
 
     def covers(self, target: TargetKind, name: str) -> bool:
         """Whether the grant names this tool, resource or prompt."""
-        return self.targets[target](name)
+        if target == "tool":
+            return self.tools(name)
+        return (self.resources if target == "resource" else self.prompts)(name)
 
 
 class RuleIndex:
@@ -118,18 +122,28 @@ class RuleIndex:
 
 
 class GrantIndex:
-    """Active grants by (subject, agent)."""
+    """Active grants by (subject, agent).
+
+    Grants repeat the same tool lists (thousands of humans consent to ``write_file``), so
+    matchers are shared per distinct pattern list rather than built per grant.
+    """
 
     def __init__(self, grants: Iterable[CompiledGrant]) -> None:
         self._by_pair: dict[tuple[str, str], list[GrantEntry]] = {}
+        matchers: dict[tuple[str, ...], Matcher] = {}
+
+        def matcher(patterns: tuple[str, ...]) -> Matcher:
+            found = matchers.get(patterns)
+            if found is None:
+                found = matchers[patterns] = Matcher(patterns)
+            return found
+
         for grant in grants:
             entry = GrantEntry(
                 grant,
-                {
-                    "tool": Matcher(grant.tools),
-                    "resource": Matcher(grant.resources),
-                    "prompt": Matcher(grant.prompts),
-                },
+                matcher(grant.tools),
+                matcher(grant.resources),
+                matcher(grant.prompts),
                 _condition(grant.when),
             )
             self._by_pair.setdefault((grant.subject, grant.agent), []).append(entry)

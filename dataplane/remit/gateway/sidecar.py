@@ -1,0 +1,34 @@
+"""The injected sidecar's entry point: ``REMIT_*`` settings in, a gateway out, no CLI framework.
+
+``remit gateway`` without flags lands here (see ``remit.cli.main``); so does
+``python -m remit.gateway``. A bad setting is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import uvloop
+
+from remit.errors import RemitError
+from remit.gateway.app import Gateway
+from remit.gateway.serve import run
+from remit.gateway.settings import from_environment
+
+
+def main() -> int:
+    """Run the sidecar until SIGTERM; return the process exit code."""
+    level = os.environ.get("REMIT_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = from_environment()
+        if settings.public_key is None:
+            raise RemitError("REMIT_BUNDLE_PUBLIC_KEY: the sidecar needs the bundle key")
+        gateway = Gateway(settings)
+    except RemitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    uvloop.run(run(gateway))
+    return 0
