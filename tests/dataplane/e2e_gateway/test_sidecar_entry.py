@@ -17,7 +17,12 @@ REMIT = str(Path(sys.executable).parent / "remit")
 def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("REMIT_")}
     return subprocess.run(
-        [REMIT, "gateway"], env={**clean, **env}, capture_output=True, text=True, timeout=30
+        [REMIT, "gateway"],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
 
 
