@@ -87,6 +87,8 @@ class RemitGuard:
         self._clock = clock
         self._http: aiohttp.ClientSession | None = None
         self._authenticators: dict[AuthSettings, Authenticator] = {}
+        self._auth_server: ServerSettings | None = None
+        self._auth: Authenticator | None = None
         self._pinned_digest = ""
         self.upstream: Upstream | None = None
         self._discovering = asyncio.Lock()
@@ -101,6 +103,9 @@ class RemitGuard:
     # -- authentication -------------------------------------------------------------------
 
     def _authenticator(self, server: ServerSettings) -> Authenticator:
+        """The authenticator for the bundle's issuer; kept while the bundle's settings stay."""
+        if server is self._auth_server and self._auth is not None:
+            return self._auth
         settings = AuthSettings(
             issuer=server.issuer,
             audience=server.audience,
@@ -113,6 +118,7 @@ class RemitGuard:
                 self._http = aiohttp.ClientSession()
             authenticator = Authenticator.create(settings, self._http)
             self._authenticators = {settings: authenticator}  # one issuer at a time
+        self._auth_server, self._auth = server, authenticator
         return authenticator
 
     async def authenticate(self, request: HttpRequest) -> Identity | Rejection:
