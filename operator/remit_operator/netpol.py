@@ -13,7 +13,9 @@ from typing import Any
 from remit.api.mcpserver import MCPServer
 from remit_operator.settings import Settings
 
-OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "remit-operator"}
+# The label the chart puts on operator pods (templates/deployment.yaml): whatever the release
+# is called, the NetworkPolicy admits exactly these pods to a sidecar's admin port.
+OPERATOR_POD_LABELS = {"remit.dev/role": "operator"}
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 

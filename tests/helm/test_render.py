@@ -242,6 +242,15 @@ def test_chart_speaks_the_operators_contract() -> None:
     assert config["webhooks"][0]["clientConfig"]["service"]["path"] == WEBHOOK_PATH
     known = {PREFIX + name.upper() for name in Settings.__dataclass_fields__}
     chart = {name for name in _env(manifests()) if name.startswith(PREFIX)}
-    # Ports the operator does not read yet (it hard-codes kopf's liveness on 8080).
-    assert chart - known <= {"REMIT_HEALTH_PORT", "REMIT_METRICS_PORT"}
+    assert chart <= known  # every setting the chart sends is one the operator reads
+    assert {"REMIT_HEALTH_PORT", "REMIT_METRICS_PORT"} <= chart
     assert "REMIT_WEBHOOK_SERVICE" not in chart  # the chart, not the operator, owns the config
+
+
+def test_operator_pods_carry_the_label_sidecar_network_policies_admit() -> None:
+    from remit_operator.netpol import OPERATOR_POD_LABELS  # noqa: PLC0415
+
+    for release in (manifests(), manifests(HA)):
+        deployment = find(release, "Deployment")
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert OPERATOR_POD_LABELS.items() <= labels.items()
