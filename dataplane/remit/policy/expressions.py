@@ -90,14 +90,31 @@ class ExpressionProblem:
 
 
 class Condition:
-    """A compiled CEL condition that must evaluate to a bool."""
+    """A checked CEL condition that must evaluate to a bool.
 
-    __slots__ = ("program", "source", "variables")
+    ``program`` is the compiled form. A deferred condition (``deferred()``) was checked and
+    then let go of its program; it compiles again on first use and keeps it. Grants use this:
+    a bundle may carry 10,000 grant conditions, each checked when the bundle is installed,
+    while a pod evaluates only those of the humans its agents act for.
+    """
+
+    __slots__ = ("_program", "source", "variables")
 
     def __init__(self, source: str, program: Any, variables: tuple[str, ...]) -> None:
         self.source = source
-        self.program = program
+        self._program = program
         self.variables = variables
+
+    def deferred(self) -> Condition:
+        """This condition without its compiled program (compiled again on first use)."""
+        return Condition(self.source, None, self.variables)
+
+    @property
+    def program(self) -> Any:
+        """The compiled program (compiling a deferred condition now)."""
+        if self._program is None:
+            self._program = cel.compile(self.source)
+        return self._program
 
     def evaluate(self, bindings: Bindings) -> bool:
         """Evaluate against ``bindings``; raise ``EvaluationError`` on any failure or non-bool."""

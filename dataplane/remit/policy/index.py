@@ -144,7 +144,7 @@ class GrantIndex:
                 matcher(grant.tools),
                 matcher(grant.resources),
                 matcher(grant.prompts),
-                _condition(grant.when),
+                _condition(grant.when, deferred=True),
             )
             self._by_pair.setdefault((grant.subject, grant.agent), []).append(entry)
 
@@ -162,13 +162,16 @@ def _policy_entry(policy: CompiledPolicy) -> PolicyEntry:
     )
 
 
-def _condition(source: str | None) -> Condition | None:
+def _condition(source: str | None, *, deferred: bool = False) -> Condition | None:
+    """Check ``source`` now (a bundle with a bad condition is refused whole); keep the program
+    unless ``deferred`` (then it compiles again on first use)."""
     if not source:
         return None
     try:
-        return compile_condition(source)
+        condition = compile_condition(source)
     except ValueError as exc:  # a bundle that is signed but not valid: refuse it, as a bundle
         raise BundleError(f"bundle condition {source!r} does not compile: {exc}") from exc
+    return condition.deferred() if deferred else condition
 
 
 def effective_hints(annotations: Mapping[str, Any]) -> dict[str, bool]:

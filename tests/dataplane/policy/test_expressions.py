@@ -166,3 +166,14 @@ def test_expression_source_is_never_formatted_with_request_values() -> None:
     condition = compile_condition('args.path == "/data/x"')
     injected = {"path": '/data/x" || true || "'}
     assert condition.evaluate(_bindings({"args": injected})) is False
+
+
+def test_deferred_condition_compiles_on_first_use_and_decides_the_same() -> None:
+    condition = compile_condition('args.path.startsWith("/data/")')
+    deferred = condition.deferred()
+    assert deferred._program is None  # checked, but holding no compiled program
+    for path, expected in (("/data/a", True), ("/etc/passwd", False)):
+        bindings = _bindings({"args": {"path": path}})
+        assert deferred.evaluate(bindings) is expected
+        assert condition.evaluate(bindings) is expected
+    assert deferred._program is not None  # kept after the first use
