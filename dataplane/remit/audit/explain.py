@@ -140,14 +140,14 @@ def render(decision: DecisionRecord, outcome: OutcomeRecord | None) -> str:
     detail = f" ({'; '.join(details)})" if details else ""
     sentences = [
         f"At {decision.time}, {actor} acted on behalf of {behalf} and asked for {what}"
-        f"{detail} on server {decision.server} in pod {decision.pod}."
+        f"{detail} on server {decision.server} in pod {decision.pod or '-'}."
     ]
     verdict = "ALLOWED" if decision.decision == "allow" else "DENIED"
     if decision.grant is not None:
         grant = decision.grant
         consent = (
-            f"under consent grant {grant.name} (uid {grant.uid}, resourceVersion "
-            f"{grant.resource_version}, expires {grant.expires_at})"
+            f"under consent grant {grant.name} (uid {grant.uid or '-'}, resourceVersion "
+            f"{grant.resource_version or '-'}, expires {grant.expires_at})"
         )
     else:
         consent = "with no consent grant"
