@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,41 +27,21 @@ import time
 from pathlib import Path
 
 import aiohttp
-import orjson
 
+from loadgen import (  # the benchmarks' shared load generator (benchmarks/loadgen.py)
+    cpu_seconds,
+    headers,
+    latencies,
+    pct,
+    rss_mib,
+    start_upstream,
+    throughput,
+)
 from remit.demo.issuer import Issuer
 from remit.gateway.runner import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 REMIT = str(Path(sys.executable).parent / "remit")
-TOOL = "read_file"
-ARGUMENTS = {"path": "/data/readme.txt"}
-BODY = orjson.dumps(
-    {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {
-            "name": TOOL,
-            "arguments": ARGUMENTS,
-            "_meta": {
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities": {},
-            },
-        },
-    }
-)
-
-
-def headers(token: str) -> dict[str, str]:
-    return {
-        "content-type": "application/json",
-        "accept": "application/json, text/event-stream",
-        "mcp-protocol-version": "2026-07-28",
-        "mcp-method": "tools/call",
-        "mcp-name": TOOL,
-        "authorization": f"Bearer {token}",
-    }
 
 
 def write_policy(directory: Path, issuer: str, audience: str, grants: int) -> None:
@@ -87,59 +66,6 @@ def write_policy(directory: Path, issuer: str, audience: str, grants: int) -> No
             f"  reason: BENCH-{i}\n"
         )
     (directory / "bench-grants.yaml").write_text("---\n".join(docs))
-
-
-async def call(session: aiohttp.ClientSession, url: str, sent: dict[str, str]) -> float:
-    start = time.perf_counter()
-    async with session.post(url, data=BODY, headers=sent) as response:
-        body = await response.read()
-    elapsed = time.perf_counter() - start
-    if response.status != 200 or b'"result"' not in body or b'"isError":true' in body:
-        raise RuntimeError(f"bad answer from {url}: {response.status} {body[:300]!r}")
-    return elapsed
-
-
-async def latencies(
-    session: aiohttp.ClientSession, urls: list[str], sent: dict[str, str], n: int
-) -> list[list[float]]:
-    """Sequential calls, interleaved across ``urls``; a latency list per URL."""
-    out: list[list[float]] = [[] for _ in urls]
-    for _ in range(n):
-        for i, url in enumerate(urls):
-            out[i].append(await call(session, url, sent))
-    return out
-
-
-async def throughput(
-    session: aiohttp.ClientSession, url: str, sent: dict[str, str], n: int, concurrency: int
-) -> float:
-    remaining = n
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            await call(session, url, sent)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return n / (time.perf_counter() - start)
-
-
-def pct(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def verdict(ok: bool) -> str:
@@ -247,19 +173,7 @@ def main() -> None:
     try:
         up_port = free_port()
         upstream = f"http://127.0.0.1:{up_port}/mcp"
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "remit.demo.files_server",
-                    "--port",
-                    str(up_port),
-                    "--json-response",
-                    "--stateless",
-                ],
-            )
-        )
+        procs.append(start_upstream(up_port))
         sinks = {"file": {"REMIT_AUDIT_FSYNC": "false"}, "stdout": {"REMIT_AUDIT_SINK": "stdout"}}
         gateways: dict[str, tuple[str, int]] = {}
         for name, env in sinks.items():

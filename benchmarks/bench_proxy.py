@@ -18,100 +18,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import statistics
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import aiohttp
-import orjson
 
+from loadgen import cpu_seconds, headers, latencies, pct, rss_mib, start_upstream, throughput
 from remit.gateway.hooks import AllowAllHooks
 from remit.gateway.proxy import McpProxy, ProxySettings
 from remit.gateway.runner import ServerSettings, free_port, serve, wait_for_port
 from remit.gateway.upstream import UpstreamSettings
 
-BODY = orjson.dumps(
-    {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {
-            "name": "read_file",
-            "arguments": {"path": "/data/readme.txt"},
-            "_meta": {
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities": {},
-            },
-        },
-    }
-)
-HEADERS = {
-    "content-type": "application/json",
-    "accept": "application/json, text/event-stream",
-    "mcp-protocol-version": "2026-07-28",
-    "mcp-method": "tools/call",
-    "mcp-name": "read_file",
-    "authorization": "Bearer not-forwarded",
-}
-
-
-async def call(session: aiohttp.ClientSession, url: str) -> float:
-    start = time.perf_counter()
-    async with session.post(url, data=BODY, headers=HEADERS) as response:
-        body = await response.read()
-    elapsed = time.perf_counter() - start
-    if response.status != 200 or b'"result"' not in body:
-        raise RuntimeError(f"bad answer {response.status}: {body[:200]!r}")
-    return elapsed
-
-
-async def latencies(session: aiohttp.ClientSession, urls: list[str], n: int) -> list[list[float]]:
-    """Interleave sequential calls to each URL; per-URL latency lists."""
-    out: list[list[float]] = [[] for _ in urls]
-    for _ in range(n):
-        for i, url in enumerate(urls):
-            out[i].append(await call(session, url))
-    return out
-
-
-async def throughput(session: aiohttp.ClientSession, url: str, n: int, concurrency: int) -> float:
-    remaining = n
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            await call(session, url)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return n / (time.perf_counter() - start)
-
-
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+SENT = headers("not-forwarded")  # the proxy must drop it; AllowAllHooks ignores it
 
 
 async def measure(direct: str, proxied: str, n: int, pids: tuple[int, int]) -> None:
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(connector=connector) as session:
-        await latencies(session, [direct, proxied], 200)  # warm up both paths
-        d, p = await latencies(session, [direct, proxied], n)
+        await latencies(session, [direct, proxied], SENT, 200)  # warm up both paths
+        d, p = await latencies(session, [direct, proxied], SENT, n)
         print(f"c=1  direct  p50 {pct(d, 50) * 1e3:.3f} ms  p99 {pct(d, 99) * 1e3:.3f} ms")
         print(f"c=1  proxied p50 {pct(p, 50) * 1e3:.3f} ms  p99 {pct(p, 99) * 1e3:.3f} ms")
         print(
@@ -121,9 +46,9 @@ async def measure(direct: str, proxied: str, n: int, pids: tuple[int, int]) -> N
         rates: dict[str, list[float]] = {"direct": [], "proxied": []}
         cpu = [0.0, 0.0]
         for _ in range(3):  # alternate to cancel drift
-            rates["direct"].append(await throughput(session, direct, n, 8))
+            rates["direct"].append(await throughput(session, direct, SENT, n, 8))
             before = [cpu_seconds(pid) for pid in pids]
-            rates["proxied"].append(await throughput(session, proxied, n, 8))
+            rates["proxied"].append(await throughput(session, proxied, SENT, n, 8))
             cpu = [c + cpu_seconds(pid) - b for c, pid, b in zip(cpu, pids, before, strict=True)]
         print(
             f"CPU per proxied call: upstream {cpu[0] / (3 * n) * 1e3:.3f} ms,"
@@ -147,17 +72,7 @@ def main() -> None:
     up_port, proxy_port = free_port(), free_port()
     upstream = f"http://127.0.0.1:{up_port}/mcp"
     procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "remit.demo.files_server",
-                "--port",
-                str(up_port),
-                "--json-response",
-                "--stateless",
-            ]
-        ),
+        start_upstream(up_port),
         subprocess.Popen(
             [
                 sys.executable,
@@ -176,7 +91,7 @@ def main() -> None:
         print(f"proxy server: {args.server}, upstream client: aiohttp")
         pids = (procs[0].pid, procs[1].pid)
         asyncio.run(measure(upstream, f"http://127.0.0.1:{proxy_port}/mcp", args.requests, pids))
-        print(f"proxy RSS {rss_kib(procs[1].pid) / 1024:.1f} MiB")
+        print(f"proxy RSS {rss_mib(procs[1].pid):.1f} MiB")
     finally:
         for proc in procs:
             proc.terminate()
