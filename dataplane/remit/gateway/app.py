@@ -16,7 +16,7 @@ import orjson
 
 from remit.audit import AuditChain, open_chain
 from remit.gateway.admin import AdminApp
-from remit.gateway.authn import AuthSettings
+from remit.gateway.authn import auth_settings_for
 from remit.gateway.guard import RemitGuard
 from remit.gateway.metrics import Metrics
 from remit.gateway.proxy import McpProxy, ProxySettings
@@ -36,10 +36,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 class Gateway:
     """One gateway: state, metrics, and two ASGI apps (``mcp_app`` and ``admin_app``)."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, state: PolicyState | None = None) -> None:
+        """``state`` defaults to one trusting ``settings.public_key`` (sidecar mode)."""
         self.settings = settings
-        key = load_key(settings.public_key) if settings.public_key else None
-        self.state = PolicyState(key)
+        if state is None:
+            state = PolicyState(load_key(settings.public_key) if settings.public_key else None)
+        self.state = state
         self.metrics = Metrics()
         self.guard: RemitGuard | None = None
         self.chain: AuditChain | None = None
@@ -113,12 +115,7 @@ class Gateway:
             status, body = 503, {"error": "no policy bundle in force"}
         else:
             server = policy.bundle.server
-            auth = AuthSettings(
-                issuer=server.issuer,
-                audience=server.audience,
-                jwks_uri=server.jwks_uri,
-                required_scopes=tuple(server.required_scopes),
-            )
+            auth = auth_settings_for(server)
             if scope["path"].rstrip("/") in metadata_paths(server.audience):
                 status = 200
                 body = build_metadata(auth, resource_name=f"{server.namespace}/{server.name}")

@@ -33,6 +33,7 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from remit.errors import AuthenticationError, InsufficientScopeError, MissingCredentialsError
 from remit.gateway.jwks import KEY_TYPES, JwksCache
+from remit.policy.bundle import ServerSettings
 from remit.policy.request import Identity
 
 _MAX_ACT_DEPTH = 32
@@ -337,3 +338,13 @@ def _show(value: Any) -> str:
     """A claim value for an error message: repr, cut short (it comes from an untrusted token)."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def auth_settings_for(server: ServerSettings) -> AuthSettings:
+    """How to verify tokens for the MCP server a policy bundle describes."""
+    return AuthSettings(
+        issuer=server.issuer,
+        audience=server.audience,
+        jwks_uri=server.jwks_uri,
+        required_scopes=tuple(server.required_scopes),
+    )

@@ -19,10 +19,10 @@ from urllib.parse import quote
 import aiohttp
 
 from remit.audit import AuditChain, build_decision, build_outcome
-from remit.audit.records import DecisionRecord
+from remit.audit.records import DecisionRecord, OutcomeRecord
 from remit.audit.records import GrantRef as RecordedGrant
 from remit.errors import AuditError, AuthenticationError
-from remit.gateway.authn import Authenticator, AuthSettings
+from remit.gateway.authn import Authenticator, AuthSettings, auth_settings_for
 from remit.gateway.discovery import fetch_tools
 from remit.gateway.hooks import ADMIT, Admit, Deny, HttpRequest, Outcome, Rejection
 from remit.gateway.metrics import Metrics
@@ -106,12 +106,7 @@ class RemitGuard:
         """The authenticator for the bundle's issuer; kept while the bundle's settings stay."""
         if server is self._auth_server and self._auth is not None:
             return self._auth
-        settings = AuthSettings(
-            issuer=server.issuer,
-            audience=server.audience,
-            jwks_uri=server.jwks_uri,
-            required_scopes=tuple(server.required_scopes),
-        )
+        settings = auth_settings_for(server)
         authenticator = self._authenticators.get(settings)
         if authenticator is None:
             if self._http is None:
@@ -196,14 +191,10 @@ class RemitGuard:
             session,
         )  # fmt: skip
         self.metrics.decisions.labels(decision.effect, decision.reason).inc()
-        try:
-            await self.chain.append(record)
-        except AuditError as exc:
-            self.metrics.audit_failures.inc()
-            log.error("decision record not written: %s", exc)
-            if policy.bundle.server.audit_failure_policy == "Fail":
-                self.metrics.decisions.labels("deny", AUDIT_UNAVAILABLE).inc()
-                return Deny(error=internal_error("decision could not be recorded", record.id))
+        recorded = await self._append(record, "decision")
+        if not recorded and policy.bundle.server.audit_failure_policy == "Fail":
+            self.metrics.decisions.labels("deny", AUDIT_UNAVAILABLE).inc()
+            return Deny(error=internal_error("decision could not be recorded", record.id))
         self.metrics.decision_seconds.observe(self._clock() - started)
         if not decision.allowed:
             visible = decision.reason == CONSENT_REQUIRED or (
@@ -315,11 +306,7 @@ class RemitGuard:
             status=outcome.status or None,
             error=outcome.error,
         )
-        try:
-            await self.chain.append(record)
-        except AuditError as exc:
-            self.metrics.audit_failures.inc()
-            log.error("outcome record not written: %s", exc)
+        await self._append(record, "outcome")
 
     # -- records --------------------------------------------------------------------------
 
@@ -369,13 +356,19 @@ class RemitGuard:
         record = self._record(policy, Request(_ANONYMOUS, ""), "deny", reason, message)
         await self._write_quietly(record)
 
-    async def _write_quietly(self, record: DecisionRecord) -> None:
-        """Write a deny record; failing to is logged (the request is refused either way)."""
+    async def _append(self, record: DecisionRecord | OutcomeRecord, what: str) -> bool:
+        """Append ``record`` to the chain; a failure is counted, logged and returned as False."""
         try:
             await self.chain.append(record)
         except AuditError as exc:
             self.metrics.audit_failures.inc()
-            log.error("deny record not written: %s", exc)
+            log.error("%s record not written: %s", what, exc)
+            return False
+        return True
+
+    async def _write_quietly(self, record: DecisionRecord) -> None:
+        """Write a deny record; failing to is logged (the request is refused either way)."""
+        await self._append(record, "deny")
 
     def status(self) -> dict[str, Any]:
         """For the admin API: pins, audit head, sessions, buckets."""

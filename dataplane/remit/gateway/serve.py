@@ -50,9 +50,7 @@ def build_standalone(settings: GatewaySettings, server: str, namespace: str | No
         raise CompileError("standalone mode needs a policy directory (-f DIR)")
     bundle, token, state = compile_standalone(settings.policy_dirs, server, namespace)
     server_ref = f"{bundle.server.namespace}/{bundle.server.name}"
-    gateway = Gateway(dataclasses.replace(settings, server=settings.server or server_ref))
-    gateway.state = state
-    gateway.admin_app.state = state
+    gateway = Gateway(dataclasses.replace(settings, server=settings.server or server_ref), state)
     state.install_signed(token)  # also returns the memory of parsing the YAML
     gateway.metrics.bundle_serial.set(bundle.serial)
     return gateway
