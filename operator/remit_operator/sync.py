@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from remit.api.common import Resource
 from remit.api.mcpserver import MCPServer
 from remit.errors import CompileError, RemitError
 from remit.policy.bundle import Bundle
@@ -261,18 +262,8 @@ class Syncer:
         wanted = server_status(body, report, self.rt.clock())
         if wanted == self._status_written:
             return
-        path = object_path(
-            server.api_version,
-            "mcpservers",
-            server.metadata.namespace,
-            server.metadata.name,
-            "status",
-        )
-        try:
-            await self.rt.kube.patch(path, {"status": wanted})
+        if await self._patch_status(server, "mcpservers", wanted):
             self._status_written = wanted
-        except KubeError as exc:
-            log.warning("%s: cannot write status: %s", self.ref, exc)
 
     async def _write_grants(self, now: datetime) -> None:
         """Move grants of this server to Expired when their time has come."""
@@ -283,18 +274,19 @@ class Syncer:
             status = grant_status(
                 {"metadata": {"generation": grant.metadata.generation or None}}, grant, now
             )
-            path = object_path(
-                grant.api_version,
-                "consentgrants",
-                grant.metadata.namespace,
-                grant.metadata.name,
-                "status",
-            )
-            try:
-                await self.rt.kube.patch(path, {"status": status})
+            if await self._patch_status(grant, "consentgrants", status):
                 self.rt.grant_phases[grant.ref] = phase
-            except KubeError as exc:
-                log.warning("%s: cannot write status: %s", grant.ref, exc)
+
+    async def _patch_status(self, resource: Resource, plural: str, status: Any) -> bool:
+        """Patch one object's status subresource; a failure is logged and returned as False."""
+        meta = resource.metadata
+        path = object_path(resource.api_version, plural, meta.namespace, meta.name, "status")
+        try:
+            await self.rt.kube.patch(path, {"status": status})
+        except KubeError as exc:
+            log.warning("%s: cannot write status: %s", resource.ref, exc)
+            return False
+        return True
 
 
 async def _wait_any(event: asyncio.Event, stopped: Any, timeout: float) -> None:
