@@ -12,6 +12,7 @@ which consent and by which rule. Module map:
 - ``arguments``: argument digests and redaction
 - ``builders``: records from a :class:`~remit.policy.request.Request` and a decision
 - ``sinks``: ``AuditSettings``, ``StdoutSink``, ``FileSink``, ``sink_from_settings``
+- ``writer``: the queue and writer thread behind every sink, its back-pressure policy, health
 - ``chain``: ``AuditChain``, segments, resume after restart, ``open_chain``
 - ``verify`` / ``explain``: reading logs back
 """
@@ -32,7 +33,8 @@ from remit.audit.records import (
     hash_session,
 )
 from remit.audit.sinks import AuditSettings, FileSink, Sink, StdoutSink, sink_from_settings
-from remit.audit.verify import VerifyResult, verify_file, verify_lines
+from remit.audit.verify import Gap, VerifyResult, verify_file, verify_lines
+from remit.audit.writer import SinkHealth
 
 __all__ = [
     "GENESIS",
@@ -46,9 +48,11 @@ __all__ = [
     "Entry",
     "Explanation",
     "FileSink",
+    "Gap",
     "GrantRef",
     "OutcomeRecord",
     "Sink",
+    "SinkHealth",
     "StdoutSink",
     "VerifyResult",
     "build_decision",

@@ -17,9 +17,12 @@ Segments. Every process start writes a ``chain`` record first:
   a damaged chain would bury the damage. The damaged lines stay in place, so ``remit audit
   verify`` still reports them.
 
-If a write fails (its line may or may not have reached the sink), the next append first writes
-a ``recover`` record (``prev`` = 64 zeros, preceded by a newline in case a line was torn) so
-the chain continues as a new, verifiable segment and the gap stays visible.
+If records are lost (a write failed and was undone, the sink stalled, or its queue was full:
+see ``writer.py``), the next append first writes a ``recover`` record (``prev`` = 64 zeros,
+preceded by a newline in case a line was torn) naming the gap: ``after`` is the hash of the
+last record that was written and ``lost`` how many were not. The chain continues as a new
+segment, and ``remit audit verify`` checks that the marker follows that record and reports the
+gap.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from remit.audit.records import (
 )
 from remit.audit.sinks import AuditSettings, Sink, sink_from_settings
 from remit.audit.verify import verify_tail
+from remit.audit.writer import SinkHealth
 from remit.errors import AuditError
 
 
@@ -53,8 +57,7 @@ class AuditChain:
     """Appends sealed records to a sink, one chain per process.
 
     Safe for any number of concurrent tasks on one event loop; the head is also guarded by a
-    lock so threads cannot fork it (a :class:`~remit.audit.sinks.FileSink` itself must be used
-    from its event loop).
+    lock so threads cannot fork it (the sink's futures belong to the loop that first used it).
     """
 
     def __init__(
@@ -72,14 +75,16 @@ class AuditChain:
         self._head = head
         self._clock = clock
         self._lock = threading.Lock()
-        self._failures_seen = sink.failures
+        self._probe: asyncio.Future[None] | None = None
 
     @property
     def head(self) -> str:
         """The hash of the last record handed to the sink (expose it to anchor the chain)."""
         return self._head
 
-    def _marker(self, start: ChainStart, message: str) -> ChainRecord:
+    def _marker(
+        self, start: ChainStart, message: str, after: str | None = None, lost: int | None = None
+    ) -> ChainRecord:
         return ChainRecord(
             id=new_record_id(),
             time=format_time(self._clock()),
@@ -87,47 +92,66 @@ class AuditChain:
             pod=self.pod,
             start=start,
             message=message,
+            after=after,
+            lost=lost,
         )
 
-    def _submit(self, entry: Entry, prefix: bytes = b"") -> asyncio.Future[None] | None:
-        """Advance the head to ``entry`` and hand its line to the sink (lock held)."""
+    def _submit(
+        self, entry: Entry, follows: str | None, *, marker: bool = False, newline: bool = False
+    ) -> asyncio.Future[None]:
+        """Hand ``entry``'s line to the sink and advance the head to it (lock held).
+
+        A marker is not counted as a lost record if it fails, and may start a segment after
+        lost records; ``newline`` puts it on a line of its own in case a line before it was torn.
+        """
+        line = b"\n" + entry.line if newline else entry.line
+        future = self.sink.submit(line, key=entry.hash, follows=follows, counted=not marker)
         self._head = entry.hash
-        return self.sink.submit(prefix + entry.line)
+        return future
+
+    def _recover(self) -> asyncio.Future[None] | None:
+        """If records were lost since the sink's tail, queue the ``recover`` marker naming the
+        gap (lock held); raises :class:`AuditError` when the sink refuses it."""
+        lost, tail, reason = self.sink.gap
+        if not lost:
+            return None
+        message = f"{lost} record(s) not written: {reason}"
+        entry = seal(self._marker("recover", message, after=tail, lost=lost), GENESIS)
+        return self._submit(entry, tail, marker=True, newline=True)
 
     async def mark(self, start: ChainStart, message: str = "") -> Entry:
         """Write a ``chain`` record; ``resume`` links to the head, other starts to genesis."""
         with self._lock:
             prev = self._head if start == "resume" else GENESIS
             entry = seal(self._marker(start, message), prev)
-            prefix = b"" if start in ("genesis", "resume") else b"\n"
-            future = self._submit(entry, prefix)
-        if future is not None:
-            await future
+            newline = start not in ("genesis", "resume")
+            future = self._submit(entry, self.sink.gap[1], marker=True, newline=newline)
+        await future
         return entry
 
     async def append(self, record: DecisionRecord | OutcomeRecord) -> Entry:
         """Seal ``record`` after the head and return once its line is written (and synced).
 
-        Raises :class:`AuditError` when the sink fails or times out.
+        After lost records, a ``recover`` marker goes first. Raises :class:`AuditError` when
+        the sink refuses the line, fails, or times out.
         """
         futures: list[asyncio.Future[None]] = []
+        error: AuditError | None = None
         with self._lock:
-            failures = self.sink.failures
-            if failures != self._failures_seen:
-                self._failures_seen = failures
-                lost = "a write failed before this record; records may be missing"
-                marker = seal(self._marker("recover", lost), GENESIS)
-                future = self._submit(marker, b"\n")
-                if future is not None:
-                    futures.append(future)
+            try:
+                marker = self._recover()
+            except AuditError as exc:
+                error, marker = exc, None
+            if marker is not None:
+                futures.append(marker)
             try:
                 entry = seal(record, self._head)
             except (TypeError, msgspec.EncodeError) as exc:
                 raise AuditError(f"record {record.id} cannot be serialised: {exc}") from exc
-            future = self._submit(entry)
-            if future is not None:
-                futures.append(future)
-        error: AuditError | None = None
+            try:
+                futures.append(self._submit(entry, entry.prev))
+            except AuditError as exc:  # refused: counted by the sink, reported by the marker
+                error = error or exc
         for pending in futures:  # await each so no failure goes unretrieved
             try:
                 await pending
@@ -137,9 +161,34 @@ class AuditChain:
             raise error
         return entry
 
+    def health(self) -> SinkHealth:
+        """Whether the sink can write (for ``/readyz`` and metrics).
+
+        While the sink is failing, this also queues the ``recover`` marker, so a sink whose disk
+        has room again becomes ready without waiting for a call (which an unready pod would
+        not get).
+        """
+        health = self.sink.health()
+        if health.state == "failing" and (self._probe is None or self._probe.done()):
+            with self._lock:
+                try:
+                    probe = self._recover()
+                except AuditError:
+                    probe = None
+            if probe is not None:
+                probe.add_done_callback(_retrieve)
+                self._probe = probe
+        return health
+
     async def close(self) -> None:
         """Flush and close the sink."""
         await self.sink.close()
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a probe's failure as seen (the sink counts and reports it)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def resume_point(file: Path, resume_broken: bool) -> tuple[str, ChainStart, str]:

@@ -142,10 +142,17 @@ class ChainRecord(_Record, frozen=True, kw_only=True, tag="chain"):
     existing file; ``prev`` is its last hash), ``recover`` (a new chain after a failed write,
     whose fate is unknown) or ``override`` (a new chain after a damaged file tail, started only
     because the operator allowed it). ``message`` says why, for the last two.
+
+    A ``recover`` marker also names its gap: ``after`` is the hash of the last record written
+    before the failure (the line just before the marker, which ``remit audit verify`` checks)
+    and ``lost`` how many records were not written between them. Both are absent in markers
+    written before they existed.
     """
 
     start: ChainStart
     message: str
+    after: str | None = None
+    lost: int | None = None
 
 
 AuditRecord = DecisionRecord | OutcomeRecord | ChainRecord

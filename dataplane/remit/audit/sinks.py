@@ -1,22 +1,22 @@
 """Where decision lines go: stdout (the cluster default) or an append-only file.
 
-A sink takes whole lines in order. :meth:`Sink.submit` queues a line *synchronously* (so the
-chain can hand lines over in hash order without holding a lock across an ``await``) and returns
-``None`` when the line is already written, or a future that completes once it is durable.
-Every failure surfaces as :class:`~remit.errors.AuditError`, promptly: a write that does not
-finish within ``timeout`` seconds fails its callers instead of hanging them, and the gateway
-turns that into a deny. ``failures`` counts failed writes so the chain can tell that lines may
-have been lost and start a new segment.
+Both sinks are :class:`~remit.audit.writer.LineWriter` subclasses: ``submit`` queues a line on
+the event loop and returns a future that completes once the line is written (for a file with
+``fsync``, once it is on disk); a writer thread does the writing, so neither a stdout pipe
+nobody reads nor a slow or full disk can block the loop. The back-pressure policy (refuse,
+never drop silently; fail every caller of a stalled or failed write within ``timeout``) is
+described in ``writer.py``; ``health()`` says whether the sink can write, for ``/readyz``.
 
-:class:`FileSink` group-commits: lines submitted while an ``fsync`` runs are written and synced
-together by the next one, so concurrent callers share fsyncs while each caller still resumes
-only after its own line is on disk. Writes and fsyncs run in a worker thread, off the event
-loop.
+:class:`FileSink` group-commits: lines queued while a write and ``fsync`` run are written and
+synced together by the next one. A failed write (``ENOSPC``, ``EFBIG``, ``EIO``) is undone by
+truncating the file back to the end of its last complete line, so a disk-full event never
+leaves a torn line in the log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +24,10 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from remit.audit.arguments import ArgumentMode
+from remit.audit.writer import DEFAULT_QUEUE_BYTES, LineWriter, SinkHealth
 from remit.errors import AuditError
+
+log = logging.getLogger(__name__)
 
 FailurePolicy = Literal["Fail", "Ignore"]
 
@@ -39,7 +42,9 @@ class AuditSettings:
     do when a record cannot be written: ``Fail`` denies the call (the default), ``Ignore``
     forwards it anyway. ``resume_broken`` lets a gateway append to a file whose tail does not
     verify, after a marker line naming the damage (see :func:`remit.audit.chain.open_chain`).
-    ``timeout`` bounds how long a caller waits for its line to be durable.
+    ``timeout`` bounds how long a caller waits for its line to be durable: a line not written
+    by then fails its caller and marks the sink stalled. ``max_queue_bytes`` bounds the lines
+    waiting for the writer; beyond it new lines are refused (the call is denied).
     """
 
     sink: Literal["stdout", "file"] = "stdout"
@@ -49,6 +54,7 @@ class AuditSettings:
     failure_policy: FailurePolicy = "Fail"
     resume_broken: bool = False
     timeout: float = 5.0
+    max_queue_bytes: int = DEFAULT_QUEUE_BYTES
 
     def __post_init__(self) -> None:
         if self.sink not in ("stdout", "file"):
@@ -65,21 +71,39 @@ class AuditSettings:
             )
         if self.timeout <= 0:
             raise AuditError("audit write timeout must be positive")
+        if self.max_queue_bytes <= 0:
+            raise AuditError("audit queue size must be positive")
 
 
 class Sink(Protocol):
-    """An ordered, append-only destination for decision lines."""
+    """An ordered, append-only destination for decision lines (see ``writer.py``)."""
 
     @property
     def failures(self) -> int:
         """How many writes have failed since the sink was opened."""
         ...
 
-    def submit(self, line: bytes) -> asyncio.Future[None] | None:
-        """Queue ``line``; ``None`` if already written, else a future completing when durable.
+    @property
+    def lost(self) -> int:
+        """How many lines never reached the destination."""
+        ...
+
+    @property
+    def gap(self) -> tuple[int, str | None, str]:
+        """``(lines lost since the tail, the tail's key, why they were lost)``."""
+        ...
+
+    def submit(
+        self, line: bytes, *, key: str, follows: str | None, counted: bool = True
+    ) -> asyncio.Future[None]:
+        """Queue ``line``; the future completes when it is written (and synced).
 
         Raises :class:`AuditError` at once when the line cannot be accepted.
         """
+        ...
+
+    def health(self) -> SinkHealth:
+        """Whether the sink can write now, and why not."""
         ...
 
     async def close(self) -> None:
@@ -87,52 +111,45 @@ class Sink(Protocol):
         ...
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    """Write every byte of ``data`` to ``fd`` (``os.write`` may write less than asked)."""
+def _write_all(write: Callable[[int, bytes], int], fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` to ``fd`` (a write may write less than asked)."""
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        written = write(fd, view)  # type: ignore[arg-type]
         view = view[written:]
 
 
-class StdoutSink:
-    """Writes each line to standard output (or another descriptor) at once, unbuffered.
+class StdoutSink(LineWriter):
+    """Writes lines to standard output (or another descriptor) from the writer thread.
 
     In a cluster the container runtime collects the lines; ``kubectl logs`` reads them back.
-    Keep other output on stderr: a line larger than the pipe buffer may interleave with other
-    writers to the same descriptor.
+    A line counts as written once the pipe took it. Keep other output on stderr: a line larger
+    than the pipe buffer may interleave with other writers to the same descriptor.
     """
 
-    def __init__(self, fd: int = 1) -> None:
+    name = "stdout"
+
+    def __init__(
+        self,
+        fd: int = 1,
+        *,
+        timeout: float = 5.0,
+        max_queue_bytes: int = DEFAULT_QUEUE_BYTES,
+        write: Callable[[int, bytes], int] = os.write,
+    ) -> None:
+        super().__init__(timeout=timeout, max_queue_bytes=max_queue_bytes)
         self._fd = fd
-        self._failures = 0
-        self._closed = False
+        self._os_write = write
 
-    @property
-    def failures(self) -> int:
-        """How many writes have failed."""
-        return self._failures
-
-    def submit(self, line: bytes) -> None:
-        """Write ``line`` now; raises :class:`AuditError` when the descriptor refuses it."""
-        if self._closed:
-            raise AuditError("audit sink is closed")
-        try:
-            _write_all(self._fd, line)
-        except OSError as exc:
-            self._failures += 1
-            raise AuditError(f"cannot write audit record to stdout: {exc.strerror}") from exc
-
-    async def close(self) -> None:
-        """Stop accepting lines (the descriptor itself stays open)."""
-        self._closed = True
+    def _write(self, data: bytes) -> None:
+        _write_all(self._os_write, self._fd, data)
 
 
-class FileSink:
+class FileSink(LineWriter):
     """An append-only file (``O_APPEND``) with group-committed ``fsync``.
 
-    ``fsync_function`` is injectable so tests can count syncs. With ``fsync=False`` lines are
-    written to the page cache synchronously and the sink never blocks on the disk.
+    ``fsync_function`` and ``write`` are injectable so tests can count syncs and make the
+    operating system's write fail part-way (as a full disk does).
     """
 
     def __init__(
@@ -141,113 +158,43 @@ class FileSink:
         *,
         fsync: bool = True,
         timeout: float = 5.0,
+        max_queue_bytes: int = DEFAULT_QUEUE_BYTES,
         fsync_function: Callable[[int], None] = os.fsync,
+        write: Callable[[int, bytes], int] = os.write,
     ) -> None:
+        super().__init__(timeout=timeout, max_queue_bytes=max_queue_bytes)
         self.path = path
+        self.name = f"audit file {path}"
         self._fsync = fsync
-        self._timeout = timeout
         self._fsync_function = fsync_function
+        self._os_write = write
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         try:
             self._fd = os.open(path, flags, 0o640)
+            self._size = os.fstat(self._fd).st_size
         except OSError as exc:
             raise AuditError(f"cannot open audit file {path}: {exc.strerror}") from exc
-        self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self._stuck: asyncio.Future[None] | None = None
-        self._failures = 0
-        self._closed = False
-
-    @property
-    def failures(self) -> int:
-        """How many batches (or unsynced writes) have failed."""
-        return self._failures
-
-    def submit(self, line: bytes) -> asyncio.Future[None] | None:
-        """Queue ``line`` for the next group commit (or write it now when not syncing)."""
-        if self._closed:
-            raise AuditError(f"audit file {self.path} is closed")
-        if not self._fsync:
-            try:
-                _write_all(self._fd, line)
-            except OSError as exc:
-                self._failures += 1
-                raise AuditError(f"cannot write audit file {self.path}: {exc.strerror}") from exc
-            return None
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._pending.append((line, future))
-        if self._flusher is None:
-            self._flusher = loop.create_task(self._flush())
-        return future
 
     async def write(self, line: bytes) -> None:
-        """Append ``line`` and return once it is durable; raises :class:`AuditError`."""
-        future = self.submit(line)
-        if future is not None:
-            await future
+        """Append ``line`` outside any chain (never refused for earlier losses, nor counted as
+        lost) and return once it is durable."""
+        await self.submit(line, key="", follows=self.tail, counted=False)
 
-    async def _flush(self) -> None:
-        """Write and sync pending lines in batches until none are left."""
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    await self._commit(b"".join(line for line, _ in batch))
-                except Exception as exc:  # noqa: BLE001 - every failure must reach the waiters
-                    self._failures += 1
-                    # Later lines chain onto lines that may be lost: fail them too.
-                    batch += self._pending
-                    self._pending = []
-                    error = (
-                        str(exc) if isinstance(exc, AuditError) else f"audit write failed: {exc!r}"
-                    )
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(AuditError(error))
-                    continue
-                for _, future in batch:
-                    if not future.done():
-                        future.set_result(None)
-        finally:
-            self._flusher = None
-
-    async def _commit(self, data: bytes) -> None:
-        """Write ``data`` and fsync in a worker thread, waiting at most ``timeout`` seconds."""
-        if self._stuck is not None:
-            # A previous commit outlived its timeout; never run two at once (order matters).
-            await self._await_worker(self._stuck)
-            self._stuck = None
-        worker = asyncio.ensure_future(asyncio.to_thread(self._write_and_sync, data))
-        await self._await_worker(worker)
-
-    async def _await_worker(self, worker: asyncio.Future[None]) -> None:
-        try:
-            await asyncio.wait_for(asyncio.shield(worker), self._timeout)
-        except TimeoutError as exc:
-            self._stuck = worker
-            raise AuditError(
-                f"audit file {self.path} not written within {self._timeout:g}s"
-            ) from exc
-
-    def _write_and_sync(self, data: bytes) -> None:
-        try:
-            _write_all(self._fd, data)
+    def _write(self, data: bytes) -> None:
+        _write_all(self._os_write, self._fd, data)
+        if self._fsync:
             self._fsync_function(self._fd)
-        except OSError as exc:
-            raise AuditError(f"cannot write audit file {self.path}: {exc.strerror}") from exc
+        self._size += len(data)
 
-    async def close(self) -> None:
-        """Wait for pending lines, then close the file."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
-        if self._stuck is not None:
-            # Do not close a descriptor a worker thread may still write to.
-            self._stuck.add_done_callback(lambda _: os.close(self._fd))
-            return
+    def _undo(self) -> None:
+        """Truncate back to the end of the last complete line (a full disk frees blocks)."""
+        try:
+            if os.fstat(self._fd).st_size > self._size:
+                os.ftruncate(self._fd, self._size)
+        except OSError as exc:
+            log.error("audit file %s: cannot remove a partly written line: %s", self.path, exc)
+
+    def _release(self) -> None:
         os.close(self._fd)
 
 
@@ -261,6 +208,7 @@ def sink_from_settings(
             settings.path,
             fsync=settings.fsync,
             timeout=settings.timeout,
+            max_queue_bytes=settings.max_queue_bytes,
             fsync_function=fsync_function,
         )
-    return StdoutSink()
+    return StdoutSink(timeout=settings.timeout, max_queue_bytes=settings.max_queue_bytes)

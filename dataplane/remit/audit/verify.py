@@ -11,6 +11,11 @@ Rules, applied line by line (blank lines are ignored):
 4. The first record must be such a segment start, unless ``partial`` is set: a file cut by log
    rotation starts mid-chain, and then the first record's ``prev`` is reported as ``anchor``
    (it must equal the last ``hash`` of the file before it).
+5. A ``recover`` marker is a *gap*: records the gateway could not write (a full disk, a stalled
+   stdout). When it names the record it follows (``after``), that must be the record just
+   before it, so nothing is missing but the ``lost`` records it declares; one line that is not
+   valid JSON (a write torn by the failure) may stand between them. Gaps are reported, not
+   failures.
 
 Truncation at the end cannot be seen from the file alone: pass ``expect_head`` (the chain head
 a gateway reports) to check it. The hash is not keyed, so the chain proves integrity against
@@ -37,6 +42,38 @@ from remit.audit.records import GENESIS, ChainRecord
 from remit.errors import AuditError
 
 SEGMENT_STARTS = frozenset({"genesis", "recover", "override"})
+TORN = "not valid JSON (a truncated or corrupted line)"
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Records a gateway could not write, declared by the ``recover`` marker on ``line``.
+
+    ``lost`` is how many (``None`` for markers that predate the count), ``after`` the hash of
+    the record before the gap, ``torn`` the line number of a partly written line, if any.
+    """
+
+    line: int
+    lost: int | None
+    after: str | None
+    message: str
+    torn: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {
+            "line": self.line,
+            "lost": self.lost,
+            "after": self.after,
+            "message": self.message,
+            "torn": self.torn,
+        }
+
+    def describe(self) -> str:
+        """One line for people."""
+        count = "an unknown number of" if self.lost is None else str(self.lost)
+        torn = f", torn line {self.torn}" if self.torn else ""
+        return f"line {self.line}: {count} record(s) not written{torn} ({self.message})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +81,8 @@ class VerifyResult:
     """The verdict on a log: ``ok``, or the first bad ``line`` (1-based) and ``reason``.
 
     ``records`` counts verified records, ``segments`` chain starts, ``skipped`` non-record
-    lines; ``head`` is the last verified hash and ``anchor`` the first record's ``prev``.
+    lines; ``head`` is the last verified hash and ``anchor`` the first record's ``prev``;
+    ``gaps`` the declared gaps (rule 5).
     """
 
     ok: bool
@@ -55,13 +93,19 @@ class VerifyResult:
     anchor: str | None
     line: int | None = None
     reason: str | None = None
+    gaps: tuple[Gap, ...] = ()
 
     @property
     def message(self) -> str:
         """One line for people: ``line 7: hash mismatch (record edited)`` or a summary."""
         if not self.ok:
             return f"line {self.line}: {self.reason}" if self.line else str(self.reason)
-        return f"intact: {self.records} records in {self.segments} segment(s)"
+        summary = f"intact: {self.records} records in {self.segments} segment(s)"
+        if self.gaps:
+            known = [gap.lost for gap in self.gaps if gap.lost is not None]
+            lost = f"{sum(known)} record(s)" if len(known) == len(self.gaps) else "records"
+            summary += f"; {len(self.gaps)} gap(s) where {lost} could not be written"
+        return summary
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``remit audit verify --output json``."""
@@ -75,6 +119,7 @@ class VerifyResult:
             "line": self.line,
             "reason": self.reason,
             "message": self.message,
+            "gaps": [gap.to_dict() for gap in self.gaps],
         }
 
 
@@ -99,9 +144,13 @@ def verify_lines(
     head: str | None = None
     anchor: str | None = None
     head_line = 0
+    torn: int | None = None  # a line that is not JSON, excused only by a recover marker next
+    gaps: list[Gap] = []
 
     def fail(number: int | None, reason: str) -> VerifyResult:
-        return VerifyResult(False, records, segments, skipped, head, anchor, number, reason)
+        return VerifyResult(
+            False, records, segments, skipped, head, anchor, number, reason, tuple(gaps)
+        )
 
     for number, raw in enumerate(lines, start=1):
         line = raw.strip()
@@ -115,7 +164,10 @@ def verify_lines(
                 skipped += 1
                 continue
             if looks is None:
-                return fail(number, "not valid JSON (a truncated or corrupted line)")
+                if torn is None:
+                    torn = number
+                    continue
+                return fail(torn, TORN)
             if not looks:
                 return fail(number, "not a decision record (no type, prev and hash)")
             return fail(number, str(exc))
@@ -128,6 +180,19 @@ def verify_lines(
             and isinstance(record, ChainRecord)
             and record.start in SEGMENT_STARTS
         )
+        if isinstance(record, ChainRecord) and record.start == "recover" and starts_segment:
+            if record.after is not None and head is not None and record.after != head:
+                return fail(
+                    number,
+                    f"the recover marker follows {record.after}, not line {head_line}'s hash "
+                    "(records are missing beyond the ones it declares)",
+                )
+            if torn is not None and record.after is None:
+                return fail(torn, TORN)
+            gaps.append(Gap(number, record.lost, record.after, record.message, torn))
+            torn = None
+        elif torn is not None:
+            return fail(torn, TORN)
         if head is None:
             anchor = record.prev
             if not starts_segment and not partial:
@@ -146,6 +211,8 @@ def verify_lines(
         records += 1
         head, head_line = record.hash, number
 
+    if torn is not None:
+        return fail(torn, TORN)
     if records == 0:
         return fail(None, "no records found")
     if expect_head is not None and head != expect_head:
@@ -154,7 +221,7 @@ def verify_lines(
             f"last record's hash {head} is not the expected head {expect_head} "
             "(records were removed from the end, or added after it)",
         )
-    return VerifyResult(True, records, segments, skipped, head, anchor)
+    return VerifyResult(True, records, segments, skipped, head, anchor, gaps=tuple(gaps))
 
 
 def verify_file(

@@ -4,7 +4,8 @@
 reads standard input, e.g. ``kubectl logs POD -c remit-gateway | remit audit verify -
 --skip-non-records`` (the sidecar's other output is skipped only with that flag, so a damaged
 record is never silently ignored). ``explain FILE ID`` exits 0 with a paragraph (or JSON) about
-the decision, and 1 when no decision has that id. An unreadable file exits 2.
+the decision, and 1 when no decision has that id. An unreadable file exits 2. Gaps (records a
+gateway could not write, declared by a ``recover`` marker) are listed; they do not fail it.
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ def verify(
             )
             skipped = f"; {result.skipped} other lines skipped" if result.skipped else ""
             console.print(f"[green]OK[/green] {escape(result.message)}{skipped}{anchor}")
+            for gap in result.gaps:
+                console.print(f"[yellow]gap[/yellow] {escape(gap.describe())}")
             console.print(f"head {result.head}")
         else:
             console.print(f"[red]BROKEN[/red] {escape(result.message)}")

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 import uvloop
 
-from remit.audit.sinks import AuditSettings
 from remit.cli.common import fail
 from remit.errors import RemitError
 from remit.gateway.app import Gateway
@@ -56,9 +55,7 @@ def gateway(
         if public_key:
             changes["public_key"] = public_key
         if audit_file:
-            changes["audit"] = dataclasses.replace(
-                AuditSettings(sink="file", path=audit_file), fsync=settings.audit.fsync
-            )
+            changes["audit"] = dataclasses.replace(settings.audit, sink="file", path=audit_file)
         if files:
             changes["policy_dirs"] = tuple(files)
         settings = dataclasses.replace(settings, **changes)  # type: ignore[arg-type]

@@ -7,7 +7,8 @@ port cannot change policy without the signing key.
     PUT  /v1/bundle   signed bundle (compact JWS) → 200 {"digest", "serial", "changed"}
     GET  /v1/status   digest, serial, pins, audit chain head, counters
     GET  /healthz     the process is alive
-    GET  /readyz      200 only with a valid bundle in force (503 otherwise)
+    GET  /readyz      200 only with a valid bundle in force and an audit sink that can write
+                      (503 otherwise, with the reasons)
     GET  /metrics     Prometheus text format
 """
 
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from remit.audit.writer import SinkHealth
 from remit.errors import BundleError, RollbackError
 from remit.gateway.metrics import Metrics
 from remit.gateway.state import PolicyState
@@ -36,6 +38,10 @@ class StatusSource(Protocol):
 
     def status(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
+        ...
+
+    def audit_health(self) -> SinkHealth | None:
+        """The audit sink's health (``None`` before the sink is open)."""
         ...
 
 
@@ -66,8 +72,12 @@ class AdminApp:
         elif path == "/healthz":
             await _json(send, 200, {"status": "ok"})
         elif path == "/readyz":
-            ready = self.state.ready
-            await _json(send, 200 if ready else 503, {"ready": ready})
+            reasons = [] if self.state.ready else ["no policy bundle in force"]
+            audit = self.source.audit_health()
+            if audit is not None and not audit.ok:
+                reasons.append(f"audit: {audit.reason}")
+            ready = not reasons
+            await _json(send, 200 if ready else 503, {"ready": ready, "reasons": reasons})
         elif path == "/metrics":
             await _respond(send, 200, self.metrics.render(), b"text/plain; version=0.0.4")
         else:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from remit.audit import AuditChain, open_chain
+from remit.audit import AuditChain, SinkHealth, open_chain
 from remit.gateway.admin import AdminApp
 from remit.gateway.authn import auth_settings_for
 from remit.gateway.guard import RemitGuard
@@ -49,15 +49,27 @@ class Gateway:
         self.admin_app = AdminApp(self.state, self.metrics, self)
 
     def status(self) -> dict[str, Any]:
-        """Extra fields for ``GET /v1/status`` (pins, audit head, counters)."""
+        """Extra fields for ``GET /v1/status`` (pins, audit head and sink, counters)."""
         if self.guard is None:
             return {"pins": {}, "audit": None}
-        return self.guard.status()
+        status = self.guard.status()
+        health = self.audit_health()
+        if health is not None and isinstance(status.get("audit"), dict):
+            sink = {"state": health.state, "reason": health.reason, "queued": health.queued}
+            sink |= {"lost": health.lost, "failures": health.failures}
+            status["audit"] = {**status["audit"], "sink": sink}
+        return status
+
+    def audit_health(self) -> SinkHealth | None:
+        """The audit sink's health, for ``/readyz`` (a failing sink also retries, see
+        :meth:`AuditChain.health`)."""
+        return self.chain.health() if self.chain is not None else None
 
     async def start(self) -> None:
         """Open the audit chain and upstream client in the running loop."""
         settings = self.settings
         self.chain = await open_chain(settings.audit, server=settings.server, pod=settings.pod)
+        self.metrics.watch_audit(self.chain.sink.health)
         self.guard = RemitGuard(self.state, self.chain, self.metrics, pod=settings.pod)
         proxy_settings = ProxySettings(
             upstream=UpstreamSettings(url=settings.upstream),

@@ -194,7 +194,8 @@ class RemitGuard:
         recorded = await self._append(record, "decision")
         if not recorded and policy.bundle.server.audit_failure_policy == "Fail":
             self.metrics.decisions.labels("deny", AUDIT_UNAVAILABLE).inc()
-            return Deny(error=internal_error("decision could not be recorded", record.id))
+            message = f"decision could not be recorded ({AUDIT_UNAVAILABLE})"
+            return Deny(error=internal_error(message, record.id, AUDIT_UNAVAILABLE))
         self.metrics.decision_seconds.observe(self._clock() - started)
         if not decision.allowed:
             visible = decision.reason == CONSENT_REQUIRED or (

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from remit.audit.writer import SinkHealth
+
+_SINK_STATES = ("ok", "stalled", "failing", "closed")
 
 _LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0)
 _UPSTREAM_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0)
@@ -63,6 +71,43 @@ class Metrics:
             registry=self.registry,
         )
 
+    def watch_audit(self, health: Callable[[], SinkHealth]) -> None:
+        """Report the audit sink's health, queue and lost records, read at scrape time."""
+        self.registry.register(_AuditCollector(health))
+
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class _AuditCollector(Collector):
+    """The audit sink's condition, asked at each scrape (nothing on the request path)."""
+
+    def __init__(self, health: Callable[[], SinkHealth]) -> None:
+        self._health = health
+
+    def collect(self) -> Iterator[Metric]:
+        health = self._health()
+        yield GaugeMetricFamily(
+            "remit_audit_sink_healthy",
+            "1 while the audit sink writes normally, 0 when stalled, failing or closed.",
+            value=1.0 if health.ok else 0.0,
+        )
+        state = GaugeMetricFamily(
+            "remit_audit_sink_state", "The audit sink's state (1 for the current one).",
+            labels=["state"],
+        )  # fmt: skip
+        for name in _SINK_STATES:
+            state.add_metric([name], 1.0 if health.state == name else 0.0)
+        yield state
+        yield GaugeMetricFamily(
+            "remit_audit_queue_depth",
+            "Decision records queued or being written by the audit writer.",
+            value=float(health.queued),
+        )
+        yield CounterMetricFamily(
+            "remit_audit_records_lost",
+            "Records that never reached the audit sink (refused, discarded or failed); each gap "
+            "is declared in the log by a recover marker.",
+            value=float(health.lost),
+        )

@@ -56,9 +56,13 @@ def denial(method: str, name: str, decision: Decision, record_id: str, visible: 
     )
 
 
-def internal_error(message: str, record_id: str) -> dict[str, Any]:
-    """A JSON-RPC error object for a failure inside the gateway (the call is not forwarded)."""
-    return {"code": INTERNAL, "message": message, "data": {"decisionId": record_id}}
+def internal_error(message: str, record_id: str, reason: str | None = None) -> dict[str, Any]:
+    """A JSON-RPC error object for a failure inside the gateway (the call is not forwarded);
+    ``reason`` is the reason code (e.g. ``audit_unavailable``)."""
+    data = {"decisionId": record_id}
+    if reason is not None:
+        data["reason"] = reason
+    return {"code": INTERNAL, "message": message, "data": data}
 
 
 def unavailable(message: str) -> dict[str, Any]:

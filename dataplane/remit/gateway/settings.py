@@ -12,6 +12,10 @@ Sidecar mode (in a cluster) reads the environment the operator's injection sets:
     REMIT_AUDIT_FILE        path, for the file sink
     REMIT_AUDIT_FSYNC       true (default) / false
     REMIT_AUDIT_RESUME_BROKEN  true to start a new chain after a damaged file tail
+    REMIT_AUDIT_TIMEOUT     seconds a record may take to be written before calls are denied and
+                            the sink reported stalled (default 5)
+    REMIT_AUDIT_QUEUE_BYTES records waiting to be written beyond which calls are denied
+                            (default 16777216)
     REMIT_MAX_BODY_BYTES    largest accepted request body (default 4194304)
     REMIT_ASGI_SERVER       uvicorn (default, measured faster here) or granian
 """
@@ -27,6 +31,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from remit.audit.sinks import AuditSettings
+from remit.audit.writer import DEFAULT_QUEUE_BYTES
 from remit.errors import RemitError
 
 
@@ -89,6 +94,14 @@ def from_environment(env: Mapping[str, str] | None = None) -> GatewaySettings:
         raise SettingsError(f"REMIT_AUDIT_SINK: expected stdout or file, got {sink_name!r}")
     sink: Literal["stdout", "file"] = "file" if sink_name == "file" else "stdout"
     audit_file = get("REMIT_AUDIT_FILE")
+    timeout = get("REMIT_AUDIT_TIMEOUT", "5")
+    try:
+        timeout_seconds = float(timeout)
+    except ValueError:
+        raise SettingsError(f"REMIT_AUDIT_TIMEOUT: expected seconds, got {timeout!r}") from None
+    queue = get("REMIT_AUDIT_QUEUE_BYTES", str(DEFAULT_QUEUE_BYTES))
+    if not queue.isdigit():
+        raise SettingsError(f"REMIT_AUDIT_QUEUE_BYTES: expected a number, got {queue!r}")
     try:
         audit = AuditSettings(
             sink=sink,
@@ -97,6 +110,8 @@ def from_environment(env: Mapping[str, str] | None = None) -> GatewaySettings:
             resume_broken=_flag(
                 get("REMIT_AUDIT_RESUME_BROKEN", "false"), "REMIT_AUDIT_RESUME_BROKEN"
             ),
+            timeout=timeout_seconds,
+            max_queue_bytes=int(queue),
         )
     except RemitError as exc:
         raise SettingsError(f"REMIT_AUDIT_*: {exc}") from exc

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -102,3 +106,33 @@ async def write_log(path: Path, calls: int = 3, **overrides: object) -> AuditCha
         )
     await chain.close()
     return chain
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``condition`` (in a thread) until it holds; the writer thread runs meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.005)
+
+
+class DiskFillingAfter:
+    """``os.write`` on a disk with ``limit`` bytes of room: a write past it is cut short, the
+    next fails with ENOSPC, as the kernel does on a full filesystem."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.written = 0
+        self.torn = 0
+
+    def __call__(self, fd: int, data: bytes) -> int:
+        if self.limit is None:
+            return os.write(fd, data)
+        room = self.limit - self.written
+        if room <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written = os.write(fd, bytes(data[:room]))
+        self.written += written
+        self.torn += written < len(data)
+        return written

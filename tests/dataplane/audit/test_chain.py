@@ -21,7 +21,13 @@ from remit.audit import (
     verify_file,
 )
 from remit.errors import AuditError
-from tests.dataplane.audit.helpers import allowed_by_consent, clock, file_settings, write_log
+from tests.dataplane.audit.helpers import (
+    DiskFillingAfter,
+    allowed_by_consent,
+    clock,
+    file_settings,
+    write_log,
+)
 
 
 def records(path: Path) -> list[object]:
@@ -118,33 +124,26 @@ async def test_concurrent_appends_stay_in_chain_order(log_path: Path) -> None:
     assert [e.prev for e in entries[1:]] == [e.hash for e in entries[:-1]]
 
 
-class FlakySink(FileSink):
-    """A real file sink whose next commit fails once (as a full disk would)."""
-
-    fail_next = False
-
-    def _write_and_sync(self, data: bytes) -> None:
-        if self.fail_next:
-            self.fail_next = False
-            raise AuditError("disk full")
-        super()._write_and_sync(data)
-
-
 async def test_after_a_failed_write_the_chain_continues_as_a_new_segment(
     log_path: Path,
 ) -> None:
-    sink = FlakySink(log_path)
+    disk = DiskFillingAfter(limit=None)
+    sink = FileSink(log_path, write=disk)
     chain = AuditChain(sink, server="s/s", pod="p", clock=clock)
     await chain.mark("genesis")
-    await chain.append(allowed_by_consent())
-    sink.fail_next = True
-    with pytest.raises(AuditError, match="disk full"):
+    kept = await chain.append(allowed_by_consent())
+    disk.limit = disk.written + 100  # the disk fills part-way through the next record
+    with pytest.raises(AuditError, match="No space left"):
         await chain.append(allowed_by_consent())
+    assert disk.torn == 1
+    disk.limit = None
     await chain.append(allowed_by_consent())
     await chain.close()
 
-    starts = [r.start for r in records(log_path) if isinstance(r, ChainRecord)]
-    assert starts == ["genesis", "recover"]
+    markers = [r for r in records(log_path) if isinstance(r, ChainRecord)]
+    assert [m.start for m in markers] == ["genesis", "recover"]
+    assert (markers[1].after, markers[1].lost) == (kept.hash, 1)
     result = verify_file(log_path)
     assert result.ok, result.message
     assert (result.records, result.segments) == (4, 2)
+    assert [(g.lost, g.after, g.torn) for g in result.gaps] == [(1, kept.hash, None)]

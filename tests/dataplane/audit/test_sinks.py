@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from remit.audit import AuditSettings, FileSink, StdoutSink, sink_from_settings
 from remit.errors import AuditError
+from tests.dataplane.audit.helpers import DiskFillingAfter, wait_until
 
 
 class FsyncCounter:
@@ -74,10 +76,30 @@ async def test_full_disk_raises_audit_error(tmp_path: Path) -> None:
     await sink.close()
 
 
-async def test_full_disk_without_fsync_raises_at_submit() -> None:
+async def test_full_disk_without_fsync_fails_the_writer() -> None:
     sink = FileSink(Path("/dev/full"), fsync=False)
     with pytest.raises(AuditError, match="No space left"):
-        sink.submit(b'{"n":1}\n')
+        await sink.write(b'{"n":1}\n')
+    await sink.close()
+
+
+async def test_a_partly_written_batch_is_truncated_back_to_the_last_whole_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "log"
+    disk = DiskFillingAfter(limit=12)  # the OS takes 12 bytes, then the disk is full
+    sink = FileSink(path, write=disk)
+    await sink.write(b"first line\n")  # 11 bytes
+    with pytest.raises(AuditError, match="No space left"):
+        await sink.write(b"second line\n")
+    assert path.read_bytes() == b"first line\n"  # not b"first line\ns"
+    assert disk.torn == 1
+    assert sink.health().state == "failing"
+    disk.limit = None  # room again
+    await sink.write(b"third line\n")
+    assert sink.health().ok
+    await sink.close()
+    assert path.read_bytes() == b"first line\nthird line\n"
 
 
 def test_unopenable_path_raises_audit_error(tmp_path: Path) -> None:
@@ -91,38 +113,109 @@ async def test_hung_fsync_fails_callers_within_the_timeout(tmp_path: Path) -> No
     sink = FileSink(
         tmp_path / "log", timeout=0.05, fsync_function=lambda fd: bool(release.wait(10))
     )
-    with pytest.raises(AuditError, match="not written within"):
+    with pytest.raises(AuditError, match="not completed within"):
         await sink.write(b"a\n")
+    assert sink.health().state == "stalled"
+    with pytest.raises(AuditError, match="stalled"):  # refused at once while it hangs
+        sink.submit(b"b\n", key="b", follows="")
     release.set()
-    await sink.write(b"b\n")  # the stuck commit finished; the sink works again
+    await asyncio.to_thread(wait_until, lambda: sink.health().ok)
+    await sink.write(b"c\n")  # the stuck commit finished; the sink works again
     await sink.close()
-    assert (tmp_path / "log").read_bytes() == b"a\nb\n"
+    assert (tmp_path / "log").read_bytes() == b"a\nc\n"
+    assert sink.lost == 1  # b, refused and counted
 
 
 async def test_closed_sink_refuses_lines(tmp_path: Path) -> None:
     sink = FileSink(tmp_path / "log")
     await sink.close()
     with pytest.raises(AuditError, match="closed"):
-        sink.submit(b"a\n")
+        sink.submit(b"a\n", key="a", follows=None)
 
 
-def test_stdout_sink_writes_whole_lines_to_its_descriptor() -> None:
+async def test_stdout_sink_writes_whole_lines_to_its_descriptor() -> None:
     read_end, write_end = os.pipe()
     sink = StdoutSink(write_end)
-    assert sink.submit(b'{"n":1}\n') is None
+    await sink.submit(b'{"n":1}\n', key="1", follows=None)
     assert os.read(read_end, 100) == b'{"n":1}\n'
+    await sink.close()
     os.close(read_end)
     os.close(write_end)
 
 
-def test_stdout_sink_on_a_closed_descriptor_raises_audit_error() -> None:
+async def test_stdout_sink_on_a_closed_descriptor_raises_audit_error() -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)  # nobody reads: EPIPE
     sink = StdoutSink(write_end)
-    with pytest.raises(AuditError, match="cannot write audit record"):
-        sink.submit(b"a\n")
+    with pytest.raises(AuditError, match="cannot write to stdout"):
+        await sink.submit(b"a\n", key="a", follows=None)
     assert sink.failures == 1
+    await sink.close()
     os.close(write_end)
+
+
+async def test_a_stdout_pipe_nobody_reads_never_blocks_the_loop() -> None:
+    read_end, write_end = os.pipe()
+    sink = StdoutSink(write_end, timeout=0.2)
+    line = b"x" * 1023 + b"\n"
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    running = asyncio.ensure_future(ticker())
+    tail: str | None = None
+    outcomes: list[BaseException | None] = []
+    for n in range(200):  # 200 KiB: far more than the 64 KiB pipe buffer holds
+        key = str(n)
+        try:
+            future = sink.submit(line, key=key, follows=tail)
+        except AuditError as exc:
+            outcomes.append(exc)
+            continue
+        tail = key
+        outcomes.append(None)
+        with contextlib.suppress(AuditError):
+            await asyncio.wait_for(asyncio.shield(future), 1.0)
+    assert ticks > 10  # the loop kept running while the writer was blocked
+    assert sink.health().state == "stalled"
+    refused = [o for o in outcomes if isinstance(o, AuditError)]
+    assert refused
+    assert all("stalled" in str(o) for o in refused)
+    assert sink.lost >= len(refused)
+
+    data = bytearray()
+    while len(data) % len(line) or not data or sink.health().queued:
+        data += await asyncio.to_thread(os.read, read_end, 1 << 16)  # the reader resumes
+    assert sink.health().ok
+    assert data == line * (len(data) // len(line))  # whole lines only
+    running.cancel()
+    await sink.close()
+    os.close(read_end)
+    os.close(write_end)
+
+
+async def test_a_full_queue_refuses_lines_and_counts_them(tmp_path: Path) -> None:
+    release = threading.Event()
+    sink = FileSink(
+        tmp_path / "log", max_queue_bytes=4, fsync_function=lambda fd: bool(release.wait(10))
+    )
+    first = sink.submit(b"a\n", key="a", follows=None)  # taken by the writer, fsync hangs
+    await asyncio.to_thread(wait_until, lambda: sink.health().queued == 1)
+    second = sink.submit(b"b\n", key="b", follows="a")
+    third = sink.submit(b"c\n", key="c", follows="b")  # 4 bytes queued: the limit
+    with pytest.raises(AuditError, match="queue full"):
+        sink.submit(b"d\n", key="d", follows="c")
+    assert sink.lost == 1
+    lost, tail, reason = sink.gap
+    assert (lost, tail) == (1, "c")
+    assert reason.endswith("queue full (4 bytes waiting)")
+    release.set()
+    await asyncio.gather(first, second, third)
+    await sink.close()
 
 
 def test_settings_choose_the_sink(tmp_path: Path) -> None:
@@ -140,6 +233,7 @@ def test_settings_choose_the_sink(tmp_path: Path) -> None:
         ({"arguments": "all"}, "'digest' or 'redacted'"),
         ({"failure_policy": "Open"}, "'Fail' or 'Ignore'"),
         ({"timeout": 0}, "positive"),
+        ({"max_queue_bytes": 0}, "positive"),
     ],
 )
 def test_invalid_settings_are_named(overrides: dict[str, object], problem: str) -> None:

@@ -88,7 +88,7 @@ def test_without_a_bundle_the_sidecar_is_not_ready_and_denies(sidecar: Sidecar) 
     before = sidecar.before
     assert before["healthz"].status_code == 200
     assert before["readyz"].status_code == 503
-    assert before["readyz"].json() == {"ready": False}
+    assert before["readyz"].json() == {"ready": False, "reasons": ["no policy bundle in force"]}
     for name in ("call", "anonymous"):
         assert before[name].status_code == 503
         assert before[name].json()["error"]["data"]["reason"] == "no_bundle"

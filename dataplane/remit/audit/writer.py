@@ -1,0 +1,348 @@
+"""The write path of every sink: a bounded queue on the event loop, one writer thread behind it.
+
+Why: a blocking ``write`` on the event loop (a stdout pipe nobody reads, a slow or full disk)
+froze the whole gateway, ``/healthz`` included. Here the loop only appends a line to a queue and
+gets a future; one thread per sink writes the queued lines in order, in batches, and resolves
+each future once its line is written (and, for a file with ``fsync``, synced). Lines queued
+while a write or ``fsync`` runs go out together in the next one: group commit, so concurrent
+callers share syscalls while each still resumes only after its own line is durable.
+
+Back-pressure policy. Nothing is dropped silently: every line that does not reach the
+destination fails its caller with :class:`~remit.errors.AuditError` (the gateway then denies
+with ``audit_unavailable``) and is counted in ``lost``.
+
+- A line is refused at once when the queue already holds ``max_queue_bytes``, when the sink is
+  stalled, or when lines were lost since the last accepted line and no segment start (the
+  chain's ``recover`` marker) has been accepted yet.
+- *Stalled*: a line not written within ``timeout`` seconds. Every waiting caller fails, lines
+  not yet handed to the thread are discarded, and new lines are refused until the write in
+  progress returns (a reader resumes, a disk answers). The write in progress still completes.
+- A failed write fails its batch and everything queued behind it (those lines chain onto lines
+  that are gone); the sink's :meth:`LineWriter._undo` removes any partial line (a file is
+  truncated back to the end of its last complete line).
+
+``tail`` is the key (the record hash) of the last line accepted and not lost, and ``gap`` the
+number of lines lost since it: the chain writes a ``recover`` marker naming both before its next
+record. Health (``ok``, ``stalled``, ``failing``, ``closed``) feeds ``/readyz`` and metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from remit.errors import AuditError
+
+SinkState = Literal["ok", "stalled", "failing", "closed"]
+DEFAULT_QUEUE_BYTES = 16 * 1024 * 1024
+_RECOVERING = "; a recover marker must come first"
+
+
+@dataclass(frozen=True, slots=True)
+class SinkHealth:
+    """A sink's condition: ``state`` and why (``reason``), lines waiting and lines lost."""
+
+    state: SinkState
+    reason: str
+    queued: int
+    lost: int
+    failures: int
+
+    @property
+    def ok(self) -> bool:
+        """Whether the sink is writing normally."""
+        return self.state == "ok"
+
+
+class _Line:
+    __slots__ = ("counted", "data", "future", "key", "lost_at", "queued_at")
+
+    def __init__(
+        self,
+        data: bytes,
+        key: str,
+        counted: bool,
+        lost_at: int,
+        future: asyncio.Future[None],
+        queued_at: float,
+    ) -> None:
+        self.data = data
+        self.key = key
+        self.counted = counted
+        self.lost_at = lost_at  # ``lost`` when the line was accepted: the gap it closes
+        self.future = future
+        self.queued_at = queued_at
+
+
+class LineWriter:
+    """Ordered lines to one destination through a writer thread (see the module docstring).
+
+    Subclasses implement :meth:`_write` (all of ``data``, or raise) and may implement
+    :meth:`_undo` (remove a partly written batch) and :meth:`_release`.
+    """
+
+    name = "audit sink"
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 5.0,
+        max_queue_bytes: int = DEFAULT_QUEUE_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._timeout = timeout
+        self._max_queue_bytes = max_queue_bytes
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._queue: deque[_Line] = deque()
+        self._queued_bytes = 0
+        self._inflight: list[_Line] = []
+        self._busy_since: float | None = None
+        self._tail: str | None = None
+        self._tail_lost = 0
+        self._durable: str | None = None
+        self._durable_lost = 0
+        self._lost = 0
+        self._failures = 0
+        self._error = ""
+        self._gap_reason = ""
+        self._failing = False
+        self._stalled = False
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- what the chain reads -------------------------------------------------------------
+
+    @property
+    def failures(self) -> int:
+        """How many batches failed to write."""
+        return self._failures
+
+    @property
+    def lost(self) -> int:
+        """How many (counted) lines never reached the destination since the sink opened."""
+        return self._lost
+
+    @property
+    def tail(self) -> str | None:
+        """The key of the last line accepted and not lost (``None`` before the first)."""
+        with self._lock:
+            return self._tail
+
+    @property
+    def gap(self) -> tuple[int, str | None, str]:
+        """``(lines lost since the tail, the tail, why they were lost)``."""
+        with self._lock:
+            return self._lost - self._tail_lost, self._tail, self._gap_reason
+
+    def health(self) -> SinkHealth:
+        """The sink's state now (a write blocked beyond ``timeout`` counts as stalled)."""
+        with self._lock:
+            queued = len(self._queue) + len(self._inflight)
+            state: SinkState = "ok"
+            reason = ""
+            if self._closed:
+                state, reason = "closed", f"{self.name} is closed"
+            elif self._stalled or self._blocked(self._clock()):
+                state, reason = "stalled", self._stall_message()
+            elif self._failing:
+                state, reason = "failing", f"the last write failed: {self._error}"
+            return SinkHealth(state, reason, queued, self._lost, self._failures)
+
+    # -- the loop side --------------------------------------------------------------------
+
+    def submit(
+        self, line: bytes, *, key: str, follows: str | None, counted: bool = True
+    ) -> asyncio.Future[None]:
+        """Queue ``line`` (whose hash is ``key``); the future completes once it is written.
+
+        ``follows`` is the key the line chains onto (a segment start passes the tail it comes
+        after, and ``counted=False``, which also marks it as closing a gap). Raises
+        :class:`AuditError` at once when the line is refused (see the module docstring).
+        """
+        loop = self._start()
+        now = self._clock()
+        with self._lock:
+            doomed = self._stall() if self._blocked(now) and not self._stalled else []
+            refusal = self._refusal(len(line), follows, segment=not counted)
+            if refusal:
+                if counted:
+                    self._lose(1, refusal, keep_reason=refusal.endswith(_RECOVERING))
+            else:
+                future = loop.create_future()
+                self._queue.append(_Line(line, key, counted, self._lost, future, now))
+                self._queued_bytes += len(line)
+                self._tail, self._tail_lost = key, self._lost
+                self._wake.notify()
+        self._fail(doomed, self._stall_message())
+        if refusal:
+            raise AuditError(refusal)
+        if self._timer is None:
+            self._timer = loop.call_later(self._timeout, self._watch)
+        return future
+
+    def _refusal(self, size: int, follows: str | None, *, segment: bool) -> str:
+        """Why a line cannot be accepted now ('' if it can); lock held."""
+        if self._closed:
+            return f"{self.name} is closed"
+        if self._stalled:
+            return self._stall_message()
+        if self._tail is not None and follows != self._tail:
+            return f"{self.name}: the record does not follow the last line written (lines lost)"
+        if not segment and self._lost != self._tail_lost:
+            return f"{self.name}: records were lost ({self._gap_reason}){_RECOVERING}"
+        if self._queued_bytes and self._queued_bytes + size > self._max_queue_bytes:
+            return f"{self.name} queue full ({self._queued_bytes} bytes waiting)"
+        return ""
+
+    def _blocked(self, now: float) -> bool:
+        return self._busy_since is not None and now - self._busy_since >= self._timeout
+
+    def _stall_message(self) -> str:
+        return f"{self.name} stalled: a write has not completed within {self._timeout:g}s"
+
+    def _stall(self) -> list[_Line]:
+        """Declare the sink stalled: discard the queue; return the lines whose callers fail."""
+        self._stalled = True
+        discarded = list(self._queue)
+        self._queue.clear()
+        self._queued_bytes = 0
+        last = self._inflight[-1] if self._inflight else None
+        if last is not None:
+            self._tail, self._tail_lost = last.key, last.lost_at
+        elif discarded:
+            self._tail, self._tail_lost = self._durable, self._durable_lost
+        self._lose(sum(line.counted for line in discarded), self._stall_message())
+        return self._inflight + discarded
+
+    def _lose(self, count: int, reason: str, *, keep_reason: bool = False) -> None:
+        """Count ``count`` lines as lost because of ``reason``; lock held."""
+        self._lost += count
+        if count and not keep_reason:
+            self._gap_reason = reason
+
+    def _watch(self) -> None:
+        """Timer: fail everyone behind a line that has waited ``timeout`` seconds."""
+        self._timer = None
+        loop = self._loop
+        now = self._clock()
+        with self._lock:
+            waiting = self._inflight or self._queue
+            if self._stalled or not waiting:
+                return
+            oldest = waiting[0].queued_at
+            doomed = self._stall() if now - oldest >= self._timeout else []
+        if doomed:
+            self._fail(doomed, self._stall_message())
+        elif loop is not None:
+            self._timer = loop.call_later(oldest + self._timeout - now, self._watch)
+
+    @staticmethod
+    def _fail(lines: list[_Line], message: str) -> None:
+        for line in lines:
+            if not line.future.done():
+                line.future.set_exception(AuditError(message))
+
+    def _settle(self, batch: list[_Line], failed: list[_Line], error: str) -> None:
+        """On the loop: resolve a written batch, or fail ``failed`` with ``error``."""
+        if error:
+            self._fail(failed, error)
+            return
+        for line in batch:
+            if not line.future.done():
+                line.future.set_result(None)
+
+    def _start(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+        return loop
+
+    # -- the writer thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._closed:
+                    self._wake.wait()
+                if not self._queue:
+                    return
+                batch = list(self._queue)
+                self._queue.clear()
+                self._queued_bytes = 0
+                self._inflight, self._busy_since = batch, self._clock()
+            error = self._commit(b"".join(line.data for line in batch))
+            failed: list[_Line] = []
+            with self._lock:
+                self._inflight, self._busy_since, self._stalled = [], None, False
+                if not error:
+                    self._durable, self._durable_lost = batch[-1].key, batch[-1].lost_at
+                    self._failing = False
+                else:
+                    # Everything queued behind the batch chains onto lines that are gone.
+                    failed = batch + list(self._queue)
+                    self._queue.clear()
+                    self._queued_bytes = 0
+                    self._tail, self._tail_lost = self._durable, self._durable_lost
+                    self._lose(sum(line.counted for line in failed), error)
+                    self._failures += 1
+                    self._failing, self._error = True, error
+            assert self._loop is not None
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+                self._loop.call_soon_threadsafe(self._settle, batch, failed, error)
+
+    def _commit(self, data: bytes) -> str:
+        """Write ``data``; on failure undo the partial write and return the error ('' if ok)."""
+        try:
+            self._write(data)
+        except OSError as exc:
+            error = f"cannot write to {self.name}: {exc.strerror or exc}"
+        except Exception as exc:  # noqa: BLE001 - every failure must reach the waiters
+            error = f"{self.name} write failed: {exc!r}"
+        else:
+            return ""
+        self._undo()
+        return error
+
+    def _write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _undo(self) -> None:
+        """Remove what a failed batch left behind, if the destination allows it."""
+
+    def _release(self) -> None:
+        """Release the destination once the thread has stopped."""
+
+    # -- closing --------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Write what is queued (waiting at most ``timeout``), then release the destination."""
+        if self._closed:
+            return
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        thread = self._thread
+        if thread is not None:
+            await asyncio.to_thread(thread.join, self._timeout)
+            await asyncio.sleep(0)  # let the thread's last settle run
+            if thread.is_alive():
+                with self._lock:
+                    left = self._inflight + list(self._queue)
+                self._fail(left, f"{self.name} closed before these lines were written")
+                return  # never release a destination the thread may still write to
+        self._release()
