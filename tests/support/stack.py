@@ -303,6 +303,31 @@ def file_size_limit(limit: int) -> Callable[[], None]:
 
 
 @contextmanager
+def tiny_filesystem(mount: Path, size: str = "64k") -> Iterator[Path]:
+    """A real tmpfs of ``size`` mounted at ``mount`` (a disk that fills); needs root.
+
+    Skips the calling test when it cannot mount (not root, no permission).
+    """
+    import pytest  # noqa: PLC0415 - only tests call this
+
+    mount.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    options = f"size={size},mode=0700"
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=False)
+
+
+@contextmanager
 def gateway(
     log_dir: Path,
     *,

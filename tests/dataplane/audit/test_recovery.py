@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from tests.dataplane.audit.helpers import (
     file_settings,
     wait_until,
 )
+from tests.support import stack
 
 
 class TruncateFails(FileSink):
@@ -167,21 +167,8 @@ async def test_a_stalled_stdout_recovers_with_the_refused_records_declared() -> 
 @pytest.fixture
 def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
     """A real 64 KiB tmpfs (needs root to mount; skipped otherwise)."""
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode(errors='replace')}")
-    try:
+    with stack.tiny_filesystem(tmp_path / "fs") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
 
 
 async def test_a_real_full_filesystem_leaves_a_log_that_verifies_with_the_gap(
