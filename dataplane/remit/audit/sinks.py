@@ -16,6 +16,7 @@ leaves a torn line in the log.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 from collections.abc import Callable
@@ -120,11 +121,15 @@ def _write_all(write: Callable[[int, bytes], int], fd: int, data: bytes) -> None
 
 
 class StdoutSink(LineWriter):
-    """Writes lines to standard output (or another descriptor) from the writer thread.
+    """Writes lines to standard output (or another descriptor) without blocking the loop.
 
     In a cluster the container runtime collects the lines; ``kubectl logs`` reads them back.
-    A line counts as written once the pipe took it. Keep other output on stderr: a line larger
-    than the pipe buffer may interleave with other writers to the same descriptor.
+    A line counts as written once the pipe took it. When the writer thread is idle, a line is
+    written on the loop with ``RWF_NOWAIT`` (a pipe then refuses with ``EAGAIN`` instead of
+    blocking; about 2 µs against some 30 µs for a hand-over to the thread); what the pipe does
+    not take, and every line when the descriptor does not support ``RWF_NOWAIT`` (a regular
+    file, ``/dev/null``, an old kernel), goes through the thread. Keep other output on stderr:
+    a line larger than the pipe buffer may interleave with other writers to the descriptor.
     """
 
     name = "stdout"
@@ -140,9 +145,22 @@ class StdoutSink(LineWriter):
         super().__init__(timeout=timeout, max_queue_bytes=max_queue_bytes)
         self._fd = fd
         self._os_write = write
+        self._nowait = hasattr(os, "RWF_NOWAIT") and write is os.write
 
     def _write(self, data: bytes) -> None:
         _write_all(self._os_write, self._fd, data)
+
+    def _write_now(self, line: bytes) -> int:
+        if not self._nowait:
+            return 0
+        try:
+            return os.pwritev(self._fd, [line], -1, os.RWF_NOWAIT)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.ESPIPE):
+                self._nowait = False  # not a pipe (or an old kernel): always use the thread
+            return 0  # the thread meets any real error (EPIPE) and reports it
 
 
 class FileSink(LineWriter):
@@ -168,10 +186,10 @@ class FileSink(LineWriter):
         self._fsync = fsync
         self._fsync_function = fsync_function
         self._os_write = write
+        self._start_size: int | None = None
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         try:
             self._fd = os.open(path, flags, 0o640)
-            self._size = os.fstat(self._fd).st_size
         except OSError as exc:
             raise AuditError(f"cannot open audit file {path}: {exc.strerror}") from exc
 
@@ -181,16 +199,19 @@ class FileSink(LineWriter):
         await self.submit(line, key="", follows=self.tail, counted=False)
 
     def _write(self, data: bytes) -> None:
+        self._start_size = None
+        self._start_size = os.fstat(self._fd).st_size  # this sink is the file's one writer
         _write_all(self._os_write, self._fd, data)
         if self._fsync:
             self._fsync_function(self._fd)
-        self._size += len(data)
 
     def _undo(self) -> None:
         """Truncate back to the end of the last complete line (a full disk frees blocks)."""
+        if self._start_size is None:  # failed before writing anything
+            return
         try:
-            if os.fstat(self._fd).st_size > self._size:
-                os.ftruncate(self._fd, self._size)
+            if os.fstat(self._fd).st_size > self._start_size:
+                os.ftruncate(self._fd, self._start_size)
         except OSError as exc:
             log.error("audit file %s: cannot remove a partly written line: %s", self.path, exc)
 

@@ -100,7 +100,9 @@ class LineWriter:
         self._max_queue_bytes = max_queue_bytes
         self._clock = clock
         self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
+        self._wake = threading.Lock()  # held while the writer sleeps; released to wake it
+        self._wake.acquire()
+        self._sleeping = False
         self._queue: deque[_Line] = deque()
         self._queued_bytes = 0
         self._inflight: list[_Line] = []
@@ -179,16 +181,28 @@ class LineWriter:
                     self._lose(1, refusal, keep_reason=refusal.endswith(_RECOVERING))
             else:
                 future = loop.create_future()
-                self._queue.append(_Line(line, key, counted, self._lost, future, now))
-                self._queued_bytes += len(line)
                 self._tail, self._tail_lost = key, self._lost
-                self._wake.notify()
+                written = self._write_now(line) if not self._queue and not self._inflight else 0
+                if written == len(line):
+                    self._durable, self._durable_lost = key, self._lost
+                    self._failing = False
+                    future.set_result(None)
+                else:  # the writer thread writes the rest
+                    data = line[written:]
+                    self._queue.append(_Line(data, key, counted, self._lost, future, now))
+                    self._queued_bytes += len(data)
+                    self._wake_writer()
         self._fail(doomed, self._stall_message())
         if refusal:
             raise AuditError(refusal)
-        if self._timer is None:
+        if self._timer is None and not future.done():
             self._timer = loop.call_later(self._timeout, self._watch)
         return future
+
+    def _write_now(self, line: bytes) -> int:
+        """Write what can be written without blocking, on the loop (lock held, writer idle);
+        how many bytes. The default writes nothing: every line goes through the thread."""
+        return 0
 
     def _refusal(self, size: int, follows: str | None, *, segment: bool) -> str:
         """Why a line cannot be accepted now ('' if it can); lock held."""
@@ -271,13 +285,24 @@ class LineWriter:
 
     # -- the writer thread ----------------------------------------------------------------
 
+    def _wake_writer(self) -> None:
+        """Wake the writer if it sleeps (lock held). A bare lock, not a ``Condition``: this
+        hand-over is on every record's path and a ``Condition`` costs several times more."""
+        if self._sleeping:
+            self._sleeping = False
+            self._wake.release()
+
     def _run(self) -> None:
         while True:
-            with self._wake:
-                while not self._queue and not self._closed:
-                    self._wake.wait()
+            with self._lock:
+                sleep = self._sleeping = not self._queue and not self._closed
+            if sleep:
+                self._wake.acquire()  # until _wake_writer releases it
+            with self._lock:
                 if not self._queue:
-                    return
+                    if self._closed:
+                        return
+                    continue
                 batch = list(self._queue)
                 self._queue.clear()
                 self._queued_bytes = 0
@@ -330,9 +355,9 @@ class LineWriter:
         """Write what is queued (waiting at most ``timeout``), then release the destination."""
         if self._closed:
             return
-        with self._wake:
+        with self._lock:
             self._closed = True
-            self._wake.notify()
+            self._wake_writer()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
