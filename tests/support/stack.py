@@ -54,17 +54,21 @@ class Process:
         *,
         env: Mapping[str, str] | None = None,
         stdout: Any = subprocess.DEVNULL,
+        stderr: Any = None,
         preexec_fn: Callable[[], None] | None = None,
     ) -> Process:
-        """Start ``argv`` from the repository root with ``env`` added to this environment."""
+        """Start ``argv`` from the repository root with ``env`` added to this environment.
+
+        stderr goes to a log file unless ``stderr`` says otherwise (then ``stderr()`` is empty).
+        """
         log = log_dir / f"{name}.stderr"
-        with log.open("wb") as stderr:
+        with log.open("wb") as log_file:
             popen = subprocess.Popen(
                 list(argv),
                 cwd=REPO,
                 env={**os.environ, **(env or {})},
                 stdout=stdout,
-                stderr=stderr,
+                stderr=log_file if stderr is None else stderr,
                 preexec_fn=preexec_fn,  # noqa: PLW1509 - only resource limits, no threads yet
             )
         return cls(name, popen, log)
@@ -339,6 +343,7 @@ def gateway(
     public_key: Path | None = None,
     env: Mapping[str, str] | None = None,
     stdout: Any = subprocess.DEVNULL,
+    stderr: Any = None,
     preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[GatewayProcess]:
     """Run ``remit gateway``: standalone with ``policy_dir``, else sidecar with ``public_key``."""
@@ -352,8 +357,9 @@ def gateway(
     if audit_file is not None:
         argv += ["--audit-file", str(audit_file)]
     process = Process.start(
-        f"gateway-{port}", argv, log_dir, env=env, stdout=stdout, preexec_fn=preexec_fn
-    )
+        f"gateway-{port}", argv, log_dir, env=env, stdout=stdout, stderr=stderr,
+        preexec_fn=preexec_fn,
+    )  # fmt: skip
     try:
         process.wait_for_port(port)
         process.wait_for_port(admin_port)

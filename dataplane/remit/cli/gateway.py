@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +12,7 @@ import uvloop
 from remit.cli.common import fail
 from remit.errors import RemitError
 from remit.gateway.app import Gateway
+from remit.gateway.logs import log_to_stderr
 from remit.gateway.serve import build_standalone, run
 from remit.gateway.settings import Address, from_environment
 
@@ -42,7 +42,7 @@ def gateway(
     log_level: Annotated[str, typer.Option(help="Log level for stderr.")] = "WARNING",
 ) -> None:
     """Run the gateway. Decision records go to stdout (or --audit-file); logs to stderr."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    log_to_stderr(log_level, "%(asctime)s %(levelname)s %(message)s")
     try:
         settings = from_environment()
         changes: dict[str, object] = {}

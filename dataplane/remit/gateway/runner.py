@@ -85,6 +85,7 @@ async def serve_app(app: App, settings: ServerSettings, stop: asyncio.Event | No
         http="httptools",
         interface="asgi3",  # never guess: a bound method looks like an ASGI2 app to uvicorn
         access_log=False,
+        log_config=None,  # uvicorn's loggers go to the root handler, which never blocks
     )
     server = uvicorn.Server(config)
     if stop is None:

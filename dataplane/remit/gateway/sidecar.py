@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -14,6 +13,7 @@ import uvloop
 
 from remit.errors import RemitError
 from remit.gateway.app import Gateway
+from remit.gateway.logs import log_to_stderr
 from remit.gateway.serve import run
 from remit.gateway.settings import from_environment
 
@@ -21,7 +21,7 @@ from remit.gateway.settings import from_environment
 def main() -> int:
     """Run the sidecar until SIGTERM; return the process exit code."""
     level = os.environ.get("REMIT_LOG_LEVEL", "WARNING").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log_to_stderr(level, "%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = from_environment()
         if settings.public_key is None:

@@ -1,5 +1,5 @@
-"""A real gateway process whose decision log cannot be written: a stdout pipe nobody reads, a
-full filesystem.
+"""A real gateway process whose decision log cannot be written: stdout (and stderr) pipes
+nobody reads, a full filesystem.
 
 Calls are denied with ``audit_unavailable`` instead of hanging, ``/healthz`` keeps answering,
 ``/readyz`` says why the gateway is not ready, and once the reader resumes (or the disk has
@@ -43,7 +43,13 @@ class Reader:
         self.pipe = pipe
         self.data = bytearray()
         self.calls_before = 0
+        self.errors: Reader | None = None  # the stderr reader, started with this one
         self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        if self.errors is not None:
+            self.errors.start()
 
     def _run(self) -> None:
         read = self.pipe.read1  # type: ignore[attr-defined]
@@ -55,7 +61,8 @@ class Reader:
 def unread(
     logs: Path, issuer: Issuer, upstream: Upstream
 ) -> Iterator[tuple[GatewayProcess, str, Reader]]:
-    """A standalone gateway writing records to a stdout pipe that is not read (yet)."""
+    """A standalone gateway writing records to a stdout pipe that is not read (yet), and its
+    logs to a stderr pipe that is not read either (a stalled log collector stalls both)."""
     ports = stack.reserve_gateway_ports()
     audience = stack.audience_for(ports[0])
     policy = stack.write_policy_dir(
@@ -68,15 +75,17 @@ def unread(
         policy_dir=policy,
         env={"REMIT_AUDIT_TIMEOUT": "0.5"},
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     ) as gateway:
         reader = Reader(gateway.process.popen.stdout)
+        reader.errors = Reader(gateway.process.popen.stderr)
         reader.calls_before = len(upstream.calls("tools/call"))
         token = issuer.mint(ALICE, agent=BOT, audience=audience, scopes=["mcp:tools"])
         try:
             yield gateway, token, reader
         finally:
             if reader.thread.ident is None:
-                reader.thread.start()  # never leave the gateway blocked on its pipe
+                reader.start()  # never leave the gateway blocked on its pipes
 
 
 def test_a_stalled_stdout_denies_calls_and_the_gateway_keeps_answering(
@@ -103,6 +112,16 @@ def test_a_stalled_stdout_denies_calls_and_the_gateway_keeps_answering(
     again = mcp_wire.tool_call(gateway.url, *READ, token=token).json()
     assert time.monotonic() - started < 0.5  # refused at once while the sink is stalled
     assert again["error"]["data"]["reason"] == "audit_unavailable"
+    # Each refusal is logged to stderr, which nobody reads either: 600 of them overflow the
+    # stderr pipe, and still every call is answered.
+    params = {"name": READ[0], "arguments": READ[1]}
+    sent = mcp_wire.headers("tools/call", params, token)
+    with httpx.Client(timeout=5) as client:
+        for _ in range(600):
+            answer = client.post(
+                gateway.url, json=mcp_wire.message("tools/call", params), headers=sent
+            )
+            assert answer.json()["error"]["data"]["reason"] == "audit_unavailable"
     assert upstream.count() == forwarded  # nothing forwarded without its record
 
     assert httpx.get(f"{gateway.admin}/healthz", timeout=2).status_code == 200
@@ -123,14 +142,17 @@ def test_when_the_reader_resumes_the_gateway_recovers_and_its_log_verifies(
     unread: tuple[GatewayProcess, str, Reader], upstream: Upstream
 ) -> None:
     gateway, token, reader = unread
-    reader.thread.start()  # the log collector comes back
+    reader.start()  # the log collector comes back
     eventually(lambda: httpx.get(f"{gateway.admin}/readyz", timeout=2).status_code == 200)
     assert metric_value(gateway.metrics(), "remit_audit_sink_healthy") == 1
 
     answer = mcp_wire.tool_call(gateway.url, *READ, token=token).json()
     assert answer["result"]["isError"] is False
-    gateway.process.stop()  # the pipe closes: everything written is in the reader
+    gateway.process.stop()  # the pipes close: everything written is in the readers
     reader.thread.join(10)
+    assert reader.errors is not None
+    reader.errors.thread.join(10)
+    assert len(reader.errors.data) > 64 * 1024  # more than a pipe holds: stderr was stalled too
 
     log = bytes(reader.data)
     verified = subprocess.run(
