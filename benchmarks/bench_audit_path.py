@@ -4,8 +4,8 @@ Each configuration runs in its own process on uvloop, as the gateway does (so CP
 write path's, writer thread included): open a chain with ``open_chain``, append ``--records``
 real decision records one at a time (latency of each ``append``, i.e. until the line is
 written, or synced with fsync), then the same number from 8 concurrent tasks (records per
-second; group commit shows here). The configurations: stdout into a pipe this script drains,
-a file with fsync off, a file with fsync on.
+second, and records per fsync: group commit shows here). The configurations: stdout into a
+pipe this script drains, a file with fsync off, a file with fsync on.
 
     .venv/bin/python benchmarks/bench_audit_path.py [--records 2000] [--dir DIR]
         [--baseline SRC]
@@ -42,7 +42,14 @@ async def child(config: str, records: int, directory: Path) -> dict[str, float]:
     else:
         path = directory / f"bench-{os.getpid()}.jsonl"
         settings = AuditSettings(sink="file", path=path, fsync=config == "fsync-on")
-    chain = await open_chain(settings, server="agents/files", pod="bench")
+    syncs = 0
+
+    def fsync(fd: int) -> None:
+        nonlocal syncs
+        syncs += 1
+        os.fsync(fd)
+
+    chain = await open_chain(settings, server="agents/files", pod="bench", fsync_function=fsync)
     identity = Identity(subject="alice@example.com", agent="support-bot", scopes=("mcp:tools",))
     request = Request(identity, "tools/call", "write_file", {"path": "/data/a", "content": "x"})
 
@@ -70,7 +77,7 @@ async def child(config: str, records: int, directory: Path) -> dict[str, float]:
             remaining -= 1
             await chain.append(record())  # type: ignore[arg-type]
 
-    start, cpu = time.perf_counter(), time.process_time()
+    start, cpu, synced = time.perf_counter(), time.process_time(), syncs
     await asyncio.gather(*(worker() for _ in range(8)))
     elapsed, cpu_concurrent = time.perf_counter() - start, time.process_time() - cpu
     await chain.close()
@@ -83,6 +90,7 @@ async def child(config: str, records: int, directory: Path) -> dict[str, float]:
         "cpu_us": cpu_sequential / records * 1e6,
         "c8_per_s": records / elapsed,
         "c8_cpu_us": cpu_concurrent / records * 1e6,
+        "c8_per_sync": records / (syncs - synced) if syncs > synced else 0.0,
     }
 
 
@@ -123,7 +131,7 @@ def main() -> None:
     print(f"{args.records} records per configuration; files in {args.dir}")
     print(
         f"{'':<11} {'config':<10} {'p50 µs':>8} {'p99 µs':>8} {'CPU µs':>7}"
-        f" {'c8 rec/s':>9} {'c8 CPU µs':>9}"
+        f" {'c8 rec/s':>9} {'c8 CPU µs':>9} {'c8 rec/fsync':>12}"
     )
     for config in CONFIGS:
         for label, source in sources.items():  # alternate trees per configuration
@@ -131,6 +139,7 @@ def main() -> None:
             print(
                 f"{label:<11} {config:<10} {r['p50_us']:8.0f} {r['p99_us']:8.0f}"
                 f" {r['cpu_us']:7.0f} {r['c8_per_s']:9.0f} {r['c8_cpu_us']:9.0f}"
+                f" {r['c8_per_sync']:12.1f}"
             )
 
 

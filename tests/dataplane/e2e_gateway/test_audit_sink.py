@@ -129,6 +129,9 @@ def test_a_stalled_stdout_denies_calls_and_the_gateway_keeps_answering(
     assert ready.status_code == 503
     assert ready.json()["ready"] is False
     assert any("audit: stdout stalled" in reason for reason in ready.json()["reasons"])
+    sink = httpx.get(f"{gateway.admin}/v1/status", timeout=2).json()["audit"]["sink"]
+    assert sink["state"] == "stalled"
+    assert sink["lost"] >= 1
     text = gateway.metrics()
     assert metric_value(text, "remit_audit_sink_healthy") == 0
     assert metric_value(text, "remit_audit_sink_state", state="stalled") == 1
