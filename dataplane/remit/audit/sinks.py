@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,8 +71,8 @@ class AuditSettings:
             raise AuditError(
                 f"audit failure policy must be 'Fail' or 'Ignore', not {self.failure_policy!r}"
             )
-        if self.timeout <= 0:
-            raise AuditError("audit write timeout must be positive")
+        if not 0 < self.timeout < math.inf:  # also refuses NaN
+            raise AuditError("audit write timeout must be positive and finite")
         if self.max_queue_bytes <= 0:
             raise AuditError("audit queue size must be positive")
 

@@ -233,6 +233,7 @@ def test_settings_choose_the_sink(tmp_path: Path) -> None:
         ({"arguments": "all"}, "'digest' or 'redacted'"),
         ({"failure_policy": "Open"}, "'Fail' or 'Ignore'"),
         ({"timeout": 0}, "positive"),
+        ({"timeout": float("nan")}, "positive and finite"),
         ({"max_queue_bytes": 0}, "positive"),
     ],
 )

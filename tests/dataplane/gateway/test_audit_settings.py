@@ -1,0 +1,30 @@
+"""The audit write timeout and queue bound from the sidecar's environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from remit.audit.writer import DEFAULT_QUEUE_BYTES
+from remit.gateway.settings import SettingsError, from_environment
+
+
+def test_audit_timeout_and_queue_bound_come_from_the_environment() -> None:
+    settings = from_environment({"REMIT_AUDIT_TIMEOUT": "0.5", "REMIT_AUDIT_QUEUE_BYTES": "4096"})
+    assert (settings.audit.timeout, settings.audit.max_queue_bytes) == (0.5, 4096)
+    defaults = from_environment({})
+    assert (defaults.audit.timeout, defaults.audit.max_queue_bytes) == (5.0, DEFAULT_QUEUE_BYTES)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"REMIT_AUDIT_TIMEOUT": "soon"}, "REMIT_AUDIT_TIMEOUT"),
+        ({"REMIT_AUDIT_TIMEOUT": "nan"}, "positive and finite"),
+        ({"REMIT_AUDIT_TIMEOUT": "0"}, "positive and finite"),
+        ({"REMIT_AUDIT_QUEUE_BYTES": "lots"}, "REMIT_AUDIT_QUEUE_BYTES"),
+        ({"REMIT_AUDIT_QUEUE_BYTES": "0"}, "queue size must be positive"),
+    ],
+)
+def test_bad_audit_settings_are_named(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        from_environment(env)
