@@ -75,7 +75,6 @@ class AuditChain:
         self._head = head
         self._clock = clock
         self._lock = threading.Lock()
-        self._probe: asyncio.Future[None] | None = None
 
     @property
     def head(self) -> str:
@@ -169,7 +168,7 @@ class AuditChain:
         not get).
         """
         health = self.sink.health()
-        if health.state == "failing" and (self._probe is None or self._probe.done()):
+        if health.state == "failing" and health.queued == 0:  # and no probe in flight
             with self._lock:
                 try:
                     probe = self._recover()
@@ -177,7 +176,6 @@ class AuditChain:
                     probe = None
             if probe is not None:
                 probe.add_done_callback(_retrieve)
-                self._probe = probe
         return health
 
     async def close(self) -> None:
