@@ -12,7 +12,8 @@ which consent and by which rule. Module map:
 - ``arguments``: argument digests and redaction
 - ``builders``: records from a :class:`~remit.policy.request.Request` and a decision
 - ``sinks``: ``AuditSettings``, ``StdoutSink``, ``FileSink``, ``sink_from_settings``
-- ``writer``: the queue and writer thread behind every sink, its back-pressure policy, health
+- ``writer``: the queue and writer thread behind every sink, and its back-pressure policy
+- ``health``: ``SinkHealth``, what a sink reports for readiness and metrics
 - ``chain``: ``AuditChain``, segments, resume after restart, ``open_chain``
 - ``verify`` / ``explain``: reading logs back
 """
@@ -22,6 +23,7 @@ from remit.audit.builders import build_decision, build_outcome
 from remit.audit.canonical import canonical_json
 from remit.audit.chain import AuditChain, open_chain
 from remit.audit.explain import Explanation, explain
+from remit.audit.health import SinkHealth
 from remit.audit.lines import Entry, parse_line, seal
 from remit.audit.records import (
     GENESIS,
@@ -34,7 +36,6 @@ from remit.audit.records import (
 )
 from remit.audit.sinks import AuditSettings, FileSink, Sink, StdoutSink, sink_from_settings
 from remit.audit.verify import Gap, VerifyResult, verify_file, verify_lines
-from remit.audit.writer import SinkHealth
 
 __all__ = [
     "GENESIS",

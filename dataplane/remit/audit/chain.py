@@ -36,6 +36,7 @@ from pathlib import Path
 
 import msgspec
 
+from remit.audit.health import SinkHealth
 from remit.audit.lines import Entry, seal
 from remit.audit.records import (
     GENESIS,
@@ -49,7 +50,6 @@ from remit.audit.records import (
 )
 from remit.audit.sinks import AuditSettings, Sink, sink_from_settings
 from remit.audit.verify import verify_tail
-from remit.audit.writer import SinkHealth
 from remit.errors import AuditError
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from remit.audit.arguments import ArgumentMode
-from remit.audit.writer import DEFAULT_QUEUE_BYTES, LineWriter, SinkHealth
+from remit.audit.health import SinkHealth
+from remit.audit.writer import DEFAULT_QUEUE_BYTES, LineWriter
 from remit.errors import AuditError
 
 log = logging.getLogger(__name__)

@@ -35,49 +35,22 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
+from remit.audit.health import SinkHealth, SinkState
 from remit.errors import AuditError
 
-SinkState = Literal["ok", "stalled", "failing", "closed"]
 DEFAULT_QUEUE_BYTES = 16 * 1024 * 1024
 _RECOVERING = "; a recover marker must come first"
 
 
-@dataclass(frozen=True, slots=True)
-class SinkHealth:
-    """A sink's condition: ``state`` and why (``reason``), lines waiting and lines lost."""
-
-    state: SinkState
-    reason: str
-    queued: int
-    lost: int
-    failures: int
-
-    @property
-    def ok(self) -> bool:
-        """Whether the sink is writing normally."""
-        return self.state == "ok"
-
-
+@dataclass(slots=True)
 class _Line:
-    __slots__ = ("counted", "data", "future", "key", "lost_at", "queued_at")
-
-    def __init__(
-        self,
-        data: bytes,
-        key: str,
-        counted: bool,
-        lost_at: int,
-        future: asyncio.Future[None],
-        queued_at: float,
-    ) -> None:
-        self.data = data
-        self.key = key
-        self.counted = counted
-        self.lost_at = lost_at  # ``lost`` when the line was accepted: the gap it closes
-        self.future = future
-        self.queued_at = queued_at
+    data: bytes
+    key: str
+    counted: bool
+    lost_at: int  # ``lost`` when the line was accepted: the gap it closes
+    future: asyncio.Future[None]
+    queued_at: float
 
 
 class LineWriter:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from remit.audit.writer import SinkHealth
+from remit.audit.health import SinkHealth
 from remit.errors import BundleError, RollbackError
 from remit.gateway.metrics import Metrics
 from remit.gateway.state import PolicyState

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from remit.audit.writer import SinkHealth
+from remit.audit.health import SinkHealth
 
 _SINK_STATES = ("ok", "stalled", "failing", "closed")
 
