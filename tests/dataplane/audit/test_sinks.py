@@ -259,3 +259,34 @@ async def test_unexpected_fsync_failure_still_reaches_the_writer(tmp_path: Path)
     with pytest.raises(AuditError, match="driver bug"):
         await sink.write(b"a\n")
     await sink.close()
+
+
+async def test_a_line_larger_than_the_pipe_arrives_whole() -> None:
+    read_end, write_end = os.pipe()
+    sink = StdoutSink(write_end)
+    line = b"y" * (256 * 1024) + b"\n"  # the pipe takes part of it at once, the thread the rest
+    received = bytearray()
+
+    def read() -> None:
+        while len(received) < len(line):
+            received.extend(os.read(read_end, 1 << 16))
+
+    reading = asyncio.ensure_future(asyncio.to_thread(read))
+    await sink.submit(line, key="big", follows=None)
+    await reading
+    assert received == line
+    await sink.close()
+    os.close(read_end)
+    os.close(write_end)
+
+
+async def test_stdout_redirected_to_a_file_is_written_in_order(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    sink = StdoutSink(fd)  # a file may refuse RWF_NOWAIT (ext4 does): then the thread writes
+    tail = None
+    for n in range(3):
+        await sink.submit(b"%d\n" % n, key=str(n), follows=tail)
+        tail = str(n)
+    await sink.close()
+    os.close(fd)
+    assert (tmp_path / "out").read_bytes() == b"0\n1\n2\n"
