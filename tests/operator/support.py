@@ -236,6 +236,15 @@ async def delete(k8s: kmock.KubernetesEmulator, kind: str, name: str) -> None:
     assert response.status < 300, await response.text()
 
 
+def events(k8s: kmock.KubernetesEmulator, reason: str) -> list[dict[str, Any]]:
+    """Every Event stored with this reason."""
+    found = []
+    for (resource, _, _), obj in list(k8s.objects.items()):
+        if resource.plural == "events" and not obj.deleted and obj.get("reason") == reason:
+            found.append(obj.raw)
+    return found
+
+
 def status_of(k8s: kmock.KubernetesEmulator, kind: str, name: str) -> dict[str, Any]:
     """The object's current status as stored ({} if none)."""
     obj = stored(k8s, f"{API}/{PLURAL[kind]}", NAMESPACE, name)

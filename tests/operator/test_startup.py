@@ -12,6 +12,7 @@ from tests.operator.support import (
     NAMESPACE,
     RunningOperator,
     apply,
+    events,
     eventually,
     status_of,
     stored,
@@ -61,3 +62,21 @@ async def test_server_without_sidecars_reports_its_bundle(
     assert status["sidecarsDesired"] == 0
     assert status["conditions"][0]["type"] == "Ready"
     assert status["bundleSerial"] > 0
+
+
+async def test_empty_selector_is_refused_and_gets_no_network_policy(
+    k8s: kmock.KubernetesEmulator, operator: RunningOperator
+) -> None:
+    """An empty selector would make the NetworkPolicy govern every pod of the namespace while
+    injection matched none: the operator refuses the MCPServer instead of applying either."""
+    await apply(k8s, server("everything", selector={}))
+    await apply(k8s, server("files"))
+    await eventually(
+        lambda: stored(k8s, "networking.k8s.io/v1/networkpolicies", NAMESPACE, "remit-files")
+    )
+    refused = await eventually(lambda: events(k8s, "InvalidSpec"))
+    assert "empty selector" in refused[0]["message"]
+    assert (
+        stored(k8s, "networking.k8s.io/v1/networkpolicies", NAMESPACE, "remit-everything") is None
+    )
+    assert status_of(k8s, "MCPServer", "everything") == {}

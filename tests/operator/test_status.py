@@ -4,7 +4,6 @@ server readiness, failed pushes."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import kmock
 
@@ -12,19 +11,12 @@ from tests.operator.support import (
     NAMESPACE,
     RunningOperator,
     apply,
+    events,
     eventually,
     patch,
     status_of,
 )
 from tests.support.policies import grant, policy, rule, server
-
-
-def events(k8s: kmock.KubernetesEmulator, reason: str) -> list[dict[str, Any]]:
-    found = []
-    for (resource, _, _), obj in list(k8s.objects.items()):
-        if resource.plural == "events" and not obj.deleted and obj.get("reason") == reason:
-            found.append(obj.raw)
-    return found
 
 
 async def test_valid_policy_is_accepted_with_an_event(

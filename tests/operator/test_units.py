@@ -52,7 +52,8 @@ def test_selector_semantics() -> None:
     assert selector_matches(selector, {"app": "files", "tier": "a"})
     assert not selector_matches(selector, {"app": "files", "tier": "c"})
     assert not selector_matches(selector, {"app": "files", "tier": "a", "canary": "1"})
-    assert not selector_matches(LabelSelector(), {"app": "files"})  # empty never means all
+    empty = LabelSelector.model_construct(match_labels={}, match_expressions=[])  # unvalidated
+    assert not selector_matches(empty, {"app": "files"})  # empty never means all
 
 
 def test_webhook_configuration_fails_closed_and_spares_system_namespaces() -> None:

@@ -22,7 +22,7 @@ from pydantic_core import core_schema
 from remit.api.agentpolicy import ANNOTATION_HINTS, AgentPolicy, AgentPolicySpec, Rule, Subjects
 from remit.api.common import API_VERSION, GROUP, VERSION, Resource
 from remit.api.consentgrant import ConsentGrant, ConsentGrantSpec
-from remit.api.mcpserver import GatewayPorts, MCPServer
+from remit.api.mcpserver import GatewayPorts, LabelSelector, MCPServer
 
 RESOURCES: Final[tuple[type[Resource], ...]] = (MCPServer, AgentPolicy, ConsentGrant)
 CATEGORY: Final = "remit"
@@ -60,6 +60,13 @@ _HINTS = ", ".join(f"'{hint}'" for hint in ANNOTATION_HINTS)
 RULES: Final[Mapping[str, tuple[dict[str, str], ...]]] = {
     GatewayPorts.__name__: (
         _rule("self.port != self.adminPort", "port and adminPort must differ"),
+    ),
+    LabelSelector.__name__: (
+        _rule(
+            f"{_some('matchLabels')} || {_some('matchExpressions')}",
+            "selector must set matchLabels or matchExpressions (an empty selector would select "
+            "every pod in the namespace)",
+        ),
     ),
     Subjects.__name__: (
         _rule(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from remit.api.common import Condition, Model, NonEmptyStr, Resource
 
@@ -34,6 +34,17 @@ class LabelSelector(Model):
     match_expressions: list[LabelSelectorRequirement] = Field(
         default_factory=list, alias="matchExpressions", description="Requirements, all of them."
     )
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> LabelSelector:
+        # An empty Kubernetes selector selects every pod (a NetworkPolicy would govern the
+        # whole namespace) while injection would match none: refuse it, never guess.
+        if not self.match_labels and not self.match_expressions:
+            raise ValueError(
+                "selector must set matchLabels or matchExpressions (an empty selector would "
+                "select every pod in the namespace)"
+            )
+        return self
 
 
 class Upstream(Model):

@@ -30,6 +30,10 @@ VERDICTS: dict[str, tuple[Any, Any]] = {
         {"port": 9000, "adminPort": 9901},
         {"port": 9000, "adminPort": 9000},
     ),
+    "selector must set matchLabels or matchExpressions (an empty selector would select every pod in the namespace)": (
+        {"matchExpressions": [{"key": "app", "operator": "Exists"}]},
+        {"matchLabels": {}, "matchExpressions": []},
+    ),
     "list users or groups (omit subjects to mean anyone)": (
         {"groups": ["support"]},
         {"users": [], "groups": []},
@@ -122,6 +126,8 @@ REFUSED: list[tuple[str, Mutation, str]] = [
     # adminPort is defaulted to 9901 before the rule runs, as in the API server.
     ("MCPServer", lambda d: d["spec"].update(gateway={"port": 9901}), "differ"),
     ("MCPServer", lambda d: d["spec"].update(toolPinning="Sometimes"), "is not one of"),
+    ("MCPServer", lambda d: d["spec"].update(selector={}), "empty selector"),
+    ("MCPServer", lambda d: d["spec"].update(selector={"matchLabels": {}}), "empty selector"),
     ("MCPServer", lambda d: d["spec"]["upstream"].update(path="mcp"), "does not match"),
     ("MCPServer", lambda d: d["spec"].update(toolPining="Audit"), 'unknown field "toolPining"'),
     ("MCPServer", lambda d: d["spec"].pop("authentication"), "'authentication' is a required"),
@@ -167,7 +173,7 @@ def test_what_the_models_refuse_the_api_server_refuses(
             "kind": "MCPServer",
             "metadata": {"name": "minimal"},
             "spec": {
-                "selector": {},
+                "selector": {"matchLabels": {"app": "a"}},
                 "authentication": {"issuer": "https://idp", "audience": "a"},
             },
         },

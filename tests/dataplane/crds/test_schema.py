@@ -140,7 +140,7 @@ def test_rules_are_well_formed_and_name_real_fields() -> None:
             if "fieldPath" in rule:
                 assert rule["fieldPath"].lstrip(".") in node["properties"], f"{kind}{path}"
             count += 1
-    assert count == 9
+    assert count == 10
 
 
 def test_iterating_rules_only_walk_bounded_collections() -> None:
