@@ -22,6 +22,7 @@ import orjson
 from remit_operator.errors import KubeError, NotFoundError
 
 MERGE_PATCH = "application/merge-patch+json"
+CONFLICT = 409
 
 
 def object_path(
@@ -136,8 +137,15 @@ class KubeClient:
         try:
             current = await self.get(f"{collection}/{name}")
         except NotFoundError:
-            await self.create(collection, body)
-            return True
+            try:
+                await self.create(collection, body)
+                return True
+            except KubeError as exc:
+                if exc.status != CONFLICT:
+                    raise
+            # Another writer (a second replica, a concurrent sync) created it between our GET
+            # and POST (409 AlreadyExists): read what it wrote and patch what still differs.
+            current = await self.get(f"{collection}/{name}")
         wanted_meta = {
             k: body["metadata"][k] for k in ("labels", "ownerReferences") if k in body["metadata"]
         }
