@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from remit_operator.certs import service_names, write_self_signed
-from remit_operator.handlers import register
+from remit_operator.handlers import register, watch_settings
 from remit_operator.kube import object_path
 from remit_operator.runtime import Runtime
 from remit_operator.settings import Settings
@@ -71,6 +71,7 @@ def configure(kopf_settings: kopf.OperatorSettings, settings: Settings, scratch:
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="remit.dev")
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="remit.dev")
     kopf_settings.posting.level = logging.WARNING
+    watch_settings(kopf_settings)
     certfile, keyfile = webhook_files(settings, scratch)
     kopf_settings.admission.server = AdmissionServer(
         addr=settings.webhook_host,

@@ -12,8 +12,10 @@ nothing is registered at import time except by ``remit_operator.entry`` for ``ko
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,14 +27,17 @@ from remit.api.loader import parse
 from remit.api.mcpserver import MCPServer
 from remit.errors import RemitError, ResourceError
 from remit_operator.errors import InjectionError, KubeError
-from remit_operator.index import SERVER_ANNOTATION, ref, sidecar_from_pod
+from remit_operator.index import SERVER_ANNOTATION, SERVER_LABEL, ref, sidecar_from_pod
 from remit_operator.kube import object_path
 from remit_operator.runtime import Runtime
 from remit_operator.status import grant_status, policy_status, rejection, unchanged
-from remit_operator.webhook import inject, matching_server
+from remit_operator.webhook import inject, matching_server, native_sidecars
 
 log = logging.getLogger(__name__)
 GROUP, VERSION = API_VERSION.split("/")
+POD_RESOURCE = ("", "v1", "pods")
+WATCH_CHUNK = 500  # list pods (and everything else) in pages, never in one answer
+VERSION_TTL_SECONDS = 600.0
 PLURALS = {
     "MCPServer": "mcpservers",
     "AgentPolicy": "agentpolicies",
@@ -69,6 +74,8 @@ async def on_resource(rt: Runtime, kind: str, event_type: str | None, body: kopf
             rt.grant_phases.pop(key, None)
         if kind == "MCPServer":
             rt.syncers.pop(key, None)  # a re-created server starts afresh
+            with contextlib.suppress(RemitError):  # not started yet: nothing kept
+                rt.pusher.forget(key)
         rt.touch(rt.index.remove(kind, key))
         return
     try:
@@ -135,7 +142,36 @@ async def servers_in(rt: Runtime, namespace: str) -> list[MCPServer]:
     return servers
 
 
-async def mutate_pod(rt: Runtime, body: kopf.Body, patch: kopf.Patch, warnings: list[str]) -> None:
+class ServerVersion:
+    """Whether the API server runs native sidecars, asked at most every ten minutes."""
+
+    def __init__(self) -> None:
+        self._native: bool | None = None
+        self._asked = 0.0
+
+    async def native(self, rt: Runtime) -> bool:
+        """REMIT_GATEWAY_NATIVE_SIDECAR, with ``auto`` decided by the API server's ``/version``."""
+        setting = rt.settings.gateway_native_sidecar
+        if setting != "auto":
+            return native_sidecars(setting, None)
+        now = time.monotonic()
+        if self._native is None or now - self._asked > VERSION_TTL_SECONDS:
+            try:
+                version = await rt.kube.get("/version")
+            except KubeError as exc:
+                log.warning("cannot read the API server version (%s): plain containers", exc)
+                version = {}
+            self._native, self._asked = native_sidecars("auto", version), now
+        return self._native
+
+
+async def mutate_pod(
+    rt: Runtime,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    warnings: list[str],
+    version: ServerVersion | None = None,
+) -> None:
     """Inject the gateway into a pod that matches an MCPServer; refuse it if that fails."""
     pod = copy.deepcopy(dict(body))
     namespace = (pod.get("metadata") or {}).get("namespace")
@@ -147,7 +183,8 @@ async def mutate_pod(rt: Runtime, body: kopf.Body, patch: kopf.Patch, warnings: 
         server = matching_server(pod, await servers_in(rt, namespace))
         if server is None:
             return
-        injected = inject(pod, server, rt.settings, rt.keyring.kid)
+        native = await (version or ServerVersion()).native(rt)
+        injected = inject(pod, server, rt.settings, rt.keyring.active, native=native)
     except (InjectionError, KubeError) as exc:
         raise kopf.AdmissionError(f"remit: cannot inject the gateway: {exc}", code=403) from exc
 
@@ -157,6 +194,12 @@ async def mutate_pod(rt: Runtime, body: kopf.Body, patch: kopf.Patch, warnings: 
 
     patch.fns.append(replace)
     warnings.append(f"remit: gateway injected for MCPServer {server.ref}")
+
+
+def watch_settings(kopf_settings: kopf.OperatorSettings) -> None:
+    """Let the API server filter the pod watch: only pods the webhook labelled, in pages."""
+    kopf_settings.watching.label_selectors[POD_RESOURCE] = SERVER_LABEL
+    kopf_settings.watching.chunk_size = WATCH_CHUNK
 
 
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
@@ -184,6 +227,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         "",
         "v1",
         "pods",
+        labels={SERVER_LABEL: kopf.PRESENT},
         annotations={SERVER_ANNOTATION: kopf.PRESENT},
         registry=registry,
         id="watch-pods",
@@ -197,6 +241,8 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     async def sync(namespace: str | None, name: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
         await rt.syncer(ref(namespace, name)).run(stopped)
 
+    version = ServerVersion()
+
     @kopf.on.mutate("", "v1", "pods", operations=["CREATE"], registry=registry, id="inject")
     async def mutate(body: kopf.Body, patch: kopf.Patch, warnings: list[str], **_: Any) -> None:
-        await mutate_pod(rt, body, patch, warnings)
+        await mutate_pod(rt, body, patch, warnings, version)

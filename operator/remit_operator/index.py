@@ -17,10 +17,13 @@ from remit.api.common import Resource
 from remit.api.consentgrant import ConsentGrant
 from remit.api.mcpserver import MCPServer
 from remit.policy.compiler import applies_to, grant_for
+from remit_operator.seal import container_digest
 
 GATEWAY_CONTAINER = "remit-gateway"
 SERVER_ANNOTATION = "remit.dev/mcpserver"
+SERVER_LABEL = "remit.dev/mcpserver"  # the API server filters the pod watch by it
 KEY_ANNOTATION = "remit.dev/bundle-key-id"
+SEAL_ANNOTATION = "remit.dev/injection-seal"
 
 
 def ref(namespace: str | None, name: str) -> str:
@@ -30,15 +33,24 @@ def ref(namespace: str | None, name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Sidecar:
-    """One injected pod's gateway, as the operator can reach it."""
+    """One injected pod's gateway, as the operator can reach it.
+
+    Nothing here is trusted yet: ``seal`` and ``spec_digest`` let the syncer check that the
+    webhook injected this very gateway for this very MCPServer (``remit_operator.seal``), and
+    ``labels`` that the server's selector still matches the pod.
+    """
 
     pod: str  # namespace/name of the pod
-    server: str  # namespace/name of its MCPServer
+    server: str  # namespace/name of its MCPServer (from the annotation: a claim, not a fact)
     ip: str | None
-    reachable: bool  # running with an IP and not terminating: a push can reach it
+    reachable: bool  # its gateway listens (started), with an IP, not terminating
     ready: bool  # the kubelet reports the gateway container Ready
     kid: str | None  # the signing key id it was started with (annotation)
     incarnation: str  # changes when the gateway process may have lost its bundle
+    labels: tuple[tuple[str, str], ...] = ()
+    seal: str | None = None  # the webhook's seal (annotation)
+    spec_digest: str | None = None  # digest of the gateway container the pod really runs
+    starting: bool = False  # created, gateway not listening yet: not a failure to report
 
     @property
     def admin_host(self) -> str:
@@ -46,31 +58,50 @@ class Sidecar:
         return self.ip or ""
 
 
+def gateway_spec(spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The injected gateway container of a pod spec: a native sidecar or a plain container."""
+    for key in ("initContainers", "containers"):
+        for container in spec.get(key) or []:
+            if isinstance(container, Mapping) and container.get("name") == GATEWAY_CONTAINER:
+                return container
+    return None
+
+
+def _gateway_status(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for entry in status.get(key) or []:
+            if isinstance(entry, Mapping) and entry.get("name") == GATEWAY_CONTAINER:
+                return entry
+    return {}
+
+
 def sidecar_from_pod(body: Mapping[str, Any]) -> Sidecar | None:
     """The sidecar of an injected pod, or None for a pod without one."""
     metadata = body.get("metadata") or {}
     annotations = metadata.get("annotations") or {}
     server = annotations.get(SERVER_ANNOTATION)
-    if not server:
+    if not server or not isinstance(server, str):
         return None
     namespace = metadata.get("namespace") or "default"
     status = body.get("status") or {}
     ip = status.get("podIP") or None
-    gateway: Mapping[str, Any] = next(
-        (c for c in status.get("containerStatuses") or [] if c.get("name") == GATEWAY_CONTAINER),
-        {},
+    gateway = _gateway_status(status)
+    running = "running" in (gateway.get("state") or {})
+    # ``started`` turns true when the gateway's startupProbe (/healthz on the admin port)
+    # passed: only then does a push have something to reach.
+    started = running and gateway.get("started") is True
+    alive = not metadata.get("deletionTimestamp") and status.get("phase") not in (
+        "Succeeded",
+        "Failed",
     )
-    running = "running" in (gateway.get("state") or {}) if gateway else True
-    reachable = bool(
-        ip
-        and running
-        and status.get("phase") == "Running"
-        and not metadata.get("deletionTimestamp")
-    )
+    reachable = bool(ip and started and alive)
     incarnation = "/".join(
         str(x)
         for x in (metadata.get("uid"), ip, gateway.get("restartCount"), gateway.get("containerID"))
     )
+    container = gateway_spec(body.get("spec") or {})
+    labels = metadata.get("labels") or {}
+    seal = annotations.get(SEAL_ANNOTATION)
     return Sidecar(
         pod=ref(namespace, metadata.get("name", "")),
         server=ref(namespace, server),
@@ -79,6 +110,10 @@ def sidecar_from_pod(body: Mapping[str, Any]) -> Sidecar | None:
         ready=bool(gateway.get("ready")),
         kid=annotations.get(KEY_ANNOTATION),
         incarnation=incarnation,
+        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+        seal=seal if isinstance(seal, str) else None,
+        spec_digest=container_digest(container, body.get("spec") or {}) if container else None,
+        starting=bool(alive and not reachable),
     )
 
 

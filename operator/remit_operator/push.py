@@ -6,8 +6,19 @@
 A push to one sidecar is retried on connection errors, timeouts and 5xx with exponential
 backoff, up to ``REMIT_PUSH_RETRIES`` times. A 400 (signature) moves on to the next candidate
 key (a rotation in progress) and is not retried with the same one. A 409 reads the sidecar's
-serial so the caller can re-sign above it. At most ``REMIT_PUSH_CONCURRENCY`` requests are in
-flight; all sidecars of a server are pushed at once.
+serial so the caller can re-sign above it.
+
+Bounds, so that unresponsive pods of one server never delay another server's revocation:
+
+- at most ``REMIT_PUSH_CONCURRENCY`` requests per MCPServer are in flight, and at most
+  ``REMIT_PUSH_CONCURRENCY_TOTAL`` overall: a server whose pods hang holds only its own share;
+- one push round of a server ends after ``REMIT_PUSH_DEADLINE_SECONDS``: what has not answered
+  by then is reported failed and retried by the next round;
+- a sidecar that did not answer at all last time (timeout, refused) gets one attempt and no
+  retries until it answers again.
+
+The signed bundle arrives here as ``bytes``, encoded once per bundle: every request shares that
+one buffer, so memory does not grow with the number of pods.
 """
 
 from __future__ import annotations
@@ -24,6 +35,11 @@ from remit_operator.index import Sidecar
 from remit_operator.settings import Settings
 
 Sleep = Callable[[float], Awaitable[None]]
+# What a sidecar may report is bounded: anything else is ignored, never trusted.
+MAX_DIGEST = 128
+MAX_SERIAL = 2**63 - 1
+MAX_PINS = 4096
+MAX_TOOL_NAME = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,36 +67,72 @@ def admin_url(sidecar: Sidecar, admin_port: int, path: str) -> str:
 
 
 class Pusher:
-    """One HTTP client and one concurrency limit for every sidecar of every server."""
+    """One HTTP client for every sidecar; request limits per server and overall."""
 
     def __init__(self, settings: Settings, *, sleep: Sleep = asyncio.sleep) -> None:
         self.settings = settings
         self._sleep = sleep
-        self._limit = asyncio.Semaphore(settings.push_concurrency)
-        limits = httpx.Limits(max_connections=settings.push_concurrency * 2)
+        self._total = asyncio.Semaphore(settings.push_concurrency_total)
+        self._per_server: dict[str, asyncio.Semaphore] = {}
+        self._silent: dict[str, set[tuple[str, str]]] = {}  # server → (pod, incarnation) silent
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
         self._http = httpx.AsyncClient(timeout=settings.push_timeout_seconds, limits=limits)
 
     async def close(self) -> None:
         """Close every connection."""
         await self._http.aclose()
 
-    async def _send(self, method: str, url: str, content: bytes | None = None) -> httpx.Response:
-        async with self._limit:
+    def _server_limit(self, server: str) -> asyncio.Semaphore:
+        found = self._per_server.get(server)
+        if found is None:
+            found = self._per_server[server] = asyncio.Semaphore(self.settings.push_concurrency)
+        return found
+
+    def forget(self, server: str) -> None:
+        """Drop what is kept about a deleted server."""
+        self._per_server.pop(server, None)
+        self._silent.pop(server, None)
+
+    def retain(self, server: str, sidecars: Sequence[Sidecar]) -> None:
+        """Forget silent sidecars of ``server`` that are gone (bounded by the live pods)."""
+        live = {(s.pod, s.incarnation) for s in sidecars}
+        silent = self._silent.get(server)
+        if silent:
+            silent &= live
+
+    def _silence(self, sidecar: Sidecar, silent: bool) -> None:
+        key = (sidecar.pod, sidecar.incarnation)
+        if silent:
+            self._silent.setdefault(sidecar.server, set()).add(key)
+        else:
+            self._silent.get(sidecar.server, set()).discard(key)
+
+    def is_silent(self, sidecar: Sidecar) -> bool:
+        """Whether the sidecar did not answer the last request sent to it."""
+        return (sidecar.pod, sidecar.incarnation) in self._silent.get(sidecar.server, set())
+
+    async def _send(
+        self, sidecar: Sidecar, method: str, url: str, content: bytes | None
+    ) -> httpx.Response:
+        async with self._server_limit(sidecar.server), self._total:
             return await self._http.request(method, url, content=content)
 
     async def _retrying(
-        self, method: str, url: str, content: bytes | None = None
+        self, sidecar: Sidecar, method: str, url: str, content: bytes | None = None
     ) -> httpx.Response:
         """Send; retry transport errors and 5xx with exponential backoff; return the last answer."""
+        retries = 0 if self.is_silent(sidecar) else self.settings.push_retries
         delay = self.settings.push_backoff_seconds
         attempt = 0
         while True:
             try:
-                response = await self._send(method, url, content)
-                if response.status_code < 500 or attempt >= self.settings.push_retries:
+                response = await self._send(sidecar, method, url, content)
+                self._silence(sidecar, False)
+                if response.status_code < 500 or attempt >= retries:
                     return response
             except httpx.HTTPError:
-                if attempt >= self.settings.push_retries:
+                if attempt >= retries:
+                    self._silence(sidecar, True)
                     raise
             attempt += 1
             await self._sleep(delay)
@@ -90,33 +142,36 @@ class Pusher:
         """Read what the sidecar holds (``GET /v1/status``)."""
         url = admin_url(sidecar, admin_port, "/v1/status")
         try:
-            response = await self._retrying("GET", url)
+            response = await self._retrying(sidecar, "GET", url)
             data = _json(response)
         except (httpx.HTTPError, ValueError) as exc:
             return Outcome(sidecar, error=f"status: {_describe(exc)}")
         if response.status_code != 200:
             return Outcome(sidecar, error=f"status: HTTP {response.status_code}")
         bundle = data.get("bundle") or {}
-        pins = data.get("pins")
+        if not isinstance(bundle, dict):
+            return Outcome(sidecar, error="status: bundle is not an object")
         return Outcome(
             sidecar,
-            digest=bundle.get("digest"),
-            serial=bundle.get("serial"),
-            pins={str(k): str(v) for k, v in pins.items()} if isinstance(pins, dict) else None,
+            digest=_digest(bundle.get("digest")),
+            serial=_serial(bundle.get("serial")),
+            pins=_pins(data.get("pins")),
         )
 
-    async def push(self, sidecar: Sidecar, admin_port: int, tokens: Sequence[str]) -> Outcome:
+    async def push(self, sidecar: Sidecar, admin_port: int, tokens: Sequence[bytes]) -> Outcome:
         """Push one bundle, signed by each candidate key in turn until one verifies."""
         url = admin_url(sidecar, admin_port, "/v1/bundle")
         problem = "no signed bundle to push"
         for token in tokens:
             try:
-                response = await self._retrying("PUT", url, token.encode())
+                response = await self._retrying(sidecar, "PUT", url, token)
                 data = _json(response)
             except (httpx.HTTPError, ValueError) as exc:
                 return Outcome(sidecar, error=f"push: {_describe(exc)}")
             if response.status_code == 200:
-                return Outcome(sidecar, digest=data.get("digest"), serial=data.get("serial"))
+                return Outcome(
+                    sidecar, digest=_digest(data.get("digest")), serial=_serial(data.get("serial"))
+                )
             if response.status_code == 409:
                 held = await self.status(sidecar, admin_port)
                 return Outcome(
@@ -126,20 +181,42 @@ class Pusher:
                     error="rollback refused",
                     rollback_serial=held.serial,
                 )
-            problem = f"push: HTTP {response.status_code}: {data.get('error', '')}"
+            problem = f"push: HTTP {response.status_code}: {str(data.get('error', ''))[:200]}"
             if response.status_code != 400:
                 break
         return Outcome(sidecar, error=problem)
 
+    async def _bounded(
+        self, sidecars: Sequence[Sidecar], call: Callable[[Sidecar], Awaitable[Outcome]]
+    ) -> list[Outcome]:
+        """Run ``call`` for every sidecar at once; whatever has not finished within the push
+        deadline is cancelled and reported as failed, so one round of one server is bounded."""
+        tasks = [asyncio.ensure_future(call(s)) for s in sidecars]
+        if not tasks:
+            return []
+        deadline = self.settings.push_deadline_seconds
+        _, pending = await asyncio.wait(tasks, timeout=deadline)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        outcomes = []
+        for sidecar, task in zip(sidecars, tasks, strict=True):
+            if task in pending:
+                self._silence(sidecar, True)
+                outcomes.append(Outcome(sidecar, error=f"no answer within {deadline:g}s"))
+            else:
+                outcomes.append(task.result())
+        return outcomes
+
     async def push_all(
-        self, sidecars: Sequence[Sidecar], admin_port: int, tokens: Callable[[Sidecar], list[str]]
+        self, sidecars: Sequence[Sidecar], admin_port: int, tokens: Callable[[Sidecar], list[bytes]]
     ) -> list[Outcome]:
         """Push to every sidecar at once; one Outcome each, in the same order."""
-        return list(await asyncio.gather(*(self.push(s, admin_port, tokens(s)) for s in sidecars)))
+        return await self._bounded(sidecars, lambda s: self.push(s, admin_port, tokens(s)))
 
     async def status_all(self, sidecars: Sequence[Sidecar], admin_port: int) -> list[Outcome]:
         """Read every sidecar's status at once."""
-        return list(await asyncio.gather(*(self.status(s, admin_port) for s in sidecars)))
+        return await self._bounded(sidecars, lambda s: self.status(s, admin_port))
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
@@ -147,6 +224,33 @@ def _json(response: httpx.Response) -> dict[str, Any]:
         return {}
     data = orjson.loads(response.content)
     return data if isinstance(data, dict) else {}
+
+
+def _digest(value: Any) -> str | None:
+    """A digest as a sidecar reports it: a short printable string, else nothing."""
+    if isinstance(value, str) and 0 < len(value) <= MAX_DIGEST and value.isascii():
+        return value
+    return None
+
+
+def _serial(value: Any) -> int | None:
+    """A serial as a sidecar reports it: a non-negative int (bool is not one), else nothing."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SERIAL:
+        return value
+    return None
+
+
+def _pins(value: Any) -> dict[str, str] | None:
+    """Tool pins as a sidecar reports them, bounded in count and size; others are dropped."""
+    if not isinstance(value, dict):
+        return None
+    pins: dict[str, str] = {}
+    for tool, digest in value.items():
+        if len(pins) >= MAX_PINS:
+            break
+        if isinstance(tool, str) and 0 < len(tool) <= MAX_TOOL_NAME and _digest(digest):
+            pins[tool] = digest
+    return pins
 
 
 def _describe(exc: BaseException) -> str:

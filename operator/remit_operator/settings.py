@@ -12,6 +12,8 @@ REMIT_GATEWAY_IMAGE           ghcr.io/remit-dev/…  Sidecar image.
 REMIT_GATEWAY_CPU_REQUEST     50m                  Sidecar CPU request.
 REMIT_GATEWAY_MEMORY_REQUEST  64Mi                 Sidecar memory request.
 REMIT_GATEWAY_MEMORY_LIMIT    256Mi                Sidecar memory limit.
+REMIT_GATEWAY_NATIVE_SIDECAR  auto                 true, false or auto (native on k8s >= 1.29).
+REMIT_GATEWAY_IMAGE_PULL_SECRETS (none)            Comma-separated Secrets added to pods.
 REMIT_WEBHOOK_HOST            0.0.0.0              Address the admission webhook listens on.
 REMIT_WEBHOOK_PORT            9443                 Its HTTPS port.
 REMIT_WEBHOOK_CERT_FILE       (none)               Serving certificate; self-signed if unset.
@@ -20,7 +22,9 @@ REMIT_WEBHOOK_SERVICE         (none)               namespace/name of the webhook
 REMIT_PUSH_TIMEOUT_SECONDS    2                    Timeout of one push or status call.
 REMIT_PUSH_RETRIES            3                    Retries per sidecar after the first try.
 REMIT_PUSH_BACKOFF_SECONDS    0.1                  First retry delay; doubles each retry.
-REMIT_PUSH_CONCURRENCY        32                   Sidecar requests in flight at once.
+REMIT_PUSH_CONCURRENCY        32                   Sidecar requests in flight per MCPServer.
+REMIT_PUSH_CONCURRENCY_TOTAL  256                  Sidecar requests in flight overall.
+REMIT_PUSH_DEADLINE_SECONDS   10                   Longest push round of one MCPServer.
 REMIT_RESYNC_SECONDS          30                   How often every sidecar's digest is read.
 REMIT_HEALTH_PORT             8080                 kopf liveness endpoint (/healthz).
 REMIT_PEERING                 (none)               kopf peering name (leader election).
@@ -52,6 +56,8 @@ class Settings:
     gateway_cpu_request: str = "50m"
     gateway_memory_request: str = "64Mi"
     gateway_memory_limit: str = "256Mi"
+    gateway_native_sidecar: str = "auto"
+    gateway_image_pull_secrets: str = ""
     webhook_host: str = "0.0.0.0"  # noqa: S104 - the webhook must be reachable from the apiserver
     webhook_port: int = 9443
     webhook_cert_file: str | None = None
@@ -61,11 +67,19 @@ class Settings:
     push_retries: int = 3
     push_backoff_seconds: float = 0.1
     push_concurrency: int = 32
+    push_concurrency_total: int = 256
+    push_deadline_seconds: float = 10.0
     resync_seconds: float = 30.0
     health_port: int = 8080
     metrics_port: int = 9090
     peering: str | None = None
     log_level: str = "INFO"
+
+    @property
+    def gateway_pull_secrets(self) -> tuple[str, ...]:
+        """The pull-secret names from REMIT_GATEWAY_IMAGE_PULL_SECRETS."""
+        names = (n.strip() for n in self.gateway_image_pull_secrets.split(","))
+        return tuple(dict.fromkeys(n for n in names if n))
 
     @property
     def protected_namespaces(self) -> frozenset[str]:
@@ -104,8 +118,14 @@ class Settings:
             raise SettingsError("REMIT_PUSH_RETRIES and REMIT_PUSH_BACKOFF_SECONDS must be >= 0")
         if self.push_concurrency < 1:
             raise SettingsError("REMIT_PUSH_CONCURRENCY must be >= 1")
+        if self.push_concurrency_total < self.push_concurrency:
+            raise SettingsError("REMIT_PUSH_CONCURRENCY_TOTAL must be >= REMIT_PUSH_CONCURRENCY")
+        if self.push_deadline_seconds <= 0:
+            raise SettingsError("REMIT_PUSH_DEADLINE_SECONDS must be > 0")
         if (self.webhook_cert_file is None) != (self.webhook_key_file is None):
             raise SettingsError("REMIT_WEBHOOK_CERT_FILE and REMIT_WEBHOOK_KEY_FILE go together")
+        if self.gateway_native_sidecar not in ("auto", "true", "false"):
+            raise SettingsError("REMIT_GATEWAY_NATIVE_SIDECAR: expected auto, true or false")
         if self.webhook_service is not None and self.webhook_service.count("/") != 1:
             raise SettingsError("REMIT_WEBHOOK_SERVICE: expected namespace/name")
 

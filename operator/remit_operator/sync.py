@@ -9,6 +9,12 @@ Serials are wall-clock milliseconds, never lower than the last one used, than th
 ``status.bundleSerial``, or than a serial a sidecar reports in a 409: a restarted operator
 therefore never produces a lower serial than sidecars hold. An unchanged digest keeps its
 signed bundle and serial, so re-pushing it is idempotent.
+
+Only sidecars the webhook sealed for this server, and that its selector still matches, count
+(``remit_operator.seal``): only their pins join the bundle and only their serials raise the
+floor, and a reported serial more than ``MAX_SERIAL_AHEAD`` past the clock is ignored. A pod
+whose gateway does not listen yet (not "started") is waited for, not pushed to or reported as
+failed; a sidecar that failed is tried again after a short backoff, not only at the resync.
 """
 
 from __future__ import annotations
@@ -30,13 +36,17 @@ from remit_operator.errors import KubeError
 from remit_operator.index import Sidecar
 from remit_operator.kube import object_path
 from remit_operator.netpol import network_policy
-from remit_operator.push import Outcome
+from remit_operator.push import MAX_PINS, Outcome
 from remit_operator.runtime import Runtime
+from remit_operator.seal import verify
 from remit_operator.status import ServerReport, grant_status, server_status
+from remit_operator.webhook import selector_matches
 
 log = logging.getLogger(__name__)
 EXPIRY_SLACK_SECONDS = 0.05
 MAX_ROLLBACK_ROUNDS = 3
+MAX_SERIAL_AHEAD = timedelta(minutes=10)  # serials are wall-clock ms: further ahead is forged
+RETRY_FIRST_SECONDS = 1.0  # after a failed push; doubles up to REMIT_RESYNC_SECONDS
 
 
 @dataclass
@@ -44,7 +54,7 @@ class Signed:
     """A bundle and its compact JWS per signing key id."""
 
     bundle: Bundle
-    tokens: dict[str, str] = field(default_factory=dict)
+    tokens: dict[str, bytes] = field(default_factory=dict)  # encoded once, shared by all pushes
 
 
 def next_wake(now: datetime, next_expiry: datetime | None, next_check: datetime) -> float:
@@ -69,6 +79,8 @@ class Syncer:
         self._netpol: dict[str, Any] | None = None
         self._status_written: dict[str, Any] | None = None
         self._started = False
+        self._retry: float | None = None  # seconds until failed sidecars are tried again
+        self._untrusted: set[str] = set()  # pods already reported as not injected by us
 
     def touch(self) -> None:
         """Ask for a sync as soon as possible."""
@@ -89,6 +101,8 @@ class Syncer:
                 next_check = self.rt.clock() + timedelta(seconds=self.rt.settings.resync_seconds)
             expiry = self.signed.bundle.next_expiry if self.signed else None
             timeout = next_wake(self.rt.clock(), expiry, next_check)
+            if self._retry is not None:
+                timeout = min(timeout, self._retry)
             await _wait_any(self.wake, stopped, timeout)
 
     def _start(self, server: MCPServer) -> None:
@@ -121,9 +135,9 @@ class Syncer:
     def _sign(self, bundle: Bundle) -> Signed:
         bundle = bundle.model_copy(update={"serial": self._serial()})
         keys = list(self.rt.keyring.candidates())
-        return Signed(bundle, {str(k.kid): sign(bundle, k) for k in keys})
+        return Signed(bundle, {str(k.kid): sign(bundle, k).encode() for k in keys})
 
-    def _tokens(self, sidecar: Sidecar) -> list[str]:
+    def _tokens(self, sidecar: Sidecar) -> list[bytes]:
         assert self.signed is not None
         kids = [str(k.kid) for k in self.rt.keyring.candidates(sidecar.kid)]
         return [self.signed.tokens[kid] for kid in kids if kid in self.signed.tokens]
@@ -157,9 +171,10 @@ class Syncer:
             report = ServerReport(None, None, 0, 0, 0, self.pins, error=str(exc))
             await self._write_status(server, report)
             return report
-        sidecars = self.rt.index.sidecars(self.ref)
+        sidecars = self._trusted(server, self.rt.index.sidecars(self.ref))
         live = {s.pod for s in sidecars}
         self.held = {pod: held for pod, held in self.held.items() if pod in live}
+        self.rt.pusher.retain(self.ref, sidecars)
         reachable = [s for s in sidecars if s.reachable]
         if check_all and await self._observe(reachable):
             self.signed = self._compile(server, now)  # new pins observed: they join the bundle
@@ -173,11 +188,50 @@ class Syncer:
             len(reachable),
             (time.perf_counter() - compiled) * 1000,
         )
+        self._retry = self._next_retry(failed)
         report = self._report(sidecars, failed)
         await self._write_status(server, report)
         await self._write_grants(now)
         self._measure(report, time.perf_counter() - began)
         return report
+
+    def _trusted(self, server: MCPServer, sidecars: list[Sidecar]) -> list[Sidecar]:
+        """The sidecars the webhook sealed for this server whose labels it still selects."""
+        keys = list(self.rt.keyring.candidates())
+        trusted = []
+        for sidecar in sidecars:
+            sealed = verify(
+                keys, server.metadata.uid, server.ref, sidecar.spec_digest, sidecar.seal
+            )
+            if sealed and selector_matches(server.spec.selector, dict(sidecar.labels)):
+                trusted.append(sidecar)
+                continue
+            if sidecar.pod not in self._untrusted:
+                self._untrusted.add(sidecar.pod)
+                why = "selector no longer matches" if sealed else "not sealed by the webhook"
+                log.warning(
+                    "%s: pod %s is not counted as a sidecar: %s", self.ref, sidecar.pod, why
+                )
+                self.rt.event(
+                    server, "Warning", "UntrustedSidecar", f"{sidecar.pod}: {why}; ignored"
+                )
+        return trusted
+
+    def _next_retry(self, failed: list[Outcome]) -> float | None:
+        if not failed:
+            return None
+        resync = self.rt.settings.resync_seconds
+        return min(resync, RETRY_FIRST_SECONDS if self._retry is None else self._retry * 2)
+
+    def _plausible(self, serial: int | None) -> int:
+        """A serial a sidecar reports, if it can be one this operator signed; else 0."""
+        if serial is None:
+            return 0
+        limit = int((self.rt.clock() + MAX_SERIAL_AHEAD).timestamp() * 1000)
+        if serial > max(limit, self.serial_floor):
+            log.warning("%s: ignoring implausible serial %d from a sidecar", self.ref, serial)
+            return 0
+        return serial
 
     def _measure(self, report: ServerReport, seconds: float) -> None:
         metrics = self.rt.metrics
@@ -198,9 +252,9 @@ class Syncer:
         for outcome in outcomes:
             if outcome.error is None:
                 self.held[outcome.sidecar.pod] = (outcome.sidecar.incarnation, outcome.digest)
-                self.serial_floor = max(self.serial_floor, outcome.serial or 0)
+                self.serial_floor = max(self.serial_floor, self._plausible(outcome.serial))
             for tool, digest in (outcome.pins or {}).items():
-                if tool not in self.pins:
+                if tool not in self.pins and len(self.pins) < MAX_PINS:
                     self.pins[tool] = digest
                     learned = True
         return learned
@@ -225,7 +279,9 @@ class Syncer:
                 self.rt.metrics.pushes.labels(self.ref, result).inc()
                 if outcome.ok:
                     self.held[pod] = (outcome.sidecar.incarnation, outcome.digest)
-                elif outcome.rollback_serial is not None:
+                elif outcome.rollback_serial is not None and self._plausible(
+                    outcome.rollback_serial
+                ):
                     rollback = max(rollback, outcome.rollback_serial)
                 else:
                     self.held.pop(pod, None)

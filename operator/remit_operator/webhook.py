@@ -18,15 +18,23 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jsonpatch
+from joserfc.jwk import OKPKey
 
 from remit.api.mcpserver import LabelSelector, MCPServer
 from remit_operator.errors import InjectionError
-from remit_operator.index import GATEWAY_CONTAINER, KEY_ANNOTATION, SERVER_ANNOTATION
+from remit_operator.index import (
+    GATEWAY_CONTAINER,
+    KEY_ANNOTATION,
+    SEAL_ANNOTATION,
+    SERVER_ANNOTATION,
+    SERVER_LABEL,
+    gateway_spec,
+)
+from remit_operator.seal import KEY_VOLUME, container_digest, seal
 from remit_operator.settings import Settings
 
 POD_LABEL = "remit.dev/inject"
 NAMESPACE_LABEL = "remit.dev/injection"
-KEY_VOLUME = "remit-bundle-key"
 KEY_MOUNT = "/etc/remit/bundle-key"
 WEBHOOK_PATH = "/inject"
 CONFIGURATION_NAME = "remit-sidecar-injector"
@@ -70,8 +78,29 @@ def matching_server(pod: Mapping[str, Any], servers: Iterable[MCPServer]) -> MCP
     return found[0] if found else None
 
 
-def gateway_container(server: MCPServer, settings: Settings) -> dict[str, Any]:
-    """The gateway sidecar container for one MCPServer."""
+def native_sidecars(setting: str, version: Mapping[str, Any] | None) -> bool:
+    """Whether to inject a native sidecar (an init container with ``restartPolicy: Always``).
+
+    ``setting`` is REMIT_GATEWAY_NATIVE_SIDECAR: ``true``, ``false`` or ``auto``; ``auto`` means
+    yes on Kubernetes 1.29 or later (where SidecarContainers is on by default), judged from the
+    API server's ``/version``, and no when the version is unknown.
+    """
+    if setting in ("true", "false"):
+        return setting == "true"
+    if not version:
+        return False
+    try:
+        major = int(str(version.get("major", "")).rstrip("+"))
+        minor = int(str(version.get("minor", "")).rstrip("+"))
+    except ValueError:
+        return False
+    return (major, minor) >= (1, 29)
+
+
+def gateway_container(
+    server: MCPServer, settings: Settings, *, native: bool = False
+) -> dict[str, Any]:
+    """The gateway sidecar container for one MCPServer (a native sidecar when ``native``)."""
     spec = server.spec
     upstream = f"http://127.0.0.1:{spec.upstream.port}{spec.upstream.path}"
 
@@ -88,7 +117,7 @@ def gateway_container(server: MCPServer, settings: Settings) -> dict[str, Any]:
         {"name": "REMIT_POD_NAMESPACE", **field("metadata.namespace")},
         {"name": "REMIT_AUDIT_SINK", "value": "stdout"},
     ]
-    return {
+    container: dict[str, Any] = {
         "name": GATEWAY_CONTAINER,
         "image": settings.gateway_image,
         "args": ["gateway"],
@@ -97,6 +126,13 @@ def gateway_container(server: MCPServer, settings: Settings) -> dict[str, Any]:
             {"name": "remit-mcp", "containerPort": spec.gateway.port, "protocol": "TCP"},
             {"name": "remit-admin", "containerPort": spec.gateway.admin_port, "protocol": "TCP"},
         ],
+        # The kubelet reports the container "started" once its admin API answers: the operator
+        # pushes the first bundle then, and a native sidecar holds the app containers back.
+        "startupProbe": {
+            "httpGet": {"path": "/healthz", "port": spec.gateway.admin_port},
+            "periodSeconds": 1,
+            "failureThreshold": 120,
+        },
         "readinessProbe": {
             "httpGet": {"path": "/readyz", "port": spec.gateway.admin_port},
             "periodSeconds": 2,
@@ -125,6 +161,9 @@ def gateway_container(server: MCPServer, settings: Settings) -> dict[str, Any]:
         },
         "volumeMounts": [{"name": KEY_VOLUME, "mountPath": KEY_MOUNT, "readOnly": True}],
     }
+    if native:
+        container["restartPolicy"] = "Always"
+    return container
 
 
 def _used_ports(spec: Mapping[str, Any]) -> set[int]:
@@ -138,13 +177,22 @@ def _used_ports(spec: Mapping[str, Any]) -> set[int]:
 
 
 def inject(
-    pod: Mapping[str, Any], server: MCPServer, settings: Settings, kid: str
+    pod: Mapping[str, Any],
+    server: MCPServer,
+    settings: Settings,
+    key: OKPKey,
+    *,
+    native: bool = False,
 ) -> dict[str, Any]:
-    """The pod with the gateway sidecar, key volume and annotations (unchanged if injected)."""
+    """The pod with the gateway sidecar, key volume, pull secrets, label and sealed annotations.
+
+    Unchanged if already injected. ``native`` puts the gateway first among the init containers
+    with ``restartPolicy: Always`` (Kubernetes >= 1.29), so a Job's pod completes when its
+    containers do; otherwise it is one more container.
+    """
     result = copy.deepcopy(dict(pod))
     spec = result.setdefault("spec", {})
-    containers = spec.setdefault("containers", [])
-    if any(c.get("name") == GATEWAY_CONTAINER for c in containers):
+    if gateway_spec(spec) is not None:
         return result
     clash = _used_ports(spec) & {server.spec.gateway.port, server.spec.gateway.admin_port}
     if clash:
@@ -152,23 +200,45 @@ def inject(
             f"pod already uses port(s) {sorted(clash)}, which MCPServer {server.ref} gives "
             "the gateway"
         )
-    containers.append(gateway_container(server, settings))
+    container = gateway_container(server, settings, native=native)
+    if native:
+        spec["initContainers"] = [container, *(spec.get("initContainers") or [])]
+    else:
+        spec.setdefault("containers", []).append(container)
     volumes = spec.setdefault("volumes", [])
     if not any(v.get("name") == KEY_VOLUME for v in volumes):
         volumes.append({"name": KEY_VOLUME, "configMap": {"name": settings.public_key_configmap}})
-    annotations = result.setdefault("metadata", {}).setdefault("annotations", {})
+    pull = spec.setdefault("imagePullSecrets", [])
+    for name in settings.gateway_pull_secrets:
+        if not any(s.get("name") == name for s in pull):
+            pull.append({"name": name})
+    if not pull:
+        del spec["imagePullSecrets"]
+    metadata = result.setdefault("metadata", {})
+    # The label only narrows the operator's pod watch (the annotation names the server); a
+    # label value is at most 63 characters, so a longer name leaves it empty.
+    name = server.metadata.name
+    metadata.setdefault("labels", {})[SERVER_LABEL] = name if len(name) <= 63 else ""
+    annotations = metadata.setdefault("annotations", {})
     annotations[SERVER_ANNOTATION] = server.metadata.name
-    annotations[KEY_ANNOTATION] = kid
+    annotations[KEY_ANNOTATION] = str(key.kid)
     annotations["remit.dev/gateway-image"] = settings.gateway_image
+    digest = container_digest(gateway_spec(spec) or {}, spec)
+    annotations[SEAL_ANNOTATION] = seal(key, server.metadata.uid or "", server.ref, digest)
     return result
 
 
 def injection_patch(
-    pod: Mapping[str, Any], server: MCPServer, settings: Settings, kid: str
+    pod: Mapping[str, Any],
+    server: MCPServer,
+    settings: Settings,
+    key: OKPKey,
+    *,
+    native: bool = False,
 ) -> list[dict[str, Any]]:
     """The JSONPatch that turns ``pod`` into the injected pod (empty if already injected)."""
     patch: list[dict[str, Any]] = jsonpatch.make_patch(
-        dict(pod), inject(pod, server, settings, kid)
+        dict(pod), inject(pod, server, settings, key, native=native)
     ).patch
     return patch
 

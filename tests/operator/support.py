@@ -316,6 +316,54 @@ def app_pod(name: str, labels: Mapping[str, str] | None = None) -> dict[str, Any
     }
 
 
+async def injected(settings: Settings, pod: Mapping[str, Any]) -> dict[str, Any]:
+    """The pod as the webhook injects it (asserting it was admitted)."""
+    answer = await send_review(settings, admission_review(pod))
+    assert answer["allowed"], answer
+    return patched(pod, answer)
+
+
+def gateway_status(ip: str | None, *, started: bool, restarts: int = 0) -> dict[str, Any]:
+    """A running pod's status as the kubelet writes it, the gateway started or not yet."""
+    return {
+        "phase": "Running",
+        **({"podIP": ip} if ip else {}),
+        "containerStatuses": [
+            {
+                "name": "remit-gateway",
+                "ready": False,
+                "started": started,
+                "restartCount": restarts,
+                "containerID": f"test://{ip}/{restarts}",
+                "state": {"running": {}},
+            }
+        ],
+    }
+
+
+async def post_pod(
+    k8s: kmock.KubernetesEmulator, pod: Mapping[str, Any], status: Mapping[str, Any]
+) -> None:
+    """Create the pod object (with a uid and a kubelet status) through the API."""
+    body = dict(pod)
+    body["metadata"] = {"uid": str(uuid.uuid4()), **pod["metadata"]}
+    body["status"] = dict(status)
+    response = await k8s.post(f"/api/v1/namespaces/{NAMESPACE}/pods", json=body)
+    assert response.status < 300, await response.text()
+
+
+async def set_pod_status(
+    k8s: kmock.KubernetesEmulator, name: str, status: Mapping[str, Any]
+) -> None:
+    """Replace the kubelet-written status of a pod."""
+    response = await k8s.patch(
+        f"/api/v1/namespaces/{NAMESPACE}/pods/{name}/status",
+        json={"status": dict(status)},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert response.status < 300
+
+
 # --- sidecars --------------------------------------------------------------------------------
 
 
@@ -392,6 +440,7 @@ class Sidecar:
                 {
                     "name": "remit-gateway",
                     "ready": False,
+                    "started": True,  # its startupProbe (/healthz) passed: the gateway listens
                     "restartCount": self.restarts,
                     "containerID": f"test://{self.ip}/{self.restarts}",
                     "state": {"running": {}},

@@ -72,7 +72,7 @@ async def test_server_errors_are_retried_with_exponential_backoff(
     script.answers = [(503, {}), (500, {}), (200, {"digest": "d", "serial": 7})]
     delays: list[float] = []
     pusher = await _pusher(tmp_path, delays, push_retries=3, push_backoff_seconds=0.1)
-    outcome = await pusher.push(SIDECAR, port, ["jws"])
+    outcome = await pusher.push(SIDECAR, port, [b"jws"])
     await pusher.close()
     assert outcome.ok
     assert outcome.digest == "d"
@@ -85,7 +85,7 @@ async def test_retries_are_bounded(admin: tuple[Script, int], tmp_path: Path) ->
     script.answers = [(503, {"error": "busy"})]
     delays: list[float] = []
     pusher = await _pusher(tmp_path, delays, push_retries=2)
-    outcome = await pusher.push(SIDECAR, port, ["jws"])
+    outcome = await pusher.push(SIDECAR, port, [b"jws"])
     await pusher.close()
     assert not outcome.ok
     assert "503" in (outcome.error or "")
@@ -95,7 +95,7 @@ async def test_retries_are_bounded(admin: tuple[Script, int], tmp_path: Path) ->
 async def test_unreachable_sidecar_fails_after_retries(tmp_path: Path) -> None:
     delays: list[float] = []
     pusher = await _pusher(tmp_path, delays, push_retries=2)
-    outcome = await pusher.push(SIDECAR, free_port(), ["jws"])
+    outcome = await pusher.push(SIDECAR, free_port(), [b"jws"])
     await pusher.close()
     assert not outcome.ok
     assert "ConnectError" in (outcome.error or "")
@@ -108,7 +108,7 @@ async def test_bad_signature_moves_on_to_the_next_key(
     script, port = admin
     script.answers = [(400, {"error": "signature"}), (200, {"digest": "d", "serial": 2})]
     pusher = await _pusher(tmp_path, [])
-    outcome = await pusher.push(SIDECAR, port, ["new-key", "old-key"])
+    outcome = await pusher.push(SIDECAR, port, [b"new-key", b"old-key"])
     await pusher.close()
     assert outcome.ok
     assert script.bodies == [b"new-key", b"old-key"]
@@ -120,7 +120,7 @@ async def test_rollback_reports_the_sidecar_serial(
     script, port = admin
     script.answers = [(409, {"error": "rollback"})]
     pusher = await _pusher(tmp_path, [])
-    outcome = await pusher.push(SIDECAR, port, ["jws"])
+    outcome = await pusher.push(SIDECAR, port, [b"jws"])
     status = await pusher.status(SIDECAR, port)
     await pusher.close()
     assert outcome.rollback_serial == 900

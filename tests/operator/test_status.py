@@ -8,12 +8,15 @@ from datetime import UTC, datetime, timedelta
 import kmock
 
 from tests.operator.support import (
-    NAMESPACE,
     RunningOperator,
+    app_pod,
     apply,
     events,
     eventually,
+    gateway_status,
+    injected,
     patch,
+    post_pod,
     status_of,
 )
 from tests.support.policies import grant, policy, rule, server
@@ -68,19 +71,9 @@ async def test_unreachable_sidecar_is_reported_and_an_event_posted(
     k8s: kmock.KubernetesEmulator, operator: RunningOperator
 ) -> None:
     await apply(k8s, server("files", gateway={"port": 9000, "adminPort": 1}))
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": "files-0",
-            "namespace": NAMESPACE,
-            "uid": "u1",
-            "annotations": {"remit.dev/mcpserver": "files"},
-        },
-        "status": {"phase": "Running", "podIP": "127.0.0.1"},  # nothing listens on port 1
-    }
-    response = await k8s.post(f"/api/v1/namespaces/{NAMESPACE}/pods", json=pod)
-    assert response.status < 300
+    pod = await injected(operator.settings, app_pod("files-0", {"app": "files-mcp"}))
+    # Started (its startup probe passed) yet nothing listens on port 1: a real failure.
+    await post_pod(k8s, pod, gateway_status("127.0.0.1", started=True))
 
     def failed() -> bool:
         conditions = status_of(k8s, "MCPServer", "files").get("conditions") or [{}]

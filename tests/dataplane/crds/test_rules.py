@@ -24,13 +24,17 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 ALLOW = {"name": "r", "effect": "Allow"}
 DENY = {"name": "r", "effect": "Deny"}
 
+EMPTY_SELECTOR = (
+    "selector must set matchLabels or matchExpressions (an empty selector would select every pod "
+    "in the namespace)"
+)
 # message -> (a node the rule accepts, a node it refuses)
 VERDICTS: dict[str, tuple[Any, Any]] = {
     "port and adminPort must differ": (
         {"port": 9000, "adminPort": 9901},
         {"port": 9000, "adminPort": 9000},
     ),
-    "selector must set matchLabels or matchExpressions (an empty selector would select every pod in the namespace)": (
+    EMPTY_SELECTOR: (
         {"matchExpressions": [{"key": "app", "operator": "Exists"}]},
         {"matchLabels": {}, "matchExpressions": []},
     ),

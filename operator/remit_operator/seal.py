@@ -1,0 +1,108 @@
+"""Which pods count as sidecars: only those the webhook injected, for the server they claim.
+
+Anyone who can create a pod can write the ``remit.dev/mcpserver`` annotation. Were such a pod
+trusted, the tool pins it reports would join the bundle and the serial it reports would raise
+the serial floor. So the webhook seals what it injects: an HMAC, under a key derived from the
+bundle-signing key (which never leaves the operator), over the MCPServer's uid and name and a
+digest of the gateway container and key volume exactly as injected. A pod counts only when
+
+- its seal verifies over the gateway container it *really* runs (the digest is recomputed from
+  the stored pod spec, so editing the image, command, environment, mounts or security context,
+  or mounting another public key, breaks it),
+- the seal names the MCPServer the annotation claims, with its current uid (a server deleted
+  and re-created under the same name does not inherit the old pods), and
+- the server's selector still matches the pod's labels.
+
+Copying a seal together with the identical container into another pod of the same namespace
+yields a pod that runs the genuine gateway with the genuine configuration: it is a sidecar.
+
+The digest covers only fields the API server never defaults or rewrites (image, command, args,
+env, volume mounts, security context, restart policy, ports, and the key volume): defaulted
+fields such as probe timeouts or quantity canonicalization would otherwise break it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+from joserfc.jwk import OKPKey
+
+KEY_VOLUME = "remit-bundle-key"
+_CONTEXT = b"remit.dev injection seal v1\0"
+
+
+def _env(entry: Mapping[str, Any]) -> list[Any]:
+    source = entry.get("valueFrom") or {}
+    field = (source.get("fieldRef") or {}).get("fieldPath") if isinstance(source, Mapping) else None
+    return [entry.get("name"), entry.get("value"), field, sorted(source) if source else None]
+
+
+def _volume(spec: Mapping[str, Any]) -> list[Any]:
+    for volume in spec.get("volumes") or []:
+        if isinstance(volume, Mapping) and volume.get("name") == KEY_VOLUME:
+            config_map = volume.get("configMap") or {}
+            other = sorted(k for k in volume if k not in ("name", "configMap"))
+            return [config_map.get("name"), other]
+    return [None, []]
+
+
+def container_digest(container: Mapping[str, Any], spec: Mapping[str, Any]) -> str:
+    """SHA-256 over the identity of the gateway container and the key volume it mounts."""
+    identity = [
+        container.get("name"),
+        container.get("image"),
+        container.get("command"),
+        container.get("args"),
+        [_env(e) for e in container.get("env") or [] if isinstance(e, Mapping)],
+        container.get("envFrom"),
+        [
+            [m.get("name"), m.get("mountPath"), bool(m.get("readOnly")), m.get("subPath")]
+            for m in container.get("volumeMounts") or []
+            if isinstance(m, Mapping)
+        ],
+        container.get("securityContext"),
+        container.get("restartPolicy"),
+        [
+            [p.get("name"), p.get("containerPort")]
+            for p in container.get("ports") or []
+            if isinstance(p, Mapping)
+        ],
+        _volume(spec),
+    ]
+    return hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _key(signing_key: OKPKey) -> bytes:
+    private = str(signing_key.as_dict(private=True).get("d", ""))
+    return hashlib.sha256(_CONTEXT + private.encode()).digest()
+
+
+def _message(server_uid: str, server_ref: str, digest: str) -> bytes:
+    return orjson.dumps([server_uid, server_ref, digest])
+
+
+def seal(signing_key: OKPKey, server_uid: str, server_ref: str, digest: str) -> str:
+    """The seal the webhook writes on a pod it injected."""
+    mac = hmac.new(_key(signing_key), _message(server_uid, server_ref, digest), hashlib.sha256)
+    return f"{signing_key.kid}:{mac.hexdigest()}"
+
+
+def verify(
+    keys: Iterable[OKPKey],
+    server_uid: str | None,
+    server_ref: str,
+    digest: str | None,
+    value: str | None,
+) -> bool:
+    """Whether ``value`` is a seal by one of ``keys`` over this server and container digest."""
+    if not value or not digest or not server_uid or len(value) > 256:
+        return False
+    for key in keys:
+        wanted = seal(key, server_uid, server_ref, digest)
+        if hmac.compare_digest(wanted.encode(), value.encode()):
+            return True
+    return False
