@@ -195,10 +195,12 @@ class Pusher:
         if not tasks:
             return []
         deadline = self.settings.push_deadline_seconds
-        _, pending = await asyncio.wait(tasks, timeout=deadline)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            _, pending = await asyncio.wait(tasks, timeout=deadline)
+        finally:  # past the deadline, or the sync itself cancelled: leave nothing running
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         outcomes = []
         for sidecar, task in zip(sidecars, tasks, strict=True):
             if task in pending:

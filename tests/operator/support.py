@@ -37,6 +37,7 @@ from remit.api.loader import KINDS
 from remit.gateway.runner import wait_for_port
 from remit_operator.certs import write_self_signed
 from remit_operator.entry import build
+from remit_operator.index import gateway_spec
 from remit_operator.runtime import Runtime
 from remit_operator.settings import Settings
 
@@ -373,7 +374,9 @@ class Sidecar:
     def __init__(self, pod: Mapping[str, Any], ip: str, upstream: str, key_file: Path) -> None:
         self.pod = dict(pod)
         self.ip = ip
-        container = next(c for c in pod["spec"]["containers"] if c["name"] == "remit-gateway")
+        container = gateway_spec(pod["spec"])
+        assert container is not None, "the pod has no injected gateway"
+        self.native = container.get("restartPolicy") == "Always"
         env = {e["name"]: e.get("value", "") for e in container["env"] if "value" in e}
         self.port = int(env["REMIT_LISTEN"].rsplit(":", 1)[1])
         self.admin_port = int(env["REMIT_ADMIN_LISTEN"].rsplit(":", 1)[1])
@@ -432,21 +435,23 @@ class Sidecar:
 
     def pod_status(self) -> dict[str, Any]:
         """The kubelet's view: Running, this IP, the gateway container started."""
-        return {
-            "phase": "Running",
-            "podIP": self.ip,
-            "containerStatuses": [
-                {"name": "files", "ready": True, "restartCount": 0, "state": {"running": {}}},
-                {
-                    "name": "remit-gateway",
-                    "ready": False,
-                    "started": True,  # its startupProbe (/healthz) passed: the gateway listens
-                    "restartCount": self.restarts,
-                    "containerID": f"test://{self.ip}/{self.restarts}",
-                    "state": {"running": {}},
-                },
-            ],
+        app = {"name": "files", "ready": True, "restartCount": 0, "state": {"running": {}}}
+        gateway = {
+            "name": "remit-gateway",
+            "ready": False,
+            "started": True,  # its startupProbe (/healthz) passed: the gateway listens
+            "restartCount": self.restarts,
+            "containerID": f"test://{self.ip}/{self.restarts}",
+            "state": {"running": {}},
         }
+        if self.native:  # a native sidecar reports among the init containers
+            return {
+                "phase": "Running",
+                "podIP": self.ip,
+                "initContainerStatuses": [gateway],
+                "containerStatuses": [app],
+            }
+        return {"phase": "Running", "podIP": self.ip, "containerStatuses": [app, gateway]}
 
     async def status(self, http: httpx.AsyncClient | None = None) -> dict[str, Any]:
         """The sidecar's ``GET /v1/status`` (through ``http`` if given)."""
@@ -577,9 +582,9 @@ async def fleet(
 ) -> AsyncIterator[Fleet]:
     """An MCPServer with ``count`` injected pods whose sidecars are real gateway processes."""
     ips = [f"127.0.0.{n}" for n in range(first_ip, first_ip + count)]
-    port, admin_port = _free_everywhere(ips), 0
+    port, admin_port = free_everywhere(ips), 0
     while admin_port in (0, port):
-        admin_port = _free_everywhere(ips)
+        admin_port = free_everywhere(ips)
     if stored(k8s, f"{API}/mcpservers", NAMESPACE, "files") is None:
         await apply(k8s, server_doc(issuer_url, jwks_uri, port, admin_port))
     else:  # another fleet of the same server: same ports
@@ -614,7 +619,7 @@ async def fleet(
             sidecar.stop()
 
 
-def _free_everywhere(ips: list[str]) -> int:
+def free_everywhere(ips: list[str]) -> int:
     """A port free on every one of ``ips`` (each sidecar binds the same ports on its IP)."""
     while True:
         port = free_port(ips[0])
