@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import kmock
 
 from remit_operator.settings import Settings
@@ -11,7 +13,9 @@ from tests.operator.support import (
     admission_review,
     app_pod,
     apply,
+    operator_settings,
     patched,
+    running_operator,
     send_review,
 )
 from tests.support.policies import server
@@ -127,3 +131,29 @@ async def test_namespace_comes_from_the_request_when_the_pod_has_none(
     injected = patched(review["request"]["object"], answer)
     assert _gateway(injected)["name"] == "remit-gateway"
     assert "namespace" not in injected["metadata"]  # the patch adds only the injection
+
+
+async def test_injected_pod_is_labelled_sealed_and_can_pull_the_sidecar_image(
+    k8s: kmock.KubernetesEmulator, tmp_path: Path
+) -> None:
+    settings = operator_settings(tmp_path, gateway_image_pull_secrets="regcred,mirror")
+    async with running_operator(k8s, settings) as operator:
+        await apply(k8s, server("files"))
+        pod = app_pod("files-1")
+        pod["spec"]["imagePullSecrets"] = [{"name": "mirror"}]  # the app's own, kept once
+        injected = patched(pod, await send_review(operator.settings, admission_review(pod)))
+    assert injected["spec"]["imagePullSecrets"] == [{"name": "mirror"}, {"name": "regcred"}]
+    assert injected["metadata"]["labels"]["remit.dev/mcpserver"] == "files"
+    assert injected["metadata"]["annotations"]["remit.dev/injection-seal"]
+    gateway = _gateway(injected)
+    assert gateway["startupProbe"]["httpGet"] == {"path": "/healthz", "port": 9901}
+    assert "restartPolicy" not in gateway  # kmock reports no version: a plain container
+
+
+async def test_pod_without_pull_secrets_gets_none_unless_configured(
+    k8s: kmock.KubernetesEmulator, operator: RunningOperator
+) -> None:
+    await apply(k8s, server("files"))
+    pod = app_pod("files-1")
+    injected = patched(pod, await send_review(operator.settings, admission_review(pod)))
+    assert "imagePullSecrets" not in injected["spec"]

@@ -13,7 +13,7 @@ from remit_operator.errors import SettingsError
 from remit_operator.index import Index, sidecar_from_pod
 from remit_operator.settings import Settings
 from remit_operator.status import condition, rejection
-from remit_operator.webhook import selector_matches, webhook_configuration
+from remit_operator.webhook import native_sidecars, selector_matches, webhook_configuration
 from tests.support.policies import grant, policy, resources, rule, server
 
 
@@ -32,11 +32,39 @@ def test_settings_from_environment() -> None:
         ({"REMIT_LOG_LEVEL": "LOUD"}, "REMIT_LOG_LEVEL"),
         ({"REMIT_WEBHOOK_CERT_FILE": "/tls.crt"}, "REMIT_WEBHOOK_KEY_FILE"),
         ({"REMIT_PUSH_CONCURRENCY": "0"}, "REMIT_PUSH_CONCURRENCY"),
+        ({"REMIT_PUSH_CONCURRENCY": "512"}, "REMIT_PUSH_CONCURRENCY_TOTAL"),
+        ({"REMIT_PUSH_DEADLINE_SECONDS": "0"}, "REMIT_PUSH_DEADLINE_SECONDS"),
+        ({"REMIT_GATEWAY_NATIVE_SIDECAR": "maybe"}, "REMIT_GATEWAY_NATIVE_SIDECAR"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("setting", "version", "native"),
+    [
+        ("auto", {"major": "1", "minor": "29"}, True),
+        ("auto", {"major": "1", "minor": "31+"}, True),  # as managed clusters report it
+        ("auto", {"major": "1", "minor": "28"}, False),
+        ("auto", {"major": "2", "minor": "0"}, True),
+        ("auto", {}, False),  # unknown: the plain container works everywhere
+        ("auto", {"major": "one", "minor": "x"}, False),
+        ("true", None, True),
+        ("false", {"major": "1", "minor": "33"}, False),
+    ],
+)
+def test_native_sidecar_on_kubernetes_1_29_or_when_asked(
+    setting: str, version: dict[str, str] | None, native: bool
+) -> None:
+    assert native_sidecars(setting, version) is native
+
+
+def test_pull_secrets_setting_is_a_comma_separated_list() -> None:
+    settings = Settings.from_env({"REMIT_GATEWAY_IMAGE_PULL_SECRETS": " regcred, ,mirror,regcred"})
+    assert settings.gateway_pull_secrets == ("regcred", "mirror")
+    assert Settings().gateway_pull_secrets == ()
 
 
 def test_selector_semantics() -> None:
@@ -100,13 +128,24 @@ def test_sidecar_from_pod_tracks_restarts() -> None:
             "phase": "Running",
             "podIP": "10.0.0.1",
             "containerStatuses": [
-                {"name": "remit-gateway", "restartCount": 0, "state": {"running": {}}}
+                {
+                    "name": "remit-gateway",
+                    "restartCount": 0,
+                    "started": True,
+                    "state": {"running": {}},
+                }
             ],
         },
     }
     first = sidecar_from_pod(pod)
     assert first is not None
     assert first.reachable
+    gateway = pod["status"]["containerStatuses"][0]  # type: ignore[index]
+    gateway["started"] = False  # running, but its startup probe has not passed: not listening
+    waiting = sidecar_from_pod(pod)
+    assert waiting is not None
+    assert (waiting.reachable, waiting.starting) == (False, True)
+    gateway["started"] = True
     assert first.server == "agents/files"
     pod["status"]["containerStatuses"][0]["restartCount"] = 1  # type: ignore[index]
     second = sidecar_from_pod(pod)
