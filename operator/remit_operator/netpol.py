@@ -1,7 +1,10 @@
 """One NetworkPolicy per MCPServer, so the gateway cannot be bypassed inside the cluster.
 
 It selects the server's pods (the MCPServer's own selector) and admits, for ingress, only:
-MCP clients to the gateway port, and the operator's pods to the admin port. Nothing reaches the
+MCP clients to the gateway port, the operator's pods to the admin port, and, when
+REMIT_METRICS_SCRAPER names them, the metrics scraper's pods (Prometheus) to the admin port,
+where ``/metrics`` is served (a bundle pushed there still needs the operator's signature).
+Nothing reaches the
 upstream (MCP server) port from outside the pod: the gateway talks to it on 127.0.0.1, which
 NetworkPolicies do not govern. The policy is owned by the MCPServer and goes away with it.
 """
@@ -45,6 +48,24 @@ def pod_selector(server: MCPServer) -> dict[str, Any]:
 def network_policy(server: MCPServer, settings: Settings) -> dict[str, Any]:
     """The NetworkPolicy for one MCPServer."""
     ports = server.spec.gateway
+    admin = [{"protocol": "TCP", "port": ports.admin_port}]
+    ingress: list[dict[str, Any]] = [
+        {"ports": [{"protocol": "TCP", "port": ports.port}]},
+        {
+            "from": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {NAMESPACE_NAME_LABEL: settings.namespace}
+                    },
+                    "podSelector": {"matchLabels": dict(OPERATOR_POD_LABELS)},
+                }
+            ],
+            "ports": admin,
+        },
+    ]
+    scraper = settings.metrics_scraper_peer
+    if scraper is not None:
+        ingress.append({"from": [scraper], "ports": list(admin)})
     metadata: dict[str, Any] = {
         "name": policy_name(server),
         "namespace": server.metadata.namespace,
@@ -71,19 +92,6 @@ def network_policy(server: MCPServer, settings: Settings) -> dict[str, Any]:
         "spec": {
             "podSelector": pod_selector(server),
             "policyTypes": ["Ingress"],
-            "ingress": [
-                {"ports": [{"protocol": "TCP", "port": ports.port}]},
-                {
-                    "from": [
-                        {
-                            "namespaceSelector": {
-                                "matchLabels": {NAMESPACE_NAME_LABEL: settings.namespace}
-                            },
-                            "podSelector": {"matchLabels": dict(OPERATOR_POD_LABELS)},
-                        }
-                    ],
-                    "ports": [{"protocol": "TCP", "port": ports.admin_port}],
-                },
-            ],
+            "ingress": ingress,
         },
     }

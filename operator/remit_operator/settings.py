@@ -26,6 +26,8 @@ REMIT_PUSH_CONCURRENCY        32                   Sidecar requests in flight pe
 REMIT_PUSH_CONCURRENCY_TOTAL  256                  Sidecar requests in flight overall.
 REMIT_PUSH_DEADLINE_SECONDS   10                   Longest push round of one MCPServer.
 REMIT_RESYNC_SECONDS          30                   How often every sidecar's digest is read.
+REMIT_METRICS_SCRAPER         (none)               NetworkPolicy peer (JSON) let into the
+                                                   sidecars' admin port for /metrics.
 REMIT_HEALTH_PORT             8080                 kopf liveness endpoint (/healthz).
 REMIT_PEERING                 (none)               kopf peering name (leader election).
 REMIT_LOG_LEVEL               INFO                 Python log level.
@@ -34,9 +36,11 @@ REMIT_LOG_LEVEL               INFO                 Python log level.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from remit_operator.errors import SettingsError
 
@@ -70,6 +74,7 @@ class Settings:
     push_concurrency_total: int = 256
     push_deadline_seconds: float = 10.0
     resync_seconds: float = 30.0
+    metrics_scraper: str = ""
     health_port: int = 8080
     metrics_port: int = 9090
     peering: str | None = None
@@ -80,6 +85,29 @@ class Settings:
         """The pull-secret names from REMIT_GATEWAY_IMAGE_PULL_SECRETS."""
         names = (n.strip() for n in self.gateway_image_pull_secrets.split(","))
         return tuple(dict.fromkeys(n for n in names if n))
+
+    @property
+    def metrics_scraper_peer(self) -> dict[str, Any] | None:
+        """REMIT_METRICS_SCRAPER as a NetworkPolicy peer, or None when unset."""
+        if not self.metrics_scraper:
+            return None
+        try:
+            peer = json.loads(self.metrics_scraper)
+        except ValueError as exc:
+            raise SettingsError(f"REMIT_METRICS_SCRAPER: not JSON: {exc}") from exc
+        allowed = {"namespaceSelector", "podSelector"}
+        if (
+            not isinstance(peer, dict)
+            or not peer
+            or not set(peer) <= allowed
+            or not all(isinstance(v, dict) for v in peer.values())
+        ):
+            raise SettingsError(
+                "REMIT_METRICS_SCRAPER: expected a JSON object with namespaceSelector and/or "
+                'podSelector label selectors, e.g. {"namespaceSelector": {"matchLabels": '
+                '{"kubernetes.io/metadata.name": "monitoring"}}}'
+            )
+        return peer
 
     @property
     def protected_namespaces(self) -> frozenset[str]:
@@ -124,6 +152,7 @@ class Settings:
             raise SettingsError("REMIT_PUSH_DEADLINE_SECONDS must be > 0")
         if (self.webhook_cert_file is None) != (self.webhook_key_file is None):
             raise SettingsError("REMIT_WEBHOOK_CERT_FILE and REMIT_WEBHOOK_KEY_FILE go together")
+        self.metrics_scraper_peer  # noqa: B018 - raises SettingsError naming the variable
         if self.gateway_native_sidecar not in ("auto", "true", "false"):
             raise SettingsError("REMIT_GATEWAY_NATIVE_SIDECAR: expected auto, true or false")
         if self.webhook_service is not None and self.webhook_service.count("/") != 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import kmock
 
@@ -14,6 +15,8 @@ from tests.operator.support import (
     apply,
     events,
     eventually,
+    operator_settings,
+    running_operator,
     status_of,
     stored,
 )
@@ -80,3 +83,23 @@ async def test_empty_selector_is_refused_and_gets_no_network_policy(
         stored(k8s, "networking.k8s.io/v1/networkpolicies", NAMESPACE, "remit-everything") is None
     )
     assert status_of(k8s, "MCPServer", "everything") == {}
+
+
+async def test_network_policy_admits_the_configured_metrics_scraper(
+    k8s: kmock.KubernetesEmulator, tmp_path: Path
+) -> None:
+    """Prometheus scrapes /metrics on the sidecars' admin port: the scraper named by
+    REMIT_METRICS_SCRAPER is let in there, and nowhere else."""
+    scraper = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }
+    settings = operator_settings(tmp_path, metrics_scraper=json.dumps(scraper))
+    async with running_operator(k8s, settings):
+        await apply(k8s, server("files", gateway={"port": 9000, "adminPort": 9901}))
+        policy = await eventually(
+            lambda: stored(k8s, "networking.k8s.io/v1/networkpolicies", NAMESPACE, "remit-files")
+        )
+    rules = policy["spec"]["ingress"]
+    assert len(rules) == 3
+    assert rules[2] == {"from": [scraper], "ports": [{"protocol": "TCP", "port": 9901}]}

@@ -35,6 +35,8 @@ def test_settings_from_environment() -> None:
         ({"REMIT_PUSH_CONCURRENCY": "512"}, "REMIT_PUSH_CONCURRENCY_TOTAL"),
         ({"REMIT_PUSH_DEADLINE_SECONDS": "0"}, "REMIT_PUSH_DEADLINE_SECONDS"),
         ({"REMIT_GATEWAY_NATIVE_SIDECAR": "maybe"}, "REMIT_GATEWAY_NATIVE_SIDECAR"),
+        ({"REMIT_METRICS_SCRAPER": "monitoring"}, "REMIT_METRICS_SCRAPER"),
+        ({"REMIT_METRICS_SCRAPER": '{"ipBlock": {"cidr": "0.0.0.0/0"}}'}, "REMIT_METRICS_SCRAPER"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
