@@ -22,6 +22,7 @@ from remit_operator.kube import object_path
 from remit_operator.runtime import Runtime
 from remit_operator.settings import Settings
 from remit_operator.webhook import WEBHOOK_PATH, webhook_configuration
+from remit_operator.webhook_tls import ensure_serving_cert, install
 
 log = logging.getLogger(__name__)
 FINALIZER = "remit.dev/operator"
@@ -84,11 +85,20 @@ def configure(kopf_settings: kopf.OperatorSettings, settings: Settings, scratch:
     )
 
 
-async def ensure_webhook_configuration(runtime: Runtime, certfile: str) -> None:
-    """Create or update the MutatingWebhookConfiguration when a webhook Service is configured."""
+async def ensure_webhook_configuration(
+    runtime: Runtime, certfile: str, keyfile: str | None = None
+) -> None:
+    """Serve the operator-kept certificate when REMIT_WEBHOOK_TLS_SECRET is set (writing it where
+    the webhook server reads it, which starts after the startup handlers), and create or update
+    the MutatingWebhookConfiguration when a webhook Service is configured."""
+    ca = Path(certfile).read_bytes()
+    if runtime.settings.webhook_tls_secret and keyfile:
+        tls = await ensure_serving_cert(runtime.kube, runtime.settings)
+        install(tls, certfile, keyfile)
+        ca = tls.ca
     if not runtime.settings.webhook_service:
         return
-    body = webhook_configuration(runtime.settings, Path(certfile).read_bytes())
+    body = webhook_configuration(runtime.settings, ca)
     collection = object_path("admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations")
     await runtime.kube.ensure(collection, body, ("webhooks",))
 
@@ -108,8 +118,9 @@ def build(
     async def _webhook(**_: Any) -> None:
         server = kopf_settings.admission.server
         certfile = getattr(server, "certfile", None)
+        keyfile = getattr(server, "pkeyfile", None)
         if certfile:
-            await ensure_webhook_configuration(runtime, str(certfile))
+            await ensure_webhook_configuration(runtime, str(certfile), keyfile and str(keyfile))
 
     return registry, kopf_settings, runtime
 
@@ -145,5 +156,6 @@ def install_default() -> None:
         scratch = Path(tempfile.mkdtemp(prefix="remit-operator-"))
         configure(settings, runtime.settings, scratch)
         certfile = getattr(settings.admission.server, "certfile", None)
+        keyfile = getattr(settings.admission.server, "pkeyfile", None)
         if certfile:
-            await ensure_webhook_configuration(runtime, str(certfile))
+            await ensure_webhook_configuration(runtime, str(certfile), keyfile and str(keyfile))

@@ -5,7 +5,8 @@ MCP clients to the gateway port, the operator's pods to the admin port, and, whe
 REMIT_METRICS_SCRAPER names them, the metrics scraper's pods (Prometheus) to the admin port,
 where ``/metrics`` is served (a bundle pushed there still needs the operator's signature).
 Nothing reaches the upstream (MCP server) port from outside the pod: the gateway talks to it
-on 127.0.0.1, which NetworkPolicies do not govern. The policy is owned by the MCPServer and goes away with it.
+on 127.0.0.1, which NetworkPolicies do not govern. The policy is owned by the MCPServer and
+goes away with it.
 """
 
 from __future__ import annotations

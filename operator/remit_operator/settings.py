@@ -19,6 +19,10 @@ REMIT_WEBHOOK_PORT            9443                 Its HTTPS port.
 REMIT_WEBHOOK_CERT_FILE       (none)               Serving certificate; self-signed if unset.
 REMIT_WEBHOOK_KEY_FILE        (none)               Its private key.
 REMIT_WEBHOOK_SERVICE         (none)               namespace/name of the webhook Service.
+REMIT_WEBHOOK_TLS_SECRET      (none)               Secret the operator keeps its serving
+                                                   certificate in (made when missing).
+REMIT_WEBHOOK_CONFIGURATION   (none)               MutatingWebhookConfiguration whose
+                                                   caBundle the operator keeps current.
 REMIT_PUSH_TIMEOUT_SECONDS    2                    Timeout of one push or status call.
 REMIT_PUSH_RETRIES            3                    Retries per sidecar after the first try.
 REMIT_PUSH_BACKOFF_SECONDS    0.1                  First retry delay; doubles each retry.
@@ -67,6 +71,8 @@ class Settings:
     webhook_cert_file: str | None = None
     webhook_key_file: str | None = None
     webhook_service: str | None = None
+    webhook_tls_secret: str | None = None
+    webhook_configuration: str | None = None
     push_timeout_seconds: float = 2.0
     push_retries: int = 3
     push_backoff_seconds: float = 0.1
@@ -150,6 +156,10 @@ class Settings:
             raise SettingsError("REMIT_PUSH_CONCURRENCY_TOTAL must be >= REMIT_PUSH_CONCURRENCY")
         if self.push_deadline_seconds <= 0:
             raise SettingsError("REMIT_PUSH_DEADLINE_SECONDS must be > 0")
+        if self.webhook_tls_secret and self.webhook_cert_file:
+            raise SettingsError(
+                "REMIT_WEBHOOK_TLS_SECRET and REMIT_WEBHOOK_CERT_FILE exclude each other"
+            )
         if (self.webhook_cert_file is None) != (self.webhook_key_file is None):
             raise SettingsError("REMIT_WEBHOOK_CERT_FILE and REMIT_WEBHOOK_KEY_FILE go together")
         self.metrics_scraper_peer  # noqa: B018 - raises SettingsError naming the variable
