@@ -15,11 +15,13 @@ from tests.helm.chart import CHART, NAMESPACE, containers, find, kinds, manifest
 from tests.helm.values import (
     CERT_MANAGER,
     CERT_MANAGER_ISSUER,
+    CHART_TLS,
     HA,
     MONITORED,
     NO_CRDS,
     OPERATOR_KEY,
     PINNED,
+    SIDECARS,
     SUPPLIED_KEY,
 )
 
@@ -32,10 +34,10 @@ def _env(objects: list[dict[str, Any]]) -> dict[str, Any]:
 def test_default_render_has_every_part() -> None:
     assert kinds(manifests()) == sorted(
         ["CustomResourceDefinition"] * 3
-        + ["ClusterRole"] * 6
-        + ["ClusterRoleBinding"] * 6
+        + ["ClusterRole"] * 7
+        + ["ClusterRoleBinding"] * 7
         + ["Role", "RoleBinding", "ServiceAccount", "Deployment", "Service", "Service"]
-        + ["Secret", "Secret", "MutatingWebhookConfiguration"]
+        + ["Secret", "MutatingWebhookConfiguration"]
     )
 
 
@@ -70,7 +72,10 @@ def test_operator_settings_reach_the_operator_as_env() -> None:
     assert env["REMIT_PUBLIC_KEY_CONFIGMAP"] == "remit-bundle-key"
     assert env["REMIT_GATEWAY_IMAGE"] == "remit:0.1.0"
     assert env["REMIT_WEBHOOK_PORT"] == "9443"
-    assert env["REMIT_WEBHOOK_CERT_FILE"] == "/etc/remit/webhook/tls.crt"
+    assert env["REMIT_WEBHOOK_TLS_SECRET"] == "remit-webhook-tls"
+    assert env["REMIT_WEBHOOK_CONFIGURATION"] == f"remit-{NAMESPACE}"
+    assert env["REMIT_GATEWAY_NATIVE_SIDECAR"] == "auto"
+    assert "REMIT_WEBHOOK_CERT_FILE" not in env
     assert env["REMIT_PEERING"] == ""
     assert env["REMIT_LOG_LEVEL"] == "INFO"
     assert env["REMIT_HEALTH_PORT"] == "8080"
@@ -95,8 +100,29 @@ def test_webhook_selects_labelled_pods_or_enabled_namespaces_but_never_system_on
         assert webhook["clientConfig"]["service"]["path"] == "/inject"
 
 
+def test_default_webhook_tls_is_the_operators_and_every_render_is_the_same() -> None:
+    """Argo CD and `helm template` render without a cluster: nothing may differ per render."""
+    first, second = manifests(), manifests()
+    assert first == second
+    config = find(first, "MutatingWebhookConfiguration")
+    assert config["metadata"]["name"] == f"remit-{NAMESPACE}"
+    assert all("caBundle" not in hook["clientConfig"] for hook in config["webhooks"])
+    assert "remit-webhook-tls" not in _secrets(first)
+    deployment = find(first, "Deployment")
+    assert all(
+        v["name"] != "webhook-tls" for v in deployment["spec"]["template"]["spec"]["volumes"]
+    )
+    role = find(first, "ClusterRole", "remit-webhook-ca")
+    assert role["rules"][0]["resourceNames"] == [config["metadata"]["name"]]
+    assert role["rules"][0]["verbs"] == ["get", "patch"]
+    secrets = find(first, "Role")["rules"][-1]
+    assert secrets["resourceNames"] == ["remit-webhook-tls"]
+
+
 def test_generated_webhook_certificate_is_signed_by_the_ca_bundle_for_the_service() -> None:
-    objects = manifests()
+    objects = manifests(CHART_TLS)
+    assert _env(objects)["REMIT_WEBHOOK_CERT_FILE"] == "/etc/remit/webhook/tls.crt"
+    assert "remit-webhook-ca" not in {o["metadata"]["name"] for o in objects}
     secret = find(objects, "Secret", "remit-webhook-tls")
     config = find(objects, "MutatingWebhookConfiguration")
     ca_bundle = config["webhooks"][0]["clientConfig"]["caBundle"]
@@ -123,11 +149,11 @@ def _secrets(objects: list[dict[str, Any]]) -> set[str]:
 
 def test_supplied_signing_key_is_used_and_not_created() -> None:
     objects = manifests(SUPPLIED_KEY)
-    assert _secrets(objects) == {"remit-webhook-tls"}
+    assert _secrets(objects) == set()
     assert _env(objects)["REMIT_SIGNING_SECRET"] == "my-signing-key"
     role = find(objects, "Role")
     assert role["rules"][1]["resourceNames"] == ["my-signing-key"]
-    assert _secrets(manifests(OPERATOR_KEY)) == {"remit-webhook-tls"}
+    assert _secrets(manifests(OPERATOR_KEY)) == set()
 
 
 def test_rbac_is_one_clusterrole_per_concern_and_secrets_are_namespaced() -> None:
@@ -135,7 +161,10 @@ def test_rbac_is_one_clusterrole_per_concern_and_secrets_are_namespaced() -> Non
     roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterRole"}
     assert set(roles) == {
         f"remit-{c}"
-        for c in ("resources", "pods", "events", "public-key", "networkpolicies", "discovery")
+        for c in (
+            *("resources", "pods", "events", "public-key", "networkpolicies", "discovery"),
+            "webhook-ca",
+        )
     }
     bound = {o["roleRef"]["name"] for o in objects if o["kind"] == "ClusterRoleBinding"}
     assert bound == set(roles)
@@ -225,6 +254,20 @@ def test_pinned_digest_and_overrides() -> None:
     config = find(objects, "MutatingWebhookConfiguration")
     assert config["webhooks"][0]["failurePolicy"] == "Ignore"
     assert "legacy" in config["webhooks"][0]["namespaceSelector"]["matchExpressions"][0]["values"]
+
+
+def test_sidecar_options_reach_the_operator() -> None:
+    env = _env(manifests(SIDECARS))
+    assert env["REMIT_GATEWAY_NATIVE_SIDECAR"] == "false"
+    assert env["REMIT_GATEWAY_IMAGE_PULL_SECRETS"] == "regcred,mirror"
+    assert (env["REMIT_PUSH_CONCURRENCY"], env["REMIT_PUSH_CONCURRENCY_TOTAL"]) == ("8", "64")
+    assert env["REMIT_PUSH_DEADLINE_SECONDS"] == "5"
+    from remit_operator.settings import Settings  # noqa: PLC0415
+
+    settings = Settings.from_env({k: v for k, v in env.items() if isinstance(v, str)})
+    assert settings.metrics_scraper_peer == SIDECARS["gateway"]["metricsScraper"]
+    assert settings.gateway_pull_secrets == ("regcred", "mirror")
+    assert "REMIT_METRICS_SCRAPER" not in _env(manifests())
 
 
 def test_notes_say_what_to_apply_next() -> None:

@@ -31,7 +31,8 @@ def _default_render() -> str:
 
 def test_masking_hides_only_generated_material() -> None:
     text = _default_render()
-    assert text.count("<generated>") == 6  # 3 TLS fields, 2 caBundles, 1 signing key
+    # Only the signing key: the webhook certificate is the operator's (webhook.tls.operatorManaged).
+    assert text.count("<generated>") == 1
     assert "LS0t" not in text  # no base64 PEM left
 
 

@@ -17,6 +17,18 @@ CERT_MANAGER_ISSUER: dict[str, Any] = {
         }
     }
 }
+CHART_TLS: dict[str, Any] = {"webhook": {"tls": {"operatorManaged": False}}}
+SIDECARS: dict[str, Any] = {
+    "gateway": {
+        "nativeSidecar": "false",
+        "imagePullSecrets": [{"name": "regcred"}, {"name": "mirror"}],
+        "metricsScraper": {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        },
+    },
+    "operator": {"push": {"concurrency": 8, "concurrencyTotal": 64, "deadlineSeconds": 5}},
+}
 SUPPLIED_KEY: dict[str, Any] = {"signingKey": {"existingSecret": "my-signing-key"}}
 OPERATOR_KEY: dict[str, Any] = {"signingKey": {"create": False}}
 NO_CRDS: dict[str, Any] = {"crds": {"enabled": False}}
@@ -41,6 +53,8 @@ NON_DEFAULT: dict[str, dict[str, Any]] = {
     "ha": HA,
     "cert-manager": CERT_MANAGER,
     "cert-manager-issuer": CERT_MANAGER_ISSUER,
+    "chart-tls": CHART_TLS,
+    "sidecars": SIDECARS,
     "supplied-key": SUPPLIED_KEY,
     "operator-key": OPERATOR_KEY,
     "no-crds": NO_CRDS,

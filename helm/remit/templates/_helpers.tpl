@@ -72,3 +72,12 @@ app.kubernetes.io/part-of: remit
 {{- define "remit.signingSecret" -}}
 {{- default .Values.signingKey.secretName .Values.signingKey.existingSecret -}}
 {{- end -}}
+
+{{/* "true" when the operator keeps the webhook certificate (not cert-manager, not the chart). */}}
+{{- define "remit.operatorTls" -}}
+{{- if and .Values.webhook.tls.operatorManaged (not .Values.webhook.tls.certManager.enabled) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "remit.webhookConfiguration" -}}
+{{- printf "%s-%s" (include "remit.fullname" .) .Release.Namespace -}}
+{{- end -}}
