@@ -12,7 +12,8 @@ signed bundle and serial, so re-pushing it is idempotent.
 
 Only sidecars the webhook sealed for this server, and that its selector still matches, count
 (``remit_operator.seal``): only their pins join the bundle and only their serials raise the
-floor, and a reported serial more than ``MAX_SERIAL_AHEAD`` past the clock is ignored. A pod
+floor, and a reported serial more than ten minutes past the clock is ignored
+(``remit_operator.trust``). A pod
 whose gateway does not listen yet (not "started") is waited for, not pushed to or reported as
 failed; a sidecar that failed is tried again after a short backoff, not only at the resync.
 """
@@ -38,14 +39,12 @@ from remit_operator.kube import object_path
 from remit_operator.netpol import network_policy
 from remit_operator.push import MAX_PINS, Outcome
 from remit_operator.runtime import Runtime
-from remit_operator.seal import verify
 from remit_operator.status import ServerReport, grant_status, server_status
-from remit_operator.webhook import selector_matches
+from remit_operator.trust import plausible_serial, sort_sidecars
 
 log = logging.getLogger(__name__)
 EXPIRY_SLACK_SECONDS = 0.05
 MAX_ROLLBACK_ROUNDS = 3
-MAX_SERIAL_AHEAD = timedelta(minutes=10)  # serials are wall-clock ms: further ahead is forged
 RETRY_FIRST_SECONDS = 1.0  # after a failed push; doubles up to REMIT_RESYNC_SECONDS
 
 
@@ -197,18 +196,11 @@ class Syncer:
 
     def _trusted(self, server: MCPServer, sidecars: list[Sidecar]) -> list[Sidecar]:
         """The sidecars the webhook sealed for this server whose labels it still selects."""
-        keys = list(self.rt.keyring.candidates())
-        trusted = []
-        for sidecar in sidecars:
-            sealed = verify(
-                keys, server.metadata.uid, server.ref, sidecar.spec_digest, sidecar.seal
-            )
-            if sealed and selector_matches(server.spec.selector, dict(sidecar.labels)):
-                trusted.append(sidecar)
-                continue
+        trusted, refused = sort_sidecars(server, sidecars, list(self.rt.keyring.candidates()))
+        self._untrusted &= {s.pod for s, _ in refused}  # report again if it comes back
+        for sidecar, why in refused:
             if sidecar.pod not in self._untrusted:
                 self._untrusted.add(sidecar.pod)
-                why = "selector no longer matches" if sealed else "not sealed by the webhook"
                 log.warning(
                     "%s: pod %s is not counted as a sidecar: %s", self.ref, sidecar.pod, why
                 )
@@ -225,13 +217,10 @@ class Syncer:
 
     def _plausible(self, serial: int | None) -> int:
         """A serial a sidecar reports, if it can be one this operator signed; else 0."""
-        if serial is None:
-            return 0
-        limit = int((self.rt.clock() + MAX_SERIAL_AHEAD).timestamp() * 1000)
-        if serial > max(limit, self.serial_floor):
+        if serial is not None and not plausible_serial(serial, self.rt.clock(), self.serial_floor):
             log.warning("%s: ignoring implausible serial %d from a sidecar", self.ref, serial)
             return 0
-        return serial
+        return serial or 0
 
     def _measure(self, report: ServerReport, seconds: float) -> None:
         metrics = self.rt.metrics

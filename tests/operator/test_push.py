@@ -17,6 +17,7 @@ from aiohttp import web
 from remit_operator.index import Sidecar
 from remit_operator.push import Pusher
 from remit_operator.sync import next_wake
+from remit_operator.trust import plausible_serial
 from tests.operator.support import free_port, operator_settings
 
 
@@ -134,3 +135,38 @@ def test_next_wake_is_the_sooner_of_expiry_and_periodic_check() -> None:
     assert next_wake(now, None, check) == pytest.approx(30.05)
     assert next_wake(now, now + timedelta(seconds=2), check) == pytest.approx(2.05)
     assert next_wake(now, now - timedelta(seconds=5), check) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("bundle", "pins", "serial", "kept"),
+    [
+        ({"digest": "d", "serial": "12"}, {"t": "h"}, None, {"t": "h"}),  # a string is no serial
+        ({"digest": "d", "serial": True}, None, None, None),  # nor is a bool
+        ({"digest": "d", "serial": -1}, {"t": 5, "u": "h"}, None, {"u": "h"}),
+        ({"digest": "d", "serial": 7}, {"x" * 300: "h", "t": "h" * 200}, 7, {}),
+    ],
+)
+async def test_what_a_sidecar_reports_is_validated_and_bounded(
+    admin: tuple[Script, int],
+    tmp_path: Path,
+    bundle: dict,  # type: ignore[type-arg]
+    pins: dict | None,  # type: ignore[type-arg]
+    serial: int | None,
+    kept: dict | None,  # type: ignore[type-arg]
+) -> None:
+    script, port = admin
+    script.status = {"ready": True, "bundle": bundle, "pins": pins}
+    pusher = await _pusher(tmp_path, [])
+    outcome = await pusher.status(SIDECAR, port)
+    await pusher.close()
+    assert outcome.serial == serial
+    assert outcome.pins == kept
+
+
+def test_a_serial_far_past_the_clock_is_not_plausible() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    ms = int(now.timestamp() * 1000)
+    assert plausible_serial(ms + 60_000, now, 0)  # a minute of clock skew
+    assert not plausible_serial(ms + 3_600_000, now, 0)  # an hour ahead: forged
+    assert plausible_serial(ms + 3_600_000, now, ms + 3_600_000)  # unless we signed that high
+    assert not plausible_serial(None, now, 0)
