@@ -194,7 +194,9 @@ def e2e(cluster: str, *, keep: bool, build: bool) -> None:
                     "-l",
                     "app=files-mcp",
                     "-o",
-                    "jsonpath={.items[0].spec.containers[*].name}",
+                    # A native sidecar (Kubernetes >= 1.29) is an init container.
+                    "jsonpath={.items[0].spec.initContainers[*].name} "
+                    "{.items[0].spec.containers[*].name}",
                 ],
                 quiet=True,
             )
