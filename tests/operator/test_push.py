@@ -7,6 +7,8 @@ through an injected ``sleep`` instead of waited for.
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -170,3 +172,32 @@ def test_a_serial_far_past_the_clock_is_not_plausible() -> None:
     assert not plausible_serial(ms + 3_600_000, now, 0)  # an hour ahead: forged
     assert plausible_serial(ms + 3_600_000, now, ms + 3_600_000)  # unless we signed that high
     assert not plausible_serial(None, now, 0)
+
+
+async def test_a_round_ends_at_its_deadline_and_silent_sidecars_are_not_retried(
+    tmp_path: Path,
+) -> None:
+    """A black hole (accepts, never answers) cannot hold a server's round past the deadline,
+    and once silent it gets a single attempt per round instead of 1 + retries."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)
+    port = hole.getsockname()[1]
+    delays: list[float] = []
+    pusher = await _pusher(
+        tmp_path, delays, push_timeout_seconds=30.0, push_deadline_seconds=0.3, push_retries=3
+    )
+    try:
+        began = time.monotonic()
+        (outcome,) = await pusher.push_all([SIDECAR], port, lambda _: [b"jws"])
+        took = time.monotonic() - began
+        assert outcome.error == "no answer within 0.3s"
+        assert took < 5.0  # the 30 s request timeout did not decide it
+        assert pusher.is_silent(SIDECAR)
+        closed = free_port()  # now refused at once: a silent sidecar is tried once
+        outcome = await pusher.push(SIDECAR, closed, [b"jws"])
+        assert not outcome.ok
+        assert delays == []  # no backoff sleeps: no retries
+    finally:
+        await pusher.close()
+        hole.close()
