@@ -13,9 +13,9 @@ signed bundle and serial, so re-pushing it is idempotent.
 Only sidecars the webhook sealed for this server, and that its selector still matches, count
 (``remit_operator.seal``): only their pins join the bundle and only their serials raise the
 floor, and a reported serial more than ten minutes past the clock is ignored
-(``remit_operator.trust``). A pod
-whose gateway does not listen yet (not "started") is waited for, not pushed to or reported as
-failed; a sidecar that failed is tried again after a short backoff, not only at the resync.
+(``remit_operator.trust``). A pod whose gateway does not listen yet (not "started") is waited
+for, not pushed to or reported as failed; a sidecar that failed is tried again after a short
+backoff (1 s, doubling), not only at the resync.
 """
 
 from __future__ import annotations
