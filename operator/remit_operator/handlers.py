@@ -5,7 +5,8 @@ nothing is registered at import time except by ``remit_operator.entry`` for ``ko
 
 - MCPServer / AgentPolicy / ConsentGrant events: validate, index, write status, wake the
   syncers of exactly the servers affected.
-- Pod events (pods annotated by injection): index the sidecar, wake its server's syncer.
+- Pod events (pods the webhook labelled; the API server filters the watch, in pages): index
+  the sidecar, wake its server's syncer.
 - One daemon per MCPServer: ``Syncer.run`` (compile, sign, push, expiry, resync).
 - ``on.mutate`` for pods: inject the gateway (``webhook.inject``).
 """
