@@ -11,7 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from remit.gateway.hooks import Admit, AllowAllHooks, Deny, HttpRequest, Message, Outcome, Rejection
+from remit.gateway.hooks import (
+    Admit,
+    AllowAllHooks,
+    Deny,
+    HttpRequest,
+    Identity,
+    Message,
+    Outcome,
+    Rejection,
+)
 
 DENIED_TOOL = "delete_file"
 
@@ -26,7 +35,7 @@ class RecordingHooks(AllowAllHooks):
     transformed: list[str] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
 
-    async def authenticate(self, request: HttpRequest) -> Any | Rejection:
+    async def authenticate(self, request: HttpRequest) -> Identity | Rejection:
         token = request.header("authorization") or ""
         if not token.startswith("Bearer "):
             return Rejection(
@@ -34,35 +43,35 @@ class RecordingHooks(AllowAllHooks):
                 {"error": "invalid_token"},
                 {"WWW-Authenticate": 'Bearer resource_metadata="http://x/.well-known"'},
             )
-        return token.removeprefix("Bearer ")
+        return Identity(subject=token.removeprefix("Bearer "), agent="test-agent")
 
-    async def admit_stream(self, identity: Any, request: HttpRequest) -> Admit | Rejection:
-        return Admit({"X-Remit-Subject": str(identity)})
+    async def admit_stream(self, identity: Identity, request: HttpRequest) -> Admit | Rejection:
+        return Admit({"X-Remit-Subject": identity.subject})
 
-    async def check_session(self, identity: Any, session_id: str) -> bool:
-        return self.sessions.get(session_id) == identity
+    async def check_session(self, identity: Identity, session_id: str) -> bool:
+        return self.sessions.get(session_id) == identity.subject
 
-    async def bind_session(self, identity: Any, session_id: str) -> None:
-        self.sessions[session_id] = identity
+    async def bind_session(self, identity: Identity, session_id: str) -> None:
+        self.sessions[session_id] = identity.subject
 
-    async def end_session(self, identity: Any, session_id: str) -> None:
+    async def end_session(self, identity: Identity, session_id: str) -> None:
         self.ended.append(session_id)
 
-    async def decide(self, identity: Any, call: Message, request: HttpRequest) -> Admit | Deny:
+    async def decide(self, identity: Identity, call: Message, request: HttpRequest) -> Admit | Deny:
         if call.method == "tools/call" and call.target == DENIED_TOOL:
             text = f"denied: {DENIED_TOOL} is not allowed"
             return Deny(result={"isError": True, "content": [{"type": "text", "text": text}]})
         if call.method == "prompts/get":
             return Deny(error={"code": -32003, "message": "denied: no prompts"})
-        headers = {"X-Remit-Subject": str(identity), "X-Remit-Agent": "test-agent"}
+        headers = {"X-Remit-Subject": identity.subject, "X-Remit-Agent": "test-agent"}
         return Admit({**headers, "X-Remit-Decision": f"allow:{call.method}"}, token=call.method)
 
-    async def admit_message(self, identity: Any, message: Message) -> Admit | Deny:
+    async def admit_message(self, identity: Identity, message: Message) -> Admit | Deny:
         self.messages.append(message)
-        return Admit({"X-Remit-Subject": str(identity)})
+        return Admit({"X-Remit-Subject": identity.subject})
 
     async def transform(
-        self, identity: Any, call: Message, token: Any, response: dict[str, Any]
+        self, identity: Identity, call: Message, token: Any, response: dict[str, Any]
     ) -> dict[str, Any]:
         self.transformed.append(call.method)
         result = response.get("result")
@@ -71,5 +80,7 @@ class RecordingHooks(AllowAllHooks):
             return {**response, "result": {**result, "tools": tools}}
         return response
 
-    async def outcome(self, identity: Any, call: Message, token: Any, outcome: Outcome) -> None:
+    async def outcome(
+        self, identity: Identity, call: Message, token: Any, outcome: Outcome
+    ) -> None:
         self.outcomes.append((call.method, outcome))

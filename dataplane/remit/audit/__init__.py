@@ -11,6 +11,7 @@ which consent and by which rule. Module map:
 - ``canonical``: the canonical JSON every hash is taken over
 - ``arguments``: argument digests and redaction
 - ``builders``: records from a :class:`~remit.policy.request.Request` and a decision
+  (``record_decision`` for the gateway: bundle and engine decision in, record out)
 - ``sinks``: ``AuditSettings``, ``StdoutSink``, ``FileSink``, ``sink_from_settings``
 - ``writer``: the queue and writer thread behind every sink, and its back-pressure policy
 - ``health``: ``SinkHealth``, what a sink reports for readiness and metrics
@@ -19,7 +20,7 @@ which consent and by which rule. Module map:
 """
 
 from remit.audit.arguments import ArgumentEvidence, ArgumentMode, redact
-from remit.audit.builders import build_decision, build_outcome
+from remit.audit.builders import build_decision, build_outcome, record_decision
 from remit.audit.canonical import canonical_json
 from remit.audit.chain import AuditChain, open_chain
 from remit.audit.explain import Explanation, explain
@@ -63,6 +64,7 @@ __all__ = [
     "hash_session",
     "open_chain",
     "parse_line",
+    "record_decision",
     "redact",
     "seal",
     "sink_from_settings",

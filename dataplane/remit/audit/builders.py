@@ -3,6 +3,8 @@
 The gateway calls :func:`build_decision` right after the engine decides and
 :func:`build_outcome` when the call ends; both fill ids and times, hash the session id and turn
 arguments into evidence, so no caller can record a raw session id or raw arguments by mistake.
+:func:`record_decision` is the gateway's entry: it takes the bundle in force (or None) and the
+engine's decision, and derives server, digest, serial, grant and argument mode from them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from remit.audit.records import (
     new_record_id,
     utc_now,
 )
+from remit.policy import decision as policy_decision
+from remit.policy.bundle import Bundle
 from remit.policy.request import Request
 
 #: Methods whose ``params.arguments`` are recorded as evidence; others record ``null``.
@@ -77,6 +81,54 @@ def build_decision(
         bundle=bundle,
         serial=serial,
         arguments=arguments,
+    )
+
+
+def recorded_grant(grant: policy_decision.GrantRef) -> GrantRef:
+    """The part of the consent grant a decision relied on that its record keeps."""
+    return GrantRef(
+        name=grant.name,
+        uid=grant.uid,
+        resource_version=grant.resource_version,
+        expires_at=grant.expires_at.isoformat().replace("+00:00", "Z"),
+    )
+
+
+def record_decision(
+    request: Request,
+    *,
+    bundle: Bundle | None,
+    server: str,
+    pod: str,
+    effect: str,
+    reason: str,
+    message: str,
+    decision: policy_decision.Decision | None = None,
+    tool_hash: str | None = None,
+    session_id: str | None = None,
+) -> DecisionRecord:
+    """The record of a decision made under ``bundle`` (None: no bundle in force).
+
+    ``server`` is used only without a bundle (the bundle names its server). ``decision``, when
+    the engine was asked, contributes the matched rules and the grant.
+    """
+    grant = decision.grant if decision is not None else None
+    return build_decision(
+        request,
+        server=f"{bundle.server.namespace}/{bundle.server.name}" if bundle else server,
+        pod=pod,
+        decision="allow" if effect == "allow" else "deny",
+        reason=reason,
+        message=message,
+        rules=decision.rules if decision is not None else (),
+        grant=recorded_grant(grant) if grant is not None else None,
+        bundle=bundle.digest if bundle else "",
+        serial=bundle.serial if bundle else None,
+        tool_hash=tool_hash,
+        session_id=session_id,
+        argument_mode="redacted"
+        if bundle is not None and bundle.server.audit_arguments == "Redacted"
+        else "digest",
     )
 
 

@@ -15,21 +15,16 @@ port cannot change policy without the signing key.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
-
-import orjson
 
 from remit.audit.health import SinkHealth
 from remit.errors import BundleError, RollbackError
+from remit.gateway.asgi import Receive, Scope, Send, reply, reply_json, serve_lifespan
 from remit.gateway.metrics import Metrics
 from remit.gateway.state import PolicyState
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 
 
@@ -55,33 +50,33 @@ class AdminApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await serve_lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
         method, path = scope["method"], scope["path"]
         if path == "/v1/bundle":
             if method != "PUT":
-                await _json(send, 405, {"error": "use PUT"}, [(b"allow", b"PUT")])
+                await reply_json(send, 405, {"error": "use PUT"}, [(b"allow", b"PUT")])
                 return
             await self._put_bundle(scope, receive, send)
         elif method not in ("GET", "HEAD"):
-            await _json(send, 405, {"error": "use GET"}, [(b"allow", b"GET")])
+            await reply_json(send, 405, {"error": "use GET"}, [(b"allow", b"GET")])
         elif path == "/v1/status":
-            await _json(send, 200, self._status())
+            await reply_json(send, 200, self._status())
         elif path == "/healthz":
-            await _json(send, 200, {"status": "ok"})
+            await reply_json(send, 200, {"status": "ok"})
         elif path == "/readyz":
             reasons = [] if self.state.ready else ["no policy bundle in force"]
             audit = self.source.audit_health()
             if audit is not None and not audit.ok:
                 reasons.append(f"audit: {audit.reason}")
             ready = not reasons
-            await _json(send, 200 if ready else 503, {"ready": ready, "reasons": reasons})
+            await reply_json(send, 200 if ready else 503, {"ready": ready, "reasons": reasons})
         elif path == "/metrics":
-            await _respond(send, 200, self.metrics.render(), b"text/plain; version=0.0.4")
+            await reply(send, 200, self.metrics.render(), content_type=b"text/plain; version=0.0.4")
         else:
-            await _json(send, 404, {"error": f"no such endpoint {path}"})
+            await reply_json(send, 404, {"error": f"no such endpoint {path}"})
 
     async def _put_bundle(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = bytearray()
@@ -89,7 +84,9 @@ class AdminApp:
             message = await receive()
             body += message.get("body", b"")
             if len(body) > MAX_BUNDLE_BYTES:
-                await _json(send, 413, {"error": f"bundle larger than {MAX_BUNDLE_BYTES} bytes"})
+                await reply_json(
+                    send, 413, {"error": f"bundle larger than {MAX_BUNDLE_BYTES} bytes"}
+                )
                 return
             if not message.get("more_body"):
                 break
@@ -97,16 +94,16 @@ class AdminApp:
             bundle, changed = self.state.install_signed(bytes(body))
         except RollbackError as exc:
             self.metrics.bundle_installs.labels("rejected").inc()
-            await _json(send, 409, {"error": str(exc)})
+            await reply_json(send, 409, {"error": str(exc)})
             return
         except BundleError as exc:
             self.metrics.bundle_installs.labels("rejected").inc()
             log.warning("bundle rejected: %s", exc)
-            await _json(send, 400, {"error": str(exc)})
+            await reply_json(send, 400, {"error": str(exc)})
             return
         self.metrics.bundle_installs.labels("installed" if changed else "unchanged").inc()
         self.metrics.bundle_serial.set(bundle.serial)
-        await _json(
+        await reply_json(
             send, 200, {"digest": bundle.digest, "serial": bundle.serial, "changed": changed}
         )
 
@@ -127,36 +124,3 @@ class AdminApp:
                 "grants": len(b.grants),
             }
         return {"ready": policy is not None, "bundle": bundle, **self.source.status()}
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-async def _json(
-    send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    await _respond(send, status, orjson.dumps(body), b"application/json", headers)
-
-
-async def _respond(
-    send: Send,
-    status: int,
-    body: bytes,
-    content_type: bytes,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", content_type), *(headers or [])],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -8,29 +8,21 @@ its loop), serves RFC 9728 metadata, and hands everything else to the proxy with
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-
-import orjson
 
 from remit.audit import AuditChain, SinkHealth, open_chain
 from remit.gateway.admin import AdminApp
+from remit.gateway.asgi import Receive, Scope, Send, reply_json, serve_lifespan
 from remit.gateway.authn import auth_settings_for
 from remit.gateway.guard import RemitGuard
 from remit.gateway.metrics import Metrics
 from remit.gateway.proxy import McpProxy, ProxySettings
+from remit.gateway.replies import no_bundle
 from remit.gateway.resource_metadata import WELL_KNOWN, build_metadata, metadata_paths
 from remit.gateway.settings import GatewaySettings
 from remit.gateway.state import PolicyState
-from remit.gateway.upstream import UpstreamSettings
+from remit.gateway.upstream import Upstream, UpstreamSettings
 from remit.policy.signing import load_key
-
-log = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Gateway:
@@ -70,15 +62,17 @@ class Gateway:
         settings = self.settings
         self.chain = await open_chain(settings.audit, server=settings.server, pod=settings.pod)
         self.metrics.watch_audit(self.chain.sink.health)
-        self.guard = RemitGuard(self.state, self.chain, self.metrics, pod=settings.pod)
         proxy_settings = ProxySettings(
             upstream=UpstreamSettings(url=settings.upstream),
             path=settings.mcp_path,
             max_body_bytes=settings.max_body_bytes,
         )
-        self.proxy = McpProxy(proxy_settings, self.guard)
-        self.guard.upstream = self.proxy.upstream
-        await self.proxy.upstream.start()
+        upstream = Upstream(proxy_settings.upstream)
+        self.guard = RemitGuard(
+            self.state, self.chain, self.metrics, pod=settings.pod, upstream=upstream
+        )
+        self.proxy = McpProxy(proxy_settings, self.guard, upstream)
+        await upstream.start()
 
     async def stop(self) -> None:
         """Close the upstream client, the JWKS client and the audit chain."""
@@ -92,7 +86,7 @@ class Gateway:
     async def mcp_app(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI app for MCP clients: metadata, then the proxy."""
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await serve_lifespan(receive, send, self.start, self.stop)
             return
         if scope["type"] != "http":
             return
@@ -104,38 +98,17 @@ class Gateway:
         assert self.proxy is not None
         await self.proxy(scope, receive, send)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.start()
-                except Exception as exc:
-                    log.exception("gateway failed to start")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.stop()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
     async def _metadata(self, scope: Scope, send: Send) -> None:
         policy = self.state.current
-        status, body = 404, {"error": "not found"}
         if policy is None:
-            status, body = 503, {"error": "no policy bundle in force"}
-        else:
-            server = policy.bundle.server
-            auth = auth_settings_for(server)
-            if scope["path"].rstrip("/") in metadata_paths(server.audience):
-                status = 200
-                body = build_metadata(auth, resource_name=f"{server.namespace}/{server.name}")
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json")],
-            }
+            refusal = no_bundle()
+            await reply_json(send, refusal.status, refusal.body)
+            return
+        server = policy.bundle.server
+        if scope["path"].rstrip("/") not in metadata_paths(server.audience):
+            await reply_json(send, 404, {"error": "not found"})
+            return
+        body = build_metadata(
+            auth_settings_for(server), resource_name=f"{server.namespace}/{server.name}"
         )
-        await send({"type": "http.response.body", "body": orjson.dumps(body)})
+        await reply_json(send, 200, body)

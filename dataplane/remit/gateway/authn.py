@@ -10,6 +10,7 @@ a sentence naming the problem, ready for the ``WWW-Authenticate`` header.
 
 Verified tokens may be remembered (keyed by the exact token string, bounded LRU, never past
 ``exp``, dropped when the key set changes) so a repeated token costs a dictionary lookup.
+``AuthenticatorCache`` keeps the authenticator for the issuer of the bundle in force.
 """
 
 from __future__ import annotations
@@ -348,3 +349,38 @@ def auth_settings_for(server: ServerSettings) -> AuthSettings:
         jwks_uri=server.jwks_uri,
         required_scopes=tuple(server.required_scopes),
     )
+
+
+class AuthenticatorCache:
+    """The authenticator for the issuer of the bundle in force, and the HTTP client it uses.
+
+    One issuer at a time: a bundle naming another issuer replaces the authenticator (and its
+    verified-token cache and key set). Looking up the same ``ServerSettings`` object again is
+    one identity comparison, so the hot path pays nothing for it.
+    """
+
+    def __init__(self) -> None:
+        self._http: aiohttp.ClientSession | None = None
+        self._by_settings: dict[AuthSettings, Authenticator] = {}
+        self._server: ServerSettings | None = None
+        self._current: Authenticator | None = None
+
+    def for_server(self, server: ServerSettings) -> Authenticator:
+        """The authenticator for ``server``; kept while the bundle's settings stay."""
+        if server is self._server and self._current is not None:
+            return self._current
+        settings = auth_settings_for(server)
+        authenticator = self._by_settings.get(settings)
+        if authenticator is None:
+            if self._http is None:
+                self._http = aiohttp.ClientSession()
+            authenticator = Authenticator.create(settings, self._http)
+            self._by_settings = {settings: authenticator}  # one issuer at a time
+        self._server, self._current = server, authenticator
+        return authenticator
+
+    async def close(self) -> None:
+        """Release the JWKS client."""
+        if self._http is not None:
+            await self._http.close()
+            self._http = None

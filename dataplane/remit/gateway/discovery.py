@@ -6,12 +6,16 @@ records every ``tools/list`` that passes), but a client may call straight away, 
 gateway restarted. Then the gateway asks the upstream itself, as an ordinary MCP client on
 loopback: ``initialize``, ``notifications/initialized``, every page of ``tools/list``, and
 ``DELETE`` of the session. Failures return nothing (the call is then decided with the MCP
-default annotations, which fail closed).
+default annotations, which fail closed). ``Discovery`` asks at most once per interval, so
+a client calling unknown tool names cannot make the gateway flood its upstream.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -24,6 +28,7 @@ log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = "2025-06-18"
 MAX_PAGES = 100
+DISCOVERY_INTERVAL = 5.0  # seconds between asking the upstream for unknown tools
 
 
 async def _exchange(
@@ -122,3 +127,31 @@ async def _end(upstream: Upstream, session: str) -> None:
         response.close()
     except UpstreamError as exc:
         log.debug("ending the discovery session failed: %s", exc)
+
+
+class Discovery:
+    """Asks ``upstream`` for its tools, at most once per ``interval`` seconds of ``clock``."""
+
+    def __init__(
+        self,
+        upstream: Upstream | None,
+        *,
+        interval: float = DISCOVERY_INTERVAL,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.upstream = upstream
+        self._interval = interval
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._asked_at = -interval
+
+    async def tools(self) -> list[dict[str, Any]] | None:
+        """The upstream's tool definitions, or None when it was asked too recently (or is
+        unknown)."""
+        if self.upstream is None:
+            return None
+        async with self._lock:
+            if self._clock() - self._asked_at < self._interval:
+                return None
+            self._asked_at = self._clock()
+            return await fetch_tools(self.upstream)

@@ -8,8 +8,8 @@ presented, then ``decide`` per JSON-RPC request (``admit_message`` for notificat
 client responses, ``admit_stream`` for GET/DELETE), forward, ``bind_session`` when the upstream
 issues a session id, ``transform`` per response message, ``outcome`` once per forwarded request.
 Every hook is async; an exception in a hook fails closed (the request gets an internal error).
-``identity`` is whatever ``authenticate`` returned; the proxy never looks inside it, nor inside
-a decision ``token``.
+``identity`` is the ``Identity`` ``authenticate`` returned; the proxy never looks inside it,
+nor inside a decision ``token``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from remit.gateway.protocol import Message, RequestId
+from remit.policy.request import Identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,41 +90,43 @@ class Outcome:
 class GatewayHooks(Protocol):
     """What the proxy asks of Remit. ``AllowAllHooks`` is the trivial implementation."""
 
-    async def authenticate(self, request: HttpRequest) -> Any | Rejection:
+    async def authenticate(self, request: HttpRequest) -> Identity | Rejection:
         """Identify the caller of an HTTP request, or reject it (e.g. 401 + WWW-Authenticate)."""
         ...
 
-    async def admit_stream(self, identity: Any, request: HttpRequest) -> Admit | Rejection:
+    async def admit_stream(self, identity: Identity, request: HttpRequest) -> Admit | Rejection:
         """Allow a GET (SSE stream) or DELETE (end session) request; headers for upstream."""
         ...
 
-    async def check_session(self, identity: Any, session_id: str) -> bool:
+    async def check_session(self, identity: Identity, session_id: str) -> bool:
         """Whether ``identity`` may use the presented ``Mcp-Session-Id``; False answers 404."""
         ...
 
-    async def bind_session(self, identity: Any, session_id: str) -> None:
+    async def bind_session(self, identity: Identity, session_id: str) -> None:
         """The upstream issued ``session_id`` to ``identity`` (on ``initialize``)."""
         ...
 
-    async def end_session(self, identity: Any, session_id: str) -> None:
+    async def end_session(self, identity: Identity, session_id: str) -> None:
         """The upstream accepted a DELETE of ``session_id``."""
         ...
 
-    async def decide(self, identity: Any, call: Message, request: HttpRequest) -> Admit | Deny:
+    async def decide(self, identity: Identity, call: Message, request: HttpRequest) -> Admit | Deny:
         """Decide one client→server JSON-RPC request (``call.kind == "request"``)."""
         ...
 
-    async def admit_message(self, identity: Any, message: Message) -> Admit | Deny:
+    async def admit_message(self, identity: Identity, message: Message) -> Admit | Deny:
         """Decide a notification or a client response to a server-initiated request."""
         ...
 
     async def transform(
-        self, identity: Any, call: Message, token: Any, response: dict[str, Any]
+        self, identity: Identity, call: Message, token: Any, response: dict[str, Any]
     ) -> dict[str, Any]:
         """Return the server→client response to ``call``, possibly filtered (e.g. tools/list)."""
         ...
 
-    async def outcome(self, identity: Any, call: Message, token: Any, outcome: Outcome) -> None:
+    async def outcome(
+        self, identity: Identity, call: Message, token: Any, outcome: Outcome
+    ) -> None:
         """Called once per forwarded request when its response arrived or the call failed."""
         ...
 
@@ -134,52 +137,58 @@ class AllowAllHooks:
     Also a convenient base class: override only the hooks you need.
     """
 
-    async def authenticate(self, request: HttpRequest) -> Any | Rejection:
+    async def authenticate(self, request: HttpRequest) -> Identity | Rejection:
         """Everyone is anonymous."""
-        return None
+        return ANONYMOUS
 
-    async def admit_stream(self, identity: Any, request: HttpRequest) -> Admit | Rejection:
+    async def admit_stream(self, identity: Identity, request: HttpRequest) -> Admit | Rejection:
         """Allow."""
         return ADMIT
 
-    async def check_session(self, identity: Any, session_id: str) -> bool:
+    async def check_session(self, identity: Identity, session_id: str) -> bool:
         """Any session id is acceptable (the upstream still checks it exists)."""
         return True
 
-    async def bind_session(self, identity: Any, session_id: str) -> None:
+    async def bind_session(self, identity: Identity, session_id: str) -> None:
         """Nothing to remember."""
 
-    async def end_session(self, identity: Any, session_id: str) -> None:
+    async def end_session(self, identity: Identity, session_id: str) -> None:
         """Nothing to forget."""
 
-    async def decide(self, identity: Any, call: Message, request: HttpRequest) -> Admit | Deny:
+    async def decide(self, identity: Identity, call: Message, request: HttpRequest) -> Admit | Deny:
         """Allow."""
         return ADMIT
 
-    async def admit_message(self, identity: Any, message: Message) -> Admit | Deny:
+    async def admit_message(self, identity: Identity, message: Message) -> Admit | Deny:
         """Allow."""
         return ADMIT
 
     async def transform(
-        self, identity: Any, call: Message, token: Any, response: dict[str, Any]
+        self, identity: Identity, call: Message, token: Any, response: dict[str, Any]
     ) -> dict[str, Any]:
         """Unchanged."""
         return response
 
-    async def outcome(self, identity: Any, call: Message, token: Any, outcome: Outcome) -> None:
+    async def outcome(
+        self, identity: Identity, call: Message, token: Any, outcome: Outcome
+    ) -> None:
         """Not recorded."""
 
 
 ADMIT = Admit()
 """An admission with no extra headers and no token."""
+ANONYMOUS = Identity(subject="", agent="")
+"""The caller before (or without) authentication."""
 
 __all__ = [
     "ADMIT",
+    "ANONYMOUS",
     "Admit",
     "AllowAllHooks",
     "Deny",
     "GatewayHooks",
     "HttpRequest",
+    "Identity",
     "Message",
     "Outcome",
     "Rejection",

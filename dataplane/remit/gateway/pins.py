@@ -4,17 +4,25 @@ A tool's definition (name, title, description, input and output schema, annotati
 canonically and pinned the first time the gateway sees it, or taken from the bundle when the
 operator has pinned it already. A later, different definition is a "rug pull": under
 ``Enforce`` the tool is hidden and its calls denied; under ``Audit`` it is recorded only.
+``ToolCatalog`` remembers definitions and pins; ``PinEnforcer`` applies the bundle's mode to
+both places a definition matters (a ``tools/list`` result and a ``tools/call``) in one rule.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import orjson
 
+from remit.policy.bundle import Bundle
+
+log = logging.getLogger(__name__)
+
 PinVerdict = Literal["pinned", "match", "changed", "unknown"]
+PinMode = Literal["Enforce", "Audit", "Disabled"]
 _PINNED_FIELDS = ("name", "title", "description", "inputSchema", "outputSchema", "annotations")
 
 
@@ -68,3 +76,48 @@ class ToolCatalog:
     def pins(self) -> dict[str, str]:
         """Every pin, for the admin API and the operator."""
         return dict(self._pins)
+
+
+class PinEnforcer:
+    """Tool pinning under the bundle's mode: adopt the bundle's pins, judge calls, filter lists.
+
+    ``on_mismatch`` is called once per definition found to differ from its pin (whatever the
+    mode but ``Disabled``), e.g. to count it.
+    """
+
+    def __init__(self, catalog: ToolCatalog, on_mismatch: Callable[[], None]) -> None:
+        self.catalog = catalog
+        self._on_mismatch = on_mismatch
+        self._pinned_digest = ""
+
+    def adopt(self, bundle: Bundle) -> None:
+        """Merge the pins of ``bundle`` once per bundle digest."""
+        if bundle.digest != self._pinned_digest:
+            self.catalog.merge_pins(bundle.tool_pins)
+            self._pinned_digest = bundle.digest
+
+    def knows(self, name: str) -> bool:
+        """Whether a definition of tool ``name`` has been seen."""
+        return self.catalog.verdict(name)[0] != "unknown"
+
+    def check_call(self, name: str, mode: PinMode) -> tuple[bool, str | None]:
+        """Whether a call to ``name`` may be decided on, and its definition hash (if known)."""
+        verdict, digest = self.catalog.verdict(name)
+        return self._usable(name, verdict, mode), digest
+
+    def filter_listed(self, tools: Iterable[dict[str, Any]], mode: PinMode) -> list[dict[str, Any]]:
+        """Observe each listed definition; keep those that may be shown."""
+        kept = []
+        for tool in tools:
+            verdict, _ = self.catalog.observe(tool)
+            if self._usable(str(tool.get("name", "")), verdict, mode):
+                kept.append(tool)
+        return kept
+
+    def _usable(self, name: str, verdict: PinVerdict, mode: PinMode) -> bool:
+        """The one pinning rule: a changed definition counts, and blocks under ``Enforce``."""
+        if verdict != "changed" or mode == "Disabled":
+            return True
+        self._on_mismatch()
+        log.warning("tool %r differs from its pin (%s)", name, mode)
+        return mode != "Enforce"

@@ -13,13 +13,13 @@ with a JSON-RPC error, never a traceback. The ASGI lifespan owns the upstream cl
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from remit.gateway.hooks import Admit, Deny, GatewayHooks, HttpRequest, Rejection
+from remit.gateway.asgi import Receive, Scope, Send, reply, serve_lifespan
+from remit.gateway.hooks import Admit, Deny, GatewayHooks, HttpRequest, Identity, Rejection
 from remit.gateway.protocol import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -37,13 +37,10 @@ from remit.gateway.protocol import (
     parse_body,
     result_response,
 )
-from remit.gateway.relay import Call, Exchange, PendingCalls, Receive, Send
+from remit.gateway.relay import Call, Exchange, PendingCalls
 from remit.gateway.upstream import Upstream, UpstreamError, UpstreamSettings, request_headers
 
 log = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-_JSON = [(b"content-type", b"application/json")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,29 +92,18 @@ class McpProxy:
             except Exception:
                 log.exception("internal error while proxying %s %s", scope["method"], scope["path"])
                 if not sender.started:
-                    await _reply(send, 500, error_body(None, INTERNAL_ERROR, "Internal error"))
+                    await reply(send, 500, error_body(None, INTERNAL_ERROR, "Internal error"))
         elif scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await self.upstream.start()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.upstream.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+            await serve_lifespan(receive, send, self.upstream.start, self.upstream.close)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["path"] != self.settings.path:
-            await _reply(send, 404, error_body(None, INVALID_REQUEST, "Not Found"))
+            await reply(send, 404, error_body(None, INVALID_REQUEST, "Not Found"))
             return
         method = scope["method"]
         if method not in ("POST", "GET", "DELETE"):
             body = error_body(None, INVALID_REQUEST, f"Method {method} not allowed")
-            await _reply(send, 405, body, [(b"allow", b"GET, POST, DELETE")])
+            await reply(send, 405, body, [(b"allow", b"GET, POST, DELETE")])
             return
         request = HttpRequest(
             method=method,
@@ -134,11 +120,11 @@ class McpProxy:
                 (k.lower().encode("latin-1"), v.encode("latin-1"))
                 for k, v in identity.headers.items()
             ]
-            await _reply(send, identity.status, orjson.dumps(dict(identity.body)), headers)
+            await reply(send, identity.status, orjson.dumps(dict(identity.body)), headers)
             return
         session = request.header(SESSION_HEADER)
         if session is not None and not await self.hooks.check_session(identity, session):
-            await _reply(send, 404, error_body(None, SESSION_NOT_FOUND, "Session not found"))
+            await reply(send, 404, error_body(None, SESSION_NOT_FOUND, "Session not found"))
             return
         if method == "POST":
             await self._post(request, identity, session, receive, send)
@@ -146,7 +132,12 @@ class McpProxy:
             await self._stream(request, identity, session, receive, send)
 
     async def _post(
-        self, request: HttpRequest, identity: Any, session: str | None, receive: Receive, send: Send
+        self,
+        request: HttpRequest,
+        identity: Identity,
+        session: str | None,
+        receive: Receive,
+        send: Send,
     ) -> None:
         try:
             body = await _read_body(request, receive, self.settings.max_body_bytes)
@@ -155,7 +146,7 @@ class McpProxy:
                 if message.kind == "request":
                     check_routing_headers(message, request.headers, in_batch=parsed.batch)
         except ProtocolError as exc:
-            await _reply(send, exc.status, error_body(exc.id, exc.code, exc.message))
+            await reply(send, exc.status, error_body(exc.id, exc.code, exc.message))
             return
         admits: list[Admit] = []
         calls: dict[RequestId, Call] = {}
@@ -171,7 +162,7 @@ class McpProxy:
             if message.id is not None and message.kind == "request":
                 if message.id in calls:
                     body = error_body(message.id, INVALID_REQUEST, "Duplicate request id in batch")
-                    await _reply(send, 400, body)
+                    await reply(send, 400, body)
                     return
                 calls[message.id] = Call(message, verdict.token)
             admits.append(verdict)
@@ -193,26 +184,31 @@ class McpProxy:
         if batch:
             text = "Batch rejected: a message in it was denied"
             error = dict(deny.error) if deny.error is not None else None
-            await _reply(send, 400, error_body(message.id, INVALID_REQUEST, text, error))
+            await reply(send, 400, error_body(message.id, INVALID_REQUEST, text, error))
         elif message.kind != "request":
-            await _reply(
+            await reply(
                 send, deny.status, b"" if deny.error is None else error_body(None, **_err(deny))
             )
         elif deny.result is not None:
             result = dict(deny.result)
             if modern:  # 2026-07-28 results say they are complete
                 result.setdefault("resultType", "complete")
-            await _reply(send, deny.status, orjson.dumps(result_response(message.id, result)))
+            await reply(send, deny.status, orjson.dumps(result_response(message.id, result)))
         else:
             denial = deny.error or {"code": INVALID_REQUEST, "message": "Denied"}
-            await _reply(send, deny.status, orjson.dumps(error_response(message.id, denial)))
+            await reply(send, deny.status, orjson.dumps(error_response(message.id, denial)))
 
     async def _stream(
-        self, request: HttpRequest, identity: Any, session: str | None, receive: Receive, send: Send
+        self,
+        request: HttpRequest,
+        identity: Identity,
+        session: str | None,
+        receive: Receive,
+        send: Send,
     ) -> None:
         verdict = await self.hooks.admit_stream(identity, request)
         if isinstance(verdict, Rejection):
-            await _reply(send, verdict.status, orjson.dumps(dict(verdict.body)))
+            await reply(send, verdict.status, orjson.dumps(dict(verdict.body)))
             return
         headers = request_headers(request.headers, verdict.upstream_headers)
         await self._forward(
@@ -229,7 +225,7 @@ class McpProxy:
     async def _forward(
         self,
         request: HttpRequest,
-        identity: Any,
+        identity: Identity,
         session: str | None,
         *,
         calls: dict[RequestId, Call],
@@ -244,9 +240,7 @@ class McpProxy:
         except UpstreamError as exc:
             log.warning("upstream failed for %s: %s", request.method, exc.reason)
             await exchange.fail(exc.reason)
-            await _reply(
-                send, exc.status, error_body(_single_id(calls), UPSTREAM_ERROR, exc.reason)
-            )
+            await reply(send, exc.status, error_body(_single_id(calls), UPSTREAM_ERROR, exc.reason))
             return
         issued = response.header(SESSION_HEADER.encode())
         if issued is not None and issued != session and 200 <= response.status < 300:
@@ -262,9 +256,7 @@ class McpProxy:
             if sender.started:
                 log.warning("upstream response broke off mid-way: %s", exc.reason)
                 return
-            await _reply(
-                send, exc.status, error_body(_single_id(calls), UPSTREAM_ERROR, exc.reason)
-            )
+            await reply(send, exc.status, error_body(_single_id(calls), UPSTREAM_ERROR, exc.reason))
             return
 
 
@@ -310,14 +302,3 @@ def _single_id(calls: dict[RequestId, Call]) -> RequestId | None:
 def _err(deny: Deny) -> dict[str, Any]:
     error = dict(deny.error or {})
     return {"code": error.get("code", INVALID_REQUEST), "message": error.get("message", "Denied")}
-
-
-async def _reply(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    """Send a complete response with a JSON (or empty) body."""
-    out = [*(headers or []), (b"content-length", str(len(body)).encode())]
-    if body:
-        out += _JSON
-    await send({"type": "http.response.start", "status": status, "headers": out})
-    await send({"type": "http.response.body", "body": body})

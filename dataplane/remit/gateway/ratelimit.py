@@ -2,7 +2,8 @@
 
 Buckets live in this process (one sidecar per pod, so per pod). A bucket that has refilled
 completely is indistinguishable from a new one, so pruning such buckets when the table grows
-past its bound loses nothing and keeps memory flat.
+past its bound loses nothing and keeps memory flat. ``RateLimiter.limit`` turns an allowed
+decision whose rules carry limits into a ``rate_limited`` denial when a bucket is empty.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from remit.policy.decision import RateLimitRef
+from remit.policy.decision import RATE_LIMITED, Decision, RateLimitRef
+from remit.policy.request import Identity
 
 
 @dataclass(slots=True)
@@ -65,6 +67,18 @@ class RateLimiter:
         for bucket in buckets:
             bucket.tokens -= 1.0
         return None
+
+    def limit(self, decision: Decision, identity: Identity) -> Decision:
+        """``decision``, or a denial naming the rule whose limit the call exceeds."""
+        if not decision.allowed or not decision.rate_limits:
+            return decision
+        exceeded = self.take(identity.subject, identity.agent, decision.rate_limits)
+        if exceeded is None:
+            return decision
+        message = (
+            f"rate limit of rule {exceeded.rule} exceeded; retry in {exceeded.retry_after:.1f}s"
+        )
+        return Decision("deny", RATE_LIMITED, message, decision.bundle, (exceeded.rule,))
 
     def _prune(self, now: float) -> None:
         full = [

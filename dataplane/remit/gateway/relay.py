@@ -13,23 +13,19 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from remit.gateway.asgi import Receive, Send
 from remit.gateway.hooks import GatewayHooks, Outcome
 from remit.gateway.protocol import Message, RequestId, is_response
 from remit.gateway.sse import SseSplitter, replace_data
 from remit.gateway.upstream import UpstreamError, UpstreamResponse
 
 log = logging.getLogger(__name__)
-
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-"""The ASGI ``send`` callable."""
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-"""The ASGI ``receive`` callable."""
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -5,13 +5,18 @@ A denied ``tools/call`` of a tool the caller can see answers with a tool result 
 human reading its transcript) learns why, and for ``consent_required`` which server, agent and
 tool a human must grant. A tool the caller may not see answers exactly like an unknown tool.
 Other denied methods answer with a JSON-RPC error carrying the same facts in ``data``.
+Requests refused before any decision get their answer here too: ``no_bundle`` (the one place
+that says what a gateway without a policy answers) and ``authentication_refusal``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from remit.gateway.hooks import Deny
+from remit.errors import AuthenticationError
+from remit.gateway.hooks import Deny, Rejection
+from remit.gateway.resource_metadata import metadata_url, status_for, www_authenticate
+from remit.policy.bundle import ServerSettings
 from remit.policy.decision import METHOD_NOT_ALLOWED, Decision
 
 FORBIDDEN = -32003  # implementation-defined server error: refused by policy
@@ -20,6 +25,8 @@ INVALID_PARAMS = -32602
 INTERNAL = -32603
 UNAVAILABLE = -32000
 META_KEY = "dev.remit/decision"
+NO_BUNDLE_STATUS = 503
+NO_BUNDLE_MESSAGE = "no policy bundle in force"
 
 
 def denial(method: str, name: str, decision: Decision, record_id: str, visible: bool) -> Deny:
@@ -72,3 +79,15 @@ def unavailable(message: str) -> dict[str, Any]:
         "id": None,
         "error": {"code": UNAVAILABLE, "message": message, "data": {"reason": "no_bundle"}},
     }
+
+
+def no_bundle() -> Rejection:
+    """The answer to every request on the MCP port while no bundle is in force (fail closed)."""
+    return Rejection(NO_BUNDLE_STATUS, unavailable(f"{NO_BUNDLE_MESSAGE}: denying everything"))
+
+
+def authentication_refusal(exc: AuthenticationError, server: ServerSettings) -> Rejection:
+    """401/403 with the ``WWW-Authenticate`` challenge the MCP authorization spec asks for."""
+    challenge = www_authenticate(exc, metadata_url(server.audience), server.required_scopes)
+    body = {"error": exc.reason, "error_description": exc.description}
+    return Rejection(status_for(exc), body, {"WWW-Authenticate": challenge})

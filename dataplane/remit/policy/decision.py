@@ -19,6 +19,12 @@ EXPRESSION_ERROR = "expression_error"
 METHOD_NOT_ALLOWED = "method_not_allowed"
 INVALID_REQUEST = "invalid_request"
 NO_BUNDLE = "no_bundle"
+# Reason codes the gateway adds around the engine's decision.
+UNAUTHENTICATED = "unauthenticated"
+SESSION_MISMATCH = "session_mismatch"
+RATE_LIMITED = "rate_limited"
+TOOL_PIN_MISMATCH = "tool_pin_mismatch"
+AUDIT_UNAVAILABLE = "audit_unavailable"
 
 
 @dataclass(frozen=True, slots=True)

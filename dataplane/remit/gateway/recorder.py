@@ -1,0 +1,115 @@
+"""Writing the gateway's decision and outcome records, with the metrics that go with them.
+
+Every path through the guard ends here: a decision before forwarding, an outcome after, and a
+refusal record for requests turned away before any decision (no bundle, bad token, foreign
+session). A record that cannot be written is counted and logged, and the caller is told, so the
+guard can deny when the bundle says audit failures fail closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from remit.audit import AuditChain, build_outcome, record_decision
+from remit.audit.records import DecisionRecord, OutcomeRecord
+from remit.errors import AuditError
+from remit.gateway.hooks import Outcome
+from remit.gateway.metrics import Metrics
+from remit.gateway.state import Policy
+from remit.policy.decision import Decision
+from remit.policy.request import Request
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """What the guard remembers between admitting a call and its outcome."""
+
+    record: DecisionRecord
+    started: float
+
+
+log = logging.getLogger(__name__)
+
+
+class Recorder:
+    """Builds records for one gateway and appends them to its chain."""
+
+    def __init__(self, chain: AuditChain, metrics: Metrics, pod: str = "") -> None:
+        self.chain = chain
+        self.metrics = metrics
+        self.pod = pod
+
+    def build(
+        self,
+        policy: Policy | None,
+        request: Request,
+        effect: str,
+        reason: str,
+        message: str,
+        decision: Decision | None = None,
+        tool_hash: str | None = None,
+        session: str | None = None,
+    ) -> DecisionRecord:
+        """The decision record for ``request`` under ``policy`` (None: no bundle in force)."""
+        return record_decision(
+            request,
+            bundle=policy.bundle if policy is not None else None,
+            server=self.chain.server,
+            pod=self.pod,
+            effect=effect,
+            reason=reason,
+            message=message,
+            decision=decision,
+            tool_hash=tool_hash,
+            session_id=session,
+        )
+
+    async def decision(
+        self, policy: Policy, request: Request, decision: Decision, tool_hash: str | None,
+        session: str | None,
+    ) -> tuple[DecisionRecord, bool]:  # fmt: skip
+        """Count and record the engine's ``decision``; return the record and whether it was
+        written."""
+        record = self.build(
+            policy, request, decision.effect, decision.reason, decision.message, decision,
+            tool_hash, session,
+        )  # fmt: skip
+        self.metrics.decisions.labels(decision.effect, decision.reason).inc()
+        return record, await self.append(record, "decision")
+
+    async def refusal(
+        self, policy: Policy | None, request: Request, reason: str, message: str
+    ) -> None:
+        """Count and record a request refused before (or instead of) a decision."""
+        self.metrics.decisions.labels("deny", reason).inc()
+        await self.append(self.build(policy, request, "deny", reason, message), "deny")
+
+    async def outcome(self, ticket: Ticket, outcome: Outcome) -> None:
+        """Write the outcome line that completes the call's decision record."""
+        self.metrics.upstream_seconds.observe(outcome.latency)
+        kind = "ok"
+        if outcome.error is not None:
+            kind = "upstream_error"
+            self.metrics.upstream_errors.labels("transport").inc()
+        elif outcome.response is not None and "error" in outcome.response:
+            kind = "error"
+            self.metrics.upstream_errors.labels("jsonrpc").inc()
+        record = build_outcome(
+            ticket.record,
+            outcome=kind,
+            latency_ms=outcome.latency * 1000.0,
+            status=outcome.status or None,
+            error=outcome.error,
+        )
+        await self.append(record, "outcome")
+
+    async def append(self, record: DecisionRecord | OutcomeRecord, what: str) -> bool:
+        """Append ``record`` to the chain; a failure is counted, logged and returned as False."""
+        try:
+            await self.chain.append(record)
+        except AuditError as exc:
+            self.metrics.audit_failures.inc()
+            log.error("%s record not written: %s", what, exc)
+            return False
+        return True
