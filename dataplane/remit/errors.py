@@ -10,10 +10,17 @@
     │   ├── SignatureError       bad signature, wrong key, or an algorithm other than EdDSA
     │   └── RollbackError        a bundle with a lower serial than the one in force
     ├── SigningKeyError          a signing or verification key cannot be loaded or saved
+    ├── EvaluationError          a CEL condition failed at run time (the engine denies)
+    ├── SettingsError            a setting (REMIT_* variable or flag) is missing or malformed
     ├── AuthenticationError      a caller's token cannot be verified (gateway)
     │   ├── InsufficientScopeError   the token is valid but lacks required scopes
     │   └── MissingCredentialsError  no bearer token at all (answered without an error code)
+    ├── ProtocolError            an MCP message the gateway refuses before forwarding
+    ├── ClientGoneError          the client disconnected before its request was complete
+    ├── UpstreamError            the MCP server could not be reached or failed
     └── AuditError               a decision record cannot be written or verified
+
+The operator's errors (``remit_operator.errors``) hang below ``RemitError`` too.
 
 Errors are raised with ``raise ... from`` so the original cause stays attached.
 """
@@ -89,6 +96,38 @@ class InsufficientScopeError(AuthenticationError):
     def __init__(self, missing: Sequence[str]) -> None:
         self.missing = list(missing)
         super().__init__("insufficient_scope", f"missing scopes: {' '.join(self.missing)}")
+
+
+class EvaluationError(RemitError):
+    """A condition failed at run time (missing key, type mismatch, non-bool result)."""
+
+
+class SettingsError(RemitError):
+    """A setting is missing or malformed (the message names the setting)."""
+
+
+class ProtocolError(RemitError):
+    """A message the gateway refuses before forwarding: JSON-RPC ``code``, HTTP ``status``."""
+
+    def __init__(self, code: int, message: str, status: int = 400, id_: str | int | None = None):
+        self.code = code
+        self.message = message
+        self.status = status
+        self.id = id_
+        super().__init__(message)
+
+
+class ClientGoneError(RemitError):
+    """The client disconnected before its request body was complete."""
+
+
+class UpstreamError(RemitError):
+    """The upstream could not be reached or failed; ``status`` is what the client gets."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(reason)
 
 
 class AuditError(RemitError):

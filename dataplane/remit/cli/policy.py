@@ -29,7 +29,7 @@ from remit.cli.common import (
 )
 from remit.errors import CompileError
 from remit.policy.compiler import compile_bundle
-from remit.policy.decision import DENIED_BY_RULE, Decision
+from remit.policy.decision import Decision, Reason
 from remit.policy.engine import Engine
 from remit.policy.request import Identity, Request
 from remit.policy.signing import load_key, sign
@@ -126,7 +126,7 @@ def _print_decision(decision: Decision, annotated: bool) -> None:
             highlight=False,
         )
     console.print(f"  bundle:  {decision.bundle}", highlight=False)
-    if decision.reason == DENIED_BY_RULE and not annotated:
+    if decision.reason == Reason.DENIED_BY_RULE and not annotated:
         console.print(
             "  note:    no --annotations given; MCP defaults treat an undeclared tool as "
             "destructive (try --read-only or --annotations)",

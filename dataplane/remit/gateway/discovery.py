@@ -21,8 +21,9 @@ from typing import Any
 import orjson
 from multidict import CIMultiDict
 
+from remit.errors import UpstreamError
 from remit.gateway.sse import SseSplitter
-from remit.gateway.upstream import Upstream, UpstreamError, UpstreamResponse
+from remit.gateway.upstream import Upstream, UpstreamResponse
 
 log = logging.getLogger(__name__)
 

@@ -35,16 +35,7 @@ from remit.gateway.replies import (
 from remit.gateway.sessions import SessionBindings
 from remit.gateway.state import Policy, PolicyState
 from remit.gateway.upstream import Upstream
-from remit.policy.decision import (
-    AUDIT_UNAVAILABLE,
-    CONSENT_REQUIRED,
-    NO_BUNDLE,
-    SESSION_MISMATCH,
-    TOOL_PIN_MISMATCH,
-    UNAUTHENTICATED,
-    Decision,
-    deny,
-)
+from remit.policy.decision import Decision, Reason, deny
 from remit.policy.request import Identity, Request
 
 _HEADER_SAFE = "@:._-+/=~!$&'()*,;"
@@ -84,7 +75,9 @@ class RemitGuard:
         """Verify the bearer token against the issuer in the bundle; 401/403 otherwise."""
         policy = self.state.current
         if policy is None:
-            await self.recorder.refusal(None, Request(ANONYMOUS, ""), NO_BUNDLE, NO_BUNDLE_MESSAGE)
+            await self.recorder.refusal(
+                None, Request(ANONYMOUS, ""), Reason.NO_BUNDLE, NO_BUNDLE_MESSAGE
+            )
             return no_bundle()
         server = policy.bundle.server
         try:
@@ -93,7 +86,9 @@ class RemitGuard:
             )
         except AuthenticationError as exc:
             self.metrics.authentication_failures.labels(exc.reason).inc()
-            await self.recorder.refusal(policy, Request(ANONYMOUS, ""), UNAUTHENTICATED, str(exc))
+            await self.recorder.refusal(
+                policy, Request(ANONYMOUS, ""), Reason.UNAUTHENTICATED, str(exc)
+            )
             return authentication_refusal(exc, server)
 
     async def admit_stream(self, identity: Identity, request: HttpRequest) -> Admit | Rejection:
@@ -108,7 +103,7 @@ class RemitGuard:
             return True
         message = "session id unknown or bound to another identity"
         await self.recorder.refusal(
-            self.state.current, Request(identity, ""), SESSION_MISMATCH, message
+            self.state.current, Request(identity, ""), Reason.SESSION_MISMATCH, message
         )
         return False
 
@@ -128,7 +123,7 @@ class RemitGuard:
         policy = self.state.current
         if policy is None:
             req = Request(identity, call.method, call.target)
-            await self.recorder.refusal(None, req, NO_BUNDLE, NO_BUNDLE_MESSAGE)
+            await self.recorder.refusal(None, req, Reason.NO_BUNDLE, NO_BUNDLE_MESSAGE)
             rejection = no_bundle()
             return Deny(error=rejection.body.get("error"), status=rejection.status)
         req = await self._request(policy, identity, call)
@@ -136,9 +131,9 @@ class RemitGuard:
         session = request.header("mcp-session-id")
         record, recorded = await self.recorder.decision(policy, req, decision, tool_hash, session)
         if not recorded and policy.bundle.server.audit_failure_policy == "Fail":
-            self.metrics.decisions.labels("deny", AUDIT_UNAVAILABLE).inc()
-            message = f"decision could not be recorded ({AUDIT_UNAVAILABLE})"
-            return Deny(error=internal_error(message, record.id, AUDIT_UNAVAILABLE))
+            self.metrics.decisions.labels("deny", Reason.AUDIT_UNAVAILABLE).inc()
+            message = f"decision could not be recorded ({Reason.AUDIT_UNAVAILABLE})"
+            return Deny(error=internal_error(message, record.id, Reason.AUDIT_UNAVAILABLE))
         self.metrics.decision_seconds.observe(self._clock() - started)
         if not decision.allowed:
             visible = self._visible(policy, req, decision)
@@ -169,13 +164,13 @@ class RemitGuard:
             usable, tool_hash = self.pins.check_call(request.name, mode)
             if not usable:
                 message = f"tool {request.name!r} changed since it was pinned"
-                return deny(TOOL_PIN_MISMATCH, message, policy.bundle.digest), tool_hash
+                return deny(Reason.TOOL_PIN_MISMATCH, message, policy.bundle.digest), tool_hash
         return self.limiter.limit(policy.engine.decide(request), request.identity), tool_hash
 
     @staticmethod
     def _visible(policy: Policy, request: Request, decision: Decision) -> bool:
         """Whether the denial may say why (else a hidden tool answers like an unknown one)."""
-        return decision.reason == CONSENT_REQUIRED or (
+        return decision.reason == Reason.CONSENT_REQUIRED or (
             request.method == "tools/call"
             and policy.engine.visible(request.identity, "tool", request.name, request.annotations)
         )

@@ -17,6 +17,8 @@ from typing import Any, Final
 
 import orjson
 
+from remit.errors import ProtocolError
+
 PARSE_ERROR: Final = -32700
 INVALID_REQUEST: Final = -32600
 INTERNAL_ERROR: Final = -32603
@@ -43,17 +45,6 @@ _B64: Final = re.compile(r"^=\?base64\?(?P<payload>.*)\?=$")
 _DECIMAL: Final = re.compile(r"^-?[0-9]+(\.0+)?$")
 
 RequestId = str | int
-
-
-class ProtocolError(Exception):
-    """A message the gateway refuses before forwarding: JSON-RPC ``code``, HTTP ``status``."""
-
-    def __init__(self, code: int, message: str, status: int = 400, id_: RequestId | None = None):
-        self.code = code
-        self.message = message
-        self.status = status
-        self.id = id_
-        super().__init__(message)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from remit.errors import ClientGoneError, ProtocolError, UpstreamError
 from remit.gateway.asgi import Receive, Scope, Send, reply, serve_lifespan
 from remit.gateway.hooks import Admit, Deny, GatewayHooks, HttpRequest, Identity, Rejection
 from remit.gateway.protocol import (
@@ -29,7 +30,6 @@ from remit.gateway.protocol import (
     UPSTREAM_ERROR,
     VERSION_HEADER,
     Message,
-    ProtocolError,
     RequestId,
     check_routing_headers,
     error_body,
@@ -38,7 +38,7 @@ from remit.gateway.protocol import (
     result_response,
 )
 from remit.gateway.relay import Call, Exchange, PendingCalls
-from remit.gateway.upstream import Upstream, UpstreamError, UpstreamSettings, request_headers
+from remit.gateway.upstream import Upstream, UpstreamSettings, request_headers
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,6 @@ class ProxySettings:
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     path: str = "/mcp"
     max_body_bytes: int = 4 * 1024 * 1024
-
-
-class ClientGoneError(Exception):
-    """The client disconnected before its request body was complete."""
 
 
 class _Sender:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from remit.policy.decision import RATE_LIMITED, Decision, RateLimitRef
+from remit.policy.decision import Decision, RateLimitRef, Reason
 from remit.policy.request import Identity
 
 
@@ -78,7 +78,7 @@ class RateLimiter:
         message = (
             f"rate limit of rule {exceeded.rule} exceeded; retry in {exceeded.retry_after:.1f}s"
         )
-        return Decision("deny", RATE_LIMITED, message, decision.bundle, (exceeded.rule,))
+        return Decision("deny", Reason.RATE_LIMITED, message, decision.bundle, (exceeded.rule,))
 
     def _prune(self, now: float) -> None:
         full = [

@@ -17,7 +17,7 @@ from remit.errors import AuditError
 from remit.gateway.hooks import Outcome
 from remit.gateway.metrics import Metrics
 from remit.gateway.state import Policy
-from remit.policy.decision import Decision
+from remit.policy.decision import Decision, Reason
 from remit.policy.request import Request
 
 
@@ -45,7 +45,7 @@ class Recorder:
         policy: Policy | None,
         request: Request,
         effect: str,
-        reason: str,
+        reason: Reason,
         message: str,
         decision: Decision | None = None,
         tool_hash: str | None = None,
@@ -79,7 +79,7 @@ class Recorder:
         return record, await self.append(record, "decision")
 
     async def refusal(
-        self, policy: Policy | None, request: Request, reason: str, message: str
+        self, policy: Policy | None, request: Request, reason: Reason, message: str
     ) -> None:
         """Count and record a request refused before (or instead of) a decision."""
         self.metrics.decisions.labels("deny", reason).inc()

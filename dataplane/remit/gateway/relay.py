@@ -19,11 +19,12 @@ from typing import Any
 
 import orjson
 
+from remit.errors import UpstreamError
 from remit.gateway.asgi import Receive, Send
 from remit.gateway.hooks import GatewayHooks, Outcome
 from remit.gateway.protocol import Message, RequestId, is_response
 from remit.gateway.sse import SseSplitter, replace_data
-from remit.gateway.upstream import UpstreamError, UpstreamResponse
+from remit.gateway.upstream import UpstreamResponse
 
 log = logging.getLogger(__name__)
 

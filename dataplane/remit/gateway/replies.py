@@ -17,7 +17,7 @@ from remit.errors import AuthenticationError
 from remit.gateway.hooks import Deny, Rejection
 from remit.gateway.resource_metadata import metadata_url, status_for, www_authenticate
 from remit.policy.bundle import ServerSettings
-from remit.policy.decision import METHOD_NOT_ALLOWED, Decision
+from remit.policy.decision import Decision, Reason
 
 FORBIDDEN = -32003  # implementation-defined server error: refused by policy
 METHOD_NOT_FOUND = -32601
@@ -52,7 +52,7 @@ def denial(method: str, name: str, decision: Decision, record_id: str, visible: 
                 "_meta": {META_KEY: facts},
             }
         )
-    if decision.reason == METHOD_NOT_ALLOWED:
+    if decision.reason == Reason.METHOD_NOT_ALLOWED:
         return Deny(error={"code": METHOD_NOT_FOUND, "message": decision.message, "data": facts})
     return Deny(
         error={

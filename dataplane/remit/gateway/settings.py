@@ -32,11 +32,7 @@ from urllib.parse import urlsplit
 
 from remit.audit.sinks import AuditSettings
 from remit.audit.writer import DEFAULT_QUEUE_BYTES
-from remit.errors import RemitError
-
-
-class SettingsError(RemitError):
-    """A gateway setting is missing or malformed (names the setting)."""
+from remit.errors import RemitError, SettingsError
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ from typing import Final
 import aiohttp
 from multidict import CIMultiDict
 
+from remit.errors import UpstreamError
+
 HOP_BY_HOP: Final = frozenset(
     {
         "connection",
@@ -57,15 +59,6 @@ class UpstreamSettings:
     connect_timeout: float = 5.0
     response_timeout: float = 120.0
     max_connections: int = 256
-
-
-class UpstreamError(Exception):
-    """The upstream could not be reached or failed; ``status`` is what the client gets."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        self.status = status
-        self.reason = reason
-        super().__init__(reason)
 
 
 def request_headers(

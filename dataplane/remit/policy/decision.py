@@ -4,27 +4,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from remit.policy.bundle import CompiledRateLimit
 
 Effect = Literal["allow", "deny"]
 
-# Reason codes. Allowed decisions all use ALLOWED; the grant field says when consent was used.
-ALLOWED = "allowed"
-DENIED_BY_RULE = "denied_by_rule"
-CONSENT_REQUIRED = "consent_required"
-NO_MATCHING_RULE = "no_matching_rule"
-EXPRESSION_ERROR = "expression_error"
-METHOD_NOT_ALLOWED = "method_not_allowed"
-INVALID_REQUEST = "invalid_request"
-NO_BUNDLE = "no_bundle"
-# Reason codes the gateway adds around the engine's decision.
-UNAUTHENTICATED = "unauthenticated"
-SESSION_MISMATCH = "session_mismatch"
-RATE_LIMITED = "rate_limited"
-TOOL_PIN_MISMATCH = "tool_pin_mismatch"
-AUDIT_UNAVAILABLE = "audit_unavailable"
+
+class Reason(StrEnum):
+    """Every reason code a decision record can carry: the one vocabulary of why.
+
+    Allowed decisions all use ``allowed``; the grant field says when consent was used. The
+    engine decides the first eight; the gateway adds the five around it (before the engine is
+    asked, or after it allowed). ``internal_error`` is the engine's catch-all for a bug.
+    """
+
+    ALLOWED = "allowed"
+    DENIED_BY_RULE = "denied_by_rule"
+    CONSENT_REQUIRED = "consent_required"
+    NO_MATCHING_RULE = "no_matching_rule"
+    EXPRESSION_ERROR = "expression_error"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    INVALID_REQUEST = "invalid_request"
+    NO_BUNDLE = "no_bundle"
+    UNAUTHENTICATED = "unauthenticated"
+    SESSION_MISMATCH = "session_mismatch"
+    RATE_LIMITED = "rate_limited"
+    TOOL_PIN_MISMATCH = "tool_pin_mismatch"
+    AUDIT_UNAVAILABLE = "audit_unavailable"
+    INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +72,7 @@ class Decision:
     """The outcome of deciding one request."""
 
     effect: Effect
-    reason: str
+    reason: Reason
     message: str
     bundle: str
     rules: tuple[str, ...] = ()
@@ -88,6 +97,6 @@ class Decision:
         }
 
 
-def deny(reason: str, message: str, bundle: str, rules: tuple[str, ...] = ()) -> Decision:
+def deny(reason: Reason, message: str, bundle: str, rules: tuple[str, ...] = ()) -> Decision:
     """A deny decision."""
     return Decision("deny", reason, message, bundle, rules)

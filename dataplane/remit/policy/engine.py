@@ -13,21 +13,10 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from remit.errors import EvaluationError
 from remit.policy.bundle import Bundle, TargetKind
-from remit.policy.decision import (
-    ALLOWED,
-    CONSENT_REQUIRED,
-    DENIED_BY_RULE,
-    EXPRESSION_ERROR,
-    INVALID_REQUEST,
-    METHOD_NOT_ALLOWED,
-    NO_MATCHING_RULE,
-    Decision,
-    GrantRef,
-    RateLimitRef,
-    deny,
-)
-from remit.policy.expressions import Bindings, EvaluationError
+from remit.policy.decision import Decision, GrantRef, RateLimitRef, Reason, deny
+from remit.policy.expressions import Bindings
 from remit.policy.index import GrantIndex, RuleEntry, RuleIndex, effective_hints
 from remit.policy.methods import DECIDED, LISTS, classify
 from remit.policy.request import Identity, Request
@@ -52,23 +41,25 @@ class Engine:
         try:
             return self._decide(request)
         except Exception as exc:  # noqa: BLE001 - fail closed on anything unforeseen
-            return deny(EXPRESSION_ERROR, f"internal error while deciding: {exc}", self.digest)
+            return deny(Reason.INTERNAL_ERROR, f"internal error while deciding: {exc}", self.digest)
 
     def _decide(self, request: Request) -> Decision:
         kind = classify(request.method)
         if kind == "lifecycle":
             message = f"{request.method} is a lifecycle method, allowed to authenticated callers"
-            return Decision("allow", ALLOWED, message, self.digest)
+            return Decision("allow", Reason.ALLOWED, message, self.digest)
         if kind == "list":
             message = f"{request.method} is allowed; results show only what the caller may use"
-            return Decision("allow", ALLOWED, message, self.digest, filter_results=True)
+            return Decision("allow", Reason.ALLOWED, message, self.digest, filter_results=True)
         if kind == "unknown":
             return deny(
-                METHOD_NOT_ALLOWED, f"method {request.method!r} is not allowed", self.digest
+                Reason.METHOD_NOT_ALLOWED, f"method {request.method!r} is not allowed", self.digest
             )
         target = DECIDED[request.method]
         if not request.name:
-            return deny(INVALID_REQUEST, f"{request.method} names no {_NOUN[target]}", self.digest)
+            return deny(
+                Reason.INVALID_REQUEST, f"{request.method} names no {_NOUN[target]}", self.digest
+            )
         return self._decide_target(request, target)
 
     def _decide_target(self, request: Request, target: TargetKind) -> Decision:
@@ -87,7 +78,7 @@ class Engine:
                         continue
                 except EvaluationError as exc:
                     return deny(
-                        EXPRESSION_ERROR,
+                        Reason.EXPRESSION_ERROR,
                         f"rule {entry.rule.id}: condition failed: {exc}",
                         self.digest,
                         (entry.rule.id,),
@@ -99,13 +90,16 @@ class Engine:
         noun = f"{_NOUN[target]} {request.name!r}"
         if denies:
             return deny(
-                DENIED_BY_RULE, f"{noun} denied by rule {denies[0]}", self.digest, tuple(denies)
+                Reason.DENIED_BY_RULE,
+                f"{noun} denied by rule {denies[0]}",
+                self.digest,
+                tuple(denies),
             )
         if plain:
             ids = tuple(e.rule.id for e in plain)
             return Decision(
                 "allow",
-                ALLOWED,
+                Reason.ALLOWED,
                 f"{noun} allowed by rule {ids[0]}",
                 self.digest,
                 ids,
@@ -114,7 +108,7 @@ class Engine:
         if consent:
             return self._decide_consent(request, target, consent, bindings, now)
         return deny(
-            NO_MATCHING_RULE,
+            Reason.NO_MATCHING_RULE,
             f"no rule allows agent {identity.agent!r} to use {noun} for {identity.subject!r}",
             self.digest,
         )
@@ -152,17 +146,23 @@ class Engine:
             noun = f"{_NOUN[target]} {request.name!r}"
             message = f"{noun} allowed by rule {ids[0]} under consent {grant.id}"
             return Decision(
-                "allow", ALLOWED, message, self.digest, ids, grant=ref, rate_limits=_limits(rules)
+                "allow",
+                Reason.ALLOWED,
+                message,
+                self.digest,
+                ids,
+                grant=ref,
+                rate_limits=_limits(rules),
             )
         if failure:
-            return deny(EXPRESSION_ERROR, failure, self.digest, ids)
+            return deny(Reason.EXPRESSION_ERROR, failure, self.digest, ids)
         server = f"{self.bundle.server.namespace}/{self.bundle.server.name}"
         message = (
             f"consent required: {identity.subject!r} has no active ConsentGrant letting agent "
             f"{identity.agent!r} use {_NOUN[target]} {request.name!r} on server {server} "
             f"(rule {ids[0]})"
         )
-        return deny(CONSENT_REQUIRED, message, self.digest, ids)
+        return deny(Reason.CONSENT_REQUIRED, message, self.digest, ids)
 
     def _applicable(
         self, identity: Identity, target: TargetKind, name: str, hints: Mapping[str, bool]

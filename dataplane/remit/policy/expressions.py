@@ -18,6 +18,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from remit.errors import EvaluationError
+
 
 def _native_cel() -> ModuleType:
     """The binding's native module, without its package ``__init__``.
@@ -126,10 +128,6 @@ class Condition:
         if not isinstance(result, bool):
             raise EvaluationError(f"condition returned {type(result).__name__}, not bool")
         return result
-
-
-class EvaluationError(Exception):
-    """A condition failed at run time (missing key, type mismatch, non-bool result)."""
 
 
 def _offset(source: str, line: int, column: int) -> int:
