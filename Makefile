@@ -20,6 +20,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check dataplane operator tests benchmarks
 	$(BIN)/ruff format --check dataplane operator tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP)
 	$(BIN)/ruff format dataplane operator tests benchmarks

@@ -32,6 +32,7 @@ from remit_operator.index import SERVER_ANNOTATION, SERVER_LABEL, ref, sidecar_f
 from remit_operator.kube import object_path
 from remit_operator.runtime import Runtime
 from remit_operator.status import grant_status, policy_status, rejection, unchanged
+from remit_operator.sync import Syncers
 from remit_operator.webhook import inject, matching_server, native_sidecars
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,9 @@ async def _patch_status(rt: Runtime, kind: str, body: kopf.Body, status: dict[st
         log.warning("cannot write status of %s %s: %s", kind, meta.get("name"), exc)
 
 
-async def on_resource(rt: Runtime, kind: str, event_type: str | None, body: kopf.Body) -> None:
+async def on_resource(
+    rt: Runtime, syncers: Syncers, kind: str, event_type: str | None, body: kopf.Body
+) -> None:
     """Index a resource change and wake the syncers of the servers it affects."""
     meta = body.get("metadata") or {}
     key = ref(meta.get("namespace"), meta.get("name", ""))
@@ -74,10 +77,10 @@ async def on_resource(rt: Runtime, kind: str, event_type: str | None, body: kopf
         if kind == "ConsentGrant":
             rt.grant_phases.pop(key, None)
         if kind == "MCPServer":
-            rt.syncers.pop(key, None)  # a re-created server starts afresh
+            syncers.forget(key)  # a re-created server starts afresh
             with contextlib.suppress(RemitError):  # not started yet: nothing kept
                 rt.pusher.forget(key)
-        rt.touch(rt.index.remove(kind, key))
+        syncers.touch(rt.index.remove(kind, key))
         return
     try:
         resource = parse(_document(body, kind), key)
@@ -87,8 +90,8 @@ async def on_resource(rt: Runtime, kind: str, event_type: str | None, body: kopf
     affected = rt.index.upsert(resource)
     log.debug("%s %s %s affects %s", event_type, kind, key, sorted(affected))
     if isinstance(resource, MCPServer):
-        rt.syncer(resource.ref)  # the daemon picks it up; a new server syncs at once
-    rt.touch(affected)
+        syncers.get(resource.ref)  # the daemon picks it up; a new server syncs at once
+    syncers.touch(affected)
     now = rt.clock()
     if kind == "AgentPolicy":
         accepted = (body.get("status") or {}).get("conditions") or []
@@ -117,16 +120,16 @@ async def _rejected(rt: Runtime, kind: str, body: kopf.Body, error: RemitError) 
         log.warning("invalid %s: %s", kind, message)
 
 
-async def on_pod(rt: Runtime, event_type: str | None, body: kopf.Body) -> None:
+async def on_pod(rt: Runtime, syncers: Syncers, event_type: str | None, body: kopf.Body) -> None:
     """Index an injected pod's sidecar and wake its server's syncer."""
     meta = body.get("metadata") or {}
     pod = ref(meta.get("namespace"), meta.get("name", ""))
     if event_type == "DELETED":
-        rt.touch(rt.index.remove_pod(pod))
+        syncers.touch(rt.index.remove_pod(pod))
         return
     sidecar = sidecar_from_pod(body)
     if sidecar is not None:
-        rt.touch(rt.index.upsert_pod(sidecar))
+        syncers.touch(rt.index.upsert_pod(sidecar))
 
 
 async def servers_in(rt: Runtime, namespace: str) -> list[MCPServer]:
@@ -205,6 +208,7 @@ def watch_settings(kopf_settings: kopf.OperatorSettings) -> None:
 
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     """Put every handler of the operator on ``registry``, bound to ``rt``."""
+    syncers = Syncers(rt)
 
     @kopf.on.login(registry=registry)
     def login(logger: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -222,7 +226,7 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
 
         @kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"watch-{plural}", param=kind)
         async def watch(type: str | None, body: kopf.Body, param: Any = None, **_: Any) -> None:
-            await on_resource(rt, param, type, body)
+            await on_resource(rt, syncers, param, type, body)
 
     @kopf.on.event(
         "",
@@ -234,13 +238,13 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         id="watch-pods",
     )
     async def watch_pods(type: str | None, body: kopf.Body, **_: Any) -> None:
-        await on_pod(rt, type, body)
+        await on_pod(rt, syncers, type, body)
 
     @kopf.daemon(
         GROUP, VERSION, "mcpservers", registry=registry, id="sync", cancellation_timeout=5.0
     )
     async def sync(namespace: str | None, name: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
-        await rt.syncer(ref(namespace, name)).run(stopped)
+        await syncers.get(ref(namespace, name)).run(stopped)
 
     version = ServerVersion()
 

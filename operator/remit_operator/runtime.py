@@ -1,15 +1,16 @@
-"""The operator's shared state for one run: settings, index, API client, keys, pusher, syncers.
+"""The operator's shared state for one run: settings, index, API client, keys, pusher.
 
 kopf handlers are thin; they call into one ``Runtime``, which is created per run and passed in
-(never a module global), so tests run several operators side by side.
+(never a module global), so tests run several operators side by side. The per-MCPServer
+syncers are not here: ``sync.Syncers`` owns them (a syncer needs the runtime, not the reverse).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import kopf
 
@@ -21,9 +22,6 @@ from remit_operator.kube import KubeClient
 from remit_operator.metrics import OperatorMetrics
 from remit_operator.push import Pusher
 from remit_operator.settings import Settings
-
-if TYPE_CHECKING:
-    from remit_operator.sync import Syncer
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +47,6 @@ class Runtime:
         self.settings = settings
         self.clock = clock
         self.index = Index()
-        self.syncers: dict[str, Syncer] = {}
         self.grant_phases: dict[str, str] = {}
         self._connection = connection
         self._kube: KubeClient | None = None
@@ -119,23 +116,6 @@ class Runtime:
         if self._pusher is None:
             raise OperatorError("the operator has not started")
         return self._pusher
-
-    # --- syncers ---------------------------------------------------------------------------
-
-    def syncer(self, server_ref: str) -> Syncer:
-        """The syncer of one MCPServer, created on first use."""
-        from remit_operator.sync import Syncer  # noqa: PLC0415 - sync imports runtime
-
-        found = self.syncers.get(server_ref)
-        if found is None:
-            found = self.syncers[server_ref] = Syncer(server_ref, self)
-        return found
-
-    def touch(self, server_refs: Iterable[str]) -> None:
-        """Wake the syncers of these servers (only those the operator knows)."""
-        for ref in server_refs:
-            if ref in self.index.servers:
-                self.syncer(ref).touch()
 
     def event(
         self, server: MCPServer | dict[str, Any], type_: str, reason: str, message: str

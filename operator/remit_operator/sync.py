@@ -8,7 +8,8 @@ every sidecar's digest and push again to any that differ (a restarted sidecar, a
 Serials are wall-clock milliseconds, never lower than the last one used, than the MCPServer's
 ``status.bundleSerial``, or than a serial a sidecar reports in a 409: a restarted operator
 therefore never produces a lower serial than sidecars hold. An unchanged digest keeps its
-signed bundle and serial, so re-pushing it is idempotent.
+signed bundle and serial, so re-pushing it is idempotent. ``Syncers`` is the one registry of
+syncers (one per MCPServer) the handlers use.
 
 Only sidecars the webhook sealed for this server, and that its selector still matches, count
 (``remit_operator.seal``): only their pins join the bundle and only their serials raise the
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -348,3 +350,28 @@ async def _wait_any(event: asyncio.Event, stopped: Any, timeout: float) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+class Syncers:
+    """The syncer of each MCPServer, created on first use: the registry's only owner."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self._syncers: dict[str, Syncer] = {}
+
+    def get(self, server_ref: str) -> Syncer:
+        """The syncer of one MCPServer, created on first use."""
+        found = self._syncers.get(server_ref)
+        if found is None:
+            found = self._syncers[server_ref] = Syncer(server_ref, self.rt)
+        return found
+
+    def forget(self, server_ref: str) -> None:
+        """Drop a deleted server's syncer (a re-created server starts afresh)."""
+        self._syncers.pop(server_ref, None)
+
+    def touch(self, server_refs: Iterable[str]) -> None:
+        """Wake the syncers of these servers (only those the operator knows)."""
+        for ref in server_refs:
+            if ref in self.rt.index.servers:
+                self.get(ref).touch()

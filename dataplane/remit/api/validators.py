@@ -1,8 +1,12 @@
-"""Validation helpers the resource models share: CEL conditions checked at load time."""
+"""Validation helpers the resource models share: CEL conditions checked at load time.
+
+Checking comes from ``remit.celcheck``, never from the policy engine: the API layer sits
+below ``remit.policy`` and must not depend on it.
+"""
 
 from __future__ import annotations
 
-from remit.policy.expressions import check
+from remit.celcheck import check
 
 
 def valid_condition(source: str | None) -> str | None:
