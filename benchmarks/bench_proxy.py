@@ -26,7 +26,7 @@ import aiohttp
 from loadgen import cpu_seconds, headers, latencies, pct, rss_mib, start_upstream, throughput
 from remit.gateway.hooks import AllowAllHooks
 from remit.gateway.proxy import McpProxy, ProxySettings
-from remit.gateway.runner import ServerSettings, free_port, serve, wait_for_port
+from remit.gateway.runner import ListenerSettings, free_port, serve, wait_for_port
 from remit.gateway.upstream import UpstreamSettings
 
 SENT = headers("not-forwarded")  # the proxy must drop it; AllowAllHooks ignores it
@@ -67,7 +67,7 @@ def main() -> None:
     if args.serve_proxy:
         port, upstream = args.serve_proxy
         app = McpProxy(ProxySettings(UpstreamSettings(upstream)), AllowAllHooks())
-        serve(app, ServerSettings(port=int(port), server=args.server))
+        serve(app, ListenerSettings(port=int(port), server=args.server))
         return
     up_port, proxy_port = free_port(), free_port()
     upstream = f"http://127.0.0.1:{up_port}/mcp"

@@ -43,7 +43,7 @@ MAX_TOOL_NAME = 256
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class PushResult:
     """What one sidecar holds after a push or a status read."""
 
     sidecar: Sidecar
@@ -138,27 +138,27 @@ class Pusher:
             await self._sleep(delay)
             delay *= 2
 
-    async def status(self, sidecar: Sidecar, admin_port: int) -> Outcome:
+    async def status(self, sidecar: Sidecar, admin_port: int) -> PushResult:
         """Read what the sidecar holds (``GET /v1/status``)."""
         url = admin_url(sidecar, admin_port, "/v1/status")
         try:
             response = await self._retrying(sidecar, "GET", url)
             data = _json(response)
         except (httpx.HTTPError, ValueError) as exc:
-            return Outcome(sidecar, error=f"status: {_describe(exc)}")
+            return PushResult(sidecar, error=f"status: {_describe(exc)}")
         if response.status_code != 200:
-            return Outcome(sidecar, error=f"status: HTTP {response.status_code}")
+            return PushResult(sidecar, error=f"status: HTTP {response.status_code}")
         bundle = data.get("bundle") or {}
         if not isinstance(bundle, dict):
-            return Outcome(sidecar, error="status: bundle is not an object")
-        return Outcome(
+            return PushResult(sidecar, error="status: bundle is not an object")
+        return PushResult(
             sidecar,
             digest=_digest(bundle.get("digest")),
             serial=_serial(bundle.get("serial")),
             pins=_pins(data.get("pins")),
         )
 
-    async def push(self, sidecar: Sidecar, admin_port: int, tokens: Sequence[bytes]) -> Outcome:
+    async def push(self, sidecar: Sidecar, admin_port: int, tokens: Sequence[bytes]) -> PushResult:
         """Push one bundle, signed by each candidate key in turn until one verifies."""
         url = admin_url(sidecar, admin_port, "/v1/bundle")
         problem = "no signed bundle to push"
@@ -167,14 +167,14 @@ class Pusher:
                 response = await self._retrying(sidecar, "PUT", url, token)
                 data = _json(response)
             except (httpx.HTTPError, ValueError) as exc:
-                return Outcome(sidecar, error=f"push: {_describe(exc)}")
+                return PushResult(sidecar, error=f"push: {_describe(exc)}")
             if response.status_code == 200:
-                return Outcome(
+                return PushResult(
                     sidecar, digest=_digest(data.get("digest")), serial=_serial(data.get("serial"))
                 )
             if response.status_code == 409:
                 held = await self.status(sidecar, admin_port)
-                return Outcome(
+                return PushResult(
                     sidecar,
                     digest=held.digest,
                     serial=held.serial,
@@ -184,11 +184,11 @@ class Pusher:
             problem = f"push: HTTP {response.status_code}: {str(data.get('error', ''))[:200]}"
             if response.status_code != 400:
                 break
-        return Outcome(sidecar, error=problem)
+        return PushResult(sidecar, error=problem)
 
     async def _bounded(
-        self, sidecars: Sequence[Sidecar], call: Callable[[Sidecar], Awaitable[Outcome]]
-    ) -> list[Outcome]:
+        self, sidecars: Sequence[Sidecar], call: Callable[[Sidecar], Awaitable[PushResult]]
+    ) -> list[PushResult]:
         """Run ``call`` for every sidecar at once; whatever has not finished within the push
         deadline is cancelled and reported as failed, so one round of one server is bounded."""
         tasks = [asyncio.ensure_future(call(s)) for s in sidecars]
@@ -205,18 +205,18 @@ class Pusher:
         for sidecar, task in zip(sidecars, tasks, strict=True):
             if task in pending:
                 self._silence(sidecar, True)
-                outcomes.append(Outcome(sidecar, error=f"no answer within {deadline:g}s"))
+                outcomes.append(PushResult(sidecar, error=f"no answer within {deadline:g}s"))
             else:
                 outcomes.append(task.result())
         return outcomes
 
     async def push_all(
         self, sidecars: Sequence[Sidecar], admin_port: int, tokens: Callable[[Sidecar], list[bytes]]
-    ) -> list[Outcome]:
-        """Push to every sidecar at once; one Outcome each, in the same order."""
+    ) -> list[PushResult]:
+        """Push to every sidecar at once; one PushResult each, in the same order."""
         return await self._bounded(sidecars, lambda s: self.push(s, admin_port, tokens(s)))
 
-    async def status_all(self, sidecars: Sequence[Sidecar], admin_port: int) -> list[Outcome]:
+    async def status_all(self, sidecars: Sequence[Sidecar], admin_port: int) -> list[PushResult]:
         """Read every sidecar's status at once."""
         return await self._bounded(sidecars, lambda s: self.status(s, admin_port))
 

@@ -19,10 +19,11 @@ from typing import Any
 
 from remit.api.consentgrant import ConsentGrant
 from remit.errors import RemitError, ResourceError
+from remit.times import utc_text
 
 
 def _time(value: datetime) -> str:
-    return value.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return utc_text(value, "seconds")
 
 
 def condition(

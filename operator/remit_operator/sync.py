@@ -39,7 +39,7 @@ from remit_operator.errors import KubeError
 from remit_operator.index import Sidecar
 from remit_operator.kube import object_path
 from remit_operator.netpol import network_policy
-from remit_operator.push import MAX_PINS, Outcome
+from remit_operator.push import MAX_PINS, PushResult
 from remit_operator.runtime import Runtime
 from remit_operator.status import ServerReport, grant_status, server_status
 from remit_operator.trust import plausible_serial, sort_sidecars
@@ -211,7 +211,7 @@ class Syncer:
                 )
         return trusted
 
-    def _next_retry(self, failed: list[Outcome]) -> float | None:
+    def _next_retry(self, failed: list[PushResult]) -> float | None:
         if not failed:
             return None
         resync = self.rt.settings.resync_seconds
@@ -250,11 +250,11 @@ class Syncer:
                     learned = True
         return learned
 
-    async def _push(self, server: MCPServer, sidecars: list[Sidecar]) -> list[Outcome]:
+    async def _push(self, server: MCPServer, sidecars: list[Sidecar]) -> list[PushResult]:
         """Push to every sidecar not known to hold the current digest; return the failures."""
         assert self.signed is not None
         port = server.spec.gateway.admin_port
-        failed: list[Outcome] = []
+        failed: list[PushResult] = []
         for _ in range(MAX_ROLLBACK_ROUNDS):
             digest = self.signed.bundle.digest
             targets = [s for s in sidecars if self.held.get(s.pod) != (s.incarnation, digest)]
@@ -287,7 +287,7 @@ class Syncer:
             )
         return failed
 
-    def _report(self, sidecars: list[Sidecar], failed: list[Outcome]) -> ServerReport:
+    def _report(self, sidecars: list[Sidecar], failed: list[PushResult]) -> ServerReport:
         assert self.signed is not None
         digest = self.signed.bundle.digest
         live = [s for s in sidecars if self.held.get(s.pod, ("", None))[0] == s.incarnation]

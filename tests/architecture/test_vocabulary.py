@@ -60,3 +60,48 @@ def test_reason_codes_are_one_enum_of_distinct_strings() -> None:
     assert len(values) == len(set(values)) == 14
     assert {"internal_error", "expression_error", "rate_limited", "no_bundle"} <= set(values)
     assert all(value == value.lower() for value in values)
+
+
+def _public_names() -> dict[str, list[str]]:
+    """Top-level classes and type aliases each module defines itself, by name."""
+    owners: dict[str, list[str]] = {}
+    for module in [*_modules(remit), *_modules(remit_operator)]:
+        source = inspect.getsource(module)
+        for name, value in vars(module).items():
+            defined_here = (
+                inspect.isclass(value) and value.__module__ == module.__name__
+            ) or f"\n{name} = Literal[" in source
+            if defined_here and not name.startswith("_"):
+                owners.setdefault(name, []).append(module.__name__)
+    return owners
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Outcome", "Decision", "GrantRef", "Condition", "ServerSettings", "Upstream", "Effect"],
+)
+def test_each_name_means_one_thing(name: str) -> None:
+    owners = _public_names()
+    assert len(owners.get(name, [])) == 1, owners.get(name)
+
+
+def test_times_are_written_by_the_one_formatter() -> None:
+    offenders = [
+        module.__name__
+        for module in [*_modules(remit), *_modules(remit_operator)]
+        if module.__name__ != "remit.times" and '"+00:00"' in inspect.getsource(module)
+    ]
+    assert offenders == []
+
+
+def test_the_time_formatter_writes_utc_with_a_z() -> None:
+    from datetime import UTC, datetime, timedelta, timezone  # noqa: PLC0415
+
+    from remit.times import utc_text  # noqa: PLC0415
+
+    moment = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    assert utc_text(moment) == "2026-01-02T03:04:05.678901Z"
+    assert utc_text(moment, "milliseconds") == "2026-01-02T03:04:05.678Z"
+    assert utc_text(moment, "seconds") == "2026-01-02T03:04:05Z"
+    plus_two = moment.astimezone(timezone(timedelta(hours=2)))
+    assert utc_text(plus_two) == "2026-01-02T03:04:05.678901Z"

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from remit.gateway.hooks import GatewayHooks
 from remit.gateway.proxy import McpProxy, ProxySettings
-from remit.gateway.runner import BackgroundServer, ServerSettings, free_port, wait_for_port
+from remit.gateway.runner import BackgroundServer, ListenerSettings, free_port, wait_for_port
 from remit.gateway.upstream import UpstreamSettings
 
 
@@ -47,7 +47,7 @@ def proxy_server(
         ),
         max_body_bytes=max_body_bytes,
     )
-    server = BackgroundServer(McpProxy(settings, hooks), ServerSettings(port=free_port()))
+    server = BackgroundServer(McpProxy(settings, hooks), ListenerSettings(port=free_port()))
     server.start()
     try:
         yield f"{server.url}/mcp"

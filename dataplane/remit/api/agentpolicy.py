@@ -9,15 +9,15 @@ from pydantic import Field, StringConstraints, field_validator, model_validator
 from remit.api.common import (
     DNS_LABEL,
     DURATION,
-    Condition,
     Glob,
     Model,
     Resource,
+    StatusCondition,
     duration_seconds,
 )
 from remit.api.validators import valid_condition
 
-Effect = Literal["Allow", "Deny"]
+RuleEffect = Literal["Allow", "Deny"]
 ANNOTATION_HINTS = ("readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint")
 
 
@@ -54,7 +54,7 @@ class Rule(Model):
     name: Annotated[str, StringConstraints(pattern=DNS_LABEL, max_length=63)] = Field(
         description="Unique within the policy; decisions name it as namespace/policy#name."
     )
-    effect: Effect = Field(description="Allow or Deny matching calls; any matching Deny wins.")
+    effect: RuleEffect = Field(description="Allow or Deny matching calls; any matching Deny wins.")
     tools: list[Glob] = Field(default_factory=list, description="Tool names or globs.")
     resources: list[Glob] = Field(default_factory=list, description="Resource URIs or globs.")
     prompts: list[Glob] = Field(default_factory=list, description="Prompt names or globs.")
@@ -120,7 +120,7 @@ class AgentPolicySpec(Model):
 class AgentPolicyStatus(Model):
     """Whether the operator accepted the policy, and why not."""
 
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[StatusCondition] = Field(default_factory=list)
     observed_generation: int | None = Field(None, alias="observedGeneration")
 
 

@@ -52,7 +52,7 @@ class ObjectMeta(BaseModel):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
-class Condition(Model):
+class StatusCondition(Model):
     """A standard Kubernetes status condition."""
 
     type: str

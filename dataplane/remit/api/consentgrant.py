@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from remit.api.common import Condition, Glob, Model, NonEmptyStr, Resource
+from remit.api.common import Glob, Model, NonEmptyStr, Resource, StatusCondition
 from remit.api.validators import valid_condition
 
 Phase = Literal["Active", "Expired", "Revoked"]
@@ -54,7 +54,7 @@ class ConsentGrantStatus(Model):
 
     phase: Phase | None = None
     expires_at: datetime | None = Field(None, alias="expiresAt")
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[StatusCondition] = Field(default_factory=list)
     observed_generation: int | None = Field(None, alias="observedGeneration")
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
-from remit.api.common import Condition, Model, NonEmptyStr, Resource
+from remit.api.common import Model, NonEmptyStr, Resource, StatusCondition
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -47,7 +47,7 @@ class LabelSelector(Model):
         return self
 
 
-class Upstream(Model):
+class UpstreamSpec(Model):
     """The MCP server container inside the pod, reached by the gateway on 127.0.0.1."""
 
     port: Port = Field(8080, description="Port the MCP server listens on inside the pod.")
@@ -100,7 +100,7 @@ class MCPServerSpec(Model):
     """The desired state of an MCPServer."""
 
     selector: LabelSelector = Field(description="Pods of this MCP server.")
-    upstream: Upstream = Field(default_factory=lambda: Upstream.model_validate({}))
+    upstream: UpstreamSpec = Field(default_factory=lambda: UpstreamSpec.model_validate({}))
     gateway: GatewayPorts = Field(default_factory=lambda: GatewayPorts.model_validate({}))
     authentication: Authentication
     tool_pinning: Literal["Enforce", "Audit", "Disabled"] = Field(
@@ -124,7 +124,7 @@ class MCPServerSpec(Model):
 class MCPServerStatus(Model):
     """What the operator observed: bundle in force and sidecars running it."""
 
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[StatusCondition] = Field(default_factory=list)
     bundle_digest: str | None = Field(None, alias="bundleDigest")
     bundle_serial: int | None = Field(None, alias="bundleSerial")
     sidecars_desired: int | None = Field(None, alias="sidecarsDesired")

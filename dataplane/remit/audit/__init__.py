@@ -31,8 +31,8 @@ from remit.audit.records import (
     AuditRecord,
     ChainRecord,
     DecisionRecord,
-    GrantRef,
     OutcomeRecord,
+    RecordedGrant,
     hash_session,
 )
 from remit.audit.sinks import AuditSettings, FileSink, Sink, StdoutSink, sink_from_settings
@@ -51,8 +51,8 @@ __all__ = [
     "Explanation",
     "FileSink",
     "Gap",
-    "GrantRef",
     "OutcomeRecord",
+    "RecordedGrant",
     "Sink",
     "SinkHealth",
     "StdoutSink",

@@ -14,10 +14,9 @@ from datetime import datetime
 
 from remit.audit.arguments import ArgumentMode, evidence_for
 from remit.audit.records import (
-    Decision,
     DecisionRecord,
-    GrantRef,
     OutcomeRecord,
+    RecordedGrant,
     format_time,
     hash_session,
     new_record_id,
@@ -25,7 +24,9 @@ from remit.audit.records import (
 )
 from remit.policy import decision as policy_decision
 from remit.policy.bundle import Bundle
+from remit.policy.decision import Effect
 from remit.policy.request import Request
+from remit.times import utc_text
 
 #: Methods whose ``params.arguments`` are recorded as evidence; others record ``null``.
 METHODS_WITH_ARGUMENTS = frozenset({"tools/call", "prompts/get"})
@@ -36,11 +37,11 @@ def build_decision(
     *,
     server: str,
     pod: str,
-    decision: Decision,
+    decision: Effect,
     reason: str,
     message: str = "",
     rules: Sequence[str] = (),
-    grant: GrantRef | None = None,
+    grant: RecordedGrant | None = None,
     bundle: str = "",
     serial: int | None = None,
     tool_hash: str | None = None,
@@ -84,13 +85,13 @@ def build_decision(
     )
 
 
-def recorded_grant(grant: policy_decision.GrantRef) -> GrantRef:
+def recorded_grant(grant: policy_decision.GrantRef) -> RecordedGrant:
     """The part of the consent grant a decision relied on that its record keeps."""
-    return GrantRef(
+    return RecordedGrant(
         name=grant.name,
         uid=grant.uid,
         resource_version=grant.resource_version,
-        expires_at=grant.expires_at.isoformat().replace("+00:00", "Z"),
+        expires_at=utc_text(grant.expires_at),
     )
 
 

@@ -27,11 +27,12 @@ from typing import Literal
 import msgspec
 
 from remit.audit.arguments import ArgumentEvidence
+from remit.policy.decision import Effect
+from remit.times import utc_text
 
 GENESIS = "0" * 64
 """The ``prev`` of the first line of a chain."""
 
-Decision = Literal["allow", "deny"]
 ChainStart = Literal["genesis", "resume", "recover", "override"]
 
 
@@ -45,11 +46,9 @@ def new_record_id() -> str:
 
 def format_time(moment: datetime) -> str:
     """Format ``moment`` as RFC 3339 UTC with milliseconds, e.g. ``2026-01-02T03:04:05.678Z``."""
-    if moment.tzinfo is not UTC:
-        if moment.tzinfo is None:
-            raise ValueError("audit times must be timezone-aware")
-        moment = moment.astimezone(UTC)
-    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
+    if moment.tzinfo is None:
+        raise ValueError("audit times must be timezone-aware")
+    return utc_text(moment, "milliseconds")
 
 
 def utc_now() -> datetime:
@@ -64,7 +63,7 @@ def hash_session(session_id: str | None) -> str | None:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-class GrantRef(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+class RecordedGrant(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
     """The ConsentGrant a decision relied on, exactly as the bundle named it."""
 
     name: str
@@ -110,11 +109,11 @@ class DecisionRecord(_Record, frozen=True, kw_only=True, tag="decision"):
     chain: tuple[str, ...]
     session: str | None
     scopes: tuple[str, ...]
-    decision: Decision
+    decision: Effect
     reason: str
     message: str
     rules: tuple[str, ...]
-    grant: GrantRef | None
+    grant: RecordedGrant | None
     bundle: str
     serial: int | None
     arguments: ArgumentEvidence | None

@@ -18,7 +18,7 @@ import typer
 
 from remit.cli.common import EXIT_DENY, EXIT_OK, PolicyDir, console, fail, load_valid, print_json
 from remit.errors import LoadError
-from remit.policy.testing import Outcome, load_cases, run_cases, split_files
+from remit.policy.testing import CaseResult, load_cases, run_cases, split_files
 
 
 class Report(enum.StrEnum):
@@ -76,7 +76,7 @@ def test(
 test.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported
 
 
-def _document(outcome: Outcome) -> dict[str, object]:
+def _document(outcome: CaseResult) -> dict[str, object]:
     d = outcome.decision
     return {
         "name": outcome.case.spec.name,
@@ -88,7 +88,7 @@ def _document(outcome: Outcome) -> dict[str, object]:
     }
 
 
-def _print_text(outcomes: list[Outcome]) -> None:
+def _print_text(outcomes: list[CaseResult]) -> None:
     for o in outcomes:
         mark = "[green]PASS[/]" if o.passed else "[bold red]FAIL[/]"
         console.print(
@@ -100,7 +100,7 @@ def _print_text(outcomes: list[Outcome]) -> None:
     console.print(f"{len(outcomes) - failed} passed, {failed} failed", highlight=False)
 
 
-def _junit(outcomes: list[Outcome]) -> str:
+def _junit(outcomes: list[CaseResult]) -> str:
     failed = str(sum(not o.passed for o in outcomes))
     root = ET.Element("testsuites", tests=str(len(outcomes)), failures=failed)
     suite = ET.SubElement(

@@ -22,6 +22,7 @@ from remit.errors import BundleError, RollbackError
 from remit.gateway.asgi import Receive, Scope, Send, reply, reply_json, serve_lifespan
 from remit.gateway.metrics import Metrics
 from remit.gateway.state import PolicyState
+from remit.times import utc_text
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +116,8 @@ class AdminApp:
             bundle = {
                 "digest": b.digest,
                 "serial": b.serial,
-                "issuedAt": b.issued_at.isoformat().replace("+00:00", "Z"),
-                "nextExpiry": b.next_expiry.isoformat().replace("+00:00", "Z")
-                if b.next_expiry
-                else None,
+                "issuedAt": utc_text(b.issued_at),
+                "nextExpiry": utc_text(b.next_expiry) if b.next_expiry else None,
                 "server": f"{b.server.namespace}/{b.server.name}",
                 "policies": len(b.policies),
                 "grants": len(b.grants),

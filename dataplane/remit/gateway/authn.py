@@ -36,6 +36,7 @@ from remit.errors import AuthenticationError, InsufficientScopeError, MissingCre
 from remit.gateway.jwks import KEY_TYPES, JwksCache
 from remit.policy.bundle import ServerSettings
 from remit.policy.request import Identity
+from remit.times import utc_text
 
 _MAX_ACT_DEPTH = 32
 
@@ -330,7 +331,7 @@ def _describe(claim: str, claims: Mapping[str, Any], settings: AuthSettings) -> 
 
 def _when(timestamp: Any) -> str:
     try:
-        return datetime.fromtimestamp(float(timestamp), UTC).isoformat().replace("+00:00", "Z")
+        return utc_text(datetime.fromtimestamp(float(timestamp), UTC))
     except (ValueError, OverflowError, OSError, TypeError):
         return repr(timestamp)
 

@@ -29,7 +29,7 @@ App = Callable[
 
 
 @dataclass(frozen=True, slots=True)
-class ServerSettings:
+class ListenerSettings:
     """Where to listen and which ASGI server to use."""
 
     host: str = "127.0.0.1"
@@ -37,19 +37,19 @@ class ServerSettings:
     server: Literal["granian", "uvicorn"] = "uvicorn"
 
 
-def serve(app: App, settings: ServerSettings) -> None:
+def serve(app: App, settings: ListenerSettings) -> None:
     """Serve ``app`` until interrupted (blocking; installs signal handlers), on uvloop."""
     import uvloop  # noqa: PLC0415 - only the standalone server needs it
 
     uvloop.run(serve_app(app, settings, None))
 
 
-async def serve_many(apps: list[tuple[App, ServerSettings]], stop: asyncio.Event) -> None:
+async def serve_many(apps: list[tuple[App, ListenerSettings]], stop: asyncio.Event) -> None:
     """Serve several apps (the gateway's MCP and admin ports) in this loop until ``stop``."""
     await asyncio.gather(*(serve_app(app, settings, stop) for app, settings in apps))
 
 
-async def serve_app(app: App, settings: ServerSettings, stop: asyncio.Event | None) -> None:
+async def serve_app(app: App, settings: ListenerSettings, stop: asyncio.Event | None) -> None:
     """Serve ``app`` in the running loop until ``stop`` is set (or forever if None)."""
     if settings.server == "granian":
         from granian.constants import Interfaces  # noqa: PLC0415 - optional server
@@ -100,7 +100,7 @@ async def serve_app(app: App, settings: ServerSettings, stop: asyncio.Event | No
 class BackgroundServer:
     """``app`` served on a daemon thread with its own event loop; ``start`` waits until ready."""
 
-    def __init__(self, app: App, settings: ServerSettings) -> None:
+    def __init__(self, app: App, settings: ListenerSettings) -> None:
         self.app = app
         self.settings = settings
         self._loop: asyncio.AbstractEventLoop | None = None

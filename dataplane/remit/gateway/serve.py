@@ -15,7 +15,7 @@ from pathlib import Path
 
 from remit.errors import CompileError, InvalidResourcesError
 from remit.gateway.app import Gateway
-from remit.gateway.runner import ServerSettings, serve_many
+from remit.gateway.runner import ListenerSettings, serve_many
 from remit.gateway.settings import GatewaySettings
 from remit.gateway.state import PolicyState
 from remit.policy.bundle import Bundle
@@ -65,9 +65,9 @@ async def run(gateway: Gateway, stop: asyncio.Event | None = None) -> None:
     settings = gateway.settings
     await serve_many(
         [
-            (gateway.mcp_app, ServerSettings(
+            (gateway.mcp_app, ListenerSettings(
                 settings.listen.host, settings.listen.port, settings.asgi_server)),
-            (gateway.admin_app, ServerSettings(
+            (gateway.admin_app, ListenerSettings(
                 settings.admin_listen.host, settings.admin_listen.port, settings.asgi_server)),
         ],
         stop,

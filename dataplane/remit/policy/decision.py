@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from remit.policy.bundle import CompiledRateLimit
+from remit.times import utc_text
 
 Effect = Literal["allow", "deny"]
 
@@ -36,6 +37,22 @@ class Reason(StrEnum):
     INTERNAL_ERROR = "internal_error"
 
 
+ENGINE_REASONS = frozenset(
+    {
+        Reason.ALLOWED,
+        Reason.DENIED_BY_RULE,
+        Reason.CONSENT_REQUIRED,
+        Reason.NO_MATCHING_RULE,
+        Reason.EXPRESSION_ERROR,
+        Reason.METHOD_NOT_ALLOWED,
+        Reason.INVALID_REQUEST,
+        Reason.NO_BUNDLE,
+        Reason.INTERNAL_ERROR,
+    }
+)
+"""The reasons the policy engine itself gives (``remit policy test`` cases may expect these)."""
+
+
 @dataclass(frozen=True, slots=True)
 class GrantRef:
     """The consent a decision relied on: enough to find the exact object version."""
@@ -53,7 +70,7 @@ class GrantRef:
             "name": self.name,
             "uid": self.uid,
             "resourceVersion": self.resource_version,
-            "expiresAt": self.expires_at.isoformat().replace("+00:00", "Z"),
+            "expiresAt": utc_text(self.expires_at),
             "grantedBy": self.granted_by,
             "reason": self.reason,
         }

@@ -33,16 +33,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from remit.api.common import Resource
 from remit.api.loader import field_path
 from remit.errors import CompileError, LoadError
-from remit.policy import decision as codes
 from remit.policy.bundle import Bundle
 from remit.policy.compiler import compile_bundle
-from remit.policy.decision import Decision
+from remit.policy.decision import ENGINE_REASONS, Decision
 from remit.policy.engine import Engine
 from remit.policy.request import Identity, Request
 
-REASONS = frozenset(
-    value for name, value in vars(codes).items() if name.isupper() and isinstance(value, str)
-)
+REASONS = frozenset(reason.value for reason in ENGINE_REASONS)
 TARGETS = {"tool": "tools/call", "resource": "resources/read", "prompt": "prompts/get"}
 
 
@@ -121,7 +118,7 @@ class Case:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class CaseResult:
     """What a case got: a decision, or the error that kept it from being decided."""
 
     case: Case
@@ -213,10 +210,10 @@ def load_cases(paths: Sequence[Path]) -> list[Case]:
     return [case for path in paths for case in load_table(path)]
 
 
-def run_cases(resources: Sequence[Resource], cases: Iterable[Case]) -> list[Outcome]:
+def run_cases(resources: Sequence[Resource], cases: Iterable[Case]) -> list[CaseResult]:
     """Decide each case. Bundles are compiled once per (server, namespace, time)."""
     bundles: dict[tuple[str, str | None, datetime | None], Engine | str] = {}
-    outcomes: list[Outcome] = []
+    outcomes: list[CaseResult] = []
     for case in cases:
         s = case.spec
         key = (s.server, s.namespace, s.at)
@@ -224,9 +221,9 @@ def run_cases(resources: Sequence[Resource], cases: Iterable[Case]) -> list[Outc
             bundles[key] = _engine(resources, s.server, s.namespace, s.at)
         engine = bundles[key]
         if isinstance(engine, str):
-            outcomes.append(Outcome(case, error=engine))
+            outcomes.append(CaseResult(case, error=engine))
         else:
-            outcomes.append(Outcome(case, engine.decide(case.request())))
+            outcomes.append(CaseResult(case, engine.decide(case.request())))
     return outcomes
 
 

@@ -13,7 +13,7 @@ from remit.audit import (
     AuditChain,
     AuditSettings,
     DecisionRecord,
-    GrantRef,
+    RecordedGrant,
     build_decision,
     build_outcome,
     open_chain,
@@ -30,7 +30,7 @@ ALICE = Identity(
     chain=("orchestrator",),
 )
 
-GRANT = GrantRef(
+GRANT = RecordedGrant(
     name="alice-support-bot-write",
     uid="6f1c2a",
     resource_version="4242",
