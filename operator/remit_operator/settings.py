@@ -1,54 +1,21 @@
 """The operator's settings: one frozen dataclass read from ``REMIT_``-prefixed variables.
 
-The Helm chart sets these; the names are stable API. Every variable is optional:
-
-============================  ===================  ===========================================
-Variable                      Default              Meaning
-============================  ===================  ===========================================
-REMIT_NAMESPACE               remit-system         Namespace the operator runs in.
-REMIT_SIGNING_SECRET          remit-signing-key    Secret with the Ed25519 signing key.
-REMIT_PUBLIC_KEY_CONFIGMAP    remit-bundle-key     ConfigMap per namespace with public.jwk.
-REMIT_GATEWAY_IMAGE           ghcr.io/remit-dev/…  Sidecar image.
-REMIT_GATEWAY_CPU_REQUEST     50m                  Sidecar CPU request.
-REMIT_GATEWAY_MEMORY_REQUEST  64Mi                 Sidecar memory request.
-REMIT_GATEWAY_MEMORY_LIMIT    256Mi                Sidecar memory limit.
-REMIT_GATEWAY_NATIVE_SIDECAR  auto                 true, false or auto (native on k8s >= 1.29).
-REMIT_GATEWAY_IMAGE_PULL_SECRETS (none)            Comma-separated Secrets added to pods.
-REMIT_WEBHOOK_HOST            0.0.0.0              Address the admission webhook listens on.
-REMIT_WEBHOOK_PORT            9443                 Its HTTPS port.
-REMIT_WEBHOOK_CERT_FILE       (none)               Serving certificate; self-signed if unset.
-REMIT_WEBHOOK_KEY_FILE        (none)               Its private key.
-REMIT_WEBHOOK_SERVICE         (none)               namespace/name of the webhook Service.
-REMIT_WEBHOOK_TLS_SECRET      (none)               Secret the operator keeps its serving
-                                                   certificate in (made when missing).
-REMIT_WEBHOOK_CONFIGURATION   (none)               MutatingWebhookConfiguration whose
-                                                   caBundle the operator keeps current.
-REMIT_PUSH_TIMEOUT_SECONDS    2                    Timeout of one push or status call.
-REMIT_PUSH_RETRIES            3                    Retries per sidecar after the first try.
-REMIT_PUSH_BACKOFF_SECONDS    0.1                  First retry delay; doubles each retry.
-REMIT_PUSH_CONCURRENCY        32                   Sidecar requests in flight per MCPServer.
-REMIT_PUSH_CONCURRENCY_TOTAL  256                  Sidecar requests in flight overall.
-REMIT_PUSH_DEADLINE_SECONDS   10                   Longest push round of one MCPServer.
-REMIT_RESYNC_SECONDS          30                   How often every sidecar's digest is read.
-REMIT_METRICS_SCRAPER         (none)               NetworkPolicy peer (JSON) let into the
-                                                   sidecars' admin port for /metrics.
-REMIT_HEALTH_PORT             8080                 kopf liveness endpoint (/healthz).
-REMIT_PEERING                 (none)               kopf peering name (leader election).
-REMIT_LOG_LEVEL               INFO                 Python log level.
-============================  ===================  ===========================================
+The Helm chart sets these; the names are stable API and every variable is optional. Each field
+names its variable and meaning; ``remit.settings`` loads them (the loader the gateway uses too)
+and writes the table in docs/operator.md from the same fields.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from remit import errors
+from remit.settings import PREFIX, load, setting
 from remit_operator.errors import SettingsError
 
-PREFIX = "REMIT_"
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 _LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 
@@ -57,34 +24,194 @@ _LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 class Settings:
     """Everything the operator can be told; see the module docstring for the variables."""
 
-    namespace: str = "remit-system"
-    signing_secret: str = "remit-signing-key"  # noqa: S105 - a Secret's name
-    public_key_configmap: str = "remit-bundle-key"
-    gateway_image: str = "ghcr.io/remit-dev/remit:latest"
-    gateway_cpu_request: str = "50m"
-    gateway_memory_request: str = "64Mi"
-    gateway_memory_limit: str = "256Mi"
-    gateway_native_sidecar: str = "auto"
-    gateway_image_pull_secrets: str = ""
-    webhook_host: str = "0.0.0.0"  # noqa: S104 - the webhook must be reachable from the apiserver
-    webhook_port: int = 9443
-    webhook_cert_file: str | None = None
-    webhook_key_file: str | None = None
-    webhook_service: str | None = None
-    webhook_tls_secret: str | None = None
-    webhook_configuration: str | None = None
-    push_timeout_seconds: float = 2.0
-    push_retries: int = 3
-    push_backoff_seconds: float = 0.1
-    push_concurrency: int = 32
-    push_concurrency_total: int = 256
-    push_deadline_seconds: float = 10.0
-    resync_seconds: float = 30.0
-    metrics_scraper: str = ""
-    health_port: int = 8080
-    metrics_port: int = 9090
-    peering: str | None = None
-    log_level: str = "INFO"
+    namespace: str = setting(
+        "remit-system",
+        env="NAMESPACE",
+        doc="Namespace the operator runs in; holds the signing Secret. Never injected.",
+    )
+    signing_secret: str = setting(
+        "remit-signing-key",
+        env="SIGNING_SECRET",
+        doc="Secret with the Ed25519 signing key (created if absent).",
+    )
+    public_key_configmap: str = setting(
+        "remit-bundle-key",
+        env="PUBLIC_KEY_CONFIGMAP",
+        doc=(
+            "ConfigMap the operator writes into every namespace with an MCPServer (`public.jwk`)."
+        ),
+    )
+    gateway_image: str = setting(
+        "ghcr.io/remit-dev/remit:latest",
+        env="GATEWAY_IMAGE",
+        doc="Image of the injected gateway container.",
+    )
+    gateway_cpu_request: str = setting(
+        "50m",
+        env="GATEWAY_CPU_REQUEST",
+        doc="Sidecar CPU request.",
+    )
+    gateway_memory_request: str = setting(
+        "64Mi",
+        env="GATEWAY_MEMORY_REQUEST",
+        doc="Sidecar memory request.",
+    )
+    gateway_memory_limit: str = setting(
+        "256Mi",
+        env="GATEWAY_MEMORY_LIMIT",
+        doc="Sidecar memory limit.",
+    )
+    gateway_native_sidecar: str = setting(
+        "auto",
+        env="GATEWAY_NATIVE_SIDECAR",
+        doc=(
+            "`true`: inject the gateway as a native sidecar (first init container, "
+            "`restartPolicy: Always`), so Jobs complete and the app starts after the gateway "
+            "listens. `false`: a plain container. `auto`: native when the API server's `/version`"
+            " says 1.29 or later (read at most every 10 minutes), plain when unknown."
+        ),
+    )
+    gateway_image_pull_secrets: str = setting(
+        "",
+        env="GATEWAY_IMAGE_PULL_SECRETS",
+        doc=(
+            "Comma-separated Secret names added to `imagePullSecrets` of every injected pod that "
+            "lacks them, so the sidecar image can be pulled from a private registry. They must "
+            "exist in the pod's namespace."
+        ),
+    )
+    webhook_host: str = setting(
+        "0.0.0.0",  # noqa: S104 - the webhook must be reachable from the apiserver
+        env="WEBHOOK_HOST",
+        doc="Address the admission webhook (HTTPS) listens on.",
+    )
+    webhook_port: int = setting(
+        9443,
+        env="WEBHOOK_PORT",
+        doc="Its port.",
+    )
+    webhook_cert_file: str | None = setting(
+        None,
+        env="WEBHOOK_CERT_FILE",
+        doc=(
+            "Serving certificate (e.g. from cert-manager). Unset: a self-signed pair is made at "
+            "start, valid for the webhook Service's DNS names. Set both or neither."
+        ),
+    )
+    webhook_key_file: str | None = setting(
+        None,
+        env="WEBHOOK_KEY_FILE",
+        doc="Private key of `REMIT_WEBHOOK_CERT_FILE`.",
+    )
+    webhook_service: str | None = setting(
+        None,
+        env="WEBHOOK_SERVICE",
+        doc=(
+            "`namespace/name` of the Service in front of the webhook. When set, the operator "
+            "creates/updates the MutatingWebhookConfiguration `remit-sidecar-injector` with its "
+            "CA bundle. Unset: the chart owns that configuration."
+        ),
+    )
+    webhook_tls_secret: str | None = setting(
+        None,
+        env="WEBHOOK_TLS_SECRET",
+        doc=(
+            "The operator keeps its serving certificate in this `kubernetes.io/tls` Secret in "
+            "`REMIT_NAMESPACE`: made at first start (a concurrent replica's copy wins), reused by"
+            " every start and replica, renewed 30 days before expiry with the previous CA kept in"
+            " `ca.crt` while it is valid. Excludes `REMIT_WEBHOOK_CERT_FILE`. The chart's default"
+            " (`webhook.tls.operatorManaged`)."
+        ),
+    )
+    webhook_configuration: str | None = setting(
+        None,
+        env="WEBHOOK_CONFIGURATION",
+        doc=(
+            "Name of the MutatingWebhookConfiguration (rendered by the chart without a caBundle) "
+            "whose webhooks get `ca.crt` as `clientConfig.caBundle`; the certificate's DNS names "
+            "come from the Service it calls."
+        ),
+    )
+    push_timeout_seconds: float = setting(
+        2.0,
+        env="PUSH_TIMEOUT_SECONDS",
+        doc="Timeout of one push or status request to a sidecar.",
+    )
+    push_retries: int = setting(
+        3,
+        env="PUSH_RETRIES",
+        doc="Retries per sidecar after the first attempt (connection errors, timeouts, 5xx).",
+    )
+    push_backoff_seconds: float = setting(
+        0.1,
+        env="PUSH_BACKOFF_SECONDS",
+        doc="First retry delay; doubles on each retry.",
+    )
+    push_concurrency: int = setting(
+        32,
+        env="PUSH_CONCURRENCY",
+        doc=(
+            "Sidecar requests in flight at once for one MCPServer: a server whose pods hang holds"
+            " at most this many slots."
+        ),
+    )
+    push_concurrency_total: int = setting(
+        256,
+        env="PUSH_CONCURRENCY_TOTAL",
+        doc="Sidecar requests in flight overall (at least `REMIT_PUSH_CONCURRENCY`).",
+    )
+    push_deadline_seconds: float = setting(
+        10.0,
+        env="PUSH_DEADLINE_SECONDS",
+        doc=(
+            "Longest push round of one MCPServer: sidecars that have not answered by then count "
+            "as failed and are tried again within seconds."
+        ),
+    )
+    resync_seconds: float = setting(
+        30.0,
+        env="RESYNC_SECONDS",
+        doc=(
+            "How often every sidecar's digest (and tool pins) is read; a sidecar with another "
+            "digest is pushed again."
+        ),
+    )
+    metrics_scraper: str = setting(
+        "",
+        env="METRICS_SCRAPER",
+        doc=(
+            'A NetworkPolicy peer as JSON, e.g. `{"namespaceSelector": {"matchLabels": '
+            '{"kubernetes.io/metadata.name": "monitoring"}}, "podSelector": {"matchLabels": '
+            '{"app.kubernetes.io/name": "prometheus"}}}`: every MCPServer\'s NetworkPolicy admits '
+            "it to the sidecars' admin port, where `/metrics` is served."
+        ),
+    )
+    health_port: int = setting(
+        8080,
+        env="HEALTH_PORT",
+        doc="kopf's liveness endpoint `/healthz`.",
+    )
+    metrics_port: int = setting(
+        9090,
+        env="METRICS_PORT",
+        doc=(
+            "Prometheus `/metrics` of the operator (syncs, sync time, pushes by result, sidecars "
+            "desired/ready/in sync per MCPServer); `0` turns it off."
+        ),
+    )
+    peering: str | None = setting(
+        None,
+        env="PEERING",
+        doc=(
+            "kopf peering name: with more than one replica, only the leader acts. Unset: "
+            "standalone. Needs kopf's peering CRDs."
+        ),
+    )
+    log_level: str = setting(
+        "INFO",
+        env="LOG_LEVEL",
+        doc="Python log level.",
+    )
 
     @property
     def gateway_pull_secrets(self) -> tuple[str, ...]:
@@ -123,16 +250,10 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read ``REMIT_*`` variables; raise ``SettingsError`` naming a bad one."""
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        defaults = cls()
-        for name in cls.__dataclass_fields__:
-            raw = env.get(PREFIX + name.upper())
-            if raw is None or raw == "":
-                continue
-            current = getattr(defaults, name)
-            values[name] = _convert(PREFIX + name.upper(), raw, current)
-        settings = cls(**values)  # type: ignore[arg-type]
+        try:
+            settings = load(cls, environ)
+        except errors.SettingsError as exc:
+            raise SettingsError(str(exc)) from exc
         settings.check()
         return settings
 
@@ -169,14 +290,4 @@ class Settings:
             raise SettingsError("REMIT_WEBHOOK_SERVICE: expected namespace/name")
 
 
-def _convert(variable: str, raw: str, current: object) -> object:
-    try:
-        if isinstance(current, bool):
-            return raw.strip().lower() in ("1", "true", "yes", "on")
-        if isinstance(current, int):
-            return int(raw)
-        if isinstance(current, float):
-            return float(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{variable}: expected a number, got {raw!r}") from exc
-    return raw.strip()
+__all__ = ["PREFIX", "SYSTEM_NAMESPACES", "Settings"]

@@ -1,31 +1,16 @@
-"""The gateway's settings: one frozen dataclass, from CLI flags or ``REMIT_`` environment.
+"""The gateway's settings: grouped frozen dataclasses, from CLI flags or ``REMIT_`` environment.
 
-Sidecar mode (in a cluster) reads the environment the operator's injection sets:
-
-    REMIT_SERVER            namespace/name of the MCPServer (for records before a bundle)
-    REMIT_LISTEN            host:port for MCP clients (default 0.0.0.0:9000)
-    REMIT_ADMIN_LISTEN      host:port of the admin API (default 0.0.0.0:9901)
-    REMIT_UPSTREAM          the MCP server URL on loopback (default http://127.0.0.1:8080/mcp)
-    REMIT_BUNDLE_PUBLIC_KEY path of the Ed25519 public key (JWK or PEM) that bundles verify with
-    REMIT_POD_NAME          this pod (recorded in every decision record)
-    REMIT_AUDIT_SINK        stdout (default) or file
-    REMIT_AUDIT_FILE        path, for the file sink
-    REMIT_AUDIT_FSYNC       true (default) / false
-    REMIT_AUDIT_RESUME_BROKEN  true to start a new chain after a damaged file tail
-    REMIT_AUDIT_TIMEOUT     seconds a record may take to be written before calls are denied and
-                            the sink reported stalled (default 5)
-    REMIT_AUDIT_QUEUE_BYTES records waiting to be written beyond which calls are denied
-                            (default 16777216)
-    REMIT_MAX_BODY_BYTES    largest accepted request body (default 4194304)
-    REMIT_ASGI_SERVER       uvicorn (default, measured faster here) or granian
+Sidecar mode (in a cluster) reads the environment the operator's injection sets. Each field
+names its variable and meaning; ``remit.settings`` loads them (the loader the operator uses
+too) and writes the table in docs/gateway.md from the same fields.
 """
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -33,6 +18,7 @@ from urllib.parse import urlsplit
 from remit.audit.sinks import AuditSettings
 from remit.audit.writer import DEFAULT_QUEUE_BYTES
 from remit.errors import RemitError, SettingsError
+from remit.settings import group, load, setting
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,20 +37,118 @@ class Address:
         return cls(host.strip("[]") or "0.0.0.0", int(port))  # noqa: S104 - a sidecar listens on the pod IP
 
 
+def _address(raw: str, variable: str) -> Address:
+    return Address.parse(raw.strip(), variable)
+
+
+def _size(raw: str, variable: str) -> int:
+    if not raw.strip().isdigit():
+        raise SettingsError(f"{variable}: expected a number, got {raw!r}")
+    return int(raw)
+
+
+def _seconds(raw: str, variable: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{variable}: expected seconds, got {raw!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditVariables:
+    """The ``REMIT_AUDIT_*`` variables, turned into ``AuditSettings`` by ``_audit``."""
+
+    sink: Literal["stdout", "file"] = setting(
+        "stdout", env="AUDIT_SINK", doc="Where decision records go: `stdout` or `file`."
+    )
+    file: Path | None = setting(None, env="AUDIT_FILE", doc="Path of the file sink.")
+    fsync: bool = setting(
+        True, env="AUDIT_FSYNC", doc="Make each record durable before the call proceeds."
+    )
+    resume_broken: bool = setting(
+        False,
+        env="AUDIT_RESUME_BROKEN",
+        doc="Start a new chain after a damaged file tail (after a marker naming the damage).",
+    )
+    timeout: float = setting(
+        5.0,
+        env="AUDIT_TIMEOUT",
+        doc="Seconds a record may take to be written before calls are denied and the sink "
+        "reported stalled.",
+        parse=_seconds,
+    )
+    queue_bytes: int = setting(
+        DEFAULT_QUEUE_BYTES,
+        env="AUDIT_QUEUE_BYTES",
+        doc="Bytes of records waiting to be written beyond which calls are denied.",
+        parse=_size,
+    )
+
+
+def _audit(variables: AuditVariables) -> AuditSettings:
+    try:
+        return AuditSettings(
+            sink=variables.sink,
+            path=variables.file,
+            fsync=variables.fsync,
+            resume_broken=variables.resume_broken,
+            timeout=variables.timeout,
+            max_queue_bytes=variables.queue_bytes,
+        )
+    except RemitError as exc:
+        raise SettingsError(f"REMIT_AUDIT_*: {exc}") from exc
+
+
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
     """Everything one gateway process needs; nothing is read from globals."""
 
-    upstream: str = "http://127.0.0.1:8080/mcp"
-    listen: Address = Address("0.0.0.0", 9000)  # noqa: S104
-    admin_listen: Address = Address("0.0.0.0", 9901)  # noqa: S104
-    server: str = ""
-    pod: str = ""
-    public_key: Path | None = None
+    upstream: str = setting(
+        "http://127.0.0.1:8080/mcp",
+        env="UPSTREAM",
+        doc="The MCP server URL on loopback; its path is the path clients use.",
+    )
+    listen: Address = setting(
+        Address("0.0.0.0", 9000),  # noqa: S104 - a sidecar listens on the pod IP
+        env="LISTEN",
+        doc="`host:port` for MCP clients.",
+        parse=_address,
+        shown="`0.0.0.0:9000`",
+    )
+    admin_listen: Address = setting(
+        Address("0.0.0.0", 9901),  # noqa: S104
+        env="ADMIN_LISTEN",
+        doc="`host:port` of the admin API (bundle push, status, health, metrics).",
+        parse=_address,
+        shown="`0.0.0.0:9901`",
+    )
+    server: str = setting(
+        "", env="SERVER", doc="`namespace/name` of the MCPServer (for records before a bundle)."
+    )
+    pod: str = setting(
+        "",
+        env="POD_NAME",
+        doc="This pod, recorded in every decision record.",
+        shown="the host name",
+    )
+    public_key: Path | None = setting(
+        None,
+        env="BUNDLE_PUBLIC_KEY",
+        doc="Path of the Ed25519 public key (JWK or PEM) that pushed bundles must verify with.",
+    )
     policy_dirs: tuple[Path, ...] = ()
-    audit: AuditSettings = field(default_factory=AuditSettings)
-    max_body_bytes: int = 4 * 1024 * 1024
-    asgi_server: Literal["granian", "uvicorn"] = "uvicorn"
+    audit: AuditSettings = group(AuditSettings, source=AuditVariables, build=_audit)
+    max_body_bytes: int = setting(
+        4 * 1024 * 1024,
+        env="MAX_BODY_BYTES",
+        doc="Largest accepted request body, in bytes.",
+        parse=_size,
+    )
+    asgi_server: Literal["granian", "uvicorn"] = setting(
+        "uvicorn",
+        env="ASGI_SERVER",
+        doc="HTTP server: `uvicorn` (measured faster here) or `granian`.",
+    )
 
     @property
     def mcp_path(self) -> str:
@@ -72,61 +156,9 @@ class GatewaySettings:
         return urlsplit(self.upstream).path or "/mcp"
 
 
-def _flag(value: str, setting: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{setting}: expected true or false, got {value!r}")
-
-
 def from_environment(env: Mapping[str, str] | None = None) -> GatewaySettings:
-    """Sidecar settings from ``REMIT_*`` variables (see the module docstring)."""
-    env = os.environ if env is None else env
-    get = env.get
-    sink_name = get("REMIT_AUDIT_SINK", "stdout")
-    if sink_name not in ("stdout", "file"):
-        raise SettingsError(f"REMIT_AUDIT_SINK: expected stdout or file, got {sink_name!r}")
-    sink: Literal["stdout", "file"] = "file" if sink_name == "file" else "stdout"
-    audit_file = get("REMIT_AUDIT_FILE")
-    timeout = get("REMIT_AUDIT_TIMEOUT", "5")
-    try:
-        timeout_seconds = float(timeout)
-    except ValueError:
-        raise SettingsError(f"REMIT_AUDIT_TIMEOUT: expected seconds, got {timeout!r}") from None
-    queue = get("REMIT_AUDIT_QUEUE_BYTES", str(DEFAULT_QUEUE_BYTES))
-    if not queue.isdigit():
-        raise SettingsError(f"REMIT_AUDIT_QUEUE_BYTES: expected a number, got {queue!r}")
-    try:
-        audit = AuditSettings(
-            sink=sink,
-            path=Path(audit_file) if audit_file else None,
-            fsync=_flag(get("REMIT_AUDIT_FSYNC", "true"), "REMIT_AUDIT_FSYNC"),
-            resume_broken=_flag(
-                get("REMIT_AUDIT_RESUME_BROKEN", "false"), "REMIT_AUDIT_RESUME_BROKEN"
-            ),
-            timeout=timeout_seconds,
-            max_queue_bytes=int(queue),
-        )
-    except RemitError as exc:
-        raise SettingsError(f"REMIT_AUDIT_*: {exc}") from exc
-    server_name = get("REMIT_ASGI_SERVER", "uvicorn")
-    if server_name not in ("granian", "uvicorn"):
-        raise SettingsError(f"REMIT_ASGI_SERVER: expected granian or uvicorn, got {server_name!r}")
-    server: Literal["granian", "uvicorn"] = "granian" if server_name == "granian" else "uvicorn"
-    body = get("REMIT_MAX_BODY_BYTES", str(4 * 1024 * 1024))
-    if not body.isdigit():
-        raise SettingsError(f"REMIT_MAX_BODY_BYTES: expected a number, got {body!r}")
-    key = get("REMIT_BUNDLE_PUBLIC_KEY")
-    return GatewaySettings(
-        upstream=get("REMIT_UPSTREAM", "http://127.0.0.1:8080/mcp"),
-        listen=Address.parse(get("REMIT_LISTEN", "0.0.0.0:9000"), "REMIT_LISTEN"),
-        admin_listen=Address.parse(get("REMIT_ADMIN_LISTEN", "0.0.0.0:9901"), "REMIT_ADMIN_LISTEN"),
-        server=get("REMIT_SERVER", ""),
-        pod=get("REMIT_POD_NAME") or socket.gethostname(),
-        public_key=Path(key) if key else None,
-        audit=audit,
-        max_body_bytes=int(body),
-        asgi_server=server,
-    )
+    """Sidecar settings from ``REMIT_*`` variables (see docs/gateway.md)."""
+    settings = load(GatewaySettings, env)
+    if not settings.pod:
+        settings = dataclasses.replace(settings, pod=socket.gethostname())
+    return settings

@@ -1,0 +1,80 @@
+"""One settings loader for the operator and the gateway; the documented tables come from it."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from scripts.settings_docs import TABLES, documented, generated
+
+from remit.errors import SettingsError
+from remit.gateway.settings import Address, GatewaySettings, from_environment
+from remit.settings import load, variables
+from remit_operator import errors as operator_errors
+from remit_operator.settings import Settings
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_the_documented_table_is_the_one_the_fields_describe(name: str) -> None:
+    assert documented(name) == generated(name)
+
+
+@pytest.mark.parametrize("cls", [Settings, GatewaySettings])
+def test_every_setting_field_has_a_documented_variable(cls: type) -> None:
+    documented_fields = {v.name for v in variables(cls)}
+    assert all(name.startswith("REMIT_") for name in documented_fields)
+    unset = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if "env" not in f.metadata and not f.metadata.get("group") and f.name != "policy_dirs"
+    ]
+    assert unset == []
+
+
+def test_the_metrics_port_is_documented() -> None:
+    assert "`REMIT_METRICS_PORT` | `9090`" in Path(TABLES["operator"][0]).read_text()
+
+
+def test_operator_and_gateway_load_through_the_same_rules() -> None:
+    env = {
+        "REMIT_PUSH_RETRIES": "5",
+        "REMIT_RESYNC_SECONDS": "2.5",
+        "REMIT_PEERING": " ",  # blank is unset
+        "REMIT_MAX_BODY_BYTES": "1024",
+        "REMIT_LISTEN": "127.0.0.1:9100",
+        "REMIT_AUDIT_FSYNC": "off",
+        "REMIT_POD_NAME": "pod-a",
+    }
+    operator = Settings.from_env(env)
+    assert (operator.push_retries, operator.resync_seconds, operator.peering) == (5, 2.5, None)
+    gateway = from_environment(env)
+    assert gateway.max_body_bytes == 1024
+    assert gateway.listen == Address("127.0.0.1", 9100)
+    assert gateway.audit.fsync is False  # the REMIT_AUDIT_* group
+    assert gateway.pod == "pod-a"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"REMIT_AUDIT_FSYNC": "maybe"}, "REMIT_AUDIT_FSYNC"),
+        ({"REMIT_ASGI_SERVER": "gunicorn"}, "REMIT_ASGI_SERVER"),
+        ({"REMIT_MAX_BODY_BYTES": "-1"}, "REMIT_MAX_BODY_BYTES"),
+        ({"REMIT_LISTEN": "nowhere"}, "REMIT_LISTEN"),
+        ({"REMIT_AUDIT_SINK": "file"}, "REMIT_AUDIT_"),  # a file sink needs REMIT_AUDIT_FILE
+    ],
+)
+def test_a_bad_gateway_variable_is_named(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        from_environment(env)
+
+
+def test_a_bad_operator_variable_is_named_with_the_operators_error() -> None:
+    with pytest.raises(operator_errors.SettingsError, match="REMIT_PUSH_RETRIES"):
+        Settings.from_env({"REMIT_PUSH_RETRIES": "three"})
+
+
+def test_unset_variables_keep_the_defaults() -> None:
+    assert load(Settings, {}) == Settings()
+    assert dataclasses.replace(from_environment({}), pod="") == GatewaySettings()
