@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -36,12 +37,13 @@ GENESIS = "0" * 64
 ChainStart = Literal["genesis", "resume", "recover", "override"]
 
 
-def new_record_id() -> str:
+def new_record_id(clock: Callable[[], int] = time.time_ns) -> str:
     """Return a 32-hex-digit id that sorts by creation time: 48 bits of ms, 80 random bits.
 
-    The random bits only need to be unique, not secret; ``random`` reseeds after ``fork``.
+    ``clock`` gives nanoseconds since the epoch. The random bits only need to be unique, not
+    secret; ``random`` reseeds after ``fork``.
     """
-    return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
+    return f"{clock() // 1_000_000:012x}{random.getrandbits(80):020x}"
 
 
 def format_time(moment: datetime) -> str:

@@ -153,11 +153,19 @@ def test_times_are_rfc3339_utc_with_milliseconds() -> None:
         format_time(datetime(2026, 3, 1))
 
 
-def test_record_ids_are_unique_and_sort_by_time() -> None:
-    ids = [new_record_id() for _ in range(1000)]
+def test_record_ids_are_unique_within_a_millisecond() -> None:
+    same_instant = 1_767_225_600_000_000_000
+    ids = [new_record_id(lambda: same_instant) for _ in range(1000)]
     assert len(set(ids)) == 1000
-    assert all(len(i) == 32 for i in ids)
-    assert ids[0][:12] <= ids[-1][:12]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_record_ids_sort_by_time_whatever_their_random_bits() -> None:
+    start = 1_767_225_600_000_000_000
+    moments = [start + step * 1_000_000 for step in range(200)]  # one per millisecond
+    ids = [new_record_id(lambda moment=moment: moment) for moment in moments]
+    assert sorted(ids) == ids
+    assert ids[0][:12] == f"{start // 1_000_000:012x}"
 
 
 def test_a_line_with_a_bad_field_names_it() -> None:

@@ -296,9 +296,11 @@ def legacy_headers(session: str, token: str = "alice") -> dict[str, str]:
     }
 
 
-async def test_session_presented_by_someone_else_is_not_found(
+async def test_the_proxy_answers_404_when_its_hooks_refuse_a_session(
     gateway: str, http: httpx.AsyncClient
 ) -> None:
+    # The stand-in hooks refuse the session (SessionBindings itself, which the real guard uses,
+    # is tested in test_guard.py); what is checked here is the proxy's answer to a refusal.
     session = await legacy_session(http, gateway)
     listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     response = await http.post(gateway, json=listing, headers=legacy_headers(session, "mallory"))

@@ -12,6 +12,7 @@ from remit.api.loader import load
 from remit.errors import BundleError
 from remit.policy.compiler import compile_bundle
 from remit.policy.engine import Engine
+from remit.policy.expressions import Condition
 from remit.policy.index import RuleIndex, effective_hints
 from remit.policy.request import Identity, Request
 from tests.support.policies import (
@@ -451,11 +452,26 @@ def test_condition_error_denies_even_when_another_rule_allows() -> None:
     assert _effect(engine, call("t", {})) == ("deny", "expression_error")
 
 
-def test_decide_never_raises() -> None:
+def test_odd_arguments_deny_instead_of_raising() -> None:
     engine = engine_for(policy("p", rule("r", tools=["t"], when="args.x == 1")))
     odd = Request(identity=who(), method="tools/call", name="t", arguments=None, now=NOW)  # type: ignore[arg-type]
     decision = engine.decide(odd)
-    assert decision.effect == "deny"
+    assert (decision.effect, decision.reason) == ("deny", "expression_error")
+
+
+def test_an_unforeseen_failure_inside_decide_is_an_internal_error_deny(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = engine_for(policy("p", READ))
+    assert engine.decide(call("read_file")).allowed
+
+    def bug(self: Engine, request: Request) -> Any:
+        raise KeyError("a bug in the engine")
+
+    monkeypatch.setattr(Engine, "_decide", bug)
+    decision = engine.decide(call("read_file"))
+    assert (decision.effect, decision.reason) == ("deny", "internal_error")
+    assert "a bug in the engine" in decision.message
 
 
 # -- CEL variables --------------------------------------------------------------------------
@@ -669,13 +685,25 @@ def test_cached_lookups_do_not_leak_between_agents_or_subjects() -> None:
     assert engine.decide(call("read_file")).allowed
 
 
-def test_rules_are_evaluated_lazily_per_identity() -> None:
-    # A broken condition in a policy for another agent never affects this agent.
+def test_another_agents_conditions_are_never_evaluated(monkeypatch: pytest.MonkeyPatch) -> None:
+    evaluated: list[str] = []
+    original = Condition.evaluate
+
+    def counting(self: Condition, bindings: Any) -> bool:
+        evaluated.append(self.source)
+        return original(self, bindings)
+
+    monkeypatch.setattr(Condition, "evaluate", counting)
     engine = engine_for(
-        policy("mine", READ),
+        policy("mine", rule("r", tools=["read_*"], when="args.n == 1")),
         policy("theirs", rule("r", tools=["read_*"], when="args.missing == 1"), agents=["x"]),
     )
-    assert engine.decide(call("read_file", {})).allowed
+    assert engine.decide(call("read_file", {"n": 1})).allowed
+    assert evaluated == ["args.n == 1"]  # the other agent's (broken) condition never ran
+    evaluated.clear()
+    other = engine.decide(call("read_file", {"n": 1}, identity=who(agent="x")))
+    assert evaluated == ["args.missing == 1"]  # and it is the one that runs for its agent
+    assert other.reason == "expression_error"
 
 
 # -- the examples ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from remit.policy.expressions import (
     check,
     compile_condition,
 )
+from tests.support.policies import call, engine_for, policy, rule
 
 
 def _bindings(values: dict[str, Any], calls: list[str] | None = None) -> Bindings:
@@ -25,8 +26,19 @@ def _bindings(values: dict[str, Any], calls: list[str] | None = None) -> Binding
     return Bindings(resolve)
 
 
-def test_the_issue_variables_are_all_known() -> None:
-    assert {"subject", "agent", "tool", "args", "server", "now"} <= set(VARIABLES)
+@pytest.mark.parametrize("name", sorted(VARIABLES))
+def test_the_engine_binds_every_declared_variable(name: str) -> None:
+    # A variable the checker accepts but the engine's resolver does not bind would fail every
+    # condition that uses it at run time (expression_error); each one must evaluate.
+    engine = engine_for(policy("p", rule("r", tools=["t"], when=f"{name} == {name}")))
+    decision = engine.decide(call("t", {"x": 1}))
+    assert (decision.effect, decision.reason) == ("allow", "allowed"), decision.message
+
+
+def test_the_variables_the_docs_promise_are_declared() -> None:
+    assert {"subject", "agent", "tool", "resource", "prompt", "args", "server", "now"} == set(
+        VARIABLES
+    )
 
 
 @pytest.mark.parametrize(
