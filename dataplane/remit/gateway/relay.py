@@ -21,7 +21,7 @@ import orjson
 
 from remit.errors import UpstreamError
 from remit.gateway.asgi import Receive, Send
-from remit.gateway.hooks import GatewayHooks, Outcome
+from remit.gateway.hooks import GatewayHooks, Identity, Outcome
 from remit.gateway.protocol import Message, RequestId, is_response
 from remit.gateway.sse import SseSplitter, replace_data
 from remit.gateway.upstream import UpstreamResponse
@@ -68,7 +68,7 @@ class Exchange:
     def __init__(
         self,
         hooks: GatewayHooks,
-        identity: Any,
+        identity: Identity,
         calls: dict[RequestId, Call],
         pending: PendingCalls,
         *,
