@@ -107,13 +107,22 @@ class SettingsError(RemitError):
 
 
 class ProtocolError(RemitError):
-    """A message the gateway refuses before forwarding: JSON-RPC ``code``, HTTP ``status``."""
+    """A message the gateway refuses before forwarding: JSON-RPC ``code``, HTTP ``status``, and
+    ``reason``, the reason code (a ``remit.policy.decision.Reason`` value) its record carries."""
 
-    def __init__(self, code: int, message: str, status: int = 400, id_: str | int | None = None):
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        status: int = 400,
+        id_: str | int | None = None,
+        reason: str = "invalid_request",
+    ):
         self.code = code
         self.message = message
         self.status = status
         self.id = id_
+        self.reason = reason
         super().__init__(message)
 
 

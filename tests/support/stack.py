@@ -269,12 +269,20 @@ def write_policy_dir(
 
 @contextmanager
 def upstream(
-    log_dir: Path, *, kind: str = "files", json_response: bool = False, stateless: bool = False
+    log_dir: Path,
+    *,
+    kind: str = "files",
+    json_response: bool = False,
+    stateless: bool = False,
+    audit_file: Path | None = None,
 ) -> Iterator[Upstream]:
-    """Run a recording MCP server (``files`` or ``flip``)."""
+    """Run a recording MCP server (``files`` or ``flip``); with ``audit_file`` (the log of the
+    one gateway in front of it) each request records the log's size when it arrived."""
     port = free_port()
     argv = [sys.executable, "-m", "tests.support.upstreams", "--kind", kind, "--port", str(port)]
     argv += ["--json-response"] * json_response + ["--stateless"] * stateless
+    if audit_file is not None:
+        argv += ["--audit-file", str(audit_file)]
     process = Process.start(f"upstream-{kind}-{port}", argv, log_dir)
     try:
         process.wait_for_port(port)

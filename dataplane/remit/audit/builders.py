@@ -48,11 +48,14 @@ def build_decision(
     session_id: str | None = None,
     argument_mode: ArgumentMode = "digest",
     clock: Callable[[], datetime] = utc_now,
+    count: int = 1,
+    source: str | None = None,
 ) -> DecisionRecord:
     """Describe one decision about ``request``.
 
     ``server`` is ``namespace/name``; ``session_id`` is the raw ``Mcp-Session-Id`` (only its
-    sha256 is kept); ``request.now`` (else ``clock()``) is the decision time.
+    sha256 is kept); ``request.now`` (else ``clock()``) is the decision time. ``count`` and
+    ``source`` describe aggregated refusals (see :class:`DecisionRecord`).
     """
     identity = request.identity
     arguments = (
@@ -82,6 +85,8 @@ def build_decision(
         bundle=bundle,
         serial=serial,
         arguments=arguments,
+        count=count,
+        source=source,
     )
 
 

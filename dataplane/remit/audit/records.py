@@ -99,7 +99,11 @@ class DecisionRecord(_Record, frozen=True, kw_only=True, tag="decision"):
     ``server`` is ``namespace/name``; ``tool`` the tool name, resource URI or prompt name;
     ``tool_hash`` the sha256 of the tool's definition when known; ``chain`` the earlier actors
     of a nested ``act`` claim; ``session`` the sha256 of the session id; ``rules`` the matched
-    rule ids; ``bundle`` and ``serial`` the policy bundle in force.
+    rule ids; ``bundle`` and ``serial`` the policy bundle in force. ``count`` is how many
+    identical refusals the record stands for (more than 1 only for the summary of refusals
+    aggregated per source and interval, see ``remit.gateway.refusals``) and ``source`` the
+    client address, recorded for refusals of callers who are not authenticated. Both are
+    omitted from the line at their defaults (1, none).
     """
 
     method: str
@@ -119,6 +123,8 @@ class DecisionRecord(_Record, frozen=True, kw_only=True, tag="decision"):
     bundle: str
     serial: int | None
     arguments: ArgumentEvidence | None
+    count: int = 1
+    source: str | None = None
 
 
 class OutcomeRecord(_Record, frozen=True, kw_only=True, tag="outcome"):

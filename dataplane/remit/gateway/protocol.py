@@ -47,6 +47,42 @@ _DECIMAL: Final = re.compile(r"^-?[0-9]+(\.0+)?$")
 RequestId = str | int
 
 
+CLIENT_NOTIFICATIONS: Final[Mapping[str, frozenset[str]]] = {
+    "2025-06-18": frozenset(
+        {
+            "notifications/cancelled",
+            "notifications/initialized",
+            "notifications/progress",
+            "notifications/roots/list_changed",
+        }
+    ),
+    "2025-11-25": frozenset(
+        {
+            "notifications/cancelled",
+            "notifications/initialized",
+            "notifications/progress",
+            "notifications/roots/list_changed",
+            "notifications/tasks/status",
+        }
+    ),
+    "2026-07-28": frozenset({"notifications/cancelled"}),
+}
+"""The notifications a client may send, per revision (each revision's ``ClientNotification``)."""
+ANY_CLIENT_NOTIFICATION: Final = frozenset().union(*CLIENT_NOTIFICATIONS.values())
+
+
+def is_client_notification(method: str, version: str | None) -> bool:
+    """Whether ``method`` is a notification the protocol lets a client send in ``version``.
+
+    Only these pass without a decision: any other message without an ``id`` (``tools/call``
+    sent as a notification, an invented ``notifications/x``) is decided and recorded like a
+    request, since JSON-RPC servers act on notifications too. An unknown or absent version
+    (older revisions, the ``initialize`` exchange) gets the union of every revision's set.
+    """
+    allowed = CLIENT_NOTIFICATIONS.get(version or "", ANY_CLIENT_NOTIFICATION)
+    return method in allowed
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """One JSON-RPC message from a POST body.
@@ -82,17 +118,44 @@ class Body:
     batch: bool
 
 
-def parse_body(data: bytes) -> Body:
-    """Parse and classify a POST body; raise ProtocolError (-32700 / -32600) if it is unusable."""
+DEFAULT_MAX_BATCH: Final = 32
+
+
+def parse_body(data: bytes, max_batch: int = DEFAULT_MAX_BATCH) -> Body:
+    """Parse and classify a POST body; raise ProtocolError (-32700 / -32600) if it is unusable.
+
+    A batch holds at most ``max_batch`` messages and no request id twice: both are checked
+    before anything in it is decided, so a refused batch leaves no allow records behind.
+    """
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ProtocolError(PARSE_ERROR, f"Parse error: body is not valid JSON ({exc})") from exc
-    if isinstance(value, list):
-        if not value:
-            raise ProtocolError(INVALID_REQUEST, "Invalid Request: empty batch")
-        return Body(tuple(classify(item) for item in value), batch=True)
-    return Body((classify(value),), batch=False)
+    if not isinstance(value, list):
+        return Body((classify(value),), batch=False)
+    if not value:
+        raise ProtocolError(INVALID_REQUEST, "Invalid Request: empty batch")
+    if len(value) > max_batch:
+        raise ProtocolError(
+            INVALID_REQUEST,
+            f"Invalid Request: batch of {len(value)} messages exceeds the limit of {max_batch}",
+            reason="batch_too_large",
+        )
+    messages = tuple(classify(item) for item in value)
+    seen: set[tuple[type, RequestId]] = set()
+    for message in messages:
+        if message.kind != "request" or message.id is None:
+            continue
+        key = (type(message.id), message.id)
+        if key in seen:
+            raise ProtocolError(
+                INVALID_REQUEST,
+                f"Invalid Request: request id {message.id!r} appears twice in the batch",
+                id_=message.id,
+                reason="batch_rejected",
+            )
+        seen.add(key)
+    return Body(messages, batch=True)
 
 
 def classify(value: Any) -> Message:

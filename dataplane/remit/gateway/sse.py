@@ -3,11 +3,13 @@
 Upstream SSE streams must reach the client unbuffered and unchanged (``id:``, ``retry:``,
 ``event:``, comments), except that JSON-RPC responses inside them pass through the response
 hook. ``SseSplitter`` cuts a byte stream into complete events as chunks arrive, keeping each
-event's raw bytes; ``replace_data`` rebuilds one event with new data and every other line kept.
+event's raw bytes; ``replace_data`` rebuilds one event with new data and every other line kept,
+``event_id``/``replace_id`` read and rewrite its id (the gateway binds ids to callers).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -97,3 +99,34 @@ def replace_data(raw: bytes, data: bytes) -> bytes:
     if not placed:
         out.append(b"data: " + data)
     return newline.join(out) + newline + newline
+
+
+_LINES = re.compile(rb"(\r\n|\n|\r)")
+
+
+def _field(line: bytes) -> tuple[bytes, bytes]:
+    """A line's field name and value (one leading space of the value removed), per the spec."""
+    name, colon, value = line.partition(b":")
+    if colon and value.startswith(b" "):
+        value = value[1:]
+    return name, value
+
+
+def event_id(raw: bytes) -> str | None:
+    """The event's id (its last ``id`` field, lines ended by CRLF, LF or CR), or None."""
+    found = None
+    for line in _LINES.split(raw)[::2]:
+        name, value = _field(line)
+        if name == b"id" and b"\0" not in value:  # the spec ignores an id containing NULL
+            found = value.decode("utf-8", "replace")
+    return found
+
+
+def replace_id(raw: bytes, new: str) -> bytes:
+    """``raw`` with every ``id`` field set to ``new`` (the last one wins anyway); the other
+    lines and every line terminator are kept as they are."""
+    parts = _LINES.split(raw)
+    for index in range(0, len(parts), 2):
+        if _field(parts[index])[0] == b"id":
+            parts[index] = b"id: " + new.encode()
+    return b"".join(parts)

@@ -3,10 +3,11 @@
 The proxy opens one aiohttp session for its lifetime (created in the ASGI lifespan) and sends
 every request through it, so calls reuse warm keep-alive connections. This module also owns
 which headers cross the boundary: hop-by-hop headers are dropped both ways, the caller's
-``Authorization`` and any client-sent ``X-Remit-*`` never reach the upstream, ``Host`` is the
-upstream's own (so the SDK's DNS-rebinding check accepts it), and compression is not
-negotiated (the proxy must read JSON-RPC responses). Failures become ``UpstreamError`` with
-the HTTP status the client should see (502 unreachable or broken, 504 too slow).
+``Authorization`` and any client-sent ``X-Remit-*`` (in any spelling, ``X_Remit_Subject``
+too) never reach the upstream, ``Host`` is the upstream's own (so the SDK's DNS-rebinding
+check accepts it), and compression is not negotiated (the proxy must read JSON-RPC responses).
+Failures become ``UpstreamError`` with the HTTP status the client should see (502 unreachable
+or broken, 504 too slow).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from remit.errors import UpstreamError
+from remit.gateway.fields import canonical, remit_field
 
 HOP_BY_HOP: Final = frozenset(
     {
@@ -48,7 +50,6 @@ _NOT_FORWARDED: Final = HOP_BY_HOP | {
 _NOT_RETURNED: Final = frozenset(
     {name.encode() for name in HOP_BY_HOP | {"content-length", "date", "server"}}
 )
-_REMIT_PREFIX: Final = "x-remit-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,8 @@ def request_headers(
     }
     headers: CIMultiDict[str] = CIMultiDict()
     for name, value in client_headers:
-        if name in _NOT_FORWARDED or name in connection or name.startswith(_REMIT_PREFIX):
+        spelled = canonical(name)  # X_Remit_Subject reaches some frameworks as X-Remit-Subject
+        if spelled in _NOT_FORWARDED or name in connection or remit_field(spelled):
             continue
         headers.add(name, value)
     for name, value in extra.items():

@@ -1,0 +1,137 @@
+"""Aggregate identical refusals of unauthenticated callers, so they cannot fill the audit disk.
+
+Every refusal must stay accountable, but a refusal of a caller without a valid token costs the
+caller nothing and cost the gateway one fsynced ~630-byte record: an anonymous client could
+write the disk full at thousands of records a second. So refusals before authentication (bad
+or missing token, duplicate identity headers, no bundle in force) are aggregated per *window*:
+(source address, reason code, error kind) for ``interval`` seconds.
+
+- The first refusal of a window gets its own record, written at once, as before.
+- Identical refusals while the window is open are only counted (``remit_refusals_aggregated``).
+- When the window closes (the next refusal after it, the periodic flush, or shutdown), one
+  summary record carries their ``count`` and names the first record, so the records' counts
+  add up to every refusal.
+
+Windows are bounded (``max_windows``): when that many are open, refusals from further sources
+share one overflow window per reason (source ``*``). The error kind is a fixed code (e.g. the
+RFC 6750 error), never caller-controlled text, so a client cannot dodge aggregation by varying
+its token. Pure bookkeeping: the guard writes the records; the clock is injected.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+OVERFLOW_SOURCE: Final = "*"
+DEFAULT_INTERVAL: Final = 60.0
+DEFAULT_MAX_WINDOWS: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalKey:
+    """What makes two refusals identical: where from, the reason code, the error kind."""
+
+    source: str
+    reason: str
+    kind: str
+
+
+@dataclass(slots=True)
+class Window:
+    """One open aggregation window. ``record_id`` is the record of its first refusal."""
+
+    key: RefusalKey
+    message: str
+    opened: float
+    record_id: str = ""
+    suppressed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A closed window with refusals that got no record of their own."""
+
+    key: RefusalKey
+    count: int
+    message: str
+    record_id: str
+    seconds: float
+
+    def describe(self) -> str:
+        """The summary record's message."""
+        first = f"record {self.record_id}" if self.record_id else "the first refusal"
+        return (
+            f"{self.count} more identical refusals from {self.key.source} within "
+            f"{self.seconds:g}s of {first}: {self.message}"
+        )
+
+
+class RefusalAggregator:
+    """Windows of identical unauthenticated refusals; see the module docstring."""
+
+    def __init__(
+        self,
+        interval: float = DEFAULT_INTERVAL,
+        *,
+        max_windows: int = DEFAULT_MAX_WINDOWS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self.max_windows = max_windows
+        self._clock = clock
+        self._windows: dict[RefusalKey, Window] = {}
+        self._closed: list[Summary] = []
+        self.aggregated = 0
+
+    def note(self, key: RefusalKey, message: str) -> Window | None:
+        """Count one refusal. A window when it opens one (the caller records this refusal and
+        sets ``record_id``); None when it was counted into an open window."""
+        now = self._clock()
+        window = self._windows.get(key)
+        if window is not None and now - window.opened >= self.interval:
+            self._close(window, now)
+            window = None
+        if window is None and key not in self._windows and len(self._windows) >= self.max_windows:
+            self._close_expired(now)
+            if len(self._windows) >= self.max_windows:
+                key = RefusalKey(OVERFLOW_SOURCE, key.reason, key.kind)
+                window = self._windows.get(key)
+        if window is None:
+            window = Window(key, message, now)
+            self._windows[key] = window
+            return window
+        window.suppressed += 1
+        self.aggregated += 1
+        return None
+
+    def due(self, *, final: bool = False) -> list[Summary]:
+        """Summaries of windows that have closed (every open window too when ``final``)."""
+        now = self._clock()
+        if final:
+            for window in list(self._windows.values()):
+                self._close(window, now)
+        else:
+            self._close_expired(now)
+        closed, self._closed = self._closed, []
+        return closed
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def _close_expired(self, now: float) -> None:
+        for window in [w for w in self._windows.values() if now - w.opened >= self.interval]:
+            self._close(window, now)
+
+    def _close(self, window: Window, now: float) -> None:
+        del self._windows[window.key]
+        if window.suppressed:
+            seconds = round(min(now - window.opened, self.interval), 3)
+            self._closed.append(
+                Summary(window.key, window.suppressed, window.message, window.record_id, seconds)
+            )
+
+
+__all__ = ["RefusalAggregator", "RefusalKey", "Summary", "Window"]
