@@ -112,11 +112,14 @@ def record_decision(
     decision: policy_decision.Decision | None = None,
     tool_hash: str | None = None,
     session_id: str | None = None,
+    count: int = 1,
+    source: str | None = None,
 ) -> DecisionRecord:
     """The record of a decision made under ``bundle`` (None: no bundle in force).
 
     ``server`` is used only without a bundle (the bundle names its server). ``decision``, when
-    the engine was asked, contributes the matched rules and the grant.
+    the engine was asked, contributes the matched rules and the grant. ``count`` and ``source``
+    describe refusals of unauthenticated callers (see :class:`DecisionRecord`).
     """
     grant = decision.grant if decision is not None else None
     return build_decision(
@@ -135,6 +138,8 @@ def record_decision(
         argument_mode="redacted"
         if bundle is not None and bundle.server.audit_arguments == "Redacted"
         else "digest",
+        count=count,
+        source=source,
     )
 
 

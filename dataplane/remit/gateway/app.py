@@ -8,6 +8,7 @@ its loop), serves RFC 9728 metadata, and hands everything else to the proxy with
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from remit.audit import AuditChain, SinkHealth, open_chain
@@ -17,6 +18,7 @@ from remit.gateway.authn import auth_settings_for
 from remit.gateway.guard import RemitGuard
 from remit.gateway.metrics import Metrics
 from remit.gateway.proxy import McpProxy, ProxySettings
+from remit.gateway.refusals import RefusalAggregator
 from remit.gateway.replies import no_bundle
 from remit.gateway.resource_metadata import WELL_KNOWN, build_metadata, metadata_paths
 from remit.gateway.settings import GatewaySettings
@@ -38,6 +40,7 @@ class Gateway:
         self.guard: RemitGuard | None = None
         self.chain: AuditChain | None = None
         self.proxy: McpProxy | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self.admin_app = AdminApp(self.state, self.metrics, self)
 
     def status(self) -> dict[str, Any]:
@@ -66,19 +69,34 @@ class Gateway:
             upstream=UpstreamSettings(url=settings.upstream),
             path=settings.mcp_path,
             max_body_bytes=settings.max_body_bytes,
+            max_batch=settings.max_batch,
         )
         upstream = Upstream(proxy_settings.upstream)
+        refusals = RefusalAggregator(
+            settings.refusal_interval, max_windows=settings.refusal_windows
+        )
         self.guard = RemitGuard(
-            self.state, self.chain, self.metrics, pod=settings.pod, upstream=upstream
+            self.state,
+            self.chain,
+            self.metrics,
+            pod=settings.pod,
+            upstream=upstream,
+            refusals=refusals,
         )
         self.proxy = McpProxy(proxy_settings, self.guard, upstream)
         await upstream.start()
+        guard = self.guard
+        self._flusher = asyncio.create_task(guard.refusals.run(lambda: guard.state.current))
 
     async def stop(self) -> None:
         """Close the upstream client, the JWKS client and the audit chain."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
         if self.proxy is not None:
             await self.proxy.upstream.close()
         if self.guard is not None:
+            await self.guard.flush_refusals(final=True)  # every aggregated refusal is recorded
             await self.guard.close()
         if self.chain is not None:
             await self.chain.close()

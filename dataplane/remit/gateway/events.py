@@ -26,8 +26,6 @@ from remit.policy.request import Identity
 
 _MAC_CHARS: Final = 22  # 132 bits of base64url
 _SEPARATOR: Final = "."
-EVENT_ID_MISMATCH: Final = "event_id_mismatch"
-"""Reason code of a refused ``Last-Event-ID``."""
 
 
 class EventIds:
@@ -55,4 +53,4 @@ class EventIds:
         return upstream_id
 
 
-__all__ = ["EVENT_ID_MISMATCH", "EventIds"]
+__all__ = ["EventIds"]

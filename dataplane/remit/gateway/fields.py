@@ -18,7 +18,9 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Final
 
-from remit.gateway.protocol import INVALID_REQUEST, ProtocolError
+from remit.errors import ProtocolError
+from remit.gateway.protocol import INVALID_REQUEST
+from remit.policy.decision import Reason
 
 IDENTITY_FIELDS: Final = frozenset(
     {
@@ -36,8 +38,6 @@ IDENTITY_FIELDS: Final = frozenset(
 """Fields that say who is calling, in which session, or what is called."""
 PARAM_PREFIX: Final = "mcp-param-"
 REMIT_PREFIX: Final = "x-remit-"
-DUPLICATE_HEADER: Final = "duplicate_header"
-"""The reason code a refused request's decision record carries."""
 
 
 def canonical(name: str) -> str:
@@ -75,11 +75,12 @@ def _display(name: str) -> str:
 
 
 def _refused(text: str) -> ProtocolError:
-    return ProtocolError(INVALID_REQUEST, f"Invalid Request: {text}", reason=DUPLICATE_HEADER)
+    return ProtocolError(
+        INVALID_REQUEST, f"Invalid Request: {text}", reason=Reason.DUPLICATE_HEADER
+    )
 
 
 __all__ = [
-    "DUPLICATE_HEADER",
     "IDENTITY_FIELDS",
     "canonical",
     "check_header_fields",

@@ -9,28 +9,32 @@ module; this one only puts them in order. Every failure denies and is recorded.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from remit.audit import AuditChain
-from remit.errors import AuthenticationError
+from remit.errors import AuthenticationError, ProtocolError
 from remit.gateway.authn import AuthenticatorCache
+from remit.gateway.batches import Judged, abandon_batch, refuse_batch
 from remit.gateway.discovery import Discovery
-from remit.gateway.hooks import ADMIT, ANONYMOUS, Admit, Deny, HttpRequest, Outcome, Rejection
+from remit.gateway.events import EventIds
+from remit.gateway.hooks import ADMIT, Admit, Deny, HttpRequest, Outcome, Rejection
 from remit.gateway.lists import filter_list
 from remit.gateway.metrics import Metrics
+from remit.gateway.notices import ProgressTokens, judge, progress_token
 from remit.gateway.pins import PinEnforcer, ToolCatalog
-from remit.gateway.protocol import Message
+from remit.gateway.protocol import SESSION_HEADER, Message
 from remit.gateway.ratelimit import RateLimiter
 from remit.gateway.recorder import Recorder, Ticket
+from remit.gateway.refusals import AnonymousRefusals, RefusalAggregator
 from remit.gateway.replies import (
     NO_BUNDLE_MESSAGE,
     authentication_refusal,
-    denial,
-    internal_error,
     no_bundle,
+    stream_refusal,
 )
 from remit.gateway.sessions import SessionBindings
 from remit.gateway.state import Policy, PolicyState
@@ -38,6 +42,7 @@ from remit.gateway.upstream import Upstream
 from remit.policy.decision import Decision, Reason, deny
 from remit.policy.request import Identity, Request
 
+log = logging.getLogger(__name__)
 _HEADER_SAFE = "@:._-+/=~!$&'()*,;"
 _ARGUMENT_METHODS = ("tools/call", "prompts/get")
 
@@ -53,6 +58,7 @@ class RemitGuard:
         *,
         pod: str = "",
         upstream: Upstream | None = None,
+        refusals: RefusalAggregator | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.state = state
@@ -63,6 +69,9 @@ class RemitGuard:
         self.pins = PinEnforcer(ToolCatalog(), metrics.tool_pin_mismatches.inc)
         self.discovery = Discovery(upstream, clock=clock)
         self.limiter = RateLimiter()
+        self.refusals = AnonymousRefusals(self.recorder, metrics, refusals)
+        self.event_ids = EventIds()
+        self.progress = ProgressTokens()
         self._clock = clock
 
     async def close(self) -> None:
@@ -75,8 +84,8 @@ class RemitGuard:
         """Verify the bearer token against the issuer in the bundle; 401/403 otherwise."""
         policy = self.state.current
         if policy is None:
-            await self.recorder.refusal(
-                None, Request(ANONYMOUS, ""), Reason.NO_BUNDLE, NO_BUNDLE_MESSAGE
+            await self.refusals.refuse(
+                None, request, Reason.NO_BUNDLE, Reason.NO_BUNDLE, NO_BUNDLE_MESSAGE
             )
             return no_bundle()
         server = policy.bundle.server
@@ -86,14 +95,57 @@ class RemitGuard:
             )
         except AuthenticationError as exc:
             self.metrics.authentication_failures.labels(exc.reason).inc()
-            await self.recorder.refusal(
-                policy, Request(ANONYMOUS, ""), Reason.UNAUTHENTICATED, str(exc)
+            await self.refusals.refuse(
+                policy, request, Reason.UNAUTHENTICATED, exc.reason, str(exc)
             )
             return authentication_refusal(exc, server)
 
+    async def refuse(
+        self, identity: Identity | None, request: HttpRequest, error: ProtocolError
+    ) -> None:
+        """Record a request the proxy refused; aggregated while the caller is unknown."""
+        policy = self.state.current
+        try:
+            reason = Reason(error.reason)
+        except ValueError:  # not one of ours: still refused, and recorded as a bad request
+            reason = Reason.INVALID_REQUEST
+        if identity is None:
+            await self.refusals.refuse(policy, request, reason, reason, error.message)
+            return
+        session = request.header(SESSION_HEADER)
+        req = Request(identity, "")
+        await self.recorder.refusal(policy, req, reason, error.message, session=session)
+
     async def admit_stream(self, identity: Identity, request: HttpRequest) -> Admit | Rejection:
-        """GET (server stream) and DELETE (end session) need only an authenticated caller."""
-        return Admit(upstream_headers=_identity_headers(identity, "stream"))
+        """GET (server stream) and DELETE (end session) need an authenticated caller, and a
+        ``Last-Event-ID`` issued to that caller; both are recorded like calls."""
+        policy = self.state.current
+        req = Request(identity, request.method, "")
+        session = request.header(SESSION_HEADER)
+        if policy is None:
+            await self.recorder.refusal(
+                None, req, Reason.NO_BUNDLE, NO_BUNDLE_MESSAGE, session=session
+            )
+            return no_bundle()
+        headers = _identity_headers(identity, "")
+        presented = request.header("last-event-id")
+        if presented is not None and request.method == "GET":
+            upstream_id = self.event_ids.open(identity, presented)
+            if upstream_id is None:
+                text = "Last-Event-ID was not issued to this caller"
+                record = await self.recorder.refusal(
+                    policy, req, Reason.EVENT_ID_MISMATCH, text, session=session
+                )
+                return stream_refusal(400, f"Invalid Request: {text}", record.id)
+            headers["last-event-id"] = upstream_id
+        message = f"{request.method} {request.path} is allowed to authenticated callers"
+        decision = Decision("allow", Reason.ALLOWED, message, policy.bundle.digest)
+        record, recorded = await self.recorder.decision(policy, req, decision, None, session)
+        if not recorded and policy.bundle.server.audit_failure_policy == "Fail":
+            self.metrics.decisions.labels("deny", Reason.AUDIT_UNAVAILABLE).inc()
+            return stream_refusal(500, "decision could not be recorded", record.id)
+        headers["x-remit-decision"] = record.id
+        return Admit(upstream_headers=headers, token=Ticket(record, self._clock()))
 
     # -- 2. bind the session --------------------------------------------------------------
 
@@ -119,27 +171,46 @@ class RemitGuard:
 
     async def decide(self, identity: Identity, call: Message, request: HttpRequest) -> Admit | Deny:
         """Decide, record, then admit or answer with a denial naming the reason and record."""
+        return (await self.decide_batch(identity, [call], request))[0]
+
+    async def decide_batch(
+        self, identity: Identity, calls: Sequence[Message], request: HttpRequest
+    ) -> list[Admit | Deny]:
+        """Decide every call first; record allows only if all are allowed. Otherwise record
+        each denial, and each allowed call as ``batch_rejected``: no allow without a forward."""
         started = self._clock()
         policy = self.state.current
+        session = request.header(SESSION_HEADER)
         if policy is None:
-            req = Request(identity, call.method, call.target)
-            await self.recorder.refusal(None, req, Reason.NO_BUNDLE, NO_BUNDLE_MESSAGE)
+            for call in calls:
+                req = Request(identity, call.method, call.target)
+                await self.recorder.refusal(
+                    None, req, Reason.NO_BUNDLE, NO_BUNDLE_MESSAGE, session=session
+                )
             rejection = no_bundle()
-            return Deny(error=rejection.body.get("error"), status=rejection.status)
-        req = await self._request(policy, identity, call)
-        decision, tool_hash = self._decide(policy, req)
-        session = request.header("mcp-session-id")
-        record, recorded = await self.recorder.decision(policy, req, decision, tool_hash, session)
-        if not recorded and policy.bundle.server.audit_failure_policy == "Fail":
-            self.metrics.decisions.labels("deny", Reason.AUDIT_UNAVAILABLE).inc()
-            message = f"decision could not be recorded ({Reason.AUDIT_UNAVAILABLE})"
-            return Deny(error=internal_error(message, record.id, Reason.AUDIT_UNAVAILABLE))
+            return [Deny(error=rejection.body.get("error"), status=rejection.status)] * len(calls)
+        judged = [await self._judge(policy, identity, call) for call in calls]
+        if any(not j.decision.allowed for j in judged):
+            self.metrics.decision_seconds.observe(self._clock() - started)
+            return await refuse_batch(self.recorder, policy, judged, session, self._visible)
+        verdicts: list[Admit | Deny] = []
+        for j in judged:
+            record, recorded = await self.recorder.decision(
+                policy, j.request, j.decision, j.tool_hash, session
+            )
+            if not recorded and policy.bundle.server.audit_failure_policy == "Fail":
+                return await abandon_batch(self.recorder, verdicts, record.id, len(calls))
+            token = progress_token(j.call.params)
+            if token is not None and j.call.kind == "request":
+                self.progress.remember(identity, token)
+            headers = _identity_headers(identity, record.id)
+            verdicts.append(Admit(upstream_headers=headers, token=Ticket(record, self._clock())))
         self.metrics.decision_seconds.observe(self._clock() - started)
-        if not decision.allowed:
-            visible = self._visible(policy, req, decision)
-            return denial(call.method, req.name, decision, record.id, visible)
-        headers = _identity_headers(identity, record.id)
-        return Admit(upstream_headers=headers, token=Ticket(record, self._clock()))
+        return verdicts
+
+    async def _judge(self, policy: Policy, identity: Identity, call: Message) -> Judged:
+        request = await self._request(policy, identity, call)
+        return Judged(call, request, *self._decide(policy, request))
 
     async def _request(self, policy: Policy, identity: Identity, call: Message) -> Request:
         """The engine's view of ``call``: a tool call carries its tool's declared annotations,
@@ -167,11 +238,12 @@ class RemitGuard:
                 return deny(Reason.TOOL_PIN_MISMATCH, message, policy.bundle.digest), tool_hash
         return self.limiter.limit(policy.engine.decide(request), request.identity), tool_hash
 
-    @staticmethod
-    def _visible(policy: Policy, request: Request, decision: Decision) -> bool:
+    def _visible(self, judged: Judged) -> bool:
         """Whether the denial may say why (else a hidden tool answers like an unknown one)."""
-        return decision.reason == Reason.CONSENT_REQUIRED or (
+        request, policy = judged.request, self.state.current
+        return judged.decision.reason == Reason.CONSENT_REQUIRED or (
             request.method == "tools/call"
+            and policy is not None
             and policy.engine.visible(request.identity, "tool", request.name, request.annotations)
         )
 
@@ -190,12 +262,39 @@ class RemitGuard:
             return response
         return filter_list(policy, self.pins, identity, call.method, response)
 
+    async def server_message(
+        self, identity: Identity, message: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Relay a server notification or request only if the caller may see it (notices)."""
+        policy = self.state.current
+        why = (
+            Reason.NO_BUNDLE
+            if policy is None
+            else judge(message, identity, policy.engine, self.progress)
+        )
+        if why is None:
+            return message
+        self.metrics.server_messages_dropped.labels(why).inc()
+        log.info("dropped server message %r for %s: %s", message.get("method"), identity, why)
+        return None
+
+    async def event_id(self, identity: Identity, upstream_id: str) -> str:
+        """Event ids are sealed to the caller (events.py)."""
+        return self.event_ids.seal(identity, upstream_id)
+
     async def outcome(
         self, identity: Identity, call: Message, token: Any, outcome: Outcome
     ) -> None:
         """Write the outcome line that completes the call's decision record."""
+        progress = progress_token(call.params) if call.kind == "request" else None
+        if progress is not None:
+            self.progress.forget(identity, progress)
         if isinstance(token, Ticket):
             await self.recorder.outcome(token, outcome)
+
+    async def flush_refusals(self, *, final: bool = False) -> None:
+        """Write the summaries of aggregated refusals whose window closed (all when final)."""
+        await self.refusals.flush(self.state.current, final=final)
 
     def status(self) -> dict[str, Any]:
         """For the admin API: pins, audit head, sessions, buckets."""
@@ -204,6 +303,8 @@ class RemitGuard:
             "audit": {"head": self.recorder.chain.head},
             "sessions": len(self.sessions),
             "rateLimitBuckets": len(self.limiter),
+            "refusalWindows": len(self.refusals.aggregator),
+            "refusalsAggregated": self.refusals.aggregator.aggregated,
         }
 
 

@@ -4,9 +4,13 @@ The proxy (``proxy.py``) moves bytes and enforces the protocol; everything Remit
 who is calling, whether a session belongs to them, whether a request may pass, what a list
 result may show, what is recorded — is asked of a ``GatewayHooks`` implementation. The order
 per HTTP request is: ``authenticate`` once, ``check_session`` if a ``Mcp-Session-Id`` is
-presented, then ``decide`` per JSON-RPC request (``admit_message`` for notifications and
-client responses, ``admit_stream`` for GET/DELETE), forward, ``bind_session`` when the upstream
-issues a session id, ``transform`` per response message, ``outcome`` once per forwarded request.
+presented, then ``decide`` per JSON-RPC request and per notification the protocol does not
+define for clients (``decide_batch`` for a batch, all of it before anything is recorded as
+allowed; ``admit_message`` for protocol notifications and client responses, ``admit_stream``
+for GET/DELETE), forward, ``bind_session`` when the upstream issues a session id, ``transform``
+per response message, ``server_message`` per other server message and ``event_id`` per SSE
+event id, ``outcome`` once per forwarded decision. A request the proxy refuses on protocol
+grounds (duplicate identity headers, malformed body, oversized batch) is told to ``refuse``.
 Every hook is async; an exception in a hook fails closed (the request gets an internal error).
 ``identity`` is the ``Identity`` ``authenticate`` returned; the proxy never looks inside it,
 nor inside a decision ``token``.
@@ -14,10 +18,11 @@ nor inside a decision ``token``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from remit.errors import ProtocolError
 from remit.gateway.protocol import Message, RequestId
 from remit.policy.request import Identity
 
@@ -111,7 +116,32 @@ class GatewayHooks(Protocol):
         ...
 
     async def decide(self, identity: Identity, call: Message, request: HttpRequest) -> Admit | Deny:
-        """Decide one client→server JSON-RPC request (``call.kind == "request"``)."""
+        """Decide one client→server JSON-RPC request, or a notification the protocol does not
+        define for clients (servers act on those too)."""
+        ...
+
+    async def decide_batch(
+        self, identity: Identity, calls: Sequence[Message], request: HttpRequest
+    ) -> list[Admit | Deny]:
+        """Decide every message of a batch that ``decide`` would (same order). The batch is
+        forwarded only if all are admitted: record allows only then."""
+        ...
+
+    async def refuse(
+        self, identity: Identity | None, request: HttpRequest, error: ProtocolError
+    ) -> None:
+        """The proxy refused ``request`` on protocol grounds (``identity`` None: before it
+        authenticated the caller). Record it."""
+        ...
+
+    async def server_message(
+        self, identity: Identity, message: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """A server→client notification or request as the caller may see it; None drops it."""
+        ...
+
+    async def event_id(self, identity: Identity, upstream_id: str) -> str:
+        """The SSE event id the caller sees for the upstream's ``upstream_id``."""
         ...
 
     async def admit_message(self, identity: Identity, message: Message) -> Admit | Deny:
@@ -158,6 +188,27 @@ class AllowAllHooks:
     async def decide(self, identity: Identity, call: Message, request: HttpRequest) -> Admit | Deny:
         """Allow."""
         return ADMIT
+
+    async def decide_batch(
+        self, identity: Identity, calls: Sequence[Message], request: HttpRequest
+    ) -> list[Admit | Deny]:
+        """``decide`` each message in turn."""
+        return [await self.decide(identity, call, request) for call in calls]
+
+    async def refuse(
+        self, identity: Identity | None, request: HttpRequest, error: ProtocolError
+    ) -> None:
+        """Not recorded."""
+
+    async def server_message(
+        self, identity: Identity, message: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Unchanged."""
+        return message
+
+    async def event_id(self, identity: Identity, upstream_id: str) -> str:
+        """Unchanged."""
+        return upstream_id
 
     async def admit_message(self, identity: Identity, message: Message) -> Admit | Deny:
         """Allow."""

@@ -65,6 +65,20 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.refusals_aggregated = Counter(
+            "remit_refusals_aggregated",
+            "Refusals of unauthenticated callers counted into a summary record instead of one "
+            "record each, by reason code.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.server_messages_dropped = Counter(
+            "remit_server_messages_dropped",
+            "Server-to-client notifications and requests not relayed to the caller, by why "
+            "(progress_not_theirs, resource_not_readable, unknown_method, no_bundle).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.tool_pin_mismatches = Counter(
             "remit_tool_pin_mismatches",
             "Tool definitions that differ from their pin.",

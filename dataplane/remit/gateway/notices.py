@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import orjson
 
+from remit.policy.decision import Reason
 from remit.policy.engine import Engine
 from remit.policy.request import Identity, Request
 
@@ -98,9 +99,15 @@ class ProgressTokens:
 
 
 def judge(
-    message: Mapping[str, Any], identity: Identity, engine: Engine, progress: ProgressTokens
+    message: Mapping[str, Any],
+    identity: Identity,
+    engine: Engine | None,
+    progress: ProgressTokens,
 ) -> str | None:
-    """None when ``identity`` may see the server's ``message``; else why it is dropped."""
+    """None when ``identity`` may see the server's ``message``; else why it is dropped.
+    ``engine`` None means no bundle is in force: nothing is judged visible."""
+    if engine is None:
+        return Reason.NO_BUNDLE
     method = message.get("method")
     params = message.get("params")
     params = params if isinstance(params, Mapping) else {}

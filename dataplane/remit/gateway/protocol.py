@@ -18,6 +18,7 @@ from typing import Any, Final
 import orjson
 
 from remit.errors import ProtocolError
+from remit.policy.decision import Reason
 
 PARSE_ERROR: Final = -32700
 INVALID_REQUEST: Final = -32600
@@ -139,7 +140,7 @@ def parse_body(data: bytes, max_batch: int = DEFAULT_MAX_BATCH) -> Body:
         raise ProtocolError(
             INVALID_REQUEST,
             f"Invalid Request: batch of {len(value)} messages exceeds the limit of {max_batch}",
-            reason="batch_too_large",
+            reason=Reason.BATCH_TOO_LARGE,
         )
     messages = tuple(classify(item) for item in value)
     seen: set[tuple[type, RequestId]] = set()
@@ -152,7 +153,7 @@ def parse_body(data: bytes, max_batch: int = DEFAULT_MAX_BATCH) -> Body:
                 INVALID_REQUEST,
                 f"Invalid Request: request id {message.id!r} appears twice in the batch",
                 id_=message.id,
-                reason="batch_rejected",
+                reason=Reason.BATCH_REJECTED,
             )
         seen.add(key)
     return Body(messages, batch=True)

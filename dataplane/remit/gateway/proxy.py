@@ -13,6 +13,7 @@ with a JSON-RPC error, never a traceback. The ASGI lifespan owns the upstream cl
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +21,10 @@ import orjson
 
 from remit.errors import ClientGoneError, ProtocolError, UpstreamError
 from remit.gateway.asgi import Receive, Scope, Send, reply, serve_lifespan
+from remit.gateway.fields import check_header_fields
 from remit.gateway.hooks import Admit, Deny, GatewayHooks, HttpRequest, Identity, Rejection
 from remit.gateway.protocol import (
+    DEFAULT_MAX_BATCH,
     INTERNAL_ERROR,
     INVALID_REQUEST,
     MODERN_VERSIONS,
@@ -34,10 +37,12 @@ from remit.gateway.protocol import (
     check_routing_headers,
     error_body,
     error_response,
+    is_client_notification,
     parse_body,
     result_response,
 )
 from remit.gateway.relay import Call, Exchange, PendingCalls
+from remit.gateway.replies import FORBIDDEN
 from remit.gateway.upstream import Upstream, UpstreamSettings, request_headers
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,7 @@ class ProxySettings:
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     path: str = "/mcp"
     max_body_bytes: int = 4 * 1024 * 1024
+    max_batch: int = DEFAULT_MAX_BATCH
 
 
 class _Sender:
@@ -110,6 +116,12 @@ class McpProxy:
             ),
             client=scope.get("client"),
         )
+        try:
+            check_header_fields(request.headers)
+        except ProtocolError as exc:
+            await self.hooks.refuse(None, request, exc)
+            await reply(send, exc.status, error_body(None, exc.code, exc.message))
+            return
         identity = await self.hooks.authenticate(request)
         if isinstance(identity, Rejection):
             headers = [
@@ -137,30 +149,38 @@ class McpProxy:
     ) -> None:
         try:
             body = await _read_body(request, receive, self.settings.max_body_bytes)
-            parsed = parse_body(body)
+            parsed = parse_body(body, self.settings.max_batch)
             for message in parsed.messages:
                 if message.kind == "request":
                     check_routing_headers(message, request.headers, in_batch=parsed.batch)
         except ProtocolError as exc:
+            await self.hooks.refuse(identity, request, exc)
             await reply(send, exc.status, error_body(exc.id, exc.code, exc.message))
             return
+        version = request.header(VERSION_HEADER)
+        verdicts: dict[int, Admit | Deny] = {}
+        for index, message in enumerate(parsed.messages):  # these record nothing
+            if not _decided(message, version):
+                verdicts[index] = await self.hooks.admit_message(identity, message)
+        decided = [i for i, message in enumerate(parsed.messages) if _decided(message, version)]
+        if parsed.batch:
+            chosen = [parsed.messages[i] for i in decided]
+            answers = await self.hooks.decide_batch(identity, chosen, request)
+            verdicts.update(zip(decided, answers, strict=True))
+        elif decided:
+            verdicts[0] = await self.hooks.decide(identity, parsed.messages[0], request)
         admits: list[Admit] = []
         calls: dict[RequestId, Call] = {}
-        for message in parsed.messages:
-            if message.kind == "request":
-                verdict = await self.hooks.decide(identity, message, request)
-            else:
-                verdict = await self.hooks.admit_message(identity, message)
+        notices: list[Call] = []
+        for index, message in enumerate(parsed.messages):
+            verdict = verdicts[index]
             if isinstance(verdict, Deny):
-                modern = request.header(VERSION_HEADER) in MODERN_VERSIONS
-                await self._deny(message, verdict, parsed.batch, modern, send)
+                await self._deny(message, verdict, parsed.batch, version in MODERN_VERSIONS, send)
                 return
-            if message.id is not None and message.kind == "request":
-                if message.id in calls:
-                    body = error_body(message.id, INVALID_REQUEST, "Duplicate request id in batch")
-                    await reply(send, 400, body)
-                    return
+            if message.kind == "request" and message.id is not None:
                 calls[message.id] = Call(message, verdict.token)
+            elif index in decided:
+                notices.append(Call(message, verdict.token))
             admits.append(verdict)
         headers = request_headers(request.headers, _merge(admits))
         await self._forward(
@@ -168,6 +188,7 @@ class McpProxy:
             identity,
             session,
             calls=calls,
+            notices=notices,
             headers=headers,
             body=body,
             receive=receive,
@@ -181,10 +202,9 @@ class McpProxy:
             text = "Batch rejected: a message in it was denied"
             error = dict(deny.error) if deny.error is not None else None
             await reply(send, 400, error_body(message.id, INVALID_REQUEST, text, error))
-        elif message.kind != "request":
-            await reply(
-                send, deny.status, b"" if deny.error is None else error_body(None, **_err(deny))
-            )
+        elif message.kind != "request":  # no JSON-RPC answer: an HTTP error, body without id
+            status = deny.status if deny.status >= 400 else 403
+            await reply(send, status, error_body(None, **_err(deny)))
         elif deny.result is not None:
             result = dict(deny.result)
             if modern:  # 2026-07-28 results say they are complete
@@ -207,11 +227,13 @@ class McpProxy:
             await reply(send, verdict.status, orjson.dumps(dict(verdict.body)))
             return
         headers = request_headers(request.headers, verdict.upstream_headers)
+        stream = Call(Message("stream", {}, request.method), verdict.token)
         await self._forward(
             request,
             identity,
             session,
             calls={},
+            stream=stream,
             headers=headers,
             body=None,
             receive=receive,
@@ -225,19 +247,29 @@ class McpProxy:
         session: str | None,
         *,
         calls: dict[RequestId, Call],
+        notices: Sequence[Call] = (),
+        stream: Call | None = None,
         headers: Any,
         body: bytes | None,
         receive: Receive,
         send: Send,
     ) -> None:
+        """Send upstream and relay the answer. ``calls`` are answered by responses; ``notices``
+        (decided notifications) end when the upstream accepts the POST; ``stream`` (a GET or
+        DELETE) ends with its response."""
         exchange = Exchange(self.hooks, identity, calls, self.pending, session=session)
         try:
             response = await self.upstream.send(request.method, headers, body)
         except UpstreamError as exc:
             log.warning("upstream failed for %s: %s", request.method, exc.reason)
             await exchange.fail(exc.reason)
+            for call in [*notices, *([stream] if stream else [])]:
+                await exchange.ended(call, 0, exc.reason)
             await reply(send, exc.status, error_body(_single_id(calls), UPSTREAM_ERROR, exc.reason))
             return
+        for call in notices:  # the upstream answered the POST: that is all a notification gets
+            failed = None if 200 <= response.status < 300 else f"HTTP {response.status}"
+            await exchange.ended(call, response.status, failed)
         issued = response.header(SESSION_HEADER.encode())
         if issued is not None and issued != session and 200 <= response.status < 300:
             await self.hooks.bind_session(identity, issued)
@@ -249,11 +281,16 @@ class McpProxy:
             await exchange.relay(response, sender, receive)
         except UpstreamError as exc:
             await exchange.fail(exc.reason)
+            if stream is not None:
+                await exchange.ended(stream, response.status, exc.reason)
             if sender.started:
                 log.warning("upstream response broke off mid-way: %s", exc.reason)
                 return
             await reply(send, exc.status, error_body(_single_id(calls), UPSTREAM_ERROR, exc.reason))
             return
+        if stream is not None:
+            failed = None if response.status < 400 else f"HTTP {response.status}"
+            await exchange.ended(stream, response.status, failed)
 
 
 async def _read_body(request: HttpRequest, receive: Receive, limit: int) -> bytes:
@@ -291,10 +328,30 @@ def _merge(admits: list[Admit]) -> dict[str, str]:
     return merged
 
 
+def _decided(message: Message, version: str | None) -> bool:
+    """Whether ``message`` is decided and recorded: every request, and every notification but
+    those the protocol defines for clients (a ``tools/call`` without an id is still a call)."""
+    if message.kind == "request":
+        return True
+    return message.kind == "notification" and not is_client_notification(message.method, version)
+
+
 def _single_id(calls: dict[RequestId, Call]) -> RequestId | None:
     return next(iter(calls)) if len(calls) == 1 else None
 
 
 def _err(deny: Deny) -> dict[str, Any]:
+    """The denial as a JSON-RPC error (a tool-error result becomes its text)."""
     error = dict(deny.error or {})
-    return {"code": error.get("code", INVALID_REQUEST), "message": error.get("message", "Denied")}
+    message = error.get("message", "Denied")
+    if deny.error is None and deny.result is not None:
+        content = deny.result.get("content")
+        texts = [c.get("text") for c in content or [] if isinstance(c, dict)]
+        message = " ".join(t for t in texts if isinstance(t, str)) or message
+        meta = deny.result.get("_meta")
+        error["data"] = next(iter(meta.values()), None) if isinstance(meta, dict) else None
+    return {
+        "code": error.get("code", FORBIDDEN),
+        "message": message,
+        "data": error.get("data"),
+    }

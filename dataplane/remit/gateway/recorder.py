@@ -79,11 +79,41 @@ class Recorder:
         return record, await self.append(record, "decision")
 
     async def refusal(
-        self, policy: Policy | None, request: Request, reason: Reason, message: str
-    ) -> None:
-        """Count and record a request refused before (or instead of) a decision."""
-        self.metrics.decisions.labels("deny", reason).inc()
-        await self.append(self.build(policy, request, "deny", reason, message), "deny")
+        self,
+        policy: Policy | None,
+        request: Request,
+        reason: Reason,
+        message: str,
+        *,
+        session: str | None = None,
+        source: str | None = None,
+        count: int = 1,
+        counted: bool = False,
+    ) -> DecisionRecord:
+        """Record a request refused before (or instead of) a decision; count it unless
+        ``counted``. ``count`` > 1 summarises aggregated refusals (``refusals.py``)."""
+        if not counted:
+            self.metrics.decisions.labels("deny", reason).inc()
+        record = record_decision(
+            request,
+            bundle=policy.bundle if policy is not None else None,
+            server=self.chain.server,
+            pod=self.pod,
+            effect="deny",
+            reason=reason,
+            message=message,
+            session_id=session,
+            count=count,
+            source=source,
+        )
+        await self.append(record, "deny")
+        return record
+
+    async def not_forwarded(self, ticket: Ticket, why: str) -> None:
+        """Complete an allow whose request was then not forwarded after all (e.g. a later
+        record of its batch could not be written)."""
+        record = build_outcome(ticket.record, outcome="not_forwarded", latency_ms=0.0, error=why)
+        await self.append(record, "outcome")
 
     async def outcome(self, ticket: Ticket, outcome: Outcome) -> None:
         """Write the outcome line that completes the call's decision record."""

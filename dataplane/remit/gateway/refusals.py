@@ -15,15 +15,24 @@ or missing token, duplicate identity headers, no bundle in force) are aggregated
 Windows are bounded (``max_windows``): when that many are open, refusals from further sources
 share one overflow window per reason (source ``*``). The error kind is a fixed code (e.g. the
 RFC 6750 error), never caller-controlled text, so a client cannot dodge aggregation by varying
-its token. Pure bookkeeping: the guard writes the records; the clock is injected.
+its token. ``RefusalAggregator`` is the bookkeeping (clock injected); ``AnonymousRefusals``
+writes the records through the guard's ``Recorder`` and flushes closed windows periodically.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
+
+from remit.gateway.hooks import ANONYMOUS, HttpRequest
+from remit.gateway.metrics import Metrics
+from remit.gateway.recorder import Recorder
+from remit.gateway.state import Policy
+from remit.policy.decision import Reason
+from remit.policy.request import Request
 
 OVERFLOW_SOURCE: Final = "*"
 DEFAULT_INTERVAL: Final = 60.0
@@ -35,7 +44,7 @@ class RefusalKey:
     """What makes two refusals identical: where from, the reason code, the error kind."""
 
     source: str
-    reason: str
+    reason: Reason
     kind: str
 
 
@@ -122,7 +131,12 @@ class RefusalAggregator:
         return len(self._windows)
 
     def _close_expired(self, now: float) -> None:
-        for window in [w for w in self._windows.values() if now - w.opened >= self.interval]:
+        expired = []
+        for window in self._windows.values():  # in the order they opened: oldest first
+            if now - window.opened < self.interval:
+                break
+            expired.append(window)
+        for window in expired:
             self._close(window, now)
 
     def _close(self, window: Window, now: float) -> None:
@@ -134,4 +148,62 @@ class RefusalAggregator:
             )
 
 
-__all__ = ["RefusalAggregator", "RefusalKey", "Summary", "Window"]
+def source_of(request: HttpRequest) -> str:
+    """The client address a refusal is attributed to (the TCP peer; headers are not trusted)."""
+    return request.client[0] if request.client else "unknown"
+
+
+class AnonymousRefusals:
+    """Records refusals of unauthenticated callers, aggregated per window."""
+
+    def __init__(
+        self, recorder: Recorder, metrics: Metrics, aggregator: RefusalAggregator | None = None
+    ) -> None:
+        self.recorder = recorder
+        self.metrics = metrics
+        self.aggregator = aggregator if aggregator is not None else RefusalAggregator()
+
+    async def refuse(
+        self, policy: Policy | None, request: HttpRequest, reason: Reason, kind: str, message: str
+    ) -> None:
+        """Count one refusal; record it if it opens a window; write summaries now due."""
+        self.metrics.decisions.labels("deny", reason).inc()
+        source = source_of(request)
+        window = self.aggregator.note(RefusalKey(source, reason, kind), message)
+        if window is None:
+            self.metrics.refusals_aggregated.labels(reason).inc()
+        else:
+            record = await self.recorder.refusal(
+                policy, Request(ANONYMOUS, ""), reason, message, source=source, counted=True
+            )
+            window.record_id = record.id
+        await self.flush(policy)
+
+    async def flush(self, policy: Policy | None, *, final: bool = False) -> None:
+        """Write one summary record per closed window that counted refusals."""
+        for summary in self.aggregator.due(final=final):
+            await self.recorder.refusal(
+                policy,
+                Request(ANONYMOUS, ""),
+                summary.key.reason,
+                summary.describe(),
+                source=summary.key.source,
+                count=summary.count,
+                counted=True,
+            )
+
+    async def run(self, current: Callable[[], Policy | None]) -> None:
+        """Flush windows as they close, until cancelled (the gateway's lifetime)."""
+        while True:
+            await asyncio.sleep(max(self.aggregator.interval / 4, 0.05))
+            await self.flush(current())
+
+
+__all__ = [
+    "AnonymousRefusals",
+    "RefusalAggregator",
+    "RefusalKey",
+    "Summary",
+    "Window",
+    "source_of",
+]

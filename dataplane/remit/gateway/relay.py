@@ -2,8 +2,9 @@
 
 A forwarded POST's answer is JSON (read whole, each response message transformed) or an SSE
 stream (split event by event as chunks arrive, response events transformed and re-emitted,
-everything else passed byte for byte). Each forwarded request gets exactly one ``outcome``.
-Responses replayed later on a GET stream (``Last-Event-ID``) are matched through
+every other server message judged by ``server_message``, event ids bound to the caller by
+``event_id``, everything else passed byte for byte). Each forwarded request gets exactly one
+``outcome``. Responses replayed later on a GET stream (``Last-Event-ID``) are matched through
 ``PendingCalls``; a response that matches no known request is dropped (fail closed).
 """
 
@@ -22,8 +23,8 @@ import orjson
 from remit.errors import UpstreamError
 from remit.gateway.asgi import Receive, Send
 from remit.gateway.hooks import GatewayHooks, Identity, Outcome
-from remit.gateway.protocol import Message, RequestId, is_response
-from remit.gateway.sse import SseSplitter, replace_data
+from remit.gateway.protocol import Message, RequestId
+from remit.gateway.sse import SseSplitter, event_id, replace_data, replace_id
 from remit.gateway.upstream import UpstreamResponse
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,9 @@ class Exchange:
         if isinstance(value, list):
             out = [m for m in [await self.message(item) for item in value] if m is not None]
             return out or None
-        if not isinstance(value, dict) or "method" in value or "id" not in value:
+        if isinstance(value, dict) and "method" in value:  # a server notification or request
+            return await self.hooks.server_message(self.identity, value)
+        if not isinstance(value, dict) or "id" not in value:
             return value
         id_ = value["id"]
         if id_ is None and isinstance(value.get("error"), dict):
@@ -115,6 +118,12 @@ class Exchange:
 
     async def _outcome(self, call: Call, error: str | None, response: Any = None) -> None:
         outcome = Outcome(self.status, self.clock() - self.started, error, response)
+        await self.hooks.outcome(self.identity, call.message, call.token, outcome)
+
+    async def ended(self, call: Call, status: int, error: str | None) -> None:
+        """Report the end of a decided message no response answers (a notification, a GET
+        stream, a DELETE): ``status`` is the upstream's HTTP status (0 if none)."""
+        outcome = Outcome(status, self.clock() - self.started, error)
         await self.hooks.outcome(self.identity, call.message, call.token, outcome)
 
     async def fail(self, reason: str) -> None:
@@ -187,15 +196,16 @@ class Exchange:
             await send({"type": "http.response.body", "body": splitter.flush()})
 
     async def _event(self, raw: bytes, data: bytes | None) -> bytes:
-        if not data or b'"id"' not in data:
+        upstream_id = event_id(raw) if b"id" in raw else None
+        if upstream_id:  # the caller sees an id bound to them (events.py)
+            raw = replace_id(raw, await self.hooks.event_id(self.identity, upstream_id))
+        if not data:
             return raw
         try:
             value = orjson.loads(data)
         except orjson.JSONDecodeError:
             return raw
-        if isinstance(value, dict) and not is_response(value):
-            return raw
         message = await self.message(value)
         if message is None:
             return b""
-        return replace_data(raw, orjson.dumps(message))
+        return raw if message is value else replace_data(raw, orjson.dumps(message))

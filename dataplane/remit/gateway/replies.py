@@ -22,6 +22,7 @@ from remit.policy.decision import Decision, Reason
 FORBIDDEN = -32003  # implementation-defined server error: refused by policy
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
+INVALID_REQUEST = -32600
 INTERNAL = -32603
 UNAVAILABLE = -32000
 META_KEY = "dev.remit/decision"
@@ -91,3 +92,10 @@ def authentication_refusal(exc: AuthenticationError, server: ServerSettings) -> 
     challenge = www_authenticate(exc, metadata_url(server.audience), server.required_scopes)
     body = {"error": exc.reason, "error_description": exc.description}
     return Rejection(status_for(exc), body, {"WWW-Authenticate": challenge})
+
+
+def stream_refusal(status: int, message: str, record_id: str) -> Rejection:
+    """A refused GET stream or DELETE: a JSON-RPC error without id naming its record."""
+    error = {"code": INVALID_REQUEST if status < 500 else INTERNAL, "message": message}
+    body = {"jsonrpc": "2.0", "id": None, "error": {**error, "data": {"decisionId": record_id}}}
+    return Rejection(status, body)

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from remit.audit.sinks import AuditSettings
 from remit.audit.writer import DEFAULT_QUEUE_BYTES
 from remit.errors import RemitError, SettingsError
+from remit.gateway.protocol import DEFAULT_MAX_BATCH
+from remit.gateway.refusals import DEFAULT_INTERVAL, DEFAULT_MAX_WINDOWS
 from remit.settings import group, load, setting
 
 
@@ -52,6 +54,22 @@ def _seconds(raw: str, variable: str) -> float:
         return float(raw)
     except ValueError:
         raise SettingsError(f"{variable}: expected seconds, got {raw!r}") from None
+
+
+def _positive(raw: str, variable: str) -> int:
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise SettingsError(f"{variable}: expected a whole number of at least 1, got {raw!r}")
+    return int(raw)
+
+
+def _interval(raw: str, variable: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):  # negative, infinite or NaN
+        raise SettingsError(f"{variable}: expected a number of seconds, got {raw!r}")
+    return seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +166,25 @@ class GatewaySettings:
         "uvicorn",
         env="ASGI_SERVER",
         doc="HTTP server: `uvicorn` (measured faster here) or `granian`.",
+    )
+    max_batch: int = setting(
+        DEFAULT_MAX_BATCH,
+        env="MAX_BATCH",
+        doc="Most messages in one JSON-RPC batch; a larger batch is refused whole (400).",
+        parse=_positive,
+    )
+    refusal_interval: float = setting(
+        DEFAULT_INTERVAL,
+        env="REFUSAL_INTERVAL",
+        doc="Seconds during which identical refusals of unauthenticated callers from one "
+        "source share one summary record (`0`: one record each).",
+        parse=_interval,
+    )
+    refusal_windows: int = setting(
+        DEFAULT_MAX_WINDOWS,
+        env="REFUSAL_WINDOWS",
+        doc="Most sources whose refusals are aggregated at once; beyond, one shared window.",
+        parse=_positive,
     )
 
     @property

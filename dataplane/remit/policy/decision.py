@@ -35,6 +35,10 @@ class Reason(StrEnum):
     TOOL_PIN_MISMATCH = "tool_pin_mismatch"
     AUDIT_UNAVAILABLE = "audit_unavailable"
     INTERNAL_ERROR = "internal_error"
+    DUPLICATE_HEADER = "duplicate_header"  # an identity-bearing header twice, or spelled with _
+    BATCH_TOO_LARGE = "batch_too_large"  # more messages in a batch than the gateway accepts
+    BATCH_REJECTED = "batch_rejected"  # refused because of another message in its batch
+    EVENT_ID_MISMATCH = "event_id_mismatch"  # a Last-Event-ID not issued to the caller
 
 
 ENGINE_REASONS = frozenset(

@@ -113,7 +113,9 @@ def gateway(
         ports=main_ports,
         policy_dir=policy,
         audit_file=logs / "main-audit.jsonl",
-        env={"REMIT_MAX_BODY_BYTES": str(MAX_BODY)},
+        # Interval 0: every refusal gets its own record, so each attack's record can be
+        # checked here; aggregation is tested in tests/security.
+        env={"REMIT_MAX_BODY_BYTES": str(MAX_BODY), "REMIT_REFUSAL_INTERVAL": "0"},
     ) as running:
         yield running
 

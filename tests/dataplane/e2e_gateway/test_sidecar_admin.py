@@ -60,7 +60,13 @@ def sidecar(logs: Path, issuer: Issuer, upstream: Upstream) -> Iterator[Sidecar]
         ports=ports,
         public_key=public,
         audit_file=logs / "sidecar-audit.jsonl",
-        env={"REMIT_SERVER": "agents/files", "REMIT_POD_NAME": "files-0"},
+        # Interval 0: each refusal without a bundle gets its own record (tests/security
+        # covers their aggregation).
+        env={
+            "REMIT_SERVER": "agents/files",
+            "REMIT_POD_NAME": "files-0",
+            "REMIT_REFUSAL_INTERVAL": "0",
+        },
     ) as gateway:
         forwarded = upstream.count()
         read = {"path": "/data/alice/notes.txt"}
