@@ -182,7 +182,7 @@ class McpProxy:
             elif index in decided:
                 notices.append(Call(message, verdict.token))
             admits.append(verdict)
-        headers = request_headers(request.headers, _merge(admits))
+        headers = request_headers(_resumable(request), _merge(admits))
         await self._forward(
             request,
             identity,
@@ -203,8 +203,11 @@ class McpProxy:
             error = dict(deny.error) if deny.error is not None else None
             await reply(send, 400, error_body(message.id, INVALID_REQUEST, text, error))
         elif message.kind != "request":  # no JSON-RPC answer: an HTTP error, body without id
-            status = deny.status if deny.status >= 400 else 403
-            await reply(send, status, error_body(None, **_err(deny)))
+            error = _err(deny)
+            status = deny.status
+            if status < 400:
+                status = 500 if error["code"] == INTERNAL_ERROR else 403
+            await reply(send, status, error_body(None, **error))
         elif deny.result is not None:
             result = dict(deny.result)
             if modern:  # 2026-07-28 results say they are complete
@@ -226,7 +229,7 @@ class McpProxy:
         if isinstance(verdict, Rejection):
             await reply(send, verdict.status, orjson.dumps(dict(verdict.body)))
             return
-        headers = request_headers(request.headers, verdict.upstream_headers)
+        headers = request_headers(_resumable(request), verdict.upstream_headers)
         stream = Call(Message("stream", {}, request.method), verdict.token)
         await self._forward(
             request,
@@ -326,6 +329,14 @@ def _merge(admits: list[Admit]) -> dict[str, str]:
             previous = merged.get(name)
             merged[name] = value if previous in (None, value) else f"{previous}, {value}"
     return merged
+
+
+def _resumable(request: HttpRequest) -> tuple[tuple[str, str], ...]:
+    """The client's headers, without ``Last-Event-ID`` unless the request is a GET (only a GET
+    resumes a stream; the hooks pass the id they accept in ``upstream_headers``)."""
+    if request.method == "GET":
+        return request.headers
+    return tuple((name, value) for name, value in request.headers if name != "last-event-id")
 
 
 def _decided(message: Message, version: str | None) -> bool:
