@@ -15,6 +15,7 @@ each arrival, which is what orders records against arrivals.
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -460,7 +461,6 @@ HEADER_ATTACKS = {
         ("mcp-protocol-version", mcp_wire.MODERN),
     ],
     "two-last-event-ids": lambda t, m: [("last-event-id", "a"), ("last-event-id", "b")],
-    "two-hosts": lambda t, m: [("host", "evil.example")],  # httpx sends the first
 }
 
 
@@ -480,6 +480,29 @@ def test_duplicate_identity_headers_are_refused_and_recorded(
     counted = metric(gateway, "remit_decisions_total", effect="deny", reason="duplicate_header")
     assert counted == refused + 1
     assert any(r["reason"] == "duplicate_header" for r in decisions(gateway))
+
+
+def test_two_host_headers_are_refused(
+    gateway: GatewayProcess, upstream: Upstream, mint: Mint
+) -> None:
+    """HTTP clients merge Host; a raw request can still send two (RFC 9112 says 400)."""
+    forwarded = upstream.count()
+    body = orjson.dumps(call("read_file", path="/data/alice/notes.txt"))
+    head = (
+        f"POST /mcp HTTP/1.1\r\nHost: {stack.HOST}:{gateway.port}\r\nHost: evil.example\r\n"
+        f"Authorization: Bearer {mint()}\r\nAccept: {ACCEPT}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    with socket.create_connection((stack.HOST, gateway.port), timeout=10) as raw:
+        raw.sendall(head.encode() + body)
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    status, _, rest = answer.partition(b"\r\n")
+    assert status.startswith(b"HTTP/1.1 400")
+    assert b"Host appears 2 times" in rest
+    assert upstream.count() == forwarded
 
 
 def test_client_remit_headers_never_reach_the_upstream_in_any_spelling(

@@ -17,8 +17,9 @@ class Reason(StrEnum):
     """Every reason code a decision record can carry: the one vocabulary of why.
 
     Allowed decisions all use ``allowed``; the grant field says when consent was used. The
-    engine decides the first eight; the gateway adds the five around it (before the engine is
-    asked, or after it allowed). ``internal_error`` is the engine's catch-all for a bug.
+    engine decides the first eight; the gateway adds the others around it (before the engine is
+    asked, or after it allowed, or for what a client sent: duplicate headers, batches, event
+    ids). ``internal_error`` is the engine's catch-all for a bug.
     """
 
     ALLOWED = "allowed"
