@@ -262,6 +262,23 @@ def test_a_notification_the_revision_does_not_define_for_clients_is_decided(
     assert outcome_of(gateway, record["id"]) != []
 
 
+def test_a_notification_whose_routing_headers_disagree_with_its_body_is_refused(
+    gateway: GatewayProcess, upstream: Upstream, mint: Mint
+) -> None:
+    """A server routing by ``Mcp-Method`` must not see a call the gateway decided as another."""
+    forwarded = upstream.count()
+    cancel = rpc("notifications/cancelled", {"requestId": 1}, None)
+    headers = [
+        ("mcp-protocol-version", mcp_wire.MODERN),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "delete_file"),
+    ]
+    answer = post(gateway, cancel, mint(), headers)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == -32020
+    assert upstream.count() == forwarded
+
+
 @pytest.fixture(scope="module")
 def unwritable(
     logs: Path, issuer: Issuer, upstream: Upstream

@@ -153,6 +153,8 @@ class McpProxy:
             for message in parsed.messages:
                 if message.kind == "request":
                     check_routing_headers(message, request.headers, in_batch=parsed.batch)
+                elif message.kind == "notification":  # optional, but must agree when sent
+                    check_routing_headers(message, request.headers, in_batch=True)
         except ProtocolError as exc:
             await self.hooks.refuse(identity, request, exc)
             await reply(send, exc.status, error_body(exc.id, exc.code, exc.message))
