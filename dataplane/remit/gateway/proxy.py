@@ -3,11 +3,13 @@
 One endpoint (``/mcp`` by default) speaks MCP Streamable HTTP in both generations: the
 session-based 2025-06-18/2025-11-25 transport (POST, GET stream, DELETE, ``Mcp-Session-Id``)
 and the session-less 2026-07-28 one (routing headers checked against the body). Per HTTP
-request: authenticate → check session → read the body (bounded) → parse → check headers →
-decide every message → forward → relay the answer with responses hooked. Batches are
-supported only whole: each element is decided, and if any is denied the whole batch is
-rejected (HTTP 400) — nothing of a partly denied batch is forwarded. Every failure answers
-with a JSON-RPC error, never a traceback. The ASGI lifespan owns the upstream client.
+request: refuse duplicate identity headers (``fields``) → authenticate → check session → read
+the body (bounded) → parse → check headers → decide every message (``admission``) → forward →
+relay the answer with responses hooked. Batches are bounded and supported only whole: every
+element is decided before any allow is recorded, and if any is denied the whole batch is
+rejected (HTTP 400) — nothing of a partly denied batch is forwarded. Every refusal is told to
+the hooks (recorded) and answers with a JSON-RPC error, never a traceback. The ASGI lifespan
+owns the upstream client.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from typing import Any
 import orjson
 
 from remit.errors import ClientGoneError, ProtocolError, UpstreamError
+from remit.gateway.admission import admit, resumable
 from remit.gateway.asgi import Receive, Scope, Send, reply, serve_lifespan
 from remit.gateway.fields import check_header_fields
-from remit.gateway.hooks import Admit, Deny, GatewayHooks, HttpRequest, Identity, Rejection
+from remit.gateway.hooks import Deny, GatewayHooks, HttpRequest, Identity, Rejection
 from remit.gateway.protocol import (
     DEFAULT_MAX_BATCH,
     INTERNAL_ERROR,
@@ -37,7 +40,6 @@ from remit.gateway.protocol import (
     check_routing_headers,
     error_body,
     error_response,
-    is_client_notification,
     parse_body,
     result_response,
 )
@@ -159,38 +161,19 @@ class McpProxy:
             await self.hooks.refuse(identity, request, exc)
             await reply(send, exc.status, error_body(exc.id, exc.code, exc.message))
             return
-        version = request.header(VERSION_HEADER)
-        verdicts: dict[int, Admit | Deny] = {}
-        for index, message in enumerate(parsed.messages):  # these record nothing
-            if not _decided(message, version):
-                verdicts[index] = await self.hooks.admit_message(identity, message)
-        decided = [i for i, message in enumerate(parsed.messages) if _decided(message, version)]
-        if parsed.batch:
-            chosen = [parsed.messages[i] for i in decided]
-            answers = await self.hooks.decide_batch(identity, chosen, request)
-            verdicts.update(zip(decided, answers, strict=True))
-        elif decided:
-            verdicts[0] = await self.hooks.decide(identity, parsed.messages[0], request)
-        admits: list[Admit] = []
-        calls: dict[RequestId, Call] = {}
-        notices: list[Call] = []
-        for index, message in enumerate(parsed.messages):
-            verdict = verdicts[index]
-            if isinstance(verdict, Deny):
-                await self._deny(message, verdict, parsed.batch, version in MODERN_VERSIONS, send)
-                return
-            if message.kind == "request" and message.id is not None:
-                calls[message.id] = Call(message, verdict.token)
-            elif index in decided:
-                notices.append(Call(message, verdict.token))
-            admits.append(verdict)
-        headers = request_headers(_resumable(request), _merge(admits))
+        admission = await admit(self.hooks, identity, parsed, request)
+        if admission.denied is not None:
+            message, deny = admission.denied
+            modern = request.header(VERSION_HEADER) in MODERN_VERSIONS
+            await self._deny(message, deny, parsed.batch, modern, send)
+            return
+        headers = request_headers(resumable(request), admission.headers)
         await self._forward(
             request,
             identity,
             session,
-            calls=calls,
-            notices=notices,
+            calls=admission.calls,
+            notices=admission.notices,
             headers=headers,
             body=body,
             receive=receive,
@@ -231,7 +214,7 @@ class McpProxy:
         if isinstance(verdict, Rejection):
             await reply(send, verdict.status, orjson.dumps(dict(verdict.body)))
             return
-        headers = request_headers(_resumable(request), verdict.upstream_headers)
+        headers = request_headers(resumable(request), verdict.upstream_headers)
         stream = Call(Message("stream", {}, request.method), verdict.token)
         await self._forward(
             request,
@@ -319,34 +302,6 @@ async def _read_body(request: HttpRequest, receive: Receive, limit: int) -> byte
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _merge(admits: list[Admit]) -> dict[str, str]:
-    """Upstream headers of every admitted message; a batch's differing values are joined."""
-    if len(admits) == 1:
-        return dict(admits[0].upstream_headers)
-    merged: dict[str, str] = {}
-    for admit in admits:
-        for name, value in admit.upstream_headers.items():
-            previous = merged.get(name)
-            merged[name] = value if previous in (None, value) else f"{previous}, {value}"
-    return merged
-
-
-def _resumable(request: HttpRequest) -> tuple[tuple[str, str], ...]:
-    """The client's headers, without ``Last-Event-ID`` unless the request is a GET (only a GET
-    resumes a stream; the hooks pass the id they accept in ``upstream_headers``)."""
-    if request.method == "GET":
-        return request.headers
-    return tuple((name, value) for name, value in request.headers if name != "last-event-id")
-
-
-def _decided(message: Message, version: str | None) -> bool:
-    """Whether ``message`` is decided and recorded: every request, and every notification but
-    those the protocol defines for clients (a ``tools/call`` without an id is still a call)."""
-    if message.kind == "request":
-        return True
-    return message.kind == "notification" and not is_client_notification(message.method, version)
 
 
 def _single_id(calls: dict[RequestId, Call]) -> RequestId | None:
