@@ -9,6 +9,7 @@ module; this one only puts them in order. Every failure denies and is recorded.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -192,7 +193,8 @@ class RemitGuard:
         judged = [await self._judge(policy, identity, call) for call in calls]
         if any(not j.decision.allowed for j in judged):
             self.metrics.decision_seconds.observe(self._clock() - started)
-            return await refuse_batch(self.recorder, policy, judged, session, self._visible)
+            visible = functools.partial(self._visible, policy)
+            return await refuse_batch(self.recorder, policy, judged, session, visible)
         verdicts: list[Admit | Deny] = []
         for j in judged:
             record, recorded = await self.recorder.decision(
@@ -238,12 +240,12 @@ class RemitGuard:
                 return deny(Reason.TOOL_PIN_MISMATCH, message, policy.bundle.digest), tool_hash
         return self.limiter.limit(policy.engine.decide(request), request.identity), tool_hash
 
-    def _visible(self, judged: Judged) -> bool:
+    @staticmethod
+    def _visible(policy: Policy, judged: Judged) -> bool:
         """Whether the denial may say why (else a hidden tool answers like an unknown one)."""
-        request, policy = judged.request, self.state.current
+        request = judged.request
         return judged.decision.reason == Reason.CONSENT_REQUIRED or (
             request.method == "tools/call"
-            and policy is not None
             and policy.engine.visible(request.identity, "tool", request.name, request.annotations)
         )
 
@@ -267,11 +269,8 @@ class RemitGuard:
     ) -> dict[str, Any] | None:
         """Relay a server notification or request only if the caller may see it (notices)."""
         policy = self.state.current
-        why = (
-            Reason.NO_BUNDLE
-            if policy is None
-            else judge(message, identity, policy.engine, self.progress)
-        )
+        engine = policy.engine if policy is not None else None
+        why = judge(message, identity, engine, self.progress)
         if why is None:
             return message
         self.metrics.server_messages_dropped.labels(why).inc()
