@@ -18,7 +18,15 @@ and a line that starts at or after it was written after. The rules:
    ``allow`` written before it.
 
 Requests the gateway makes itself (tool discovery, ``X-Remit-Agent: remit-gateway``) are
-exempt: they carry no caller's action. One log per recording server: run them in pairs.
+exempt: they carry no caller's action. One log per recording server: run them in pairs::
+
+    with stack.upstream(logs, audit_file=log) as upstream, stack.gateway(
+        logs, upstream_url=upstream.url, audit_file=log, ...
+    ) as gateway:
+        ...  # the hostile run
+        requests = upstream.requests()
+        gateway.process.stop()  # closes aggregation windows: their summaries are written
+        accounting.check(requests, log, remit=stack.REMIT)
 """
 
 from __future__ import annotations
