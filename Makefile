@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format crds bench clean
+.PHONY: demo test lint format crds bench clean control-plane
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,16 @@ format: $(STAMP)
 	$(BIN)/ruff format dataplane operator tests benchmarks
 	$(BIN)/ruff check --fix dataplane operator tests benchmarks
 
+# The real-API-server tier (tests/kube) needs kube-apiserver and etcd built from source once
+# (cached in ~/.cache/remit/control-plane). Without Go or the module proxy the build fails,
+# make test goes on and tests/kube skips, saying why; CI (.ci/run) requires them.
 test: lint
+	$(BIN)/python scripts/control_plane.py || echo "control-plane: not built; tests/kube will skip"
 	$(BIN)/python -m pytest
+
+# Build (or find in the cache) the pinned kube-apiserver and etcd; fails if it cannot.
+control-plane: $(STAMP)
+	$(BIN)/python scripts/control_plane.py
 
 crds: $(STAMP)
 	$(BIN)/remit crds generate --output crds
