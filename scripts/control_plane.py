@@ -76,7 +76,7 @@ def go_env(work: Path) -> dict[str, str]:
 def run(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
     print("control-plane: $", " ".join(argv), flush=True)
     done = subprocess.run(
-        ["nice", "-n", "15", *argv], cwd=cwd, env=env, capture_output=True, text=True
+        ["nice", "-n", "15", *argv], check=False, cwd=cwd, env=env, capture_output=True, text=True
     )
     if done.returncode != 0:
         sys.stderr.write(done.stdout[-4000:] + done.stderr[-8000:])
@@ -94,6 +94,7 @@ def staging_modules(go: str, work: Path, env: dict[str, str]) -> list[str]:
 def published(module: str, version: str, go: str, work: Path, env: dict[str, str]) -> bool:
     probe = subprocess.run(
         [go, "mod", "download", "-json", f"{module}@{version}"],
+        check=False,
         cwd=work,
         env=env,
         capture_output=True,
@@ -179,7 +180,9 @@ def build(root: Path) -> Path:
         record = {
             "kubernetes": KUBERNETES,
             "etcd": ETCD,
-            "go": subprocess.run([go, "version"], capture_output=True, text=True).stdout.strip(),
+            "go": subprocess.run(
+                [go, "version"], check=False, capture_output=True, text=True
+            ).stdout.strip(),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             **timings,
         }
