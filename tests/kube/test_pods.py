@@ -1,0 +1,125 @@
+"""Item 4: pods without a kubelet. The kubelet stand-in runs each injected pod's gateway (its real
+command and environment) on its own loopback IP and reports the pod's status; the operator,
+running as the chart runs it, pushes to them. Real MCP calls, real JWTs, real API writes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from remit.demo.issuer import Issuer
+from tests.kube.cluster import namespace, wait_for
+from tests.kube.controlplane import Api, ControlPlane
+from tests.kube.kubelet import Kubelet, RunningPod
+from tests.kube.operator import OperatorProcess
+from tests.kube.world import API, AUDIENCE, ENABLED, app_pod, call, mcpserver, server_status
+from tests.support.policies import grant, policy, rule
+
+READ = ("read_file", {"path": "/data/readme.txt"})
+WRITE = ("write_file", {"path": "/data/alice/notes.txt", "content": "hi"})
+PODS = 2
+
+
+@dataclass
+class Fleet:
+    """One MCPServer in its own namespace, with ``PODS`` injected pods running."""
+
+    api: Api
+    namespace: str
+    pods: list[RunningPod]
+    token: str
+
+    def status(self) -> dict:  # type: ignore[type-arg]
+        return server_status(self.api, self.namespace)
+
+    def in_sync(self, previous: str | None = None, timeout: float = 20) -> str:
+        """Wait for Ready with every pod in sync on a digest other than ``previous``."""
+
+        def check() -> str | None:
+            status = self.status()
+            ready = any(
+                c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", [])
+            )
+            digest = status.get("bundleDigest")
+            if ready and digest != previous and status.get("sidecarsInSync") == len(self.pods):
+                return str(digest)
+            return None
+
+        return wait_for(check, timeout=timeout)
+
+    def decide_all(self, tool: str, arguments: dict) -> set[str]:  # type: ignore[type-arg]
+        return {call(p.url, self.token, tool, arguments) for p in self.pods}
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    control_plane: ControlPlane, operator: OperatorProcess, kubelet: Kubelet, issuer: Issuer
+) -> Iterator[Fleet]:
+    api = control_plane.admin
+    with namespace(api, "pods", ENABLED) as ns:
+        server = mcpserver(ns, issuer.issuer, issuer.jwks_uri)
+        api.create(server)
+        consent = policy(
+            "support-bot",
+            rule("read", tools=["read_*", "list_*"]),
+            rule("write", tools=["write_file"], consent=True),
+            namespace=ns,
+        )
+        api.create(consent)
+        wait_for(lambda: api.get("v1", "ConfigMap", ns, "remit-bundle-key"), timeout=30)
+        port = server["spec"]["upstream"]["port"]
+        running = []
+        for _ in range(PODS):
+            pod = api.create(app_pod(ns, port=port))
+            running.append(kubelet.run(ns, pod["metadata"]["name"]))
+        token = issuer.mint("alice@example.com", agent="support-bot", audience=AUDIENCE)
+        fleet = Fleet(api, ns, running, token)
+        for pod in running:
+            kubelet.wait_ready(pod)
+        fleet.in_sync()
+        yield fleet
+
+
+def test_the_server_becomes_ready_with_every_pod_in_sync(fleet: Fleet) -> None:
+    digest = fleet.in_sync()
+    status = fleet.status()
+    assert status["sidecarsDesired"] == PODS
+    assert status["sidecarsInSync"] == PODS
+    assert status["bundleDigest"] == digest
+
+
+def test_a_real_mcp_call_through_the_sidecar_is_decided_by_the_policy(fleet: Fleet) -> None:
+    assert fleet.decide_all(*READ) == {"allowed"}
+    assert fleet.decide_all(*WRITE) == {"denied"}  # needs consent: there is no grant
+
+
+def test_revoking_a_grant_denies_the_next_call_within_two_seconds(fleet: Fleet) -> None:
+    api, ns = fleet.api, fleet.namespace
+    later = datetime.now(UTC) + timedelta(days=1)
+    digest = fleet.status().get("bundleDigest")
+    api.create(grant("alice-write", expires_at=later, namespace=ns))
+    fleet.in_sync(previous=digest)
+    assert fleet.decide_all(*WRITE) == {"allowed"}
+    began = time.monotonic()
+    api.patch(API, "ConsentGrant", ns, "alice-write", {"spec": {"revoked": True}})
+    wait_for(lambda: fleet.decide_all(*WRITE) == {"denied"}, timeout=5, interval=0)
+    elapsed = time.monotonic() - began
+    assert elapsed <= 2.0, f"revocation took {elapsed:.2f}s"
+    api.delete(API, "ConsentGrant", ns, "alice-write")
+
+
+def test_an_expiring_grant_stops_working_with_no_write(fleet: Fleet) -> None:
+    api, ns = fleet.api, fleet.namespace
+    expires = datetime.now(UTC) + timedelta(seconds=4)
+    digest = fleet.status().get("bundleDigest")
+    api.create(grant("alice-brief", expires_at=expires, namespace=ns))
+    fleet.in_sync(previous=digest)
+    assert fleet.decide_all(*WRITE) == {"allowed"}
+    # From here on nothing is written through the API: expiry alone takes the grant away.
+    wait_for(lambda: datetime.now(UTC) > expires, timeout=10)
+    assert fleet.decide_all(*WRITE) == {"denied"}
+    api.delete(API, "ConsentGrant", ns, "alice-brief")
