@@ -1,0 +1,134 @@
+"""Item 6: two replicas, as the chart runs them with ``operator.replicaCount: 2``.
+
+kopf peering decides which replica reconciles: exactly one does (each replica takes its own
+priority; with equal priorities kopf would pause both). Stopping it (SIGTERM, as the kubelet
+does) hands over to the other; the admission webhook is served by both all along.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from remit.demo.issuer import Issuer
+from tests.kube.cluster import namespace, wait_for
+from tests.kube.controlplane import ControlPlane
+from tests.kube.operator import (
+    NAMESPACE,
+    Installation,
+    OperatorProcess,
+    install,
+    publish_endpoints,
+)
+from tests.kube.world import API, ENABLED, app_pod, mcpserver
+from tests.support.policies import policy, rule
+
+HANDOVER_SECONDS = 15.0  # graceful: kopf withdraws the stopping replica at once
+
+
+def _syncs(replica: OperatorProcess) -> float:
+    total = 0.0
+    for line in replica.metrics().splitlines():
+        if line.startswith("remit_operator_syncs_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _review(replica: OperatorProcess, ns: str) -> dict:  # type: ignore[type-arg]
+    """An AdmissionReview sent straight to one replica, verified as the API server verifies."""
+    pod = app_pod(ns)
+    pod["metadata"]["name"] = f"direct-{uuid.uuid4().hex[:6]}"
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": ns,
+            "operation": "CREATE",
+            "userInfo": {"username": "test"},
+            "object": pod,
+            "dryRun": False,
+        },
+    }
+    service = f"remit-webhook.{NAMESPACE}.svc"
+    url = f"https://{replica.host}:{replica.ports['webhook']}/inject"
+    with httpx.Client(verify=replica.webhook_tls_context(), timeout=10) as http:
+        answer = http.post(url, json=review, extensions={"sni_hostname": service})
+    answer.raise_for_status()
+    result: dict = answer.json()["response"]  # type: ignore[type-arg]
+    return result
+
+
+@pytest.fixture
+def pair(
+    control_plane: ControlPlane,
+    operator: OperatorProcess,
+    installation: Installation,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[list[OperatorProcess]]:
+    """The session's single operator stopped; two replicas of the replicaCount: 2 chart."""
+    values = {**installation.values, "operator": {"replicaCount": 2}}
+    two = install(control_plane, values)
+    operator.stop()
+    replicas = [
+        OperatorProcess(two, tmp_path_factory.mktemp(f"replica{n}"), pod_name=f"remit-{n}")
+        for n in range(2)
+    ]
+    try:
+        for replica in replicas:
+            replica.start()
+        for replica in replicas:
+            replica.wait_ready()
+        publish_endpoints(two, replicas)
+        yield replicas
+    finally:
+        for replica in replicas:
+            replica.stop()
+        install(control_plane, installation.values)
+        operator.start()
+        operator.wait_ready()
+        publish_endpoints(installation, [operator])
+
+
+def test_exactly_one_replica_reconciles_and_a_stop_hands_over(
+    control_plane: ControlPlane, pair: list[OperatorProcess], issuer: Issuer
+) -> None:
+    api = control_plane.admin
+    peering = api.get("kopf.dev/v1", "ClusterKopfPeering", None, "remit")
+    assert peering is not None
+    with namespace(api, "replicas", ENABLED) as ns:
+        api.create(mcpserver(ns, issuer.issuer, issuer.jwks_uri))
+        wait_for(lambda: max(_syncs(r) for r in pair) > 0, timeout=60)
+        before = [_syncs(r) for r in pair]
+        for n in range(3):
+            api.create(policy(f"p{n}", rule("read", tools=["read_*"]), namespace=ns))
+        wait_for(lambda: [_syncs(r) for r in pair] != before, timeout=30)
+        time.sleep(1)  # any work the other replica would do, it would do now
+        grew = [_syncs(r) > b for r, b in zip(pair, before, strict=True)]
+        assert grew.count(True) == 1, (before, [_syncs(r) for r in pair])
+        active, standby = (pair[0], pair[1]) if grew[0] else (pair[1], pair[0])
+        assert re.search(r"Pausing operations in favour of", standby.logs(400))
+
+        # Both serve the webhook, the standby included.
+        for replica in pair:
+            answer = _review(replica, ns)
+            assert answer["allowed"]
+            assert "patch" in answer
+        assert "remit-gateway" in str(api.create(app_pod(ns))["spec"])
+
+        # Stop the active one as the kubelet would; the standby takes over.
+        standby_before = _syncs(standby)
+        began = time.monotonic()
+        active.stop()
+        api.patch(API, "AgentPolicy", ns, "p0", {"spec": {"rules": [rule("r", tools=["list_*"])]}})
+        wait_for(lambda: _syncs(standby) > standby_before, timeout=90)
+        handover = time.monotonic() - began
+        print(f"handover after SIGTERM: {handover:.1f}s")
+        assert handover <= HANDOVER_SECONDS, f"handover took {handover:.1f}s"
