@@ -18,6 +18,7 @@ several test sessions run side by side. The binaries come from scripts/control_p
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
 import json
 import os
@@ -27,6 +28,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,16 +186,22 @@ class Api:
     cert: tuple[str, str] | None = None
     token: str | None = None
     _resources: dict[tuple[str, str], tuple[str, bool]] = field(default_factory=dict)
+    _local: threading.local = field(default_factory=threading.local)
 
     def _client(self) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        return httpx.Client(
-            base_url=self.server,
-            verify=self.ca_file,
-            cert=self.cert,
-            headers=headers,
-            timeout=30,
-        )
+        """One keep-alive client per thread (the kubelet stand-in polls from its own)."""
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+            client = httpx.Client(
+                base_url=self.server,
+                verify=self.ca_file,
+                cert=self.cert,
+                headers=headers,
+                timeout=30,
+            )
+            self._local.client = client
+        return client
 
     def request(
         self,
@@ -205,14 +213,9 @@ class Api:
         params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """One request; raise ``ApiError`` on 4xx/5xx."""
-        with self._client() as http:
-            response = http.request(
-                method,
-                path,
-                json=body,
-                params=params,
-                headers={"Content-Type": content_type},
-            )
+        response = self._client().request(
+            method, path, json=body, params=params, headers={"Content-Type": content_type}
+        )
         try:
             data: dict[str, Any] = response.json() if response.content else {}
         except ValueError:
@@ -332,7 +335,7 @@ class ControlPlane:
     def ca_file(self) -> str:
         return str(self.folder / "ca.crt")
 
-    @property
+    @functools.cached_property
     def admin(self) -> Api:
         """The API as a cluster admin (system:masters)."""
         return Api(

@@ -239,7 +239,7 @@ class Kubelet:
                 raise
 
     def _loop(self) -> None:
-        while not self._stop.wait(0.3):
+        while not self._stop.wait(0.5):
             with self._lock:
                 pods = list(self.pods.values())
             for pod in pods:
