@@ -28,7 +28,7 @@ def install_crds(api: Api) -> list[dict[str, Any]]:
 
         def established(name: str = name) -> bool:
             crd = api.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, name)
-            conditions = (crd or {}).get("status", {}).get("conditions", [])
+            conditions = ((crd or {}).get("status") or {}).get("conditions") or []
             return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
         wait_for(established, timeout=30)

@@ -7,7 +7,8 @@ plus what Remit needs from a real cluster: ``Node,RBAC`` authorization, the webh
 ValidatingAdmissionPolicy admission plugins, OwnerReferencesPermissionEnforcement (as hardened
 clusters run it: setting ``blockOwnerDeletion`` needs ``update`` on the owner's ``finalizers``),
 an audit log of the operator's requests (RBAC tests read it), and routing of webhook Service
-references to their EndpointSlice (there is no kube-proxy). kube-controller-manager runs only
+references to their EndpointSlice, reached through ``PodNetwork`` (there is no kube-proxy and
+no pod network). kube-controller-manager runs only
 the namespace and garbage-collector controllers, so namespace deletion and owner references
 behave as in a cluster. No kubelet, no scheduler: tests/kube/kubelet.py stands in for it.
 
@@ -17,6 +18,8 @@ several test sessions run side by side. The binaries come from scripts/control_p
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import functools
 import ipaddress
@@ -25,6 +28,7 @@ import os
 import random
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -193,13 +197,10 @@ class Api:
         client: httpx.Client | None = getattr(self._local, "client", None)
         if client is None:
             headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-            client = httpx.Client(
-                base_url=self.server,
-                verify=self.ca_file,
-                cert=self.cert,
-                headers=headers,
-                timeout=30,
-            )
+            context = ssl.create_default_context(cafile=self.ca_file)
+            if self.cert:
+                context.load_cert_chain(*self.cert)
+            client = httpx.Client(base_url=self.server, verify=context, headers=headers, timeout=30)
             self._local.client = client
         return client
 
@@ -313,6 +314,82 @@ class Api:
                 raise
 
 
+# --- the pod network ----------------------------------------------------------------------
+
+POD_PREFIX = "10.244."  # pod IPs the API server sees; 10.244.X.Y is 127.0.X.Y on this machine
+
+
+def pod_ip(host: str) -> str:
+    """The pod-network address of a loopback address (what an EndpointSlice may hold)."""
+    assert host.startswith("127.0."), host
+    return POD_PREFIX + host.removeprefix("127.0.")
+
+
+class PodNetwork:
+    """The API server's way to pods: an HTTP CONNECT proxy on a Unix socket (egress "cluster").
+
+    The API server refuses loopback addresses in EndpointSlices, so endpoints carry pod IPs
+    (10.244.X.Y) and this proxy, like a cluster's pod network, delivers a connection for
+    10.244.X.Y:P to 127.0.X.Y:P. Anything else is refused.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="pod-network", daemon=True
+        )
+        self.server: asyncio.AbstractServer | None = None
+
+    def start(self) -> None:
+        self.thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._listen(), self.loop)
+        future.result(10)
+
+    async def _listen(self) -> None:
+        self.server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            verb, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+            host, _, port = target.rpartition(":")
+            if verb != "CONNECT" or not host.startswith(POD_PREFIX) or not port.isdigit():
+                writer.write(b"HTTP/1.1 403 Forbidden\r\n\r\n")
+                return
+            local = "127.0." + host.removeprefix(POD_PREFIX)
+            try:
+                up_reader, up_writer = await asyncio.open_connection(local, int(port))
+            except OSError:
+                writer.write(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
+                return
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await writer.drain()
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        except (OSError, ValueError, asyncio.IncompleteReadError, TimeoutError):
+            pass
+        finally:
+            writer.close()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            writer.close()
+
+
 # --- the processes ------------------------------------------------------------------------
 
 
@@ -326,6 +403,7 @@ class ControlPlane:
     port: int = 0
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     startup_seconds: float = 0.0
+    network: PodNetwork | None = None
 
     @property
     def server(self) -> str:
@@ -476,6 +554,22 @@ class ControlPlane:
         )
         self.port = free_port(self.host)
         folder = self.folder
+        self.network = PodNetwork(folder / "pod-network.sock")
+        self.network.start()
+        egress = {
+            "apiVersion": "apiserver.k8s.io/v1beta1",
+            "kind": "EgressSelectorConfiguration",
+            "egressSelections": [
+                {
+                    "name": "cluster",
+                    "connection": {
+                        "proxyProtocol": "HTTPConnect",
+                        "transport": {"uds": {"udsName": str(self.network.path)}},
+                    },
+                }
+            ],
+        }
+        (folder / "egress.yaml").write_text(yaml.safe_dump(egress))
         self._spawn(
             "kube-apiserver",
             [
@@ -498,6 +592,7 @@ class ControlPlane:
                 "OwnerReferencesPermissionEnforcement",
                 "--disable-admission-plugins=ServiceAccount",
                 "--enable-aggregator-routing=true",
+                f"--egress-selector-config-file={folder / 'egress.yaml'}",
                 "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",
                 f"--audit-policy-file={self._audit_policy()}",
@@ -513,19 +608,20 @@ class ControlPlane:
             90,
         )
         kubeconfig = self.kubeconfig(folder / "admin.kubeconfig")
-        self._spawn(
-            "kube-controller-manager",
-            [
-                str(self.bin / "kube-controller-manager"),
-                f"--kubeconfig={kubeconfig}",
-                "--controllers=namespace-controller,garbage-collector-controller",
-                "--leader-elect=false",
-                "--secure-port=0",
-                "--use-service-account-credentials=false",
-                "--concurrent-namespace-syncs=2",
-                "--v=1",
-            ],
-        )
+        if (self.bin / "kube-controller-manager").exists():
+            self._spawn(
+                "kube-controller-manager",
+                [
+                    str(self.bin / "kube-controller-manager"),
+                    f"--kubeconfig={kubeconfig}",
+                    "--controllers=namespace-controller,garbage-collector-controller",
+                    "--leader-elect=false",
+                    "--secure-port=0",
+                    "--use-service-account-credentials=false",
+                    "--concurrent-namespace-syncs=2",
+                    "--v=1",
+                ],
+            )
         self.startup_seconds = time.monotonic() - began
 
     def stop(self) -> None:
@@ -539,5 +635,7 @@ class ControlPlane:
                 proc.kill()
                 proc.wait(5)
         self.procs.clear()
+        if self.network is not None:
+            self.network.stop()
         if not os.environ.get("REMIT_KEEP_CONTROL_PLANE"):
             shutil.rmtree(self.folder, ignore_errors=True)

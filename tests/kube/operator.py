@@ -29,7 +29,7 @@ import httpx
 
 from tests.helm.chart import manifests
 from tests.kube.cluster import wait_for
-from tests.kube.controlplane import Api, ApiError, ControlPlane, free_port, random_host
+from tests.kube.controlplane import Api, ApiError, ControlPlane, free_port, pod_ip, random_host
 
 REMIT = str(Path(sys.executable).parent / "remit")
 NAMESPACE = "remit-system"
@@ -132,7 +132,7 @@ def install(plane: ControlPlane, values: dict[str, Any] | None = None) -> Instal
 
 def _established(api: Api, name: str) -> bool:
     crd = api.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, name) or {}
-    conditions = crd.get("status", {}).get("conditions", [])
+    conditions = (crd.get("status") or {}).get("conditions") or []
     return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
 
@@ -311,7 +311,7 @@ def publish_endpoints(install: Installation, replicas: list[OperatorProcess]) ->
                 "addressType": "IPv4",
                 "endpoints": [
                     {
-                        "addresses": [replica.host],
+                        "addresses": [pod_ip(replica.host)],
                         "conditions": {"ready": True},
                         "targetRef": {
                             "kind": "Pod",
