@@ -182,7 +182,7 @@ def test_rbac_is_one_clusterrole_per_concern_and_secrets_are_namespaced() -> Non
         "apiGroups": [""],
         "resources": ["secrets"],
         "resourceNames": ["remit-signing-key"],
-        "verbs": ["get", "patch"],
+        "verbs": ["get"],
     }
 
 

@@ -264,7 +264,7 @@ class Kubelet:
         with self._lock:
             self.pods.pop((pod.namespace, pod.name), None)
 
-    def wait_ready(self, pod: RunningPod, timeout: float = 30) -> None:
+    def wait_ready(self, pod: RunningPod, timeout: float = 45) -> None:
         deadline = time.monotonic() + timeout
         while not pod.ready:
             if time.monotonic() > deadline:
