@@ -7,7 +7,6 @@ does) hands over to the other; the admission webhook is served by both all along
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -114,7 +113,10 @@ def test_exactly_one_replica_reconciles_and_a_stop_hands_over(
         grew = [_syncs(r) > b for r, b in zip(pair, before, strict=True)]
         assert grew.count(True) == 1, (before, [_syncs(r) for r in pair])
         active, standby = (pair[0], pair[1]) if grew[0] else (pair[1], pair[0])
-        assert re.search(r"Pausing operations in favour of", standby.logs(400))
+        peers = (api.get("kopf.dev/v1", "ClusterKopfPeering", None, "remit") or {})["status"]
+        priorities = {name: peer["priority"] for name, peer in peers.items()}
+        assert set(priorities) == {active.pod_name, standby.pod_name}, peers
+        assert priorities[active.pod_name] > priorities[standby.pod_name]
 
         # Both serve the webhook, the standby included.
         for replica in pair:
