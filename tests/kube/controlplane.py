@@ -625,12 +625,13 @@ class ControlPlane:
         self.startup_seconds = time.monotonic() - began
 
     def stop(self) -> None:
+        """Stop everything; the data is throwaway, so a slow graceful drain is cut short."""
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.terminate()
         for proc in reversed(self.procs):
             try:
-                proc.wait(15)
+                proc.wait(3)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)

@@ -119,8 +119,9 @@ def test_no_request_of_the_operator_is_forbidden_and_every_granted_verb_is_used(
         {
             f"{e['verb']} {e['requestURI']}"
             for e in events
+            # Only RBAC's refusals: a 403 for writing into a terminating namespace is no
+            # missing permission.
             if e.get("annotations", {}).get("authorization.k8s.io/decision") == "forbid"
-            or (e.get("responseStatus") or {}).get("code") == 403
         }
     )
     assert forbidden == [], "missing RBAC:\n" + "\n".join(forbidden)
