@@ -9,8 +9,9 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,16 @@ class AdmissionServer(kopf.WebhookServer):
 
     The API server does not always fill ``metadata.namespace`` in the object under review (pods
     made by controllers); injection needs it, so it is copied from ``request.namespace``.
+    ``gate``, when set, is awaited before listening: the Runtime's start-up after kopf's login
+    (signing key, operator-kept certificate written where this server reads it).
     """
 
+    gate: Callable[[], Awaitable[Any]] | None = None
+
     async def __call__(self, fn: Any) -> AsyncIterator[Any]:
+        if self.gate is not None:
+            await self.gate()
+
         async def with_namespace(request: Any, **kwargs: Any) -> Any:
             payload = request.get("request") or {}
             namespace = payload.get("namespace")
@@ -62,12 +70,20 @@ def webhook_files(settings: Settings, scratch: Path) -> tuple[str, str]:
     return str(cert), str(key)
 
 
+def peering_priority() -> int:
+    """A random priority for this replica: kopf pauses *every* replica that sees a peer with the
+    same priority, so replicas that all kept the default (0) would never reconcile anything. The
+    replica with the highest priority is active; the others wait and take over when it goes."""
+    return secrets.randbelow(2**31 - 1) + 1
+
+
 def configure(kopf_settings: kopf.OperatorSettings, settings: Settings, scratch: Path) -> None:
     """Apply Remit's settings to kopf's: peering, storage names, the webhook server."""
     kopf_settings.peering.standalone = settings.peering is None
     if settings.peering:
         kopf_settings.peering.name = settings.peering
         kopf_settings.peering.mandatory = True
+        kopf_settings.peering.priority = peering_priority()
     kopf_settings.persistence.finalizer = FINALIZER
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="remit.dev")
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="remit.dev")
@@ -89,8 +105,8 @@ async def ensure_webhook_configuration(
     runtime: Runtime, certfile: str, keyfile: str | None = None
 ) -> None:
     """Serve the operator-kept certificate when REMIT_WEBHOOK_TLS_SECRET is set (writing it where
-    the webhook server reads it, which starts after the startup handlers), and create or update
-    the MutatingWebhookConfiguration when a webhook Service is configured."""
+    the webhook server reads it; the server waits for this, see ``AdmissionServer.gate``), and
+    create or update the MutatingWebhookConfiguration when a webhook Service is configured."""
     ca = Path(certfile).read_bytes()
     if runtime.settings.webhook_tls_secret and keyfile:
         tls = await ensure_serving_cert(runtime.kube, runtime.settings)
@@ -114,15 +130,25 @@ def build(
     kopf_settings = kopf.OperatorSettings()
     configure(kopf_settings, settings, scratch)
 
-    @kopf.on.startup(registry=registry, id="webhook-configuration")
-    async def _webhook(**_: Any) -> None:
-        server = kopf_settings.admission.server
-        certfile = getattr(server, "certfile", None)
-        keyfile = getattr(server, "pkeyfile", None)
-        if certfile:
+    after_login(runtime, kopf_settings)
+    return registry, kopf_settings, runtime
+
+
+def after_login(runtime: Runtime, kopf_settings: kopf.OperatorSettings) -> None:
+    """The webhook's certificate and configuration need the API: kopf logs in only after every
+    start-up handler, so they run once the Runtime has logged in and loaded its key, and the
+    webhook server listens only after them."""
+    server = kopf_settings.admission.server
+    certfile = getattr(server, "certfile", None)
+    keyfile = getattr(server, "pkeyfile", None)
+    if certfile:
+
+        async def webhook_configuration() -> None:
             await ensure_webhook_configuration(runtime, str(certfile), keyfile and str(keyfile))
 
-    return registry, kopf_settings, runtime
+        runtime.after_ready.append(webhook_configuration)
+    if isinstance(server, AdmissionServer):
+        server.gate = runtime.started
 
 
 def run(settings: Settings) -> None:
@@ -155,7 +181,4 @@ def install_default() -> None:
     async def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         scratch = Path(tempfile.mkdtemp(prefix="remit-operator-"))
         configure(settings, runtime.settings, scratch)
-        certfile = getattr(settings.admission.server, "certfile", None)
-        keyfile = getattr(settings.admission.server, "pkeyfile", None)
-        if certfile:
-            await ensure_webhook_configuration(runtime, str(certfile), keyfile and str(keyfile))
+        after_login(runtime, settings)

@@ -3,8 +3,9 @@
 ``register`` puts every handler on a given ``kopf.OperatorRegistry`` bound to one ``Runtime``;
 nothing is registered at import time except by ``remit_operator.entry`` for ``kopf run``.
 
-- MCPServer / AgentPolicy / ConsentGrant events: validate, index, write status, wake the
-  syncers of exactly the servers affected.
+- MCPServer / AgentPolicy / ConsentGrant: kopf index handlers fill the index (kopf starts no
+  other handler before every kind is listed: no bundle from a partial view); event handlers
+  validate, write status, forget deleted objects, wake the syncers of the servers affected.
 - Pod events (pods the webhook labelled; the API server filters the watch, in pages): index
   the sidecar, wake its server's syncer.
 - One daemon per MCPServer: ``Syncer.run`` (compile, sign, push, expiry, resync).
@@ -13,6 +14,7 @@ nothing is registered at import time except by ``remit_operator.entry`` for ``ko
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import logging
@@ -40,6 +42,7 @@ GROUP, VERSION = API_VERSION.split("/")
 POD_RESOURCE = ("", "v1", "pods")
 WATCH_CHUNK = 500  # list pods (and everything else) in pages, never in one answer
 VERSION_TTL_SECONDS = 600.0
+KEY_WAIT_SECONDS = 5.0  # well inside the webhook's timeoutSeconds
 PLURALS = {
     "MCPServer": "mcpservers",
     "AgentPolicy": "agentpolicies",
@@ -65,6 +68,26 @@ async def _patch_status(rt: Runtime, kind: str, body: kopf.Body, status: dict[st
         await rt.kube.patch(path, {"status": status})
     except KubeError as exc:
         log.warning("cannot write status of %s %s: %s", kind, meta.get("name"), exc)
+
+
+async def index_resource(rt: Runtime, syncers: Syncers, kind: str, body: kopf.Body) -> None:
+    """kopf's index handler: put a valid resource in the index and wake the servers it affects.
+
+    kopf calls index handlers while it lists each kind and starts no other handler (no sync
+    daemon) before every indexed kind is listed, so no bundle is ever compiled from a partial
+    view (after a restart, a Deny policy is never missing). Invalid resources are reported by
+    ``on_resource``; deletions are handled there too (kopf does not call index handlers then).
+    """
+    meta = body.get("metadata") or {}
+    key = ref(meta.get("namespace"), meta.get("name", ""))
+    try:
+        resource = parse(_document(body, kind), key)
+    except ResourceError:
+        return
+    affected = rt.index.upsert(resource)
+    if isinstance(resource, MCPServer):
+        syncers.get(resource.ref)
+    syncers.touch(affected)
 
 
 async def on_resource(
@@ -187,6 +210,8 @@ async def mutate_pod(
         server = matching_server(pod, await servers_in(rt, namespace))
         if server is None:
             return
+        if not await rt.ready(KEY_WAIT_SECONDS):
+            raise kopf.AdmissionError("remit: the signing key is not loaded yet", code=503)
         native = await (version or ServerVersion()).native(rt)
         injected = inject(pod, server, rt.settings, rt.keyring.active, native=native)
     except (InjectionError, KubeError) as exc:
@@ -211,18 +236,25 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     syncers = Syncers(rt)
 
     @kopf.on.login(registry=registry)
-    def login(logger: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
-        return rt.login(logger=logger, **kwargs)
+    async def login(logger: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
+        info = await asyncio.to_thread(rt.login, logger=logger, **kwargs)
+        if info is not None:
+            rt.connected()
+        return info
 
     @kopf.on.startup(registry=registry)
-    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-        await rt.start()
+    async def startup(**_: Any) -> None:
+        await rt.start()  # touches no API: kopf logs in only after every startup handler
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
         await rt.stop()
 
     for kind, plural in PLURALS.items():
+
+        @kopf.index(GROUP, VERSION, plural, registry=registry, id=f"index-{plural}", param=kind)
+        async def index(body: kopf.Body, param: Any = None, **_: Any) -> None:
+            await index_resource(rt, syncers, param, body)
 
         @kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"watch-{plural}", param=kind)
         async def watch(type: str | None, body: kopf.Body, param: Any = None, **_: Any) -> None:

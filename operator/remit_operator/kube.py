@@ -2,16 +2,20 @@
 
 kopf watches and posts Events with its own client; the operator writes status, the signing-key
 Secret, the public-key ConfigMaps and NetworkPolicies itself, with the very credentials kopf
-logged in with (``kopf.ConnectionInfo``), so there is one source of credentials. Only JSON merge
-patches are used: they are what every API server (and the test emulator) applies the same way.
+logged in with (``kopf.ConnectionInfo``), so there is one source of credentials. Credentials are
+read from a source on every request, and a 401 asks for fresh ones once (as kopf's own client
+re-authenticates), so short-lived service-account tokens keep working after rotation. Only JSON
+merge patches are used: they are what every API server (and the test emulator) applies the same
+way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ssl
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ from remit_operator.errors import KubeError, NotFoundError
 
 MERGE_PATCH = "application/merge-patch+json"
 CONFLICT = 409
+Credentials = Callable[[], kopf.ConnectionInfo | None]
 
 
 def object_path(
@@ -63,10 +68,40 @@ def _ssl_context(info: kopf.ConnectionInfo, scratch: Path) -> ssl.SSLContext | b
 
 
 class KubeClient:
-    """JSON requests to the API server described by a ``kopf.ConnectionInfo``."""
+    """JSON requests to the API server described by a ``kopf.ConnectionInfo``.
 
-    def __init__(self, info: kopf.ConnectionInfo, *, timeout: float = 10.0) -> None:
+    ``credentials`` is the connection, or a function returning the current one (the latest
+    login); ``refresh`` logs in afresh and is called once when the server answers 401.
+    """
+
+    def __init__(
+        self,
+        credentials: kopf.ConnectionInfo | Credentials,
+        *,
+        refresh: Callable[[], object] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
         self._scratch = tempfile.TemporaryDirectory(prefix="remit-kube-")
+        if isinstance(credentials, kopf.ConnectionInfo):
+            fixed = credentials
+            self._source: Credentials = lambda: fixed
+        else:
+            self._source = credentials
+        self._refresh = refresh
+        self._timeout = timeout
+        self._info: kopf.ConnectionInfo | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._retired: list[httpx.AsyncClient] = []
+
+    def _client(self) -> httpx.AsyncClient:
+        """The HTTP client for the current credentials (rebuilt when they change)."""
+        info = self._source()
+        if info is None:
+            raise KubeError(0, "no Kubernetes credentials yet (kopf has not logged in)")
+        if self._http is not None and info is self._info:
+            return self._http
+        if self._http is not None:
+            self._retired.append(self._http)  # requests in flight finish on it
         headers = {"Accept": "application/json"}
         if info.token:
             headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
@@ -76,17 +111,22 @@ class KubeClient:
             if info.server.startswith("https")
             else True
         )
+        self._info = info
         self._http = httpx.AsyncClient(
             base_url=info.server.rstrip("/"),
             headers=headers,
             auth=auth,
             verify=verify,
-            timeout=timeout,
+            timeout=self._timeout,
         )
+        return self._http
 
     async def close(self) -> None:
         """Close connections and remove scratch files."""
-        await self._http.aclose()
+        for http in [*self._retired, *([self._http] if self._http else [])]:
+            await http.aclose()
+        self._retired.clear()
+        self._http = None
         self._scratch.cleanup()
 
     async def request(
@@ -95,10 +135,15 @@ class KubeClient:
         """Send one request; return the JSON answer or raise ``KubeError``/``NotFoundError``."""
         headers = {"Content-Type": MERGE_PATCH if patch else "application/json"}
         content = orjson.dumps(body) if body is not None else None
-        try:
-            response = await self._http.request(method, path, content=content, headers=headers)
-        except httpx.HTTPError as exc:
-            raise KubeError(0, f"{method} {path}: {exc!r}") from exc
+        for attempt in (1, 2):
+            http = self._client()
+            try:
+                response = await http.request(method, path, content=content, headers=headers)
+            except httpx.HTTPError as exc:
+                raise KubeError(0, f"{method} {path}: {exc!r}") from exc
+            if response.status_code != 401 or self._refresh is None or attempt == 2:
+                break
+            await asyncio.to_thread(self._refresh)  # the token expired or rotated: log in again
         if response.status_code == 404:
             raise NotFoundError(404, f"{method} {path}: not found")
         if response.status_code >= 400:

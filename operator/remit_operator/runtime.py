@@ -3,18 +3,25 @@
 kopf handlers are thin; they call into one ``Runtime``, which is created per run and passed in
 (never a module global), so tests run several operators side by side. The per-MCPServer
 syncers are not here: ``sync.Syncers`` owns them (a syncer needs the runtime, not the reverse).
+
+Order matters: kopf runs every ``on.startup`` handler *before* its first login, so ``start``
+touches no API. It opens what needs no credentials (push client, metrics) and starts a task
+that waits for kopf's login (``login``), then loads or creates the signing key, retrying until
+it can. Whatever needs the key awaits ``ready``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from remit.api.mcpserver import MCPServer
+from remit.errors import RemitError
 from remit_operator.errors import OperatorError
 from remit_operator.index import Index
 from remit_operator.keys import Keyring, Publisher, load_or_create
@@ -27,6 +34,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 Login = Callable[..., Any]
+RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 def utcnow() -> datetime:
@@ -48,7 +56,14 @@ class Runtime:
         self.clock = clock
         self.index = Index()
         self.grant_phases: dict[str, str] = {}
+        self._given = connection
         self._connection = connection
+        self._login_kwargs: dict[str, Any] = {}
+        self._connected = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._started = asyncio.Event()
+        self._boot: asyncio.Task[None] | None = None
+        self.after_ready: list[Callable[[], Awaitable[None]]] = []
         self._kube: KubeClient | None = None
         self._keyring: Keyring | None = None
         self._publisher: Publisher | None = None
@@ -58,8 +73,13 @@ class Runtime:
     # --- lifecycle -------------------------------------------------------------------------
 
     def login(self, logger: logging.Logger | Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
-        """kopf's login: a given connection (tests), else kopf's own client/pykube login."""
-        info: kopf.ConnectionInfo | None = self._connection
+        """kopf's login: a given connection (tests), else a fresh kubeconfig/in-cluster login.
+
+        kopf calls it again whenever its client gets a 401; it re-reads the kubeconfig or the
+        service-account token file each time, so rotated tokens are followed.
+        """
+        info: kopf.ConnectionInfo | None = self._given
+        self._login_kwargs = kwargs  # kopf's (its settings): relogin passes them again
         if info is None:
             info = kopf.login_via_client(logger=logger, **kwargs)
         if info is None:
@@ -68,19 +88,67 @@ class Runtime:
             self._connection = info
         return info
 
+    def connected(self) -> None:
+        """Tell the boot task that kopf has logged in (call from the event loop)."""
+        self._connected.set()
+
+    def credentials(self) -> kopf.ConnectionInfo | None:
+        """The latest credentials kopf logged in with (None before the first login)."""
+        return self._connection
+
+    def relogin(self) -> None:
+        """Log in again (the API client calls this when a token stopped working)."""
+        self.login(logger=log, **self._login_kwargs)
+
     async def start(self) -> None:
-        """Connect the API client, load or create the signing key, open the push client."""
-        if self._connection is None:
-            raise OperatorError("no Kubernetes credentials: kopf's login found none")
-        self._kube = KubeClient(self._connection)
-        self._keyring = await load_or_create(self._kube, self.settings)
-        self._publisher = Publisher(self._kube, self.settings)
+        """Open what needs no API (push client, metrics); load the key once logged in."""
+        self._kube = KubeClient(self.credentials, refresh=self.relogin)
         self._pusher = Pusher(self.settings)
         self.metrics.serve(self.settings.metrics_port)
-        log.info("signing bundles with key %s", self._keyring.kid)
+        if self._given is not None:
+            self._connected.set()
+        self._boot = asyncio.create_task(self._load_keys(), name="remit signing key")
+
+    async def _load_keys(self) -> None:
+        await self._connected.wait()
+        attempt = 0
+        while True:
+            try:
+                keyring = await load_or_create(self.kube, self.settings)
+            except (RemitError, OSError) as exc:
+                delay = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
+                attempt += 1
+                log.warning("cannot load the signing key (retrying in %ss): %s", delay, exc)
+                await asyncio.sleep(delay)
+                continue
+            self._keyring = keyring
+            self._publisher = Publisher(self.kube, self.settings)
+            self._ready.set()
+            log.info("signing bundles with key %s", keyring.kid)
+            break
+        for hook in self.after_ready:
+            try:
+                await hook()
+            except (RemitError, OSError) as exc:
+                log.error("start-up step %s failed: %s", getattr(hook, "__name__", hook), exc)
+        self._started.set()
+
+    async def started(self) -> None:
+        """Wait until the key is loaded and every ``after_ready`` step has run."""
+        await self._started.wait()
+
+    async def ready(self, timeout: float | None = None) -> bool:
+        """Wait until the signing key is loaded; False if ``timeout`` passed first."""
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     async def stop(self) -> None:
         """Close clients and the metrics server."""
+        if self._boot is not None:
+            self._boot.cancel()
         self.metrics.close()
         if self._pusher is not None:
             await self._pusher.close()

@@ -89,6 +89,7 @@ class Syncer:
 
     async def run(self, stopped: Any) -> None:
         """The daemon body: sync now, then on every wake, expiry and periodic check."""
+        await self.rt.ready()  # nothing is signed before the signing key is loaded
         next_check = self.rt.clock()
         while not stopped:
             now = self.rt.clock()
