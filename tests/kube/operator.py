@@ -100,8 +100,22 @@ class Installation:
         return name
 
     @property
+    def rendered_tls(self) -> dict[str, bytes] | None:
+        """The webhook certificate the chart rendered (None: the operator keeps it)."""
+        hits = [
+            o
+            for o in self.objects
+            if o["kind"] == "Secret" and o["metadata"]["name"] == "remit-webhook-tls"
+        ]
+        if not hits:
+            return None
+        return {k: base64.b64decode(v) for k, v in hits[0]["data"].items()}
+
+    @property
     def webhook_tls(self) -> dict[str, bytes]:
-        secret = self.find("Secret", "remit-webhook-tls")
+        """The webhook certificate as it is in the cluster now (rendered or operator-kept)."""
+        secret = self.plane.admin.get("v1", "Secret", NAMESPACE, "remit-webhook-tls")
+        assert secret is not None, "no webhook certificate Secret"
         return {k: base64.b64decode(v) for k, v in secret["data"].items()}
 
     @property
@@ -185,9 +199,9 @@ class OperatorProcess:
         self.folder.mkdir(parents=True, exist_ok=True)
         for name in ("webhook", "metrics", "health"):
             self.ports[name] = free_port(self.host)
-        tls = self.folder / "webhook"
+        tls = self.folder / "webhook"  # the Secret volume, when the chart mounts one
         tls.mkdir(exist_ok=True)
-        for key, value in self.install.webhook_tls.items():
+        for key, value in (self.install.rendered_tls or {}).items():
             (tls / key).write_bytes(value)
 
     @property
@@ -215,7 +229,8 @@ class OperatorProcess:
                 env[item["name"]] = fields[item["valueFrom"]["fieldRef"]["fieldPath"]]
         mount = "/etc/remit/webhook"
         for name in ("REMIT_WEBHOOK_CERT_FILE", "REMIT_WEBHOOK_KEY_FILE"):
-            env[name] = env[name].replace(mount, str(self.folder / "webhook"))
+            if name in env:
+                env[name] = env[name].replace(mount, str(self.folder / "webhook"))
         env.update(
             REMIT_WEBHOOK_HOST=self.host,
             REMIT_WEBHOOK_PORT=str(self.ports["webhook"]),

@@ -59,6 +59,23 @@ def test_it_serves_the_webhook_with_the_charts_certificate(
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
 
 
+def test_it_keeps_the_webhook_certificate_and_the_ca_bundle(
+    control_plane: ControlPlane, installation: Installation, operator: OperatorProcess
+) -> None:
+    assert installation.rendered_tls is None  # webhook.tls.operatorManaged (the default)
+    tls = installation.webhook_tls  # the Secret the operator created
+    configuration = installation.find("MutatingWebhookConfiguration")
+    stored = control_plane.admin.get(
+        "admissionregistration.k8s.io/v1",
+        "MutatingWebhookConfiguration",
+        None,
+        configuration["metadata"]["name"],
+    )
+    assert stored is not None
+    for webhook in stored["webhooks"]:
+        assert base64.b64decode(webhook["clientConfig"]["caBundle"]) == tls["ca.crt"]
+
+
 def test_it_serves_metrics(operator: OperatorProcess) -> None:
     text = operator.metrics()
     assert "remit_operator_syncs" in text or "# HELP remit_operator" in text

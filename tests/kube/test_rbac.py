@@ -1,14 +1,16 @@
 """Item 2, RBAC: the chart grants the operator exactly what it uses on a real API server.
 
 The API server audits every request of the operator's ServiceAccount with its authorization
-decision. After a whole lifecycle (a server with a running pod, a policy, a grant, a port
-change, deletion), no request was forbidden (nothing missing) and every verb on every resource
-the chart grants was used (nothing superfluous). OwnerReferencesPermissionEnforcement is on, so
-``blockOwnerDeletion`` owner references need ``update`` on ``mcpservers/finalizers``.
+decision. After a whole lifecycle (a damaged webhook certificate renewed, a server with a
+running pod, a policy, a grant, a port change, deletion), no request was forbidden (nothing
+missing) and every verb on every resource the chart grants was used (nothing superfluous).
+OwnerReferencesPermissionEnforcement is on, so ``blockOwnerDeletion`` owner references need
+``update`` on ``mcpservers/finalizers``.
 """
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,6 +65,18 @@ def _used(event: dict[str, Any]) -> tuple[str, str, str] | None:
     return (ref.get("apiGroup") or "", resource, event["verb"])
 
 
+def _renewal(control_plane: ControlPlane, operator: OperatorProcess) -> None:
+    """A damaged webhook certificate: the restarted operator writes a new one into its Secret."""
+    api = control_plane.admin
+    garbage = base64.b64encode(b"not a certificate").decode()
+    api.patch("v1", "Secret", NAMESPACE, "remit-webhook-tls", {"data": {"tls.crt": garbage}})
+    operator.stop()
+    operator.start()
+    operator.wait_ready()
+    secret = api.get("v1", "Secret", NAMESPACE, "remit-webhook-tls") or {}
+    assert secret["data"]["tls.crt"] != garbage
+
+
 def _lifecycle(control_plane: ControlPlane, kubelet: Kubelet, issuer: Issuer) -> None:
     """Everything the operator does for users, once."""
     api = control_plane.admin
@@ -112,6 +126,7 @@ def test_no_request_of_the_operator_is_forbidden_and_every_granted_verb_is_used(
     kubelet: Kubelet,
     issuer: Issuer,
 ) -> None:
+    _renewal(control_plane, operator)
     _lifecycle(control_plane, kubelet, issuer)
     events = _operator_events(control_plane, installation)
     assert events, "the audit log recorded nothing from the operator"
