@@ -18,6 +18,9 @@
     ├── ProtocolError            an MCP message the gateway refuses before forwarding
     ├── ClientGoneError          the client disconnected before its request was complete
     ├── UpstreamError            the MCP server could not be reached or failed
+    ├── MediaTypeError           a Content-Type that is not one RFC 9110 media type
+    ├── JsonDepthError           JSON nested deeper than the gateway's limit
+    ├── SseEventTooLargeError    an SSE event grew past the gateway's limit
     └── AuditError               a decision record cannot be written or verified
 
 The operator's errors (``remit_operator.errors``) hang below ``RemitError`` too.
@@ -131,12 +134,39 @@ class ClientGoneError(RemitError):
 
 
 class UpstreamError(RemitError):
-    """The upstream could not be reached or failed; ``status`` is what the client gets."""
+    """The upstream could not be reached or failed; ``status`` is what the client gets,
+    ``code`` a reason code (``remit.gateway.upstream``), ``reason`` a sentence for people."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, code: str = "upstream_unavailable") -> None:
         self.status = status
         self.reason = reason
+        self.code = code
         super().__init__(reason)
+
+    @property
+    def detail(self) -> str:
+        """``code: reason``, as outcome records carry it."""
+        return f"{self.code}: {self.reason}"
+
+
+class MediaTypeError(RemitError):
+    """A ``Content-Type`` value that is not one media type per RFC 9110."""
+
+
+class JsonDepthError(RemitError):
+    """A JSON value nested deeper than the limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"JSON nested deeper than {limit} levels")
+
+
+class SseEventTooLargeError(RemitError):
+    """An SSE event grew past the limit before it was complete."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"an SSE event exceeded {limit} bytes")
 
 
 class AuditError(RemitError):

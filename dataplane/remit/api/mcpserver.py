@@ -56,12 +56,45 @@ class UpstreamSpec(Model):
     )
 
 
+class GatewayLimits(Model):
+    """Bounds on what the upstream MCP server may send back through the gateway."""
+
+    max_response_bytes: int = Field(
+        8 * 1024 * 1024,
+        alias="maxResponseBytes",
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="Largest upstream JSON response, and largest single SSE event, in bytes.",
+    )
+    response_read_timeout_seconds: int = Field(
+        120,
+        alias="responseReadTimeoutSeconds",
+        ge=1,
+        le=3600,
+        description="Seconds the upstream may take to finish a JSON response, or between "
+        "two events of a call's SSE stream.",
+    )
+    max_json_depth: int = Field(
+        64,
+        alias="maxJsonDepth",
+        ge=8,
+        le=200,
+        description="Deepest nesting of arrays and objects in a JSON-RPC message, "
+        "request or response.",
+    )
+
+
 class GatewayPorts(Model):
-    """The sidecar's ports: ``port`` for MCP clients (the Service targets it), ``adminPort``."""
+    """The sidecar's ports: ``port`` for MCP clients (the Service targets it), ``adminPort``,
+    and the limits it enforces on upstream responses."""
 
     port: Port = Field(9000, description="Port MCP clients connect to.")
     admin_port: Port = Field(
         9901, alias="adminPort", description="Admin API: bundle push, status, health, metrics."
+    )
+    limits: GatewayLimits = Field(
+        default_factory=lambda: GatewayLimits.model_validate({}),
+        description="Bounds on upstream responses (size, read time, JSON depth).",
     )
 
 

@@ -55,13 +55,28 @@ def is_secret_key(key: str) -> bool:
 def redact(value: Any) -> Any:
     """Return ``value`` with every value under a secret-looking key replaced by ``[REDACTED]``.
 
-    Walks nested objects and lists; the input is not modified.
+    Walks nested objects and lists without recursion (arguments come from callers, and no
+    depth of theirs may exhaust the stack); the input is not modified.
     """
-    if isinstance(value, Mapping):
-        return {str(k): REDACTED if is_secret_key(str(k)) else redact(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
-    return value
+    root: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any]] = [(value, root, 0)]
+    while stack:
+        node, parent, slot = stack.pop()
+        if isinstance(node, Mapping):
+            copy: dict[str, Any] = {}
+            parent[slot] = copy
+            for key, child in node.items():
+                name = str(key)
+                copy[name] = REDACTED
+                if not is_secret_key(name):
+                    stack.append((child, copy, name))
+        elif isinstance(node, list | tuple):
+            items: list[Any] = [None] * len(node)
+            parent[slot] = items
+            stack.extend((child, items, index) for index, child in enumerate(node))
+        else:
+            parent[slot] = node
+    return root[0]
 
 
 def evidence_for(
@@ -77,7 +92,7 @@ def evidence_for(
         arguments = dict(arguments)
     try:
         digest = digest_json(arguments)
-    except (TypeError, msgspec.EncodeError) as exc:
+    except (TypeError, msgspec.EncodeError, RecursionError) as exc:
         raise AuditError(f"call arguments cannot be recorded: {exc}") from exc
     if mode == "redacted":
         return ArgumentEvidence(digest=digest, values=redact(arguments))

@@ -15,6 +15,7 @@ from remit.audit import AuditChain, SinkHealth, open_chain
 from remit.gateway.admin import AdminApp
 from remit.gateway.asgi import Receive, Scope, Send, reply_json, serve_lifespan
 from remit.gateway.authn import auth_settings_for
+from remit.gateway.bounds import ResponseLimits, limits_for
 from remit.gateway.guard import RemitGuard
 from remit.gateway.metrics import Metrics
 from remit.gateway.proxy import McpProxy, ProxySettings
@@ -60,6 +61,11 @@ class Gateway:
         :meth:`AuditChain.health`)."""
         return self.chain.health() if self.chain is not None else None
 
+    def limits(self) -> ResponseLimits:
+        """The response limits of the bundle in force (``spec.gateway.limits``)."""
+        policy = self.state.current
+        return limits_for(policy.bundle.server if policy is not None else None)
+
     async def start(self) -> None:
         """Open the audit chain and upstream client in the running loop."""
         settings = self.settings
@@ -83,7 +89,7 @@ class Gateway:
             upstream=upstream,
             refusals=refusals,
         )
-        self.proxy = McpProxy(proxy_settings, self.guard, upstream)
+        self.proxy = McpProxy(proxy_settings, self.guard, upstream, limits=self.limits)
         await upstream.start()
         guard = self.guard
         self._flusher = asyncio.create_task(guard.refusals.run(lambda: guard.state.current))

@@ -4,6 +4,8 @@ Parses a POST body (one message or a batch) into classified messages, checks the
 routing headers (``Mcp-Method``, ``Mcp-Name``, ``Mcp-Param-*``, ``MCP-Protocol-Version``)
 against the body — the body is authoritative, a disagreeing header is rejected with -32020 —
 and builds the JSON-RPC error bodies the gateway answers with. Pure functions, no I/O.
+Nesting is bounded (``max_depth``, default 64): a deeper body is refused before any part of
+the gateway walks it. ``server_message_kind`` classifies what an upstream sends, strictly.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any, Final
 
 import orjson
 
-from remit.errors import ProtocolError
+from remit.errors import JsonDepthError, ProtocolError
+from remit.gateway.bounds import DEFAULT_MAX_JSON_DEPTH, loads
 from remit.policy.decision import Reason
 
 PARSE_ERROR: Final = -32700
@@ -122,16 +125,23 @@ class Body:
 DEFAULT_MAX_BATCH: Final = 32
 
 
-def parse_body(data: bytes, max_batch: int = DEFAULT_MAX_BATCH) -> Body:
+def parse_body(
+    data: bytes, max_batch: int = DEFAULT_MAX_BATCH, *, max_depth: int = DEFAULT_MAX_JSON_DEPTH
+) -> Body:
     """Parse and classify a POST body; raise ProtocolError (-32700 / -32600) if it is unusable.
 
     A batch holds at most ``max_batch`` messages and no request id twice: both are checked
     before anything in it is decided, so a refused batch leaves no allow records behind.
+    Nothing nested deeper than ``max_depth`` is accepted.
     """
     try:
-        value = orjson.loads(data)
+        value = loads(data, max_depth)
     except orjson.JSONDecodeError as exc:
         raise ProtocolError(PARSE_ERROR, f"Parse error: body is not valid JSON ({exc})") from exc
+    except JsonDepthError as exc:
+        raise ProtocolError(
+            INVALID_REQUEST, f"Invalid Request: {exc} (the gateway's limit)", status=400
+        ) from exc
     if not isinstance(value, list):
         return Body((classify(value),), batch=False)
     if not value:
@@ -256,18 +266,21 @@ def _check_param_headers(message: Message, params: list[tuple[str, str]]) -> Non
             raise _mismatch(message, f"{name} header matches no argument in the body")
 
 
-def _scalars(node: Any) -> Iterable[str]:
-    """Every scalar argument value, rendered the way a client mirrors it into a header."""
-    if isinstance(node, dict):
-        for child in node.values():
-            yield from _scalars(child)
-    elif isinstance(node, bool):
-        yield "true" if node else "false"
-    elif isinstance(node, float) and node.is_integer():
-        yield str(node)
-        yield str(int(node))
-    elif isinstance(node, str | int | float):
-        yield str(node)
+def _scalars(root: Any) -> Iterable[str]:
+    """Every scalar argument value, rendered the way a client mirrors it into a header
+    (walked without recursion: depth is bounded at parse time, and this must not rely on it)."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, bool):
+            yield "true" if node else "false"
+        elif isinstance(node, float) and node.is_integer():
+            yield str(node)
+            yield str(int(node))
+        elif isinstance(node, str | int | float):
+            yield str(node)
 
 
 def decode_header_value(value: str | None) -> str | None:
@@ -312,4 +325,31 @@ def error_body(id_: RequestId | None, code: int, message: str, data: Any = None)
 
 def is_response(message: Any) -> bool:
     """Whether a decoded server message is a JSON-RPC response (not a request or notification)."""
-    return isinstance(message, dict) and "id" in message and "method" not in message
+    return server_message_kind(message) == "response"
+
+
+def server_message_kind(value: Any) -> str | None:
+    """``request``, ``notification`` or ``response`` for a well-formed JSON-RPC message from
+    the server; None for anything else (a client may read an ambiguous message either way,
+    so the gateway forwards none: e.g. an object with both ``method`` and ``result``)."""
+    if not isinstance(value, dict) or value.get("jsonrpc") != "2.0":
+        return None
+    has_id = "id" in value
+    if "method" in value:
+        if not isinstance(value["method"], str) or "result" in value or "error" in value:
+            return None
+        if "params" in value and not isinstance(value["params"], dict | list):
+            return None
+        if not has_id:
+            return "notification"
+        return "request" if _valid_id(value["id"]) else None
+    if not has_id or ("result" in value) == ("error" in value):
+        return None
+    id_ = value["id"]
+    if "error" in value:
+        error = value["error"]
+        code = error.get("code") if isinstance(error, dict) else None
+        if not isinstance(code, int) or isinstance(code, bool):
+            return None
+        return "response" if id_ is None or _valid_id(id_) else None
+    return "response" if _valid_id(id_) else None

@@ -15,7 +15,7 @@ owns the upstream client.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ import orjson
 from remit.errors import ClientGoneError, ProtocolError, UpstreamError
 from remit.gateway.admission import admit, resumable
 from remit.gateway.asgi import Receive, Scope, Send, reply, serve_lifespan
+from remit.gateway.bounds import ResponseLimits
 from remit.gateway.fields import check_header_fields
 from remit.gateway.hooks import Deny, GatewayHooks, HttpRequest, Identity, Rejection
 from remit.gateway.protocol import (
@@ -33,7 +34,6 @@ from remit.gateway.protocol import (
     MODERN_VERSIONS,
     SESSION_HEADER,
     SESSION_NOT_FOUND,
-    UPSTREAM_ERROR,
     VERSION_HEADER,
     Message,
     RequestId,
@@ -75,15 +75,21 @@ class _Sender:
 
 
 class McpProxy:
-    """The ASGI app. ``hooks`` make the decisions; ``upstream`` is created if not given."""
+    """The ASGI app. ``hooks`` make the decisions; ``upstream`` is created if not given;
+    ``limits`` gives the bounds in force for each request (default: the settings')."""
 
     def __init__(
-        self, settings: ProxySettings, hooks: GatewayHooks, upstream: Upstream | None = None
+        self,
+        settings: ProxySettings,
+        hooks: GatewayHooks,
+        upstream: Upstream | None = None,
+        limits: Callable[[], ResponseLimits] | None = None,
     ) -> None:
         self.settings = settings
         self.hooks = hooks
         self.upstream = upstream or Upstream(settings.upstream)
         self.pending = PendingCalls()
+        self.limits = limits or (lambda: settings.upstream.limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -149,9 +155,10 @@ class McpProxy:
         receive: Receive,
         send: Send,
     ) -> None:
+        limits = self.limits()
         try:
             body = await _read_body(request, receive, self.settings.max_body_bytes)
-            parsed = parse_body(body, self.settings.max_batch)
+            parsed = parse_body(body, self.settings.max_batch, max_depth=limits.max_json_depth)
             for message in parsed.messages:
                 if message.kind == "request":
                     check_routing_headers(message, request.headers, in_batch=parsed.batch)
@@ -245,15 +252,17 @@ class McpProxy:
         """Send upstream and relay the answer. ``calls`` are answered by responses; ``notices``
         (decided notifications) end when the upstream accepts the POST; ``stream`` (a GET or
         DELETE) ends with its response."""
-        exchange = Exchange(self.hooks, identity, calls, self.pending, session=session)
+        limits = self.limits()
+        exchange = Exchange(
+            self.hooks, identity, calls, self.pending, session=session, limits=limits
+        )
         try:
-            response = await self.upstream.send(request.method, headers, body)
+            response = await self.upstream.send(request.method, headers, body, limits)
         except UpstreamError as exc:
-            log.warning("upstream failed for %s: %s", request.method, exc.reason)
-            await exchange.fail(exc.reason)
+            log.warning("upstream failed for %s: %s", request.method, exc.detail)
             for call in [*notices, *([stream] if stream else [])]:
-                await exchange.ended(call, 0, exc.reason)
-            await reply(send, exc.status, error_body(_single_id(calls), UPSTREAM_ERROR, exc.reason))
+                await exchange.ended(call, 0, exc.detail)
+            await exchange.refuse(exc, send)
             return
         for call in notices:  # the upstream answered the POST: that is all a notification gets
             failed = None if 200 <= response.status < 300 else f"HTTP {response.status}"
@@ -268,13 +277,13 @@ class McpProxy:
         try:
             await exchange.relay(response, sender, receive)
         except UpstreamError as exc:
-            await exchange.fail(exc.reason)
+            log.warning("upstream answer refused for %s: %s", request.method, exc.detail)
             if stream is not None:
-                await exchange.ended(stream, response.status, exc.reason)
+                await exchange.ended(stream, response.status, exc.detail)
             if sender.started:
-                log.warning("upstream response broke off mid-way: %s", exc.reason)
+                await exchange.fail(exc.detail)
                 return
-            await reply(send, exc.status, error_body(_single_id(calls), UPSTREAM_ERROR, exc.reason))
+            await exchange.refuse(exc, send)
             return
         if stream is not None:
             failed = None if response.status < 400 else f"HTTP {response.status}"
@@ -302,10 +311,6 @@ async def _read_body(request: HttpRequest, receive: Receive, limit: int) -> byte
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _single_id(calls: dict[RequestId, Call]) -> RequestId | None:
-    return next(iter(calls)) if len(calls) == 1 else None
 
 
 def _err(deny: Deny) -> dict[str, Any]:

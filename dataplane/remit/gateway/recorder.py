@@ -119,7 +119,9 @@ class Recorder:
         """Write the outcome line that completes the call's decision record."""
         self.metrics.upstream_seconds.observe(outcome.latency)
         kind = "ok"
-        if outcome.error is not None:
+        if outcome.kind is not None:
+            kind = outcome.kind  # e.g. cancelled: the client went away
+        elif outcome.error is not None:
             kind = "upstream_error"
             self.metrics.upstream_errors.labels("transport").inc()
         elif outcome.response is not None and "error" in outcome.response:

@@ -1,39 +1,61 @@
-"""Relaying one upstream response to the client, with every JSON-RPC response hooked.
+"""Relaying one upstream response to the client, with every JSON-RPC message inspected.
 
-A forwarded POST's answer is JSON (read whole, each response message transformed) or an SSE
-stream (split event by event as chunks arrive, response events transformed and re-emitted,
-every other server message judged by ``server_message``, event ids bound to the caller by
-``event_id``, everything else passed byte for byte). Each forwarded request gets exactly one
-``outcome``. Responses replayed later on a GET stream (``Last-Event-ID``) are matched through
+Nothing the gateway could not inspect reaches the client. A forwarded request's answer is
+decided by its parsed media type (``UpstreamResponse.kind``): JSON is read whole within the
+size and time limits, parsed (depth-bounded), each message classified strictly and each
+response hooked, then written again; an SSE stream is parsed event by event as the client
+would (see ``sse.py``) and each event written again canonically. Any other body, a body that
+is not valid JSON-RPC, or one past a limit, fails closed: the client gets the gateway's own
+JSON-RPC error, never the upstream's bytes. A non-2xx upstream answer (an error page, a
+traceback) is mapped to the gateway's error too; only its size and sha256 are recorded.
+
+Each forwarded request gets exactly one ``outcome``, with its true end: answered, answered
+with an error, failed at the upstream (reason code first), or cancelled by the client.
+Responses replayed later on a GET stream (``Last-Event-ID``) are matched through
 ``PendingCalls``; a response that matches no known request is dropped (fail closed).
 """
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-from remit.errors import UpstreamError
+from remit.errors import JsonDepthError, UpstreamError
 from remit.gateway.asgi import Receive, Send
+from remit.gateway.bounds import DEFAULT_LIMITS, ResponseLimits, loads
 from remit.gateway.hooks import GatewayHooks, Identity, Outcome
-from remit.gateway.protocol import Message, RequestId
-from remit.gateway.sse import SseSplitter, event_id, replace_data, replace_id
-from remit.gateway.upstream import UpstreamResponse
+from remit.gateway.protocol import (
+    UPSTREAM_ERROR,
+    Message,
+    RequestId,
+    error_body,
+    error_object,
+    error_response,
+    server_message_kind,
+)
+from remit.gateway.stream import relay_sse
+from remit.gateway.upstream import (
+    HTTP_ERROR,
+    INVALID,
+    NO_RESPONSE,
+    TOO_DEEP,
+    UNINSPECTABLE,
+    UpstreamResponse,
+)
 
 log = logging.getLogger(__name__)
 
-
-async def _disconnected(receive: Receive) -> None:
-    """Return when the client has gone (the request body was already read)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
+_BODY_HEADERS: Final = frozenset({b"content-type", b"content-length", b"content-encoding"})
+_KEPT_ON_FAILURE: Final = frozenset({b"allow", b"retry-after"})
+_ERROR_SAMPLE: Final = 64 * 1024  # bytes of an upstream error body read for the record
+_JSON: Final = (b"content-type", b"application/json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +85,12 @@ class PendingCalls:
         return self._calls.pop((session, id_), None)
 
 
+def body_headers(response: UpstreamResponse, body: bytes, json: bool = True) -> list[Any]:
+    """The upstream's headers for a body the gateway wrote itself (its own length and type)."""
+    kept = [(k, v) for k, v in response.headers if k not in _BODY_HEADERS]
+    return [*kept, (b"content-length", str(len(body)).encode()), *([_JSON] if json else [])]
+
+
 class Exchange:
     """The response side of one forwarded HTTP request."""
 
@@ -74,6 +102,7 @@ class Exchange:
         pending: PendingCalls,
         *,
         session: str | None,
+        limits: ResponseLimits = DEFAULT_LIMITS,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.hooks = hooks
@@ -81,28 +110,43 @@ class Exchange:
         self.calls = calls
         self.pending = pending
         self.session = session
+        self.limits = limits
         self.clock = clock
         self.started = clock()
         self.status = 0
+        self.single_id: RequestId | None = next(iter(calls)) if len(calls) == 1 else None
         if session is not None:
             for call in calls.values():
                 pending.add(session, call)
 
+    # -- messages -------------------------------------------------------------------------
+
+    def decode(self, data: bytes | str) -> Any:
+        """Parse upstream JSON within the depth limit; ``UpstreamError`` if it cannot be."""
+        try:
+            return loads(data, self.limits.max_json_depth)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(502, "upstream sent invalid JSON", INVALID) from exc
+        except JsonDepthError as exc:
+            raise UpstreamError(502, f"upstream sent {exc}", TOO_DEEP) from exc
+
     async def message(self, value: Any) -> Any | None:
-        """The decoded server message as the client may see it; None drops it."""
+        """The decoded server message(s) as the client may see them; None drops them."""
         if isinstance(value, list):
-            out = [m for m in [await self.message(item) for item in value] if m is not None]
+            out = [m for m in [await self._one(item) for item in value] if m is not None]
             return out or None
-        if isinstance(value, dict) and "method" in value:  # a server notification or request
-            return await self.hooks.server_message(self.identity, value)
-        if not isinstance(value, dict) or "id" not in value:
-            return value
-        id_ = value["id"]
-        if id_ is None and isinstance(value.get("error"), dict):
-            return value  # an error about the whole request (e.g. a rejected batch): no data
-        if not isinstance(id_, str | int):
-            log.warning("dropped a response with an unusable id")
+        return await self._one(value)
+
+    async def _one(self, value: Any) -> Any | None:
+        kind = server_message_kind(value)
+        if kind is None:
+            log.warning("dropped a malformed JSON-RPC message from the upstream")
             return None
+        if kind != "response":  # a server notification or request: the caller may not see all
+            return await self.hooks.server_message(self.identity, value)
+        id_ = value["id"]
+        if id_ is None:
+            return value  # an error about the whole request (e.g. a rejected batch): no data
         local = self.calls.pop(id_, None)
         replayed = self.pending.pop(self.session, id_) if self.session is not None else None
         call = local or replayed
@@ -116,8 +160,12 @@ class Exchange:
             await self._outcome(local, reason, value)
         return transformed
 
-    async def _outcome(self, call: Call, error: str | None, response: Any = None) -> None:
-        outcome = Outcome(self.status, self.clock() - self.started, error, response)
+    # -- outcomes -------------------------------------------------------------------------
+
+    async def _outcome(
+        self, call: Call, error: str | None, response: Any = None, kind: str | None = None
+    ) -> None:
+        outcome = Outcome(self.status, self.clock() - self.started, error, response, kind)
         await self.hooks.outcome(self.identity, call.message, call.token, outcome)
 
     async def ended(self, call: Call, status: int, error: str | None) -> None:
@@ -126,86 +174,123 @@ class Exchange:
         outcome = Outcome(status, self.clock() - self.started, error)
         await self.hooks.outcome(self.identity, call.message, call.token, outcome)
 
-    async def fail(self, reason: str) -> None:
-        """Report every still-unanswered call as failed."""
+    async def fail(self, reason: str, kind: str | None = None) -> list[RequestId]:
+        """Report every still-unanswered call as failed; return their ids."""
         calls, self.calls = self.calls, {}
-        for call in calls.values():
-            if self.session is not None and call.message.id is not None:
-                self.pending.pop(self.session, call.message.id)
-            await self._outcome(call, reason)
+        for id_, call in calls.items():
+            if self.session is not None:
+                self.pending.pop(self.session, id_)
+            await self._outcome(call, reason, kind=kind)
+        return list(calls)
+
+    async def refuse(self, exc: UpstreamError, send: Send) -> None:
+        """Record the failure for every unanswered call, then answer with the gateway's error."""
+        await self.fail(exc.detail)
+        body = error_body(self.single_id, UPSTREAM_ERROR, exc.reason, {"reason": exc.code})
+        await _reply(send, exc.status, body)
+
+    # -- relaying -------------------------------------------------------------------------
 
     async def relay(self, response: UpstreamResponse, send: Send, receive: Receive) -> None:
-        """Send ``response`` to the client, hooking each JSON-RPC response message."""
+        """Send ``response`` to the client, inspected; ``UpstreamError`` before anything is
+        sent when it cannot be (the caller then ``refuse``s)."""
         self.status = response.status
         try:
-            if response.is_sse:
-                await self._relay_sse(response, send, receive)
-            elif response.is_json:
+            if not 200 <= response.status < 300:
+                await self._relay_failure(response, send)
+            elif response.kind == "sse":
+                await relay_sse(self, response, send, receive)
+            elif response.kind == "json":
                 await self._relay_json(response, send)
             else:
-                await self._relay_raw(response, send)
+                await self._relay_other(response, send)
         finally:
             response.close()
-        await self._unanswered(response.status)
-
-    async def _unanswered(self, status: int) -> None:
-        """Report calls the upstream's answer did not answer."""
-        if self.calls:
-            await self.fail(f"upstream answered HTTP {status} without a response")
 
     async def _relay_json(self, response: UpstreamResponse, send: Send) -> None:
         body = await response.read()
-        if body.strip():
-            try:
-                value = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise UpstreamError(502, "upstream sent invalid JSON") from exc
-            message = await self.message(value)
-            body = b"" if message is None else orjson.dumps(message)
-        await self._unanswered(response.status)  # outcomes are recorded before the client hears
-        headers = [*response.headers, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        if not body.strip():
+            await self._relay_empty(response, send)
+            return
+        value = self.decode(body)
+        out = await self.message(value)
+        missing = await self.fail(f"{NO_RESPONSE}: the upstream's answer held no response")
+        messages = [] if out is None else out if isinstance(out, list) else [out]
+        messages += [no_response(id_) for id_ in missing]
+        status = 502 if out is None and missing else response.status
+        if not messages:
+            payload = b""
+        elif isinstance(value, list) or len(messages) > 1:
+            payload = orjson.dumps(messages)
+        else:
+            payload = orjson.dumps(messages[0])
+        headers = body_headers(response, payload, json=bool(payload))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
 
-    async def _relay_raw(self, response: UpstreamResponse, send: Send) -> None:
-        body = await response.read()
-        await self._unanswered(response.status)
-        headers = [*response.headers, (b"content-length", str(len(body)).encode())]
+    async def _relay_empty(self, response: UpstreamResponse, send: Send) -> None:
+        if self.calls:
+            text = f"upstream answered HTTP {response.status} without a response"
+            raise UpstreamError(502, text, NO_RESPONSE)
+        headers = body_headers(response, b"", json=False)
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.body", "body": b""})
 
-    async def _relay_sse(self, response: UpstreamResponse, send: Send, receive: Receive) -> None:
-        await send(
-            {"type": "http.response.start", "status": response.status, "headers": response.headers}
-        )
-        splitter = SseSplitter()
-        gone = asyncio.create_task(_disconnected(receive))
-        gone.add_done_callback(lambda _: response.close())  # ends the upstream stream too
+    async def _relay_other(self, response: UpstreamResponse, send: Send) -> None:
+        if not await response.next_chunk(self.limits.read_timeout):
+            await self._relay_empty(response, send)
+            return
+        kind = response.content_type or "none"
+        text = f"upstream sent a body the gateway cannot inspect (Content-Type: {kind[:80]})"
+        raise UpstreamError(502, text, UNINSPECTABLE)
+
+    async def _relay_failure(self, response: UpstreamResponse, send: Send) -> None:
+        """A non-2xx answer: the gateway's own error; the body's size and digest recorded."""
+        status = response.status
         try:
-            async for chunk in response.chunks():
-                out = b"".join([await self._event(e.raw, e.data) for e in splitter.feed(chunk)])
-                if out:
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
+            body, note = await response.read(_ERROR_SAMPLE), ""
         except UpstreamError as exc:
-            if not gone.done():
-                log.warning("upstream SSE stream failed: %s", exc.reason)
-            await self.fail("client disconnected" if gone.done() else exc.reason)
-        finally:
-            gone.cancel()
-        if not gone.done() or gone.cancelled():
-            await send({"type": "http.response.body", "body": splitter.flush()})
+            body, note = b"", f" (body not read: {exc.code})"
+        digest = hashlib.sha256(body).hexdigest()
+        await self.fail(
+            f"{HTTP_ERROR}: upstream answered HTTP {status}; "
+            f"body {len(body)} bytes sha256:{digest}{note}"
+        )
+        code = _upstream_code(body) if response.kind == "json" else UPSTREAM_ERROR
+        client_status = status if 400 <= status < 500 and status not in (401, 403, 407) else 502
+        payload = error_body(
+            self.single_id,
+            code,
+            f"Upstream answered HTTP {status}",
+            {"reason": HTTP_ERROR, "upstreamStatus": status},
+        )
+        kept = [(k, v) for k, v in response.headers if k in _KEPT_ON_FAILURE]
+        await _reply(send, client_status, payload, kept)
 
-    async def _event(self, raw: bytes, data: bytes | None) -> bytes:
-        upstream_id = event_id(raw) if b"id" in raw else None
-        if upstream_id:  # the caller sees an id bound to them (events.py)
-            raw = replace_id(raw, await self.hooks.event_id(self.identity, upstream_id))
-        if not data:
-            return raw
-        try:
-            value = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return raw
-        message = await self.message(value)
-        if message is None:
-            return b""
-        return raw if message is value else replace_data(raw, orjson.dumps(message))
+
+def no_response(id_: RequestId) -> dict[str, Any]:
+    """The gateway's JSON-RPC error for a request the upstream did not answer."""
+    text = "Upstream answered without a response to this request"
+    return error_response(id_, error_object(UPSTREAM_ERROR, text, {"reason": NO_RESPONSE}))
+
+
+def _upstream_code(body: bytes) -> int:
+    """The upstream's JSON-RPC error code when it is a standard one (e.g. -32600, -32001), so
+    clients keep reacting to it; the upstream's message and data never pass."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return UPSTREAM_ERROR
+    if server_message_kind(value) == "response" and "error" in value:
+        code = value["error"]["code"]
+        if -32768 <= code <= -32000:
+            return int(code)
+    return UPSTREAM_ERROR
+
+
+async def _reply(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    out = [*(headers or []), (b"content-length", str(len(body)).encode()), _JSON]
+    await send({"type": "http.response.start", "status": status, "headers": out})
+    await send({"type": "http.response.body", "body": body})

@@ -1,132 +1,170 @@
-"""Incremental Server-Sent Events splitting and faithful re-emission.
+"""Server-Sent Events parsed exactly as a client parses them, and re-emitted canonically.
 
-Upstream SSE streams must reach the client unbuffered and unchanged (``id:``, ``retry:``,
-``event:``, comments), except that JSON-RPC responses inside them pass through the response
-hook. ``SseSplitter`` cuts a byte stream into complete events as chunks arrive, keeping each
-event's raw bytes; ``replace_data`` rebuilds one event with new data and every other line kept,
-``event_id``/``replace_id`` read and rewrite its id (the gateway binds ids to callers).
+The gateway must see every event the client will see, so it parses an upstream stream with the
+HTML standard's algorithm (§9.2.6 "Interpreting an event stream") rather than guessing at
+bytes: UTF-8 decoding with replacement, one leading BOM dropped, lines ending in CRLF, LF *or
+a lone CR* (a CR at the end of one chunk followed by LF at the start of the next is one line
+end), ``field: value`` with one optional space, ``data`` lines joined by LF, ``id`` values
+holding NUL ignored, ``retry`` only when all ASCII digits, a blank line dispatching. An
+unterminated event at the end of the stream is discarded, as clients do.
+
+The relay never forwards upstream bytes: it writes each parsed event again with
+``encode_event`` (LF line ends, comments reduced to a bare ``:`` keep-alive), so the client's
+parser and the gateway's cannot disagree about what was sent.
 """
 
 from __future__ import annotations
 
+import codecs
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Final
+
+from remit.errors import SseEventTooLargeError
+
+_LINE_END: Final = re.compile(r"\r\n|\r|\n")
+_MAX_RETRY_DIGITS: Final = 10
 
 
 @dataclass(frozen=True, slots=True)
 class SseEvent:
-    """One complete SSE event: its exact bytes (terminator included) and its joined data."""
+    """One blank-line-terminated block of an event stream, as a client interprets it.
 
-    raw: bytes
-    data: bytes | None
-
-
-class SseSplitter:
-    """Feed chunks, get complete events; an unterminated tail waits for the next chunk.
-
-    Lines end in LF or CRLF (what HTTP servers emit; a lone CR is not treated as a terminator).
+    ``data`` is the joined data (None when the block had no ``data`` line, so a client would
+    dispatch nothing); ``event`` the event type ("" is ``message``); ``id`` the new last event
+    id if the block set one; ``retry`` the reconnection time if set; ``comment`` whether the
+    block held a comment line (a keep-alive).
     """
 
-    __slots__ = ("_buffer", "_scan")
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self._scan = 0
-
-    def feed(self, chunk: bytes) -> Iterator[SseEvent]:
-        """Events completed by ``chunk``, in order."""
-        buffer = self._buffer + chunk if self._buffer else chunk
-        start = 0
-        scan = self._scan
-        while True:
-            end = _event_end(buffer, scan)
-            if end < 0:
-                break
-            raw = buffer[start:end]
-            yield SseEvent(raw, _data(raw))
-            start = scan = end
-        self._buffer = buffer[start:]
-        self._scan = max(len(self._buffer) - 2, 0)
-
-    def flush(self) -> bytes:
-        """Bytes of an unterminated final event (sent as they are when the stream ends)."""
-        rest, self._buffer, self._scan = self._buffer, b"", 0
-        return rest
+    data: str | None = None
+    event: str = ""
+    id: str | None = None
+    retry: int | None = None
+    comment: bool = False
 
 
-def _event_end(buffer: bytes, scan: int) -> int:
-    """Index just past the blank line ending the first event at or after ``scan``, or -1."""
-    lf = buffer.find(b"\n\n", scan)
-    crlf = buffer.find(b"\n\r\n", scan)
-    if lf < 0 and crlf < 0:
-        return -1
-    if crlf < 0 or (0 <= lf < crlf):
-        return lf + 2
-    return crlf + 3
+class SseParser:
+    """Feed byte chunks, get complete events; bounded to ``max_event_bytes`` per event."""
 
+    __slots__ = (
+        "_comment",
+        "_data",
+        "_decoder",
+        "_event",
+        "_id",
+        "_limit",
+        "_lines_size",
+        "_partial",
+        "_partial_size",
+        "_retry",
+        "_skip_lf",
+        "_started",
+    )
 
-def _data(raw: bytes) -> bytes | None:
-    """The event's data lines joined with LF (per the SSE spec), or None if it has none."""
-    if b"data" not in raw:
+    def __init__(self, max_event_bytes: int = 8 * 1024 * 1024) -> None:
+        self._limit = max_event_bytes
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._started = False
+        self._skip_lf = False
+        self._partial: list[str] = []
+        self._partial_size = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._data: list[str] = []
+        self._event = ""
+        self._id: str | None = None
+        self._retry: int | None = None
+        self._comment = False
+        self._lines_size = 0
+
+    @property
+    def pending(self) -> bool:
+        """Whether part of an event has arrived but not its end."""
+        return self._lines_size > 0 or self._partial_size > 0
+
+    def feed(self, chunk: bytes) -> list[SseEvent]:
+        """Events completed by ``chunk``, in order; ``SseEventTooLargeError`` past the limit."""
+        text = self._decoder.decode(chunk)
+        if not self._started and text:
+            self._started = True
+            text = text.removeprefix("\ufeff")
+        if self._skip_lf and text:
+            text = text.removeprefix("\n")
+            self._skip_lf = False
+        if not text:
+            return []
+        self._skip_lf = text.endswith("\r")
+        events: list[SseEvent] = []
+        position = 0
+        for match in _LINE_END.finditer(text):
+            self._partial.append(text[position : match.start()])
+            line = "".join(self._partial)
+            self._partial, self._partial_size = [], 0
+            position = match.end()
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+        if position < len(text):
+            self._partial.append(text[position:])
+            self._partial_size += len(text) - position
+        if self._lines_size + self._partial_size > self._limit:
+            raise SseEventTooLargeError(self._limit)
+        return events
+
+    def _line(self, line: str) -> SseEvent | None:
+        if not line:
+            return self._dispatch()
+        self._lines_size += len(line) + 1
+        if self._lines_size > self._limit:
+            raise SseEventTooLargeError(self._limit)
+        if line.startswith(":"):
+            self._comment = True
+            return None
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id" and "\0" not in value:
+            self._id = value
+        elif name == "retry" and _is_retry(value):
+            self._retry = int(value)
         return None
-    parts = []
-    for raw_line in raw.split(b"\n"):
-        if raw_line.startswith(b"data"):
-            line = raw_line.removesuffix(b"\r")
-            if line == b"data":
-                parts.append(b"")
-            elif line.startswith(b"data:"):
-                value = line[5:]
-                parts.append(value[1:] if value.startswith(b" ") else value)
-    return b"\n".join(parts) if parts else None
+
+    def _dispatch(self) -> SseEvent | None:
+        data = "\n".join(self._data) if self._data else None
+        if data is None and self._id is None and self._retry is None and not self._comment:
+            self._reset()
+            return None
+        event = SseEvent(data, self._event, self._id, self._retry, self._comment)
+        self._reset()
+        return event
 
 
-def replace_data(raw: bytes, data: bytes) -> bytes:
-    """``raw`` with its data lines replaced by ``data`` (one line; JSON has no raw newlines)."""
-    out: list[bytes] = []
-    placed = False
-    lines = raw.split(b"\n")
-    newline = b"\r\n" if lines[0].endswith(b"\r") else b"\n"
-    for line in lines[:-2]:
-        stripped = line.removesuffix(b"\r")
-        if stripped == b"data" or stripped.startswith(b"data:"):
-            if not placed:
-                out.append(b"data: " + data)
-                placed = True
-            continue
-        out.append(stripped)
-    if not placed:
-        out.append(b"data: " + data)
-    return newline.join(out) + newline + newline
+def _is_retry(value: str) -> bool:
+    return value.isascii() and value.isdigit() and len(value) <= _MAX_RETRY_DIGITS
 
 
-_LINES = re.compile(rb"(\r\n|\n|\r)")
+def encode_event(event: SseEvent, data: str | None) -> bytes:
+    """``event`` written canonically with ``data`` (None: no data lines) in place of its own."""
+    lines: list[str] = []
+    if event.event and data is not None:
+        lines.append(f"event: {event.event}")
+    if event.id is not None:
+        lines.append(f"id: {event.id}")
+    if event.retry is not None:
+        lines.append(f"retry: {event.retry}")
+    if data is not None:
+        lines.extend(f"data: {line}" for line in data.split("\n"))
+    if not lines:
+        if not event.comment:
+            return b""
+        lines.append(":")
+    return ("\n".join(lines) + "\n\n").encode()
 
 
-def _field(line: bytes) -> tuple[bytes, bytes]:
-    """A line's field name and value (one leading space of the value removed), per the spec."""
-    name, colon, value = line.partition(b":")
-    if colon and value.startswith(b" "):
-        value = value[1:]
-    return name, value
-
-
-def event_id(raw: bytes) -> str | None:
-    """The event's id (its last ``id`` field, lines ended by CRLF, LF or CR), or None."""
-    found = None
-    for line in _LINES.split(raw)[::2]:
-        name, value = _field(line)
-        if name == b"id" and b"\0" not in value:  # the spec ignores an id containing NULL
-            found = value.decode("utf-8", "replace")
-    return found
-
-
-def replace_id(raw: bytes, new: str) -> bytes:
-    """``raw`` with every ``id`` field set to ``new`` (the last one wins anyway); the other
-    lines and every line terminator are kept as they are."""
-    parts = _LINES.split(raw)
-    for index in range(0, len(parts), 2):
-        if _field(parts[index])[0] == b"id":
-            parts[index] = b"id: " + new.encode()
-    return b"".join(parts)
+SseSplitter = SseParser
+"""The name tool discovery imports (the parser used to be a byte splitter)."""

@@ -6,22 +6,40 @@ which headers cross the boundary: hop-by-hop headers are dropped both ways, the 
 ``Authorization`` and any client-sent ``X-Remit-*`` (in any spelling, ``X_Remit_Subject``
 too) never reach the upstream, ``Host`` is the upstream's own (so the SDK's DNS-rebinding
 check accepts it), and compression is not negotiated (the proxy must read JSON-RPC responses).
-Failures become ``UpstreamError`` with the HTTP status the client should see (502 unreachable
-or broken, 504 too slow).
+A response says which ``kind`` of body it has from its media type parsed per RFC 9110
+(``json``, ``sse``, or None: nothing the gateway can inspect), and is read within
+``ResponseLimits`` (size, time). Failures become ``UpstreamError`` with the HTTP status the
+client should see (502 unreachable, broken or misbehaving, 504 too slow) and a reason code for
+the outcome record.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import dataclass, field
+from typing import Final, Literal
 
 import aiohttp
 from multidict import CIMultiDict
 
-from remit.errors import UpstreamError
+from remit.errors import MediaTypeError, UpstreamError
+from remit.gateway.bounds import DEFAULT_LIMITS, ResponseLimits
 from remit.gateway.fields import canonical, remit_field
+from remit.gateway.mediatype import EVENT_STREAM, JSON, parse_media_type
+
+# Reason codes of upstream failures (the ``error`` of an outcome record starts with one).
+UNAVAILABLE: Final = "upstream_unavailable"
+TIMEOUT: Final = "upstream_timeout"
+BROKEN: Final = "upstream_broken"
+HTTP_ERROR: Final = "upstream_http_error"
+NO_RESPONSE: Final = "no_response"
+TOO_LARGE: Final = "response_too_large"
+TOO_DEEP: Final = "response_too_deep"
+INVALID: Final = "invalid_response"
+UNINSPECTABLE: Final = "uninspectable_response"
+
+BodyKind = Literal["json", "sse"]
 
 HOP_BY_HOP: Final = frozenset(
     {
@@ -60,6 +78,7 @@ class UpstreamSettings:
     connect_timeout: float = 5.0
     response_timeout: float = 120.0
     max_connections: int = 256
+    limits: ResponseLimits = field(default_factory=lambda: DEFAULT_LIMITS)
 
 
 def request_headers(
@@ -96,14 +115,18 @@ def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, by
 
 
 class UpstreamResponse:
-    """A response whose headers have arrived; read the body whole or as it streams."""
+    """A response whose headers have arrived; read the body whole or as it streams, bounded
+    by ``limits``."""
 
-    __slots__ = ("_response", "headers", "status")
+    __slots__ = ("_response", "headers", "limits", "status")
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, limits: ResponseLimits = DEFAULT_LIMITS
+    ) -> None:
         self._response = response
         self.status = response.status
         self.headers = response_headers(response.raw_headers)
+        self.limits = limits
 
     def header(self, name: bytes) -> str | None:
         """First value of a (lowercase) response header."""
@@ -113,29 +136,86 @@ class UpstreamResponse:
         return None
 
     @property
+    def content_type(self) -> str:
+        """The Content-Type as sent (for messages); several are joined with ", "."""
+        return ", ".join(v.decode("latin-1") for k, v in self.headers if k == b"content-type")
+
+    @property
+    def kind(self) -> BodyKind | None:
+        """``json`` or ``sse`` when the body is one the gateway can inspect, else None.
+
+        The media type is parsed per RFC 9110 (case-insensitive, parameters, quoting); a
+        missing, repeated or malformed Content-Type, a charset other than UTF-8, or any
+        Content-Encoding means the gateway cannot read the body as the client would.
+        """
+        values = [v for k, v in self.headers if k == b"content-type"]
+        encodings = [v for k, v in self.headers if k == b"content-encoding"]
+        if len(values) != 1 or any(v.strip().lower() not in (b"", b"identity") for v in encodings):
+            return None
+        try:
+            media = parse_media_type(values[0].decode("latin-1"))
+        except MediaTypeError:
+            return None
+        if not media.is_utf8_text():
+            return None
+        if media.essence == JSON:
+            return "json"
+        if media.essence == EVENT_STREAM:
+            return "sse"
+        return None
+
+    @property
     def is_sse(self) -> bool:
         """Whether the body is an event stream."""
-        return (self.header(b"content-type") or "").startswith("text/event-stream")
+        return self.kind == "sse"
 
     @property
     def is_json(self) -> bool:
         """Whether the body is JSON."""
-        return (self.header(b"content-type") or "").startswith("application/json")
+        return self.kind == "json"
 
-    async def read(self) -> bytes:
-        """The whole body."""
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body: at most ``limit`` bytes (default ``limits.max_response_bytes``),
+        within ``limits.read_timeout`` seconds; ``UpstreamError`` otherwise."""
+        limit = self.limits.max_response_bytes if limit is None else limit
+        declared = self._response.content_length
+        if declared is not None and declared > limit:
+            raise UpstreamError(502, f"upstream response exceeds {limit} bytes", TOO_LARGE)
+        chunks: list[bytes] = []
+        size = 0
         try:
-            return await self._response.read()
+            async with asyncio.timeout(self.limits.read_timeout):
+                while chunk := await self._response.content.readany():
+                    size += len(chunk)
+                    if size > limit:
+                        raise UpstreamError(
+                            502, f"upstream response exceeds {limit} bytes", TOO_LARGE
+                        )
+                    chunks.append(chunk)
+        except TimeoutError as exc:
+            raise UpstreamError(
+                504, f"upstream response not complete in {self.limits.read_timeout:g}s", TIMEOUT
+            ) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamError(502, f"upstream response broke off: {exc!r}") from exc
+            raise UpstreamError(502, f"upstream response broke off ({type(exc).__name__})",
+                                BROKEN) from exc  # fmt: skip
+        return b"".join(chunks)
+
+    async def next_chunk(self, timeout: float | None) -> bytes:
+        """The next body chunk as it arrives (b"" at the end), waiting at most ``timeout``."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._response.content.readany()
+        except TimeoutError as exc:
+            raise UpstreamError(504, "upstream stream stalled", TIMEOUT) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamError(502, f"upstream stream broke off ({type(exc).__name__})",
+                                BROKEN) from exc  # fmt: skip
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """Body chunks as they arrive."""
-        try:
-            async for chunk in self._response.content.iter_any():
-                yield chunk
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamError(502, f"upstream stream broke off: {exc!r}") from exc
+        """Body chunks as they arrive, each within ``limits.read_timeout``."""
+        while chunk := await self.next_chunk(self.limits.read_timeout):
+            yield chunk
 
     def close(self) -> None:
         """Release the connection (back to the pool when the body was fully read)."""
@@ -172,9 +252,14 @@ class Upstream:
             await session.close()
 
     async def send(
-        self, method: str, headers: CIMultiDict[str], body: bytes | None
+        self,
+        method: str,
+        headers: CIMultiDict[str],
+        body: bytes | None,
+        limits: ResponseLimits | None = None,
     ) -> UpstreamResponse:
-        """Send one request and wait (up to ``response_timeout``) for the response headers."""
+        """Send one request and wait (up to ``response_timeout``) for the response headers;
+        the body is then read within ``limits`` (default: the settings')."""
         if self._session is None:
             await self.start()
         assert self._session is not None
@@ -184,7 +269,7 @@ class Upstream:
                     method, self.settings.url, headers=headers, data=body, allow_redirects=False
                 )
         except TimeoutError as exc:
-            raise UpstreamError(504, "upstream did not answer in time") from exc
+            raise UpstreamError(504, "upstream did not answer in time", TIMEOUT) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamError(502, f"upstream unavailable: {type(exc).__name__}") from exc
-        return UpstreamResponse(response)
+        return UpstreamResponse(response, limits or self.settings.limits)

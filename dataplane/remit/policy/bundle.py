@@ -36,6 +36,14 @@ class Frozen(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_u
         return msgspec.structs.replace(self, **update)
 
 
+class GatewayLimits(Frozen, frozen=True, kw_only=True):
+    """Bounds on upstream responses (``spec.gateway.limits``; see ``remit.gateway.bounds``)."""
+
+    max_response_bytes: int = 8 * 1024 * 1024
+    response_read_timeout_seconds: int = 120
+    max_json_depth: int = 64
+
+
 class ServerSettings(Frozen, frozen=True, kw_only=True):
     """The MCPServer's settings the gateway enforces."""
 
@@ -54,6 +62,7 @@ class ServerSettings(Frozen, frozen=True, kw_only=True):
     audit_failure_policy: Literal["Fail", "Ignore"]
     audit_arguments: Literal["Digest", "Redacted"]
     max_body_bytes: int
+    limits: GatewayLimits = msgspec.field(default_factory=GatewayLimits)
 
 
 class CompiledRateLimit(Frozen, frozen=True, kw_only=True):

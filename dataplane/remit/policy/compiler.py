@@ -24,6 +24,7 @@ from remit.policy.bundle import (
     CompiledRateLimit,
     CompiledRule,
     ExcludedGrants,
+    GatewayLimits,
     ServerSettings,
     TargetKind,
 )
@@ -65,6 +66,11 @@ def _settings(server: MCPServer) -> ServerSettings:
         audit_failure_policy=spec.audit.failure_policy,
         audit_arguments=spec.audit.arguments,
         max_body_bytes=spec.max_body_bytes,
+        limits=GatewayLimits(
+            max_response_bytes=spec.gateway.limits.max_response_bytes,
+            response_read_timeout_seconds=spec.gateway.limits.response_read_timeout_seconds,
+            max_json_depth=spec.gateway.limits.max_json_depth,
+        ),
     )
 
 

@@ -151,7 +151,7 @@ class RecordingUpstream:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None]] = []
 
-    async def send(self, method: str, headers: Any, body: bytes | None) -> Any:
+    async def send(self, method: str, headers: Any, body: bytes | None, limits: Any = None) -> Any:
         self.sent.append((method, body))
         raise UpstreamError(502, "recording upstream: not a real server")
 

@@ -3,6 +3,7 @@ rewriting with every line ending, and the judgement of server notifications and 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from remit.api.loader import load
 from remit.gateway.events import EventIds
 from remit.gateway.notices import ProgressTokens, judge, progress_token
-from remit.gateway.sse import event_id, replace_id
+from remit.gateway.sse import SseParser, encode_event
 from remit.policy.compiler import compile_bundle
 from remit.policy.engine import Engine
 from remit.policy.request import Identity
@@ -49,17 +50,16 @@ def test_another_process_key_does_not_open_an_id() -> None:
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
 def test_sse_ids_are_read_and_replaced_with_every_line_ending(newline: bytes) -> None:
     raw = newline.join([b"event: message", b"id: s:1", b"data: {}", b"id:s:2", b"", b""])
-    assert event_id(raw) == "s:2"  # the last id field wins
-    out = replace_id(raw, "sealed")
-    assert out == newline.join(
-        [b"event: message", b"id: sealed", b"data: {}", b"id: sealed", b"", b""]
-    )
+    (event,) = SseParser().feed(raw)
+    assert event.id == "s:2"  # the last id field wins
+    sealed = replace(event, id="sealed")
+    assert SseParser().feed(encode_event(sealed, event.data)) == [sealed]
 
 
 def test_an_id_with_null_is_ignored_and_events_without_ids_have_none() -> None:
-    assert event_id(b"id: a\0b\ndata: x\n\n") is None
-    assert event_id(b"data: x\n\n") is None
-    assert event_id(b"identity: x\n\n") is None
+    assert SseParser().feed(b"id: a\0b\ndata: x\n\n")[0].id is None
+    assert SseParser().feed(b"data: x\n\n")[0].id is None
+    assert SseParser().feed(b"identity: x\ndata: x\n\n")[0].id is None
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,122 @@
+"""Relaying an upstream SSE stream: every event parsed, inspected and written again.
+
+The stream is parsed as a client parses it (``sse.py``); each event's data must be empty (a
+priming event) or one JSON-RPC message or batch, which goes through ``Exchange.message``
+(responses hooked, malformed or unmatched messages dropped) and is written again as one
+canonical event. The stream is bounded: one event may not exceed ``max_response_bytes``; on a
+POST, the upstream must complete an event within ``read_timeout`` (on a GET stream, an event
+once begun must complete within it), and the relay ends once every request is answered.
+When the stream fails or ends early, each request still unanswered gets its outcome and, in
+the stream, the gateway's own JSON-RPC error, so no client waits on a stream that is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from remit.errors import SseEventTooLargeError, UpstreamError
+from remit.gateway.protocol import UPSTREAM_ERROR, error_object, error_response
+from remit.gateway.sse import SseEvent, SseParser, encode_event
+from remit.gateway.upstream import NO_RESPONSE, TOO_LARGE, UpstreamResponse
+
+if TYPE_CHECKING:
+    from remit.gateway.asgi import Receive, Send
+    from remit.gateway.relay import Exchange
+
+log = logging.getLogger(__name__)
+
+CANCELLED: Final = "cancelled"
+_DROPPED: Final = frozenset({b"content-type", b"content-length", b"content-encoding"})
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Return when the client has gone (the request body was already read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def relay_sse(
+    exchange: Exchange, response: UpstreamResponse, send: Send, receive: Receive
+) -> None:
+    """Relay ``response`` (an event stream) to the client, event by event."""
+    parser = SseParser(exchange.limits.max_response_bytes)
+    headers = [(k, v) for k, v in response.headers if k not in _DROPPED]
+    headers.append((b"content-type", b"text/event-stream"))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    gone = asyncio.create_task(_disconnected(receive))
+    gone.add_done_callback(lambda _: response.close())  # ends the upstream stream too
+    failure: UpstreamError | None = None
+    try:
+        await _pump(exchange, response, parser, send)
+    except UpstreamError as exc:
+        failure = exc
+    except SseEventTooLargeError as exc:
+        failure = UpstreamError(502, f"upstream sent {exc}", TOO_LARGE)
+    finally:
+        client_gone = gone.done() and not gone.cancelled()
+        gone.cancel()
+    if client_gone:
+        await exchange.fail("client disconnected", kind=CANCELLED)
+        return
+    if failure is not None:
+        log.warning("upstream SSE stream failed: %s", failure.detail)
+        code, reason = failure.code, failure.detail
+    else:
+        code, reason = NO_RESPONSE, f"{NO_RESPONSE}: the upstream's stream ended without one"
+    missing = await exchange.fail(reason)
+    text = "Upstream stream failed" if failure is not None else "Upstream stream ended early"
+    tail = b"".join(_error_event(id_, text, code) for id_ in missing)
+    await send({"type": "http.response.body", "body": tail})
+
+
+async def _pump(
+    exchange: Exchange, response: UpstreamResponse, parser: SseParser, send: Send
+) -> None:
+    """Move events until the stream ends, or (on a POST) every request is answered."""
+    timeout = exchange.limits.read_timeout
+    awaiting = bool(exchange.calls)
+    loop = asyncio.get_running_loop()
+    progress = pending_since = loop.time()
+    while not (awaiting and not exchange.calls):
+        if awaiting:
+            deadline: float | None = progress + timeout
+        else:
+            deadline = pending_since + timeout if parser.pending else None
+        was_pending = parser.pending
+        chunk = await response.next_chunk(
+            None if deadline is None else max(deadline - loop.time(), 0.0)
+        )
+        if not chunk:
+            return
+        events = parser.feed(chunk)
+        now = loop.time()
+        if events:
+            progress = now
+        if parser.pending and (events or not was_pending):
+            pending_since = now
+        out = b"".join([await _event(exchange, event) for event in events])
+        if out:
+            await send({"type": "http.response.body", "body": out, "more_body": True})
+
+
+async def _event(exchange: Exchange, event: SseEvent) -> bytes:
+    """One event as the client may see it (b"" drops it); ``UpstreamError`` if its data
+    cannot be inspected (then the stream ends)."""
+    if event.id:  # the caller sees an id bound to them (events.py)
+        event = replace(event, id=await exchange.hooks.event_id(exchange.identity, event.id))
+    if not event.data:
+        return encode_event(event, event.data)  # no data, or a priming event's empty data
+    message = await exchange.message(exchange.decode(event.data))
+    if message is None:
+        return b""
+    return encode_event(event, orjson.dumps(message).decode())
+
+
+def _error_event(id_: Any, text: str, code: str) -> bytes:
+    error = error_response(id_, error_object(UPSTREAM_ERROR, text, {"reason": code}))
+    return encode_event(SseEvent(), orjson.dumps(error).decode())
