@@ -99,9 +99,13 @@ async def _pump(
             progress = now
         if parser.pending and (events or not was_pending):
             pending_since = now
-        out = b"".join([await _event(exchange, event) for event in events])
-        if out:
-            await send({"type": "http.response.body", "body": out, "more_body": True})
+        out: list[bytes] = []
+        for event in events:
+            out.append(await _event(exchange, event))
+            if awaiting and not exchange.calls:
+                break  # every request answered: what follows belongs to no call
+        if any(out):
+            await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
 
 
 async def _event(exchange: Exchange, event: SseEvent) -> bytes:

@@ -1,0 +1,246 @@
+"""A hostile MCP server behind a real gateway: nothing it sends escapes inspection.
+
+Each class of the adversarial review (issue 9) has a test here that fails on the gateway as
+it was: tool pinning bypassed through case-varied media types, an escaped ``id`` key and
+CR-only SSE line endings (item 2); unbounded, stalled and deep responses (item 5 and the
+output side of item 10); upstream error pages relayed verbatim (item 13). The module ends
+with the accounting check over everything the hostile server received.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from remit.demo.issuer import Issuer
+from tests.security.hostile_stack import (
+    MAX_RESPONSE_BYTES,
+    READ_TIMEOUT,
+    Hostile,
+    accounting_errors,
+    hostile_gateway,
+)
+from tests.security.hostile_upstream import ORIGINAL, POISONED, SECRET, TOOLS, TRACEBACK
+from tests.support.stack import REMIT
+
+INSPECTED_MODES = ["case_json", "case_sse", "escaped_id_sse", "cr_sse", "cr_split_sse"]
+UNINSPECTABLE_MODES = ["odd_type", "no_type", "two_types", "gzip", "json_seq"]
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("hostile-upstream")
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[Issuer]:
+    with Issuer() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def hostile(logs: Path, issuer: Issuer) -> Iterator[Hostile]:
+    with hostile_gateway(logs, issuer, "hostile") as running:
+        listed = running.list_tools("normal")  # the gateway pins greet's original definition
+        tools = {t["name"]: t["description"] for t in listed.json()["result"]["tools"]}
+        assert tools["greet"] == ORIGINAL
+        yield running
+
+
+def messages(response: httpx.Response) -> list[dict[str, Any]]:
+    """The JSON-RPC messages of a JSON or SSE answer."""
+    if response.headers["content-type"].startswith("text/event-stream"):
+        found = []
+        for line in response.text.splitlines():
+            if line.startswith("data: ") and line[6:].strip():
+                found.append(orjson.loads(line[6:]))
+        return found
+    value = response.json()
+    return value if isinstance(value, list) else [value]
+
+
+def gateway_error(response: httpx.Response) -> dict[str, Any]:
+    """The gateway's own JSON-RPC error in ``response`` (JSON body or SSE event)."""
+    (message,) = messages(response)
+    assert set(message) == {"jsonrpc", "id", "error"}
+    error: dict[str, Any] = message["error"]
+    return error
+
+
+# -- item 2: tool pinning cannot be bypassed by the upstream's framing --------------------
+
+
+@pytest.mark.parametrize("mode", INSPECTED_MODES)
+def test_a_changed_tool_is_hidden_whatever_the_framing(hostile: Hostile, mode: str) -> None:
+    response = hostile.list_tools(mode)
+    assert response.status_code == 200
+    assert POISONED not in response.text
+    (message,) = messages(response)
+    names = {tool["name"] for tool in message["result"]["tools"]}
+    assert "greet" not in names  # hidden under Enforce: the listing was inspected
+    assert set(TOOLS) <= names
+
+
+def test_a_changed_tool_is_denied_after_any_bypass_attempt(hostile: Hostile) -> None:
+    hostile.list_tools("cr_sse")
+    response = hostile.call_tool("greet", {"name": "bob"})
+    (message,) = messages(response)
+    assert message["result"]["isError"] is True
+    assert "tool_pin_mismatch" in message["result"]["content"][0]["text"]
+    assert hostile.decision_ids("greet") == []  # never reached the upstream
+
+
+@pytest.mark.parametrize("mode", UNINSPECTABLE_MODES)
+def test_a_body_the_gateway_cannot_inspect_is_refused(hostile: Hostile, mode: str) -> None:
+    response = hostile.list_tools(mode)
+    assert response.status_code == 502
+    assert POISONED not in response.text
+    assert response.headers["content-type"] == "application/json"
+    error = gateway_error(response)
+    assert error["data"]["reason"] == "uninspectable_response"
+
+
+def test_an_ambiguous_message_is_dropped_and_the_call_answered_by_the_gateway(
+    hostile: Hostile,
+) -> None:
+    response = hostile.list_tools("ambiguous")  # a response that also carries a method
+    assert response.status_code == 502
+    assert POISONED not in response.text
+    assert gateway_error(response)["data"]["reason"] == "no_response"
+
+
+def test_refused_bodies_are_recorded_with_their_reason(hostile: Hostile) -> None:
+    response = hostile.call_tool("plain_text")
+    assert response.status_code == 502
+    assert SECRET not in response.text
+    outcome = hostile.outcome_of("plain_text")
+    assert outcome["outcome"] == "upstream_error"
+    assert outcome["error"].startswith("uninspectable_response: ")
+
+
+# -- item 13: upstream failures become the gateway's own errors ----------------------------
+
+
+def test_an_html_error_page_never_reaches_the_client(hostile: Hostile) -> None:
+    response = hostile.call_tool("html_error", id_=41)
+    assert response.status_code == 502
+    assert response.headers["content-type"] == "application/json"
+    assert SECRET not in response.text
+    assert "Traceback" not in response.text
+    assert response.json() == {
+        "jsonrpc": "2.0",
+        "id": 41,
+        "error": {
+            "code": -32000,
+            "message": "Upstream answered HTTP 500",
+            "data": {"reason": "upstream_http_error", "upstreamStatus": 500},
+        },
+    }
+    outcome = hostile.outcome_of("html_error")
+    digest = hashlib.sha256(TRACEBACK.encode()).hexdigest()
+    assert outcome["outcome"] == "upstream_error"
+    assert outcome["error"] == (
+        f"upstream_http_error: upstream answered HTTP 500; "
+        f"body {len(TRACEBACK.encode())} bytes sha256:{digest}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("tool", "status", "code"),
+    [
+        ("json_error_500", 502, -32603),  # a standard JSON-RPC code passes, its message not
+        ("session_gone", 404, -32001),  # the client must still see 404 to re-initialise
+        ("unauthorized", 502, -32000),  # the upstream's auth is not the caller's
+        ("redirect", 502, -32000),  # never an open redirect
+    ],
+)
+def test_upstream_failures_keep_their_meaning_not_their_body(
+    hostile: Hostile, tool: str, status: int, code: int
+) -> None:
+    response = hostile.call_tool(tool)
+    assert response.status_code == status
+    assert SECRET not in response.text
+    assert "location" not in response.headers
+    assert "www-authenticate" not in response.headers
+    error = gateway_error(response)
+    assert error["code"] == code
+    assert error["message"].startswith("Upstream answered HTTP ")
+    assert hostile.outcome_of(tool)["outcome"] == "upstream_error"
+
+
+# -- item 5 and 10 (output): bounded size, time and depth, each end recorded truly ---------
+
+
+@pytest.mark.parametrize(
+    ("tool", "status", "reason"),
+    [
+        ("huge_json", 502, "response_too_large"),
+        ("declared_huge", 502, "response_too_large"),
+        ("huge_sse", 200, "response_too_large"),
+        ("deep_json", 502, "response_too_deep"),
+        ("deep_sse", 200, "response_too_deep"),
+        ("broken_json", 502, "invalid_response"),
+    ],
+)
+def test_responses_past_a_limit_fail_closed_and_are_recorded(
+    hostile: Hostile, tool: str, status: int, reason: str
+) -> None:
+    response = hostile.call_tool(tool, id_=7)
+    assert response.status_code == status  # never a 500
+    assert len(response.content) < MAX_RESPONSE_BYTES
+    error = gateway_error(response)
+    assert error["code"] == -32000
+    assert error["data"]["reason"] == reason
+    assert messages(response)[0]["id"] == 7
+    outcome = hostile.outcome_of(tool)
+    assert outcome["outcome"] == "upstream_error"  # never "ok"
+    assert outcome["error"].startswith(f"{reason}: ")
+
+
+@pytest.mark.parametrize(
+    ("tool", "status"), [("stall_json", 504), ("stall_sse", 200), ("trickle_sse", 200)]
+)
+def test_a_stalled_upstream_is_cut_off_and_recorded(
+    hostile: Hostile, tool: str, status: int
+) -> None:
+    started = time.monotonic()
+    response = hostile.call_tool(tool)
+    waited = time.monotonic() - started
+    assert waited < READ_TIMEOUT + 5  # the upstream stalls for a minute
+    assert response.status_code == status
+    assert gateway_error(response)["data"]["reason"] == "upstream_timeout"
+    outcome = hostile.outcome_of(tool)
+    assert outcome["outcome"] == "upstream_error"
+    assert outcome["error"].startswith("upstream_timeout: ")
+
+
+def test_a_call_stream_ends_once_its_call_is_answered(hostile: Hostile) -> None:
+    started = time.monotonic()
+    response = hostile.call_tool("endless_sse")  # would stream notifications for a minute
+    assert time.monotonic() - started < 10
+    (message,) = messages(response)
+    assert message["result"]["content"][0]["text"] == "endless_sse done"
+    assert hostile.outcome_of("endless_sse")["outcome"] == "ok"
+
+
+# -- the books balance ---------------------------------------------------------------------
+
+
+def test_every_forwarded_request_has_one_allow_and_one_outcome(hostile: Hostile) -> None:
+    hostile.call_tool("echo")
+    assert hostile.outcome_of("echo")["outcome"] == "ok"
+    assert accounting_errors(hostile) == []
+    audit_file = hostile.gateway.audit_file
+    assert audit_file is not None
+    verified = subprocess.run(
+        [REMIT, "audit", "verify", str(audit_file)], capture_output=True, text=True, check=False
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
