@@ -47,14 +47,14 @@ def shallow(logs: Path, issuer: Issuer) -> Iterator[Hostile]:
         yield running
 
 
-def post_raw(hostile: Hostile, arguments: bytes, **headers: str) -> httpx.Response:
+def post_raw(hostile: Hostile, arguments: bytes, **headers: str | bytes) -> httpx.Response:
     body = (
         b'{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":'
         + arguments
         + b',"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",'
         b'"io.modelcontextprotocol/clientCapabilities":{}}}}'
     )
-    sent = {
+    sent: dict[str, str | bytes] = {
         "authorization": f"Bearer {hostile.token}",
         "accept": "application/json, text/event-stream",
         "content-type": "application/json",
@@ -128,3 +128,13 @@ def test_parse_body_counts_the_message_itself() -> None:
     with pytest.raises(ProtocolError, match="nested deeper than 62 levels"):
         parse_body(body, 62)
     assert UpstreamSettings().limits.max_json_depth == DEFAULT_MAX_JSON_DEPTH == 64
+
+
+def test_a_non_ascii_base64_routing_header_is_a_clear_error_not_a_500(hostile: Hostile) -> None:
+    # Found by the routing-header fuzzer: base64 decoding raised ValueError on a non-ASCII
+    # payload, which escaped as a 500 with no record.
+    before = len(refusals(hostile))
+    response = post_raw(hostile, b"{}", **{"mcp-name": b"=?base64?\x80?="})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == -32020
+    assert len(refusals(hostile)) == before + 1

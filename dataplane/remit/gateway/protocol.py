@@ -292,7 +292,7 @@ def decode_header_value(value: str | None) -> str | None:
         return value
     try:
         return base64.b64decode(match.group("payload"), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, UnicodeDecodeError, ValueError):  # ValueError: non-ASCII payload
         return None
 
 

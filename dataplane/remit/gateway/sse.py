@@ -139,7 +139,8 @@ class SseParser:
         if data is None and self._id is None and self._retry is None and not self._comment:
             self._reset()
             return None
-        event = SseEvent(data, self._event, self._id, self._retry, self._comment)
+        kind = self._event if data is not None else ""  # a type without data dispatches nothing
+        event = SseEvent(data, kind, self._id, self._retry, self._comment)
         self._reset()
         return event
 
@@ -151,7 +152,7 @@ def _is_retry(value: str) -> bool:
 def encode_event(event: SseEvent, data: str | None) -> bytes:
     """``event`` written canonically with ``data`` (None: no data lines) in place of its own."""
     lines: list[str] = []
-    if event.event and data is not None:
+    if event.event and data is not None:  # (without data the type means nothing)
         lines.append(f"event: {event.event}")
     if event.id is not None:
         lines.append(f"id: {event.id}")

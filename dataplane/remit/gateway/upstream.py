@@ -114,6 +114,30 @@ def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, by
     return [(n, v) for n, v in headers if n not in _NOT_RETURNED and n not in connection]
 
 
+def body_kind(content_types: list[bytes], encodings: list[bytes]) -> BodyKind | None:
+    """What the gateway can read a body as, from its Content-Type and Content-Encoding values.
+
+    The media type is parsed per RFC 9110 (case-insensitive, parameters, quoting); a missing,
+    repeated or malformed Content-Type, a charset other than UTF-8, or any Content-Encoding
+    means the gateway cannot read the body as the client would: None.
+    """
+    if len(content_types) != 1 or any(
+        v.strip().lower() not in (b"", b"identity") for v in encodings
+    ):
+        return None
+    try:
+        media = parse_media_type(content_types[0].decode("latin-1"))
+    except MediaTypeError:
+        return None
+    if not media.is_utf8_text():
+        return None
+    if media.essence == JSON:
+        return "json"
+    if media.essence == EVENT_STREAM:
+        return "sse"
+    return None
+
+
 class UpstreamResponse:
     """A response whose headers have arrived; read the body whole or as it streams, bounded
     by ``limits``."""
@@ -142,27 +166,11 @@ class UpstreamResponse:
 
     @property
     def kind(self) -> BodyKind | None:
-        """``json`` or ``sse`` when the body is one the gateway can inspect, else None.
-
-        The media type is parsed per RFC 9110 (case-insensitive, parameters, quoting); a
-        missing, repeated or malformed Content-Type, a charset other than UTF-8, or any
-        Content-Encoding means the gateway cannot read the body as the client would.
-        """
-        values = [v for k, v in self.headers if k == b"content-type"]
-        encodings = [v for k, v in self.headers if k == b"content-encoding"]
-        if len(values) != 1 or any(v.strip().lower() not in (b"", b"identity") for v in encodings):
-            return None
-        try:
-            media = parse_media_type(values[0].decode("latin-1"))
-        except MediaTypeError:
-            return None
-        if not media.is_utf8_text():
-            return None
-        if media.essence == JSON:
-            return "json"
-        if media.essence == EVENT_STREAM:
-            return "sse"
-        return None
+        """``json`` or ``sse`` when the body is one the gateway can inspect, else None."""
+        return body_kind(
+            [v for k, v in self.headers if k == b"content-type"],
+            [v for k, v in self.headers if k == b"content-encoding"],
+        )
 
     @property
     def is_sse(self) -> bool:
