@@ -114,9 +114,9 @@ def _meta() -> dict[str, Any]:
 
 
 @contextmanager
-def hostile_upstream(log_dir: Path) -> Iterator[stack.Upstream]:
+def hostile_upstream(log_dir: Path, *options: str) -> Iterator[stack.Upstream]:
     port = free_port()
-    argv = [sys.executable, "-m", "tests.security.hostile_upstream", "--port", str(port)]
+    argv = [sys.executable, "-m", "tests.security.hostile_upstream", "--port", str(port), *options]
     process = stack.Process.start(f"hostile-{port}", argv, log_dir, stdout=subprocess.DEVNULL)
     try:
         process.wait_for_port(port)
@@ -127,10 +127,11 @@ def hostile_upstream(log_dir: Path) -> Iterator[stack.Upstream]:
 
 @contextmanager
 def hostile_gateway(
-    log_dir: Path, issuer: Issuer, name: str, max_depth: int = MAX_DEPTH
+    log_dir: Path, issuer: Issuer, name: str, max_depth: int = MAX_DEPTH, *options: str
 ) -> Iterator[Hostile]:
-    """The hostile server behind a gateway with tight limits; records in ``<name>.jsonl``."""
-    with hostile_upstream(log_dir) as upstream:
+    """The hostile server (started with ``options``) behind a gateway with tight limits;
+    records in ``<name>.jsonl``."""
+    with hostile_upstream(log_dir, *options) as upstream:
         ports = stack.reserve_gateway_ports()
         audience = stack.audience_for(ports[0])
         policy = stack.write_policy_dir(

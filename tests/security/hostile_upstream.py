@@ -9,6 +9,7 @@ The mode is chosen by the client in ``params._meta["test/mode"]``, which the gat
 verbatim. Each tool in ``TOOLS`` misbehaves in its own way when called (error pages with a
 secret, huge or deep results, stalls, endless streams, redirects). ``GET /__requests`` lists
 every request that reached it (method, headers, JSON-RPC body), for the accounting check.
+``--deep-tool`` adds a tool whose definition is nested 300 deep to every listing.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ TOOLS = [
 ]
 
 
-def tool_list(description: str) -> list[dict[str, Any]]:
+def tool_list(description: str, deep_tool: bool = False) -> list[dict[str, Any]]:
     greet = {
         "name": "greet",
         "description": description,
@@ -67,6 +68,8 @@ def tool_list(description: str) -> list[dict[str, Any]]:
         {"name": name, "description": f"hostile scenario {name}", "inputSchema": {"type": "object"}}
         for name in TOOLS
     ]
+    if deep_tool:  # a definition no gateway may walk or hash recursively
+        others.append({"name": "deep_schema", "inputSchema": deep(DEEP)})
     return [greet, *others]
 
 
@@ -92,8 +95,9 @@ def sse(data: bytes, newline: bytes = b"\n") -> bytes:
 class Hostile:
     """The server's state: every request seen."""
 
-    def __init__(self) -> None:
+    def __init__(self, deep_tool: bool = False) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.deep_tool = deep_tool
 
     async def record(self, request: web.Request) -> Any:
         raw = await request.read()
@@ -144,7 +148,8 @@ class Hostile:
 
     async def tools_list(self, request: web.Request, id_: Any, mode: str) -> web.StreamResponse:
         if mode == "normal":
-            return web.json_response(result(id_, {"tools": tool_list(ORIGINAL)}))
+            tools = tool_list(ORIGINAL, self.deep_tool)
+            return web.json_response(result(id_, {"tools": tools}))  # json: orjson stops at 254
         body = orjson.dumps(result(id_, {"tools": tool_list(POISONED)}))
         if mode == "case_json":
             return raw(body, {"Content-Type": 'Application/JSON ; Charset="UTF-8"'})
@@ -284,8 +289,9 @@ async def stream(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--deep-tool", action="store_true", help="list a tool nested 300 deep")
     args = parser.parse_args(argv)
-    hostile = Hostile()
+    hostile = Hostile(args.deep_tool)
     app = web.Application()
     app.router.add_get("/__requests", hostile.listing)
     app.router.add_route("*", "/mcp", hostile.mcp)

@@ -16,7 +16,7 @@ from remit.errors import ProtocolError
 from remit.gateway.bounds import DEFAULT_MAX_JSON_DEPTH
 from remit.gateway.protocol import parse_body
 from remit.gateway.upstream import UpstreamSettings
-from tests.security.hostile_stack import Hostile, accounting_errors, hostile_gateway
+from tests.security.hostile_stack import MAX_DEPTH, Hostile, accounting_errors, hostile_gateway
 
 
 def deep_bytes(levels: int) -> bytes:
@@ -44,6 +44,12 @@ def hostile(logs: Path, issuer: Issuer) -> Iterator[Hostile]:
 @pytest.fixture(scope="module")
 def shallow(logs: Path, issuer: Issuer) -> Iterator[Hostile]:
     with hostile_gateway(logs, issuer, "shallow", max_depth=16) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def deep_tools(logs: Path, issuer: Issuer) -> Iterator[Hostile]:
+    with hostile_gateway(logs, issuer, "deep-tools", MAX_DEPTH, "--deep-tool") as running:
         yield running
 
 
@@ -117,9 +123,24 @@ def test_deep_results_are_refused_per_the_mcpservers_limit(shallow: Hostile) -> 
     assert response.json()["error"]["data"]["reason"] == "response_too_deep"
 
 
-def test_the_books_balance_after_deep_requests(hostile: Hostile, shallow: Hostile) -> None:
+def test_a_deep_tool_definition_cannot_break_tool_discovery(deep_tools: Hostile) -> None:
+    # The call names a tool the gateway has not seen, so it asks the upstream itself; the
+    # listing it gets is nested 300 deep and must be refused there too, not crash the call.
+    response = deep_tools.call_tool("echo")
+    assert response.status_code == 200
+    assert response.json()["result"]["content"][0]["text"] == "echo done"
+    assert deep_tools.gateway.process.popen.poll() is None
+    listed = deep_tools.list_tools()
+    assert listed.status_code == 502
+    assert listed.json()["error"]["data"]["reason"] == "response_too_deep"
+
+
+def test_the_books_balance_after_deep_requests(
+    hostile: Hostile, shallow: Hostile, deep_tools: Hostile
+) -> None:
     assert accounting_errors(hostile) == []
     assert accounting_errors(shallow) == []
+    assert accounting_errors(deep_tools) == []
 
 
 def test_parse_body_counts_the_message_itself() -> None:

@@ -21,8 +21,9 @@ from typing import Any
 import orjson
 from multidict import CIMultiDict
 
-from remit.errors import UpstreamError
-from remit.gateway.sse import SseSplitter
+from remit.errors import JsonDepthError, SseEventTooLargeError, UpstreamError
+from remit.gateway.bounds import loads
+from remit.gateway.sse import SseParser
 from remit.gateway.upstream import Upstream, UpstreamResponse
 
 log = logging.getLogger(__name__)
@@ -56,15 +57,19 @@ async def _exchange(
 
 
 async def _response_for(response: UpstreamResponse, request_id: Any) -> dict[str, Any] | None:
-    if not response.is_sse:
-        value = orjson.loads(await response.read())
+    """The response to ``request_id``, read within the response limits (size, time, depth)."""
+    depth = response.limits.max_json_depth
+    if response.kind == "json":
+        value = loads(await response.read(), depth)
         return value if isinstance(value, dict) and value.get("id") == request_id else None
-    splitter = SseSplitter()
+    if response.kind != "sse":
+        return None
+    parser = SseParser(response.limits.max_response_bytes)
     async for chunk in response.chunks():
-        for event in splitter.feed(chunk):
-            if event.data is None:
+        for event in parser.feed(chunk):
+            if not event.data:
                 continue
-            value = orjson.loads(event.data)
+            value = loads(event.data, depth)
             if isinstance(value, dict) and value.get("id") == request_id:
                 return value
     return None
@@ -107,7 +112,7 @@ async def fetch_tools(upstream: Upstream) -> list[dict[str, Any]]:
             cursor = result.get("nextCursor")
             if not isinstance(cursor, str) or not cursor:
                 break
-    except (UpstreamError, orjson.JSONDecodeError) as exc:
+    except (UpstreamError, orjson.JSONDecodeError, JsonDepthError, SseEventTooLargeError) as exc:
         log.warning("tool discovery failed: %s", exc)
     finally:
         if session:

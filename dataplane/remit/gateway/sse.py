@@ -165,7 +165,3 @@ def encode_event(event: SseEvent, data: str | None) -> bytes:
             return b""
         lines.append(":")
     return ("\n".join(lines) + "\n\n").encode()
-
-
-SseSplitter = SseParser
-"""The name tool discovery imports (the parser used to be a byte splitter)."""
