@@ -323,11 +323,6 @@ def error_body(id_: RequestId | None, code: int, message: str, data: Any = None)
     return orjson.dumps(error_response(id_, error_object(code, message, data)))
 
 
-def is_response(message: Any) -> bool:
-    """Whether a decoded server message is a JSON-RPC response (not a request or notification)."""
-    return server_message_kind(message) == "response"
-
-
 def server_message_kind(value: Any) -> str | None:
     """``request``, ``notification`` or ``response`` for a well-formed JSON-RPC message from
     the server; None for anything else (a client may read an ambiguous message either way,

@@ -9,7 +9,7 @@ holding NUL ignored, ``retry`` only when all ASCII digits, a blank line dispatch
 unterminated event at the end of the stream is discarded, as clients do.
 
 The relay never forwards upstream bytes: it writes each parsed event again with
-``encode_event`` (LF line ends, comments reduced to a bare ``:`` keep-alive), so the client's
+``encode_event`` (LF line ends, comments reduced to a bare ``:`` line), so the client's
 parser and the gateway's cannot disagree about what was sent.
 """
 
@@ -151,7 +151,7 @@ def _is_retry(value: str) -> bool:
 
 def encode_event(event: SseEvent, data: str | None) -> bytes:
     """``event`` written canonically with ``data`` (None: no data lines) in place of its own."""
-    lines: list[str] = []
+    lines: list[str] = [":"] if event.comment else []
     if event.event and data is not None:  # (without data the type means nothing)
         lines.append(f"event: {event.event}")
     if event.id is not None:
@@ -161,7 +161,5 @@ def encode_event(event: SseEvent, data: str | None) -> bytes:
     if data is not None:
         lines.extend(f"data: {line}" for line in data.split("\n"))
     if not lines:
-        if not event.comment:
-            return b""
-        lines.append(":")
+        return b""
     return ("\n".join(lines) + "\n\n").encode()
