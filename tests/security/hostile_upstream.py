@@ -34,6 +34,7 @@ ConnectionError: refused</pre></body></html>"""
 MODE_KEY = "test/mode"
 STALL_SECONDS = 60.0
 HUGE = 1024 * 1024
+FLOOD = 200 * HUGE  # the size that grew the gateway's RSS by 559 MiB before it was bounded
 DEEP = 300
 
 TOOLS = [
@@ -54,6 +55,8 @@ TOOLS = [
     "endless_sse",
     "broken_json",
     "plain_text",
+    "flood_json",
+    "flood_sse",
 ]
 
 
@@ -251,6 +254,10 @@ class Hostile:
             return response
         if name == "broken_json":
             return raw(answer[:-5], {"Content-Type": "application/json"})
+        if name in ("flood_json", "flood_sse"):
+            return await flood(
+                request, "application/json" if name == "flood_json" else "text/event-stream"
+            )
         if name == "plain_text":
             return web.Response(status=200, text=f"done {SECRET}", content_type="text/plain")
         return raw(answer, {"Content-Type": "application/json"})
@@ -283,6 +290,22 @@ async def stream(
     if stall:
         await asyncio.sleep(STALL_SECONDS)
     await response.write_eof()
+    return response
+
+
+async def flood(request: web.Request, content_type: str) -> web.StreamResponse:
+    """``FLOOD`` bytes of one never-ending JSON string (or SSE data line), until cut off."""
+    response = web.StreamResponse(headers={"Content-Type": content_type})
+    await response.prepare(request)
+    start = (
+        b'{"jsonrpc":"2.0","id":1,"result":{"x":"' if content_type.endswith("json") else b"data: "
+    )
+    try:
+        await response.write(start)
+        for _ in range(FLOOD // HUGE):
+            await response.write(b"x" * HUGE)
+    except (ConnectionError, RuntimeError):
+        pass  # the gateway hung up: what a bounded reader does
     return response
 
 

@@ -222,6 +222,44 @@ def test_a_stalled_upstream_is_cut_off_and_recorded(
     assert outcome["error"].startswith("upstream_timeout: ")
 
 
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.parametrize("tool", ["flood_json", "flood_sse"])
+def test_a_200_mib_response_does_not_grow_the_gateway(hostile: Hostile, tool: str) -> None:
+    before = rss_mib(hostile.gateway.process.pid)
+    response = hostile.call_tool(tool)
+    after = rss_mib(hostile.gateway.process.pid)
+    assert gateway_error(response)["data"]["reason"] == "response_too_large"
+    assert after - before < 32  # unbounded, the gateway grew by 559 MiB on this
+    assert hostile.outcome_of(tool)["error"].startswith("response_too_large: ")
+
+
+def test_a_client_that_leaves_mid_stream_is_recorded_as_cancelled(hostile: Hostile) -> None:
+    params = {"name": "stall_sse", "arguments": {}, "_meta": {}}
+    body = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": params}
+    headers = {"authorization": f"Bearer {hostile.token}",
+               "accept": "application/json, text/event-stream"}  # fmt: skip
+    with httpx.stream("POST", hostile.gateway.url, json=body, headers=headers, timeout=30) as s:
+        assert s.status_code == 200
+        next(s.iter_bytes())  # the keep-alive arrived: the stream is relaying; now leave
+    deadline = time.monotonic() + READ_TIMEOUT + 5
+    while time.monotonic() < deadline:
+        outcome = [
+            r
+            for r in hostile.gateway.records()
+            if r["type"] == "outcome" and r["decisionId"] == hostile.decision_ids("stall_sse")[-1]
+        ]
+        if outcome:
+            break
+        time.sleep(0.1)
+    assert [o["outcome"] for o in outcome] == ["cancelled"]
+
+
 def test_a_call_stream_ends_once_its_call_is_answered(hostile: Hostile) -> None:
     started = time.monotonic()
     response = hostile.call_tool("endless_sse")  # would stream notifications for a minute
