@@ -21,6 +21,7 @@ import orjson
 import pytest
 
 from remit.demo.issuer import Issuer
+from tests.dataplane.e2e_gateway.conftest import MODES, connect
 from tests.security.hostile_stack import (
     MAX_RESPONSE_BYTES,
     READ_TIMEOUT,
@@ -28,7 +29,14 @@ from tests.security.hostile_stack import (
     accounting_errors,
     hostile_gateway,
 )
-from tests.security.hostile_upstream import ORIGINAL, POISONED, SECRET, TOOLS, TRACEBACK
+from tests.security.hostile_upstream import (
+    MODE_HEADER,
+    ORIGINAL,
+    POISONED,
+    SECRET,
+    TOOLS,
+    TRACEBACK,
+)
 from tests.support.stack import REMIT
 
 INSPECTED_MODES = ["case_json", "case_sse", "escaped_id_sse", "cr_sse", "cr_split_sse"]
@@ -96,6 +104,20 @@ def test_a_changed_tool_is_denied_after_any_bypass_attempt(hostile: Hostile) -> 
     assert message["result"]["isError"] is True
     assert "tool_pin_mismatch" in message["result"]["content"][0]["text"]
     assert hostile.decision_ids("greet") == []  # never reached the upstream
+
+
+@pytest.mark.parametrize("protocol", MODES)
+@pytest.mark.parametrize("mode", ["case_sse", "escaped_id_sse", "cr_sse"])
+async def test_the_sdk_client_never_sees_a_changed_tool(
+    hostile: Hostile, mode: str, protocol: str
+) -> None:
+    async with connect(hostile.gateway.url, hostile.token, protocol, **{MODE_HEADER: mode}) as c:
+        tools = (await c.list_tools()).tools
+        result = await c.call_tool("greet", {"name": "bob"})
+    assert POISONED not in {tool.description for tool in tools}
+    assert "greet" not in {tool.name for tool in tools}
+    assert result.is_error
+    assert "tool_pin_mismatch" in result.content[0].text  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("mode", UNINSPECTABLE_MODES)
