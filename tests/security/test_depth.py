@@ -145,9 +145,9 @@ def test_the_books_balance_after_deep_requests(
 
 def test_parse_body_counts_the_message_itself() -> None:
     body = b'{"jsonrpc":"2.0","id":1,"method":"m","params":' + deep_bytes(62) + b"}"
-    parse_body(body, 63)  # the message, then 62 levels of params
+    parse_body(body, max_depth=63)  # the message, then 62 levels of params
     with pytest.raises(ProtocolError, match="nested deeper than 62 levels"):
-        parse_body(body, 62)
+        parse_body(body, max_depth=62)
     assert UpstreamSettings().limits.max_json_depth == DEFAULT_MAX_JSON_DEPTH == 64
 
 

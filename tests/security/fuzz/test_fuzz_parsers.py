@@ -250,7 +250,7 @@ bodies = st.one_of(
 def check_body(data: bytes) -> None:
     """Only ProtocolError; what parses is classified consistently and within the depth."""
     try:
-        body = parse_body(data, 16)
+        body = parse_body(data, max_depth=16)
     except ProtocolError as exc:
         refused: ProtocolError | None = exc
     else:
