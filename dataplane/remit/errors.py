@@ -12,6 +12,7 @@
     ├── SigningKeyError          a signing or verification key cannot be loaded or saved
     ├── EvaluationError          a CEL condition failed at run time (the engine denies)
     ├── SettingsError            a setting (REMIT_* variable or flag) is missing or malformed
+    ├── StartupError             the gateway cannot start (a port is taken, a file is unusable)
     ├── AuthenticationError      a caller's token cannot be verified (gateway)
     │   ├── InsufficientScopeError   the token is valid but lacks required scopes
     │   └── MissingCredentialsError  no bearer token at all (answered without an error code)
@@ -82,6 +83,10 @@ class RollbackError(BundleError):
 
 class SigningKeyError(RemitError):
     """A signing or verification key cannot be loaded, parsed or saved."""
+
+
+class StartupError(RemitError):
+    """The gateway cannot start: names the setting and the problem (port in use, bad file)."""
 
 
 class AuthenticationError(RemitError):

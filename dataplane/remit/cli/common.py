@@ -42,7 +42,7 @@ OutputOption = Annotated[Output, typer.Option("--output", "-o", help="text or js
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print an error to stderr and exit with ``code``."""
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

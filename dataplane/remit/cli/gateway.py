@@ -69,4 +69,7 @@ def gateway(
             built = Gateway(settings)
     except RemitError as exc:
         fail(str(exc))
-    uvloop.run(run(built))
+    try:
+        uvloop.run(run(built))
+    except RemitError as exc:  # a port in use, an audit file that cannot be opened
+        fail(str(exc), code=1)

@@ -84,6 +84,12 @@ class Metrics:
             "Tool definitions that differ from their pin.",
             registry=self.registry,
         )
+        self.connection_refusals = Counter(
+            "remit_connection_refusals",
+            "Connections and requests refused by a connection limit, by listener and reason.",
+            ["listener", "reason"],
+            registry=self.registry,
+        )
 
     def watch_audit(self, health: Callable[[], SinkHealth]) -> None:
         """Report the audit sink's health, queue and lost records, read at scrape time."""

@@ -6,17 +6,29 @@ caller's own loop). Uvicorn with httptools (and uvloop for ``serve``) is the def
 benchmarks/bench_proxy.py it used less CPU per proxied call (~0.38-0.42 ms vs ~0.42-0.54 ms)
 and less memory than granian's embedded server (which granian calls experimental);
 granian stays selectable.
+
+Each listener has its own ``ConnectionLimits`` (remit.gateway.connections): under uvicorn all
+of them apply; granian offers only a header timeout and a request cap, which are mapped. The
+address is bound before serving so a taken port is one clear ``StartupError``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import logging
 import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from remit.errors import StartupError
+from remit.gateway.connections import ConnectionLimits, Refusal, protocol_class
+
+log = logging.getLogger(__name__)
 
 App = Callable[
     [
@@ -28,34 +40,101 @@ App = Callable[
 ]
 
 
+def _uncounted(reason: str) -> None:
+    """The default refusal counter: none."""
+
+
 @dataclass(frozen=True, slots=True)
 class ListenerSettings:
-    """Where to listen and which ASGI server to use."""
+    """Where to listen, which ASGI server to use, and the listener's connection limits.
+
+    ``name`` is the setting that chose the address (named when it cannot be bound);
+    ``jsonrpc_errors`` shapes refusals as JSON-RPC errors (the MCP port) or ``{"error"}``.
+    """
 
     host: str = "127.0.0.1"
     port: int = 9000
     server: Literal["granian", "uvicorn"] = "uvicorn"
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    jsonrpc_errors: bool = True
+    on_refusal: Refusal = _uncounted
+    name: str = "listen"
+    lifespan: bool = True  # False when the caller starts and stops the app itself
 
 
 def serve(app: App, settings: ListenerSettings) -> None:
     """Serve ``app`` until interrupted (blocking; installs signal handlers), on uvloop."""
     import uvloop  # noqa: PLC0415 - only the standalone server needs it
 
-    uvloop.run(serve_app(app, settings, None))
+    sock = bind(settings)
+    uvloop.run(serve_app(app, settings, None, sock))
 
 
-async def serve_many(apps: list[tuple[App, ListenerSettings]], stop: asyncio.Event) -> None:
-    """Serve several apps (the gateway's MCP and admin ports) in this loop until ``stop``."""
-    await asyncio.gather(*(serve_app(app, settings, stop) for app, settings in apps))
+def bind(settings: ListenerSettings) -> socket.socket:
+    """A socket bound to the listener's address; ``StartupError`` naming it if that fails."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise StartupError(
+            f"{settings.name}: cannot listen on {settings.host}:{settings.port}: {reason}"
+        ) from exc
+    return sock
 
 
-async def serve_app(app: App, settings: ListenerSettings, stop: asyncio.Event | None) -> None:
+def bind_all(settings: list[ListenerSettings]) -> list[socket.socket]:
+    """Bind every listener's address, or none: ``StartupError`` names the one that failed."""
+    sockets: list[socket.socket] = []
+    try:
+        for one in settings:
+            sockets.append(bind(one))
+    except StartupError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+async def serve_many(
+    apps: list[tuple[App, ListenerSettings]],
+    stop: asyncio.Event,
+    sockets: list[socket.socket] | None = None,
+) -> None:
+    """Serve several apps (the gateway's MCP and admin ports) in this loop until ``stop``.
+
+    Every address is bound (here, or by the caller with ``bind_all``) before anything is
+    served, so a taken port fails the start and nothing else.
+    """
+    if sockets is None:
+        sockets = bind_all([settings for _, settings in apps])
+    await asyncio.gather(
+        *(
+            serve_app(app, settings, stop, sock)
+            for (app, settings), sock in zip(apps, sockets, strict=True)
+        )
+    )
+
+
+async def serve_app(
+    app: App,
+    settings: ListenerSettings,
+    stop: asyncio.Event | None,
+    sock: socket.socket | None = None,
+) -> None:
     """Serve ``app`` in the running loop until ``stop`` is set (or forever if None)."""
+    limits = settings.limits
     if settings.server == "granian":
         from granian.constants import Interfaces  # noqa: PLC0415 - optional server
+        from granian.http import HTTP1Settings  # noqa: PLC0415
         from granian.log import LogLevels  # noqa: PLC0415
         from granian.server.embed import Server  # noqa: PLC0415
 
+        if sock is not None:
+            sock.close()  # granian binds itself; the socket only proved the port is free
         granian = Server(
             app,
             address=settings.host,
@@ -64,6 +143,11 @@ async def serve_app(app: App, settings: ListenerSettings, stop: asyncio.Event | 
             log_level=LogLevels.warning,
             websockets=False,
             backlog=1024,
+            backpressure=limits.max_concurrent_requests,
+            http1_settings=HTTP1Settings(
+                header_read_timeout=int(limits.header_timeout * 1000),
+                max_buffer_size=max(limits.max_header_bytes, 65536),
+            ),
         )
         if stop is None:
             await granian.serve()
@@ -80,21 +164,62 @@ async def serve_app(app: App, settings: ListenerSettings, stop: asyncio.Event | 
         host=settings.host,
         port=settings.port,
         log_level="warning",
-        lifespan="on",
+        lifespan="on" if settings.lifespan else "off",
         loop="none",
-        http="httptools",
+        http=protocol_class(limits, settings.on_refusal, jsonrpc=settings.jsonrpc_errors),
+        ws="none",
+        timeout_keep_alive=limits.idle_timeout,  # type: ignore[arg-type] # seconds, float is fine
         interface="asgi3",  # never guess: a bound method looks like an ASGI2 app to uvicorn
         access_log=False,
         log_config=None,  # uvicorn's loggers go to the root handler, which never blocks
     )
     server = uvicorn.Server(config)
+    sockets = [sock] if sock is not None else None
     if stop is None:
-        await server.serve()
+        await server.serve(sockets)
         return
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets))
     await stop.wait()
     server.should_exit = True
     await task
+
+
+RESERVED_DESCRIPTORS = 64  # stdio, event loop, audit file, JWKS and key files, logs
+
+
+def fit_descriptors(
+    mcp: ConnectionLimits, others: int, *, adjustable: bool, setting: str = "max connections"
+) -> ConnectionLimits:
+    """``mcp`` with ``max_connections`` that fits the process's file-descriptor limit.
+
+    ``others`` is what the rest needs (admin connections, upstream pool). The soft
+    RLIMIT_NOFILE is raised towards the hard one first; if it is still too low an
+    ``adjustable`` limit is lowered (with a warning), an explicit one fails the start.
+    """
+    import resource  # noqa: PLC0415 - POSIX only, and only here
+
+    need = mcp.max_connections + others + RESERVED_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        raised = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return mcp
+    room = soft - others - RESERVED_DESCRIPTORS
+    if not adjustable or room < 16:
+        raise StartupError(
+            f"{setting}: {mcp.max_connections} connections need {need} file descriptors, "
+            f"but the limit (ulimit -n) is {soft}"
+        )
+    log.warning(
+        "file-descriptor limit %d allows %d client connections (not %d); raise ulimit -n",
+        soft,
+        room,
+        mcp.max_connections,
+    )
+    return dataclasses.replace(mcp, max_connections=room)
 
 
 class BackgroundServer:
@@ -115,13 +240,14 @@ class BackgroundServer:
     def start(self, timeout: float = 10.0) -> None:
         """Start serving and block until the port accepts connections."""
         ready = threading.Event()
+        sock = bind(self.settings)
 
         def run() -> None:
             loop = asyncio.new_event_loop()
             self._loop = loop
             self._stop = asyncio.Event()
             ready.set()
-            loop.run_until_complete(serve_app(self.app, self.settings, self._stop))
+            loop.run_until_complete(serve_app(self.app, self.settings, self._stop, sock))
             loop.close()
 
         self._thread = threading.Thread(target=run, name="remit-server", daemon=True)

@@ -11,13 +11,15 @@ import asyncio
 import dataclasses
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from remit.errors import CompileError, InvalidResourcesError
+from remit.errors import CompileError, InvalidResourcesError, RemitError, StartupError
 from remit.gateway.app import Gateway
-from remit.gateway.runner import ListenerSettings, serve_many
+from remit.gateway.runner import App, ListenerSettings, bind_all, fit_descriptors, serve_many
 from remit.gateway.settings import GatewaySettings
 from remit.gateway.state import PolicyState
+from remit.gateway.upstream import UpstreamSettings
 from remit.policy.bundle import Bundle
 from remit.policy.signing import generate_key, public_key, sign
 
@@ -56,19 +58,64 @@ def build_standalone(settings: GatewaySettings, server: str, namespace: str | No
     return gateway
 
 
+def listeners(gateway: Gateway) -> list[ListenerSettings]:
+    """The MCP and admin listeners, with their limits fitted to the file-descriptor limit."""
+    settings, metrics = gateway.settings, gateway.metrics
+    admin = settings.connections.admin
+    limits = fit_descriptors(
+        settings.connections.mcp,
+        admin.max_connections + UpstreamSettings().max_connections,
+        adjustable=settings.connections.fit,
+        setting="REMIT_MAX_CONNECTIONS (--max-connections)",
+    )
+
+    def counter(listener: str) -> Callable[[str], None]:
+        refusals = metrics.connection_refusals
+        return lambda reason: refusals.labels(listener, reason).inc()
+
+    return [
+        ListenerSettings(
+            settings.listen.host,
+            settings.listen.port,
+            settings.asgi_server,
+            limits=limits,
+            on_refusal=counter("mcp"),
+            name="REMIT_LISTEN (--listen)",
+            lifespan=False,  # run() starts and stops the gateway itself
+        ),
+        ListenerSettings(
+            settings.admin_listen.host,
+            settings.admin_listen.port,
+            settings.asgi_server,
+            limits=admin,
+            jsonrpc_errors=False,
+            on_refusal=counter("admin"),
+            name="REMIT_ADMIN_LISTEN (--admin-listen)",
+        ),
+    ]
+
+
 async def run(gateway: Gateway, stop: asyncio.Event | None = None) -> None:
-    """Serve ``gateway`` until ``stop`` is set or SIGINT/SIGTERM arrives."""
+    """Serve ``gateway`` until ``stop`` is set or SIGINT/SIGTERM arrives.
+
+    Ports are bound and the gateway started (audit chain, upstream client) before anything is
+    served: a taken port or an unusable audit file is one ``StartupError`` naming it.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    settings = gateway.settings
-    await serve_many(
-        [
-            (gateway.mcp_app, ListenerSettings(
-                settings.listen.host, settings.listen.port, settings.asgi_server)),
-            (gateway.admin_app, ListenerSettings(
-                settings.admin_listen.host, settings.admin_listen.port, settings.asgi_server)),
-        ],
-        stop,
-    )  # fmt: skip
+    servers = listeners(gateway)
+    sockets = bind_all(servers)
+    try:
+        await gateway.start()
+    except (RemitError, OSError) as exc:
+        for sock in sockets:
+            sock.close()
+        await gateway.stop()
+        raise StartupError(f"cannot start the gateway: {exc}") from exc
+    apps: list[App] = [gateway.mcp_app, gateway.admin_app]
+    try:
+        await serve_many(list(zip(apps, servers, strict=True)), stop, sockets)
+    finally:
+        await gateway.stop()

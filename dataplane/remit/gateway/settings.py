@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from remit.audit.sinks import AuditSettings
 from remit.audit.writer import DEFAULT_QUEUE_BYTES
 from remit.errors import RemitError, SettingsError
+from remit.gateway.connections import ADMIN_LIMITS, ConnectionLimits
 from remit.gateway.protocol import DEFAULT_MAX_BATCH
 from remit.gateway.refusals import DEFAULT_INTERVAL, DEFAULT_MAX_WINDOWS
 from remit.settings import group, load, setting
@@ -117,6 +118,114 @@ def _audit(variables: AuditVariables) -> AuditSettings:
         raise SettingsError(f"REMIT_AUDIT_*: {exc}") from exc
 
 
+def _count(raw: str, variable: str) -> int:
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise SettingsError(f"{variable}: expected a whole number above 0, got {raw!r}")
+    return int(raw)
+
+
+def _positive_seconds(raw: str, variable: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise SettingsError(f"{variable}: expected a number of seconds above 0, got {raw!r}")
+    return value
+
+
+_DEFAULT = ConnectionLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class LimitVariables:
+    """The connection-limit variables (remit.gateway.connections), for both listeners."""
+
+    max_connections: int | None = setting(
+        None,
+        env="MAX_CONNECTIONS",
+        doc="Open client connections on the MCP port; beyond it the one waiting longest without "
+        "a request is closed. Unset: lowered to fit `ulimit -n`; set: a start that cannot "
+        "honour it fails.",
+        parse=_count,
+        shown=f"`{_DEFAULT.max_connections}`",
+    )
+    max_concurrent_requests: int = setting(
+        _DEFAULT.max_concurrent_requests,
+        env="MAX_CONCURRENT_REQUESTS",
+        doc="MCP requests in progress at once (SSE streams included); more get 503.",
+        parse=_count,
+    )
+    idle_timeout: float = setting(
+        _DEFAULT.idle_timeout,
+        env="IDLE_TIMEOUT_SECONDS",
+        doc="Seconds a connection may wait for a request to begin (both ports).",
+        parse=_positive_seconds,
+    )
+    header_timeout: float = setting(
+        _DEFAULT.header_timeout,
+        env="HEADER_TIMEOUT_SECONDS",
+        doc="Seconds from a request's first byte to the end of its headers; then 408.",
+        parse=_positive_seconds,
+    )
+    body_timeout: float = setting(
+        _DEFAULT.body_timeout,
+        env="BODY_TIMEOUT_SECONDS",
+        doc="Seconds from the end of the headers to the end of the body; then 408.",
+        parse=_positive_seconds,
+    )
+    max_header_bytes: int = setting(
+        _DEFAULT.max_header_bytes,
+        env="MAX_HEADER_BYTES",
+        doc="Bytes of request line and headers; more get 431.",
+        parse=_count,
+    )
+    max_headers: int = setting(
+        _DEFAULT.max_headers,
+        env="MAX_HEADERS",
+        doc="Request headers; more get 431.",
+        parse=_count,
+    )
+    admin_max_connections: int = setting(
+        ADMIN_LIMITS.max_connections,
+        env="ADMIN_MAX_CONNECTIONS",
+        doc="Open connections on the admin port (its own limits, so MCP clients cannot starve it).",
+        parse=_count,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Listeners:
+    """Both listeners' connection limits; ``fit`` lowers the MCP connection cap to the
+    file-descriptor limit (when ``REMIT_MAX_CONNECTIONS`` is unset)."""
+
+    mcp: ConnectionLimits = _DEFAULT
+    admin: ConnectionLimits = ADMIN_LIMITS
+    fit: bool = True
+
+
+def _listeners(variables: LimitVariables) -> Listeners:
+    shared = dataclasses.replace(
+        _DEFAULT,
+        idle_timeout=variables.idle_timeout,
+        header_timeout=variables.header_timeout,
+        body_timeout=variables.body_timeout,
+        max_header_bytes=variables.max_header_bytes,
+        max_headers=variables.max_headers,
+    )
+    mcp = dataclasses.replace(
+        shared,
+        max_connections=variables.max_connections or _DEFAULT.max_connections,
+        max_concurrent_requests=variables.max_concurrent_requests,
+    )
+    admin = dataclasses.replace(
+        shared,
+        max_connections=variables.admin_max_connections,
+        max_concurrent_requests=ADMIN_LIMITS.max_concurrent_requests,
+    )
+    return Listeners(mcp, admin, fit=variables.max_connections is None)
+
+
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
     """Everything one gateway process needs; nothing is read from globals."""
@@ -186,6 +295,7 @@ class GatewaySettings:
         doc="Most sources whose refusals are aggregated at once; beyond, one shared window.",
         parse=_positive,
     )
+    connections: Listeners = group(Listeners, source=LimitVariables, build=_listeners)
 
     @property
     def mcp_path(self) -> str:

@@ -1,7 +1,8 @@
 """The injected sidecar's entry point: ``REMIT_*`` settings in, a gateway out, no CLI framework.
 
 ``remit gateway`` without flags lands here (see ``remit.cli.main``); so does
-``python -m remit.gateway``. A bad setting is one line on stderr and exit code 2.
+``python -m remit.gateway``. A bad setting is one line on stderr and exit code 2; a start that
+fails (a port in use, an audit file that cannot be opened) is one line and exit code 1.
 """
 
 from __future__ import annotations
@@ -30,5 +31,9 @@ def main() -> int:
     except RemitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    uvloop.run(run(gateway))
+    try:
+        uvloop.run(run(gateway))
+    except RemitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -1,0 +1,284 @@
+"""Connection limits the HTTP server does not enforce itself, in uvicorn's httptools protocol.
+
+Uvicorn with httptools times out only idle keep-alive connections: a client that trickles its
+headers (slowloris) or its body is never closed, headers are unbounded in size and count, and
+its ``limit_concurrency`` counts open connections together with requests. ``LimitedProtocol``
+adds, per listener (the MCP port and the admin port each have their own):
+
+- an idle timeout before the first byte of a request (keep-alive included), closed silently;
+- a header deadline from the first byte of a request to the end of its headers (408);
+- a body deadline from the end of the headers to the end of the body (408);
+- at most ``max_header_bytes`` of request line and headers and ``max_headers`` headers (431);
+- at most ``max_connections`` open connections: a new one beyond it closes the connection that
+  has waited longest without a request in progress (idle or still sending headers), or, if
+  every connection has a request in progress, is answered 503 and closed;
+- at most ``max_concurrent_requests`` requests in the app at once; more are answered 503 with
+  ``Retry-After`` without reading their body.
+
+Every refusal is counted through ``on_refusal(reason)`` (the gateway's metrics). Time is the
+event loop's clock; nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+import orjson
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+Refusal = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """Limits of one listener; see the module docstring (times in seconds)."""
+
+    max_connections: int = 1024
+    max_concurrent_requests: int = 256
+    idle_timeout: float = 5.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
+
+
+ADMIN_LIMITS = ConnectionLimits(max_connections=32, max_concurrent_requests=16)
+
+
+class _RefusedError(Exception):
+    """Raised inside a parser callback to stop parsing; the refusal is on the protocol."""
+
+
+def protocol_class(
+    limits: ConnectionLimits, on_refusal: Refusal, *, jsonrpc: bool
+) -> type[HttpToolsProtocol]:
+    """A ``LimitedProtocol`` subclass bound to one listener's limits (for ``uvicorn.Config``)."""
+    return type(
+        "BoundLimitedProtocol",
+        (LimitedProtocol,),
+        {"limits": limits, "on_refusal": staticmethod(on_refusal), "jsonrpc": jsonrpc},
+    )
+
+
+def error_body(message: str, *, jsonrpc: bool) -> bytes:
+    """A refusal's body: a JSON-RPC error on the MCP port, ``{"error"}`` on the admin port."""
+    if jsonrpc:
+        error = {"code": -32600, "message": message}
+        return orjson.dumps({"jsonrpc": "2.0", "id": None, "error": error})
+    return orjson.dumps({"error": message})
+
+
+class LimitedProtocol(HttpToolsProtocol):
+    """Uvicorn's httptools protocol with the limits above (bound by ``protocol_class``)."""
+
+    limits: ConnectionLimits = ConnectionLimits()
+    jsonrpc: bool = True
+
+    @staticmethod
+    def on_refusal(reason: str) -> None:
+        """Count a refusal (replaced by ``protocol_class``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._app = self.app
+        self.limit_concurrency = None  # ours counts requests only, not connections
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._in_head = False
+        self._head_bytes = 0
+        self._head_size = 0
+        self._body_done = True
+        self._refusal: tuple[int, str, str] | None = None
+        self.waiting_since = 0.0
+
+    # -- connection lifecycle -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.waiting_since = self.loop.time()
+        if len(self.connections) > self.limits.max_connections:
+            victim = self._longest_waiting()
+            if victim is None:
+                self.on_refusal("too_many_connections")
+                self._respond_and_close(503, "Too many connections; retry later")
+                return
+            self.on_refusal("evicted_waiting")
+            victim.transport.close()
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.limits.idle_timeout, self.timeout_keep_alive_handler
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        super().connection_lost(exc)
+
+    def _longest_waiting(self) -> LimitedProtocol | None:
+        """The other connection without a request in progress that has waited longest."""
+        best: LimitedProtocol | None = None
+        for other in self.connections:
+            if other is self or not isinstance(other, LimitedProtocol) or not other.waiting:
+                continue
+            if best is None or other.waiting_since < best.waiting_since:
+                best = other
+        return best
+
+    @property
+    def waiting(self) -> bool:
+        """No request of this connection is in the app (idle, or still sending headers)."""
+        cycle = self.cycle
+        return (cycle is None or cycle.response_complete) and not self.pipeline
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self.waiting_since = self.loop.time()
+
+    # -- reading --------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        # The idle timer stops when a request begins, not on any byte: blank lines keep no
+        # connection open.
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError:
+            if self._refusal is None:
+                self.on_refusal("malformed")
+                self._respond_and_close(400, "Invalid HTTP request")
+            else:
+                self._refuse()
+            return
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_header_bytes:
+                self._refusal = (431, "header_too_large", self._too_large())
+                self._refuse()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._unset_keepalive_if_required()
+        self._in_head = True
+        self._head_bytes = 0
+        self._head_size = 0
+        self._body_done = False
+        self._set_timer("_head_timer", self.limits.header_timeout, self._head_timed_out)
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self._grow(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        if len(self.headers) > self.limits.max_headers:
+            message = f"More than {self.limits.max_headers} request headers"
+            self._refusal = (431, "too_many_headers", message)
+            raise _RefusedError
+        self._grow(len(name) + len(value) + 4)
+
+    def _grow(self, size: int) -> None:
+        self._head_size += size
+        if self._head_size > self.limits.max_header_bytes:
+            self._refusal = (431, "header_too_large", self._too_large())
+            raise _RefusedError
+
+    def _too_large(self) -> str:
+        return f"Request line and headers exceed {self.limits.max_header_bytes} bytes"
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._cancel("_head_timer")
+        busy = len(self.tasks) >= self.limits.max_concurrent_requests
+        if busy:
+            self.on_refusal("busy")
+        self.app = self._busy if busy else self._app
+        super().on_headers_complete()
+        if not self._body_done:
+            self._set_timer("_body_timer", self.limits.body_timeout, self._body_timed_out)
+
+    def on_message_complete(self) -> None:
+        self._body_done = True
+        self._cancel("_body_timer")
+        super().on_message_complete()
+
+    # -- timers ---------------------------------------------------------------------------
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            self.on_refusal("header_timeout")
+            timeout = self.limits.header_timeout
+            self._respond_and_close(408, f"Request headers not received within {timeout:g} s")
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        if self._body_done or self.transport.is_closing():
+            return
+        self.on_refusal("body_timeout")
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_started:
+            timeout = self.limits.body_timeout
+            self._respond_and_close(408, f"Request body not received within {timeout:g} s")
+        else:
+            self.transport.close()
+
+    def _set_timer(self, name: str, delay: float, callback: Callable[[], None]) -> None:
+        self._cancel(name)
+        setattr(self, name, self.loop.call_later(delay, callback))
+
+    def _cancel(self, name: str) -> None:
+        timer: asyncio.TimerHandle | None = getattr(self, name)
+        if timer is not None:
+            timer.cancel()
+            setattr(self, name, None)
+
+    def _cancel_timers(self) -> None:
+        self._cancel("_head_timer")
+        self._cancel("_body_timer")
+
+    # -- answers --------------------------------------------------------------------------
+
+    def _refuse(self) -> None:
+        assert self._refusal is not None
+        status, reason, message = self._refusal
+        self.on_refusal(reason)
+        self._respond_and_close(status, message)
+
+    def _respond_and_close(self, status: int, message: str) -> None:
+        """Write a complete response, close the connection, and end any request in the app."""
+        self._cancel_timers()
+        self._in_head = False
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True  # the app's receive() returns http.disconnect
+            cycle.message_event.set()
+        if self.transport.is_closing():
+            return
+        if cycle is None or cycle.response_complete or not cycle.response_started:
+            body = error_body(message, jsonrpc=self.jsonrpc)
+            head = [
+                STATUS_LINE[status],
+                b"content-type: application/json\r\n",
+                b"content-length: %d\r\n" % len(body),
+                b"connection: close\r\n\r\n",
+            ]
+            self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
+    async def _busy(self, scope: Any, receive: Any, send: Any) -> None:
+        """The app for a request over ``max_concurrent_requests``: 503, body unread."""
+        limit = self.limits.max_concurrent_requests
+        message = f"More than {limit} requests in progress; retry later"
+        body = error_body(message, jsonrpc=self.jsonrpc)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", b"1"),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
