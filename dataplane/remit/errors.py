@@ -8,7 +8,9 @@
     ├── CompileError             resources cannot be compiled into a bundle for a server
     ├── BundleError              a bundle is malformed or cannot be trusted
     │   ├── SignatureError       bad signature, wrong key, or an algorithm other than EdDSA
-    │   └── RollbackError        a bundle with a lower serial than the one in force
+    │   ├── RollbackError        a bundle with a lower serial than the one in force
+    │   ├── WrongServerError     a bundle compiled for another MCPServer than this gateway's
+    │   └── StaleBundleError     a bundle issued longer ago than the gateway accepts
     ├── SigningKeyError          a signing or verification key cannot be loaded or saved
     ├── EvaluationError          a CEL condition failed at run time (the engine denies)
     ├── SettingsError            a setting (REMIT_* variable or flag) is missing or malformed
@@ -79,6 +81,14 @@ class SignatureError(BundleError):
 
 class RollbackError(BundleError):
     """A bundle's serial is lower than (or equal to, with other content) the one in force."""
+
+
+class WrongServerError(BundleError):
+    """A bundle's server (namespace/name) is not the one this gateway serves."""
+
+
+class StaleBundleError(BundleError):
+    """A bundle's ``issuedAt`` is older than the maximum bundle age (or in the future)."""
 
 
 class SigningKeyError(RemitError):

@@ -314,6 +314,15 @@ def file_size_limit(limit: int) -> Callable[[], None]:
     return apply
 
 
+def descriptor_limit(limit: int) -> Callable[[], None]:
+    """A preexec function capping the process's open file descriptors (RLIMIT_NOFILE)."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return apply
+
+
 @contextmanager
 def tiny_filesystem(mount: Path, size: str = "64k") -> Iterator[Path]:
     """A real tmpfs of ``size`` mounted at ``mount`` (a disk that fills); needs root.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -40,11 +41,53 @@ def gateway(
         Path | None, typer.Option(help="Bundle verification key (sidecar mode).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="Log level for stderr.")] = "WARNING",
+    max_connections: Annotated[
+        int | None, typer.Option(help="Open client connections on the MCP port [1024].")
+    ] = None,
+    max_concurrent_requests: Annotated[
+        int | None, typer.Option(help="MCP requests in progress at once; more get 503 [256].")
+    ] = None,
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="Seconds a connection may idle before a request [5].")
+    ] = None,
+    header_timeout: Annotated[
+        float | None, typer.Option(help="Seconds from a request's first byte to its headers [10].")
+    ] = None,
+    body_timeout: Annotated[
+        float | None, typer.Option(help="Seconds from the headers to the end of the body [30].")
+    ] = None,
+    max_header_bytes: Annotated[
+        int | None, typer.Option(help="Bytes of request line and headers [32768].")
+    ] = None,
+    max_headers: Annotated[int | None, typer.Option(help="Request headers [100].")] = None,
+    admin_max_connections: Annotated[
+        int | None, typer.Option(help="Open connections on the admin port [32].")
+    ] = None,
+    max_bundle_age: Annotated[
+        float | None,
+        typer.Option(help="Refuse pushed bundles issued longer ago, seconds [604800]."),
+    ] = None,
 ) -> None:
-    """Run the gateway. Decision records go to stdout (or --audit-file); logs to stderr."""
+    """Run the gateway. Decision records go to stdout (or --audit-file); logs to stderr.
+
+    Every limit flag has a REMIT_* variable (README: Connection limits); the flag wins.
+    """
     log_to_stderr(log_level, "%(asctime)s %(levelname)s %(message)s")
+    flags = {
+        "REMIT_MAX_CONNECTIONS": max_connections,
+        "REMIT_MAX_CONCURRENT_REQUESTS": max_concurrent_requests,
+        "REMIT_IDLE_TIMEOUT_SECONDS": idle_timeout,
+        "REMIT_HEADER_TIMEOUT_SECONDS": header_timeout,
+        "REMIT_BODY_TIMEOUT_SECONDS": body_timeout,
+        "REMIT_MAX_HEADER_BYTES": max_header_bytes,
+        "REMIT_MAX_HEADERS": max_headers,
+        "REMIT_ADMIN_MAX_CONNECTIONS": admin_max_connections,
+        "REMIT_MAX_BUNDLE_AGE_SECONDS": max_bundle_age,
+    }
     try:
-        settings = from_environment()
+        settings = from_environment(
+            {**os.environ, **{k: str(v) for k, v in flags.items() if v is not None}}
+        )
         changes: dict[str, object] = {}
         if upstream:
             changes["upstream"] = upstream
@@ -66,6 +109,13 @@ def gateway(
         else:
             if settings.public_key is None:
                 fail("sidecar mode needs REMIT_BUNDLE_PUBLIC_KEY or --public-key (or use -f DIR)")
+            if server and namespace:
+                settings = dataclasses.replace(settings, server=f"{namespace}/{server}")
+            if not settings.server:
+                fail(
+                    "sidecar mode needs its MCPServer to check bundles against: REMIT_SERVER "
+                    "(namespace/name) or --server with --namespace"
+                )
             built = Gateway(settings)
     except RemitError as exc:
         fail(str(exc))

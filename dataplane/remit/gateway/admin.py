@@ -1,11 +1,15 @@
 """The admin API on its own port: bundle push, status, health, readiness and metrics.
 
 Only the operator (and Prometheus) reach this port; a NetworkPolicy keeps MCP clients out, and
-a bundle is accepted only if it verifies with the trusted public key, so even a reachable admin
-port cannot change policy without the signing key.
+a bundle is accepted only if it verifies with the trusted public key and names this gateway's
+server, so even a reachable admin port cannot change policy without the signing key, nor
+with another server's bundle. Every refused push is answered with its reason, counted in
+``remit_bundle_refusals_total{reason}``, shown in ``/v1/status`` and logged.
 
     PUT  /v1/bundle   signed bundle (compact JWS) → 200 {"digest", "serial", "changed"}
-    GET  /v1/status   digest, serial, pins, audit chain head, counters
+                      refused → {"error", "reason"}: 400 signature | malformed,
+                      409 rollback, 413 too_large, 422 wrong_server | stale
+    GET  /v1/status   digest, serial, pins, audit chain head, counters, bundle refusals
     GET  /healthz     the process is alive
     GET  /readyz      200 only with a valid bundle in force and an audit sink that can write
                       (503 otherwise, with the reasons)
@@ -15,10 +19,17 @@ port cannot change policy without the signing key.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Protocol
 
 from remit.audit.health import SinkHealth
-from remit.errors import BundleError, RollbackError
+from remit.errors import (
+    BundleError,
+    RollbackError,
+    SignatureError,
+    StaleBundleError,
+    WrongServerError,
+)
 from remit.gateway.asgi import Receive, Scope, Send, reply, reply_json, serve_lifespan
 from remit.gateway.metrics import Metrics
 from remit.gateway.state import PolicyState
@@ -27,6 +38,15 @@ from remit.times import utc_text
 log = logging.getLogger(__name__)
 
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+
+# How each refusal is answered: the first matching class wins (subclasses first).
+_REFUSALS: tuple[tuple[type[BundleError], int, str], ...] = (
+    (RollbackError, 409, "rollback"),
+    (WrongServerError, 422, "wrong_server"),
+    (StaleBundleError, 422, "stale"),
+    (SignatureError, 400, "signature"),
+    (BundleError, 400, "malformed"),
+)
 
 
 class StatusSource(Protocol):
@@ -48,6 +68,8 @@ class AdminApp:
         self.state = state
         self.metrics = metrics
         self.source = source
+        self.refusals: dict[str, int] = {}
+        self.last_refusal: dict[str, Any] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -85,28 +107,36 @@ class AdminApp:
             message = await receive()
             body += message.get("body", b"")
             if len(body) > MAX_BUNDLE_BYTES:
-                await reply_json(
-                    send, 413, {"error": f"bundle larger than {MAX_BUNDLE_BYTES} bytes"}
-                )
+                error = f"bundle larger than {MAX_BUNDLE_BYTES} bytes"
+                await self._refuse(send, 413, "too_large", error)
                 return
             if not message.get("more_body"):
                 break
         try:
             bundle, changed = self.state.install_signed(bytes(body))
-        except RollbackError as exc:
-            self.metrics.bundle_installs.labels("rejected").inc()
-            await reply_json(send, 409, {"error": str(exc)})
-            return
         except BundleError as exc:
-            self.metrics.bundle_installs.labels("rejected").inc()
-            log.warning("bundle rejected: %s", exc)
-            await reply_json(send, 400, {"error": str(exc)})
+            status, reason = next((s, r) for kind, s, r in _REFUSALS if isinstance(exc, kind))
+            await self._refuse(send, status, reason, str(exc))
             return
         self.metrics.bundle_installs.labels("installed" if changed else "unchanged").inc()
         self.metrics.bundle_serial.set(bundle.serial)
         await reply_json(
             send, 200, {"digest": bundle.digest, "serial": bundle.serial, "changed": changed}
         )
+
+    async def _refuse(self, send: Send, status: int, reason: str, error: str) -> None:
+        """Answer, count, remember and log a refused push; the bundle in force stays."""
+        self.metrics.bundle_installs.labels("rejected").inc()
+        self.metrics.bundle_refusals.labels(reason).inc()
+        now = time.time()
+        self.metrics.bundle_last_refusal.set(now)
+        self.refusals[reason] = self.refusals.get(reason, 0) + 1
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        self.last_refusal = {"reason": reason, "error": error, "at": stamp}
+        in_force = self.state.current
+        held = in_force.bundle.serial if in_force is not None else None
+        log.warning("bundle refused (%s): %s; bundle in force: serial %s", reason, error, held)
+        await reply_json(send, status, {"error": error, "reason": reason})
 
     def _status(self) -> dict[str, Any]:
         policy = self.state.current
@@ -122,4 +152,11 @@ class AdminApp:
                 "policies": len(b.policies),
                 "grants": len(b.grants),
             }
-        return {"ready": policy is not None, "bundle": bundle, **self.source.status()}
+        refusals = {"counts": dict(sorted(self.refusals.items())), "last": self.last_refusal}
+        return {
+            "ready": policy is not None,
+            "bundle": bundle,
+            "server": self.state.server,
+            "bundleRefusals": refusals,
+            **self.source.status(),
+        }

@@ -35,7 +35,8 @@ class Gateway:
         """``state`` defaults to one trusting ``settings.public_key`` (sidecar mode)."""
         self.settings = settings
         if state is None:
-            state = PolicyState(load_key(settings.public_key) if settings.public_key else None)
+            key = load_key(settings.public_key) if settings.public_key else None
+            state = PolicyState(key, server=settings.server, max_age=settings.max_bundle_age)
         self.state = state
         self.metrics = Metrics()
         self.guard: RemitGuard | None = None

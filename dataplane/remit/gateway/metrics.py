@@ -79,6 +79,18 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.bundle_refusals = Counter(
+            "remit_bundle_refusals",
+            "Bundle pushes refused, by reason (signature, malformed, rollback, too_large, "
+            "wrong_server, stale); the bundle in force stays.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.bundle_last_refusal = Gauge(
+            "remit_bundle_last_refusal_timestamp_seconds",
+            "When the last bundle push was refused (Unix time; 0 if never).",
+            registry=self.registry,
+        )
         self.tool_pin_mismatches = Counter(
             "remit_tool_pin_mismatches",
             "Tool definitions that differ from their pin.",

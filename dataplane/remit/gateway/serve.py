@@ -43,7 +43,8 @@ def compile_standalone(
         serial=serial if serial is not None else int(time.time() * 1000),
     )
     key = generate_key()
-    return bundle, sign(bundle, key), PolicyState(public_key(key))
+    ref = f"{bundle.server.namespace}/{bundle.server.name}"
+    return bundle, sign(bundle, key), PolicyState(public_key(key), server=ref)
 
 
 def build_standalone(settings: GatewaySettings, server: str, namespace: str | None) -> Gateway:

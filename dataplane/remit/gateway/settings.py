@@ -8,6 +8,7 @@ too) and writes the table in docs/gateway.md from the same fields.
 from __future__ import annotations
 
 import dataclasses
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +22,10 @@ from remit.errors import RemitError, SettingsError
 from remit.gateway.connections import ADMIN_LIMITS, ConnectionLimits
 from remit.gateway.protocol import DEFAULT_MAX_BATCH
 from remit.gateway.refusals import DEFAULT_INTERVAL, DEFAULT_MAX_WINDOWS
+from remit.gateway.state import DEFAULT_MAX_BUNDLE_AGE
 from remit.settings import group, load, setting
+
+_SERVER_REF = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,12 @@ def _audit(variables: AuditVariables) -> AuditSettings:
         )
     except RemitError as exc:
         raise SettingsError(f"REMIT_AUDIT_*: {exc}") from exc
+
+
+def _server_ref(raw: str, variable: str) -> str:
+    if not _SERVER_REF.fullmatch(raw.strip()):
+        raise SettingsError(f"{variable}: expected namespace/name, got {raw!r}")
+    return raw.strip()
 
 
 def _count(raw: str, variable: str) -> int:
@@ -250,7 +260,11 @@ class GatewaySettings:
         shown="`0.0.0.0:9901`",
     )
     server: str = setting(
-        "", env="SERVER", doc="`namespace/name` of the MCPServer (for records before a bundle)."
+        "",
+        env="SERVER",
+        doc="`namespace/name` of the MCPServer: in every record, and the only server whose "
+        "bundles this gateway installs (required in sidecar mode).",
+        parse=_server_ref,
     )
     pod: str = setting(
         "",
@@ -294,6 +308,13 @@ class GatewaySettings:
         env="REFUSAL_WINDOWS",
         doc="Most sources whose refusals are aggregated at once; beyond, one shared window.",
         parse=_positive,
+    )
+    max_bundle_age: float = setting(
+        DEFAULT_MAX_BUNDLE_AGE,
+        env="MAX_BUNDLE_AGE_SECONDS",
+        doc="A pushed bundle whose `issuedAt` is older is refused (422 `stale`); so is one "
+        "more than 5 minutes in the future.",
+        parse=_positive_seconds,
     )
     connections: Listeners = group(Listeners, source=LimitVariables, build=_listeners)
 

@@ -27,6 +27,11 @@ def main() -> int:
         settings = from_environment()
         if settings.public_key is None:
             raise RemitError("REMIT_BUNDLE_PUBLIC_KEY: the sidecar needs the bundle key")
+        if not settings.server:
+            raise RemitError(
+                "REMIT_SERVER: the sidecar needs its MCPServer (namespace/name) to check "
+                "bundles against"
+            )
         gateway = Gateway(settings)
     except RemitError as exc:
         print(f"error: {exc}", file=sys.stderr)

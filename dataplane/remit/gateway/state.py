@@ -5,6 +5,12 @@ standalone gateway, which compiled it itself. A signed bundle must verify with t
 public key and carry a higher serial than the one in force (a rollback is refused); the same
 serial with the same digest is an idempotent re-push. Until a bundle is installed the gateway
 is not ready and denies every MCP request.
+
+Every signed bundle is also bound to one server and one period: its ``server`` (namespace/name)
+must be the gateway's own (the operator signs every server's bundle with one key, so the
+signature alone does not say which sidecar a bundle is for), and its ``issuedAt`` must be at
+most ``max_age`` seconds old (a freshly started sidecar has no serial to compare, so without
+this any older bundle ever signed would be accepted) and not in the future beyond clock skew.
 """
 
 from __future__ import annotations
@@ -14,14 +20,20 @@ import ctypes
 import ctypes.util
 import gc
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from joserfc.jwk import OKPKey
 
-from remit.errors import BundleError, RollbackError
+from remit.errors import BundleError, RollbackError, StaleBundleError, WrongServerError
 from remit.policy.bundle import Bundle
 from remit.policy.engine import Engine
 from remit.policy.signing import verify
+
+DEFAULT_MAX_BUNDLE_AGE = 7 * 24 * 3600.0
+CLOCK_SKEW = 300.0
 
 
 def release_memory() -> None:
@@ -48,19 +60,64 @@ class Policy:
 class PolicyState:
     """Holds the current ``Policy``; readers take ``current`` once per request."""
 
-    def __init__(self, public_key: OKPKey | None = None) -> None:
+    def __init__(
+        self,
+        public_key: OKPKey | None = None,
+        *,
+        server: str = "",
+        max_age: float = DEFAULT_MAX_BUNDLE_AGE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``server`` is ``namespace/name``: a signed bundle for any other server is refused."""
         self._public_key = public_key
+        self.server = server
+        self.max_age = max_age
+        self._clock = clock
         self._lock = threading.Lock()
         self.current: Policy | None = None
 
     def install_signed(self, token: bytes | str) -> tuple[Bundle, bool]:
-        """Verify and install a signed bundle; return it and whether it changed anything."""
+        """Verify, check and install a signed bundle; return it and whether it changed anything.
+
+        Raises ``SignatureError``/``BundleError`` (does not verify, malformed),
+        ``WrongServerError``, ``StaleBundleError`` or ``RollbackError``.
+        """
         if self._public_key is None:
             raise BundleError("this gateway has no bundle verification key configured")
         bundle = verify(token, self._public_key)
+        self._check_server(bundle)
+        self._check_age(bundle)
         changed = self.install(bundle)
         release_memory()
         return bundle, changed
+
+    def _check_server(self, bundle: Bundle) -> None:
+        ref = f"{bundle.server.namespace}/{bundle.server.name}"
+        if not self.server:
+            raise WrongServerError(
+                f"bundle is for server {ref}, but this gateway does not know its own server "
+                "(REMIT_SERVER); it installs no signed bundle"
+            )
+        if ref != self.server:
+            raise WrongServerError(
+                f"bundle is for server {ref}, but this gateway serves {self.server}"
+            )
+
+    def _check_age(self, bundle: Bundle) -> None:
+        issued = bundle.issued_at.astimezone(UTC)
+        now = self._clock()
+        age = now - issued.timestamp()
+        stamp = issued.isoformat().replace("+00:00", "Z")
+        if age > self.max_age:
+            raise StaleBundleError(
+                f"bundle issued at {stamp} is {age:.0f} s old; this gateway accepts bundles up "
+                f"to {self.max_age:g} s old (REMIT_MAX_BUNDLE_AGE_SECONDS)"
+            )
+        if age < -CLOCK_SKEW:
+            clock = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
+            raise StaleBundleError(
+                f"bundle issued at {stamp} is in the future (this gateway's clock says {clock})"
+            )
 
     def install(self, bundle: Bundle) -> bool:
         """Install ``bundle``; False if it is the one already in force (same serial and digest).
