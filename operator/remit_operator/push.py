@@ -1,12 +1,14 @@
 """Pushing signed bundles to gateway sidecars over their admin API, concurrently, with retries.
 
     PUT /v1/bundle  (compact JWS)  → 200 {"digest", "serial", "changed"} | 409 rollback | 400 bad
+                                     | 422 refused ({"reason": "wrong_server" | "stale"})
     GET /v1/status                 → {"ready", "bundle": {"digest", "serial", ...} | null, "pins"}
 
 A push to one sidecar is retried on connection errors, timeouts and 5xx with exponential
 backoff, up to ``REMIT_PUSH_RETRIES`` times. A 400 (signature) moves on to the next candidate
 key (a rotation in progress) and is not retried with the same one. A 409 reads the sidecar's
-serial so the caller can re-sign above it.
+serial so the caller can re-sign above it. Any other refusal keeps the sidecar's ``reason``
+(``PushResult.refused``) so status and Events can say the sidecar refused the bundle.
 
 Bounds, so that unresponsive pods of one server never delay another server's revocation:
 
@@ -52,6 +54,7 @@ class PushResult:
     error: str | None = None
     rollback_serial: int | None = None  # set when the sidecar refused a rollback (409)
     pins: dict[str, str] | None = None
+    refused: str | None = None  # the sidecar's reason for refusing the bundle (4xx)
 
     @property
     def ok(self) -> bool:
@@ -162,6 +165,7 @@ class Pusher:
         """Push one bundle, signed by each candidate key in turn until one verifies."""
         url = admin_url(sidecar, admin_port, "/v1/bundle")
         problem = "no signed bundle to push"
+        refused: str | None = None
         for token in tokens:
             try:
                 response = await self._retrying(sidecar, "PUT", url, token)
@@ -182,9 +186,11 @@ class Pusher:
                     rollback_serial=held.serial,
                 )
             problem = f"push: HTTP {response.status_code}: {str(data.get('error', ''))[:200]}"
+            if 400 <= response.status_code < 500:
+                refused = str(data.get("reason") or f"HTTP {response.status_code}")[:64]
             if response.status_code != 400:
                 break
-        return PushResult(sidecar, error=problem)
+        return PushResult(sidecar, error=problem, refused=refused)
 
     async def _bounded(
         self, sidecars: Sequence[Sidecar], call: Callable[[Sidecar], Awaitable[PushResult]]

@@ -176,6 +176,15 @@ class Settings:
             "digest is pushed again."
         ),
     )
+    bundle_refresh_seconds: float = setting(
+        86400.0,
+        env="BUNDLE_REFRESH_SECONDS",
+        doc=(
+            "An unchanged bundle this old is signed again (new `issuedAt` and serial); keep it "
+            "well below the sidecars' `REMIT_MAX_BUNDLE_AGE_SECONDS` (7 days), which refuse "
+            "older bundles."
+        ),
+    )
     metrics_scraper: str = setting(
         "",
         env="METRICS_SCRAPER",
@@ -267,6 +276,8 @@ class Settings:
             raise SettingsError("REMIT_WEBHOOK_PORT: expected 1..65535")
         if not 0 <= self.metrics_port < 65536:
             raise SettingsError("REMIT_METRICS_PORT: expected 0 (off) or 1..65535")
+        if self.bundle_refresh_seconds <= 0:
+            raise SettingsError("REMIT_BUNDLE_REFRESH_SECONDS must be > 0")
         if self.push_timeout_seconds <= 0 or self.resync_seconds <= 0:
             raise SettingsError("REMIT_PUSH_TIMEOUT_SECONDS and REMIT_RESYNC_SECONDS must be > 0")
         if self.push_retries < 0 or self.push_backoff_seconds < 0:

@@ -161,6 +161,7 @@ class ServerReport:
     pins: Mapping[str, str]
     error: str | None = None  # why there is no bundle (compile error, invalid spec)
     failed: tuple[str, ...] = ()  # sidecars that did not take the bundle
+    refused: bool = False  # some of them answered that they refuse it (wrong server, stale)
 
 
 def server_status(body: Mapping[str, Any], report: ServerReport, now: datetime) -> dict[str, Any]:
@@ -169,7 +170,7 @@ def server_status(body: Mapping[str, Any], report: ServerReport, now: datetime) 
     if report.error is not None:
         ok, reason, message = False, "Invalid", report.error
     elif report.failed:
-        ok, reason = False, "PushFailed"
+        ok, reason = False, "BundleRefused" if report.refused else "PushFailed"
         message = (
             f"{len(report.failed)} sidecar(s) did not take the bundle: {'; '.join(report.failed)}"
         )

@@ -8,8 +8,11 @@ every sidecar's digest and push again to any that differ (a restarted sidecar, a
 Serials are wall-clock milliseconds, never lower than the last one used, than the MCPServer's
 ``status.bundleSerial``, or than a serial a sidecar reports in a 409: a restarted operator
 therefore never produces a lower serial than sidecars hold. An unchanged digest keeps its
-signed bundle and serial, so re-pushing it is idempotent. ``Syncers`` is the one registry of
-syncers (one per MCPServer) the handlers use.
+signed bundle and serial, so re-pushing it is idempotent, until the bundle is
+``REMIT_BUNDLE_REFRESH_SECONDS`` old: then it is signed again with a new ``issuedAt`` and serial,
+because sidecars refuse bundles older than their ``REMIT_MAX_BUNDLE_AGE_SECONDS``. A push a
+sidecar refuses (wrong server, stale) is a ``BundleRefused`` Event and status reason.
+``Syncers`` is the one registry of syncers (one per MCPServer) the handlers use.
 
 Only sidecars the webhook sealed for this server, and that its selector still matches, count
 (``remit_operator.seal``): only their pins join the bundle and only their serials raise the
@@ -131,7 +134,9 @@ class Syncer:
             tool_pins=self.pins,
         )
         if self.signed is not None and self.signed.bundle.digest == bundle.digest:
-            return self.signed
+            age = (now - self.signed.bundle.issued_at).total_seconds()
+            if age < self.rt.settings.bundle_refresh_seconds:
+                return self.signed  # else re-signed: sidecars refuse bundles past a maximum age
         return self._sign(bundle)
 
     def _sign(self, bundle: Bundle) -> Signed:
@@ -283,9 +288,8 @@ class Syncer:
             self.serial_floor = max(self.serial_floor, rollback)
             self.signed = self._sign(self.signed.bundle)  # same content, a serial above theirs
         for outcome in failed:
-            self.rt.event(
-                server, "Warning", "PushFailed", f"{outcome.sidecar.pod}: {outcome.error}"
-            )
+            reason = "BundleRefused" if outcome.refused else "PushFailed"
+            self.rt.event(server, "Warning", reason, f"{outcome.sidecar.pod}: {outcome.error}")
         return failed
 
     def _report(self, sidecars: list[Sidecar], failed: list[PushResult]) -> ServerReport:
@@ -300,6 +304,7 @@ class Syncer:
             in_sync=sum(1 for s in live if self.held[s.pod][1] == digest),
             pins=dict(sorted(self.pins.items())),
             failed=tuple(f"{o.sidecar.pod}: {o.error}" for o in failed),
+            refused=any(o.refused for o in failed),
         )
 
     async def _write_status(self, server: MCPServer, report: ServerReport) -> None:
