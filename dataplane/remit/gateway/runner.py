@@ -70,6 +70,27 @@ def serve(app: App, settings: ListenerSettings) -> None:
     uvloop.run(serve_app(app, settings, None, sock))
 
 
+def _without_lifespan(app: App) -> App:
+    """``app`` with ASGI lifespan events answered here (the caller starts and stops it)."""
+
+    async def wrapped(
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            kind = str(message["type"]).removeprefix("lifespan.")
+            await send({"type": f"lifespan.{kind}.complete"})
+            if kind == "shutdown":
+                return
+
+    return wrapped
+
+
 def bind(settings: ListenerSettings) -> socket.socket:
     """A socket bound to the listener's address; ``StartupError`` naming it if that fails."""
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
@@ -136,7 +157,7 @@ async def serve_app(
         if sock is not None:
             sock.close()  # granian binds itself; the socket only proved the port is free
         granian = Server(
-            app,
+            app if settings.lifespan else _without_lifespan(app),
             address=settings.host,
             port=settings.port,
             interface=Interfaces.ASGI,
