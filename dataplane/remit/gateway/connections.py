@@ -30,6 +30,8 @@ import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from remit.errors import RemitError
+
 Refusal = Callable[[str], None]
 
 
@@ -49,7 +51,7 @@ class ConnectionLimits:
 ADMIN_LIMITS = ConnectionLimits(max_connections=32, max_concurrent_requests=16)
 
 
-class _RefusedError(Exception):
+class _RefusedError(RemitError):
     """Raised inside a parser callback to stop parsing; the refusal is on the protocol."""
 
 
