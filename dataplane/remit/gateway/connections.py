@@ -102,7 +102,7 @@ class LimitedProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.waiting_since = self.loop.time()
-        if len(self.connections) > self.limits.max_connections:
+        if len(self.connections) > self.limits.max_connections and self._over_limit():
             victim = self._longest_waiting()
             if victim is None:
                 self.on_refusal("too_many_connections")
@@ -118,11 +118,21 @@ class LimitedProtocol(HttpToolsProtocol):
         self._cancel_timers()
         super().connection_lost(exc)
 
+    def _over_limit(self) -> bool:
+        """More connections open than allowed, not counting those already closing."""
+        open_ = sum(1 for other in self.connections if not other.transport.is_closing())
+        return open_ > self.limits.max_connections
+
     def _longest_waiting(self) -> LimitedProtocol | None:
         """The other connection without a request in progress that has waited longest."""
         best: LimitedProtocol | None = None
         for other in self.connections:
-            if other is self or not isinstance(other, LimitedProtocol) or not other.waiting:
+            if (
+                other is self
+                or not isinstance(other, LimitedProtocol)
+                or not other.waiting
+                or other.transport.is_closing()
+            ):
                 continue
             if best is None or other.waiting_since < best.waiting_since:
                 best = other
