@@ -278,6 +278,27 @@ def test_requests_over_the_concurrency_limit_get_503_with_retry_after(
     assert mcp_wire.tool_call(gateway.url, "read_file", READ, token=token).status_code == 200
 
 
+def test_a_flood_of_pipelined_requests_closes_the_connection(
+    limited: tuple[GatewayProcess, str],
+) -> None:
+    gateway, _ = limited
+    one = b"GET /mcp HTTP/1.1\r\nHost: x\r\n\r\n"
+    sock = _connect(gateway.port)
+    try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(one * 1000)
+        answer = _read_all(sock)
+    finally:
+        sock.close()
+    assert answer.count(b"HTTP/1.1 ") < 1000  # cut off, not a thousand answers
+    text = gateway.metrics()
+    refused = metric_value(
+        text, "remit_connection_refusals_total", listener="mcp", reason="pipelined"
+    )
+    assert refused >= 1
+    assert httpx.get(f"{gateway.admin}/healthz", timeout=5).status_code == 200
+
+
 def test_600_idle_sockets_with_512_descriptors_leave_healthz_and_calls_answering(
     logs: Path, issuer: Issuer, upstream: Upstream
 ) -> None:

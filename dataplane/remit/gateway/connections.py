@@ -13,7 +13,9 @@ adds, per listener (the MCP port and the admin port each have their own):
   has waited longest without a request in progress (idle or still sending headers), or, if
   every connection has a request in progress, is answered 503 and closed;
 - at most ``max_concurrent_requests`` requests in the app at once; more are answered 503 with
-  ``Retry-After`` without reading their body.
+  ``Retry-After`` without reading their body;
+- at most ``MAX_PIPELINED`` requests pipelined behind the one in progress (uvicorn queues them
+  without bound): the connection is refused (503) and closed.
 
 Every refusal is counted through ``on_refusal(reason)`` (the gateway's metrics). Time is the
 event loop's clock; nothing here sleeps.
@@ -49,6 +51,7 @@ class ConnectionLimits:
 
 
 ADMIN_LIMITS = ConnectionLimits(max_connections=32, max_concurrent_requests=16)
+MAX_PIPELINED = 16  # requests queued behind the one in progress on one connection
 
 
 class _RefusedError(RemitError):
@@ -204,6 +207,10 @@ class LimitedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._cancel("_head_timer")
+        if len(self.pipeline) >= MAX_PIPELINED:
+            message = f"More than {MAX_PIPELINED} pipelined requests"
+            self._refusal = (503, "pipelined", message)
+            raise _RefusedError
         busy = len(self.tasks) >= self.limits.max_concurrent_requests
         if busy:
             self.on_refusal("busy")
