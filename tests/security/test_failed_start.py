@@ -149,3 +149,15 @@ def test_more_connections_than_file_descriptors_allow(public_key: Path) -> None:
     assert "REMIT_MAX_CONNECTIONS" in line
     assert "ulimit -n" in line
     assert "512" in line
+
+
+def test_a_sidecar_that_does_not_know_its_server_refuses_to_start(public_key: Path) -> None:
+    env = _sidecar_env(public_key, stack.free_port(), stack.free_port())
+    del env["REMIT_SERVER"]
+    entry = _run([], env)  # the injected sidecar: REMIT_* only
+    args = ["--public-key", str(public_key), "--listen", env["REMIT_LISTEN"]]
+    args += ["--admin-listen", env["REMIT_ADMIN_LISTEN"]]
+    flags = _run(args, {})  # the CLI in sidecar mode
+    for result in (entry, flags):
+        assert result.returncode == 2
+        assert "REMIT_SERVER" in _one_line(result)
