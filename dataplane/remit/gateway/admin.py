@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from remit.audit.health import SinkHealth
@@ -131,7 +132,7 @@ class AdminApp:
         now = time.time()
         self.metrics.bundle_last_refusal.set(now)
         self.refusals[reason] = self.refusals.get(reason, 0) + 1
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        stamp = utc_text(datetime.fromtimestamp(now, UTC), "seconds")
         self.last_refusal = {"reason": reason, "error": error, "at": stamp}
         in_force = self.state.current
         held = in_force.bundle.serial if in_force is not None else None

@@ -31,6 +31,7 @@ from remit.errors import BundleError, RollbackError, StaleBundleError, WrongServ
 from remit.policy.bundle import Bundle
 from remit.policy.engine import Engine
 from remit.policy.signing import verify
+from remit.times import utc_text
 
 DEFAULT_MAX_BUNDLE_AGE = 7 * 24 * 3600.0
 CLOCK_SKEW = 300.0
@@ -107,14 +108,14 @@ class PolicyState:
         issued = bundle.issued_at.astimezone(UTC)
         now = self._clock()
         age = now - issued.timestamp()
-        stamp = issued.isoformat().replace("+00:00", "Z")
+        stamp = utc_text(issued, "seconds")
         if age > self.max_age:
             raise StaleBundleError(
                 f"bundle issued at {stamp} is {age:.0f} s old; this gateway accepts bundles up "
                 f"to {self.max_age:g} s old (REMIT_MAX_BUNDLE_AGE_SECONDS)"
             )
         if age < -CLOCK_SKEW:
-            clock = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
+            clock = utc_text(datetime.fromtimestamp(now, UTC), "seconds")
             raise StaleBundleError(
                 f"bundle issued at {stamp} is in the future (this gateway's clock says {clock})"
             )
