@@ -11,7 +11,8 @@ starts:
 - the application containers through a table image → command (the demo MCP files server).
 
 Then it writes the pod's status as a kubelet does (phase, podIP, container statuses, the Ready
-condition from the gateway's ``/readyz``) and keeps it current from a background thread. Pods
+condition from the gateway's ``/readyz`` and each application container's ``tcpSocket``
+readiness probe) and keeps it current from a background thread. Pods
 deleted through the API (or with their namespace) have their processes stopped.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import subprocess
 import sys
 import threading
@@ -60,7 +62,8 @@ class RunningPod:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     admin_port: int = 0
     port: int = 0
-    ready: bool = False
+    ready: bool = False  # the gateway's /readyz
+    apps_ready: dict[str, bool] = field(default_factory=dict)  # readiness probes of the others
     native: bool = False  # the gateway is a native sidecar (an init container)
     restarts: int = 0
     started: str = field(default_factory=_now)
@@ -189,6 +192,18 @@ class Kubelet:
         except httpx.HTTPError:
             return False
 
+    @staticmethod
+    def _probe_app(pod: RunningPod, container: dict[str, Any]) -> bool:
+        """A container's ``tcpSocket`` readiness probe, as the kubelet runs it (none: ready)."""
+        probe = (container.get("readinessProbe") or {}).get("tcpSocket")
+        if probe is None:
+            return True
+        try:
+            with socket.create_connection((pod.ip, int(probe["port"])), timeout=1):
+                return True
+        except OSError:
+            return False
+
     def _report(self, pod: RunningPod) -> None:
         def state(name: str) -> dict[str, Any]:
             proc = pod.procs.get(name)
@@ -199,7 +214,9 @@ class Kubelet:
         statuses = [
             {
                 "name": name,
-                "ready": pod.ready if name == GATEWAY else proc.poll() is None,
+                "ready": pod.ready
+                if name == GATEWAY
+                else proc.poll() is None and pod.apps_ready.get(name, False),
                 "started": proc.poll() is None,
                 "restartCount": pod.restarts,
                 "image": name,
@@ -254,8 +271,14 @@ class Kubelet:
             self.forget(pod)
             return
         ready = self._probe(pod)
-        if ready != pod.ready:
+        apps = {
+            c["name"]: self._probe_app(pod, c)
+            for c in current["spec"]["containers"]
+            if c["name"] != GATEWAY
+        }
+        if ready != pod.ready or apps != pod.apps_ready:
             pod.ready = ready
+            pod.apps_ready = apps
             self._report(pod)
 
     def forget(self, pod: RunningPod) -> None:
@@ -265,8 +288,9 @@ class Kubelet:
             self.pods.pop((pod.namespace, pod.name), None)
 
     def wait_ready(self, pod: RunningPod, timeout: float = 45) -> None:
+        """Wait until the pod is Ready: its gateway and every application container."""
         deadline = time.monotonic() + timeout
-        while not pod.ready:
+        while not (pod.ready and pod.apps_ready and all(pod.apps_ready.values())):
             if time.monotonic() > deadline:
                 logs = (pod.folder / f"{GATEWAY}.log").read_text(errors="replace")[-3000:]
                 raise AssertionError(f"pod {pod.name} not ready in {timeout}s:\n{logs}")

@@ -57,7 +57,12 @@ def app_pod(
         },
         "spec": {
             "containers": [
-                {"name": "files", "image": "files:1", "ports": [{"containerPort": port}]}
+                {
+                    "name": "files",
+                    "image": "files:1",
+                    "ports": [{"containerPort": port}],
+                    "readinessProbe": {"tcpSocket": {"port": port}},
+                }
             ]
         },
     }
