@@ -95,3 +95,33 @@ def test_a_request_refused_for_its_form_is_recorded(
     assert refusals[0]["reason"] == "invalid_request"
     assert text in refusals[0]["message"]
     assert upstream.count() == forwarded
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "text"),
+    [
+        ("GET", "/elsewhere", 404, "Not Found"),
+        ("PUT", None, 405, "Method PUT not allowed"),
+    ],
+)
+def test_a_wrong_path_or_method_is_recorded_and_never_forwarded(
+    setup: tuple[GatewayProcess, str, Upstream],
+    method: str,
+    path: str | None,
+    status: int,
+    text: str,
+) -> None:
+    gateway, _token, upstream = setup
+    forwarded = upstream.count()
+    before = len(gateway.records())
+    url = gateway.url if path is None else gateway.url.rsplit("/", 1)[0] + path
+    answer = httpx.request(method, url, content=b"{}", timeout=10)
+    assert answer.status_code == status, answer.text
+    if status == 405:
+        assert answer.headers["allow"] == "GET, POST, DELETE"
+    new: list[dict[str, Any]] = gateway.records()[before:]
+    refusals = [r for r in new if r.get("decision") == "deny"]
+    assert len(refusals) == 1, new
+    assert refusals[0]["reason"] == "invalid_request"
+    assert text in refusals[0]["message"]
+    assert upstream.count() == forwarded

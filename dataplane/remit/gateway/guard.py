@@ -111,7 +111,10 @@ class RemitGuard:
         except ValueError:  # not one of ours: still refused, and recorded as a bad request
             reason = Reason.INVALID_REQUEST
         if identity is None:
-            await self.refusals.refuse(policy, request, reason, reason, error.message)
+            # The kind groups identical refusals: the reason and the HTTP status (never client
+            # text), so a wrong path, a wrong method and a duplicate header each get a record.
+            kind = f"{reason.value}/{error.status}"
+            await self.refusals.refuse(policy, request, reason, kind, error.message)
             return
         session = request.header(SESSION_HEADER)
         req = Request(identity, "")

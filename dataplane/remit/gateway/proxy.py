@@ -107,14 +107,7 @@ class McpProxy:
             await serve_lifespan(receive, send, self.upstream.start, self.upstream.close)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["path"] != self.settings.path:
-            await reply(send, 404, error_body(None, INVALID_REQUEST, "Not Found"))
-            return
         method = scope["method"]
-        if method not in ("POST", "GET", "DELETE"):
-            body = error_body(None, INVALID_REQUEST, f"Method {method} not allowed")
-            await reply(send, 405, body, [(b"allow", b"GET, POST, DELETE")])
-            return
         request = HttpRequest(
             method=method,
             path=scope["path"],
@@ -124,11 +117,18 @@ class McpProxy:
             ),
             client=scope.get("client"),
         )
+        extra: list[tuple[bytes, bytes]] = []
         try:
+            if scope["path"] != self.settings.path:
+                raise ProtocolError(INVALID_REQUEST, "Not Found", status=404)
+            if method not in ("POST", "GET", "DELETE"):
+                extra = [(b"allow", b"GET, POST, DELETE")]
+                raise ProtocolError(INVALID_REQUEST, f"Method {method} not allowed", status=405)
             check_header_fields(request.headers)
         except ProtocolError as exc:
+            # Refused before anyone is identified: recorded, aggregated per source.
             await self.hooks.refuse(None, request, exc)
-            await reply(send, exc.status, error_body(None, exc.code, exc.message))
+            await reply(send, exc.status, error_body(None, exc.code, exc.message), extra)
             return
         identity = await self.hooks.authenticate(request)
         if isinstance(identity, Rejection):
