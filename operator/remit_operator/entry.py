@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -156,7 +157,7 @@ def run(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    registry, kopf_settings, _ = build(settings)
+    registry, kopf_settings, runtime = build(settings)
     log.info(
         "webhook on https://%s:%s%s", settings.webhook_host, settings.webhook_port, WEBHOOK_PATH
     )
@@ -166,6 +167,9 @@ def run(settings: Settings) -> None:
         clusterwide=True,
         standalone=settings.peering is None,
         peering_name=settings.peering,
+        # The identity the sync loops' leadership reads (leader.py); kopf's Identity type is a
+        # NewType of str it does not export.
+        identity=runtime.identity,  # type: ignore[arg-type]
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
     )
 
@@ -174,6 +178,7 @@ def install_default() -> None:
     """Register on kopf's default registry (``kopf run -A -m remit_operator``)."""
     settings = Settings.from_env()
     runtime = Runtime(settings)
+    os.environ.setdefault("POD_ID", runtime.identity)  # kopf reads its peering identity there
     registry = kopf.get_default_registry()
     register(registry, runtime)
 

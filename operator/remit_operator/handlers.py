@@ -1,4 +1,4 @@
-"""kopf handlers: thin wiring from watch events, daemons and admission requests to the Runtime.
+"""kopf handlers: thin wiring from watch events and admission requests to the Runtime.
 
 ``register`` puts every handler on a given ``kopf.OperatorRegistry`` bound to one ``Runtime``;
 nothing is registered at import time except by ``remit_operator.entry`` for ``kopf run``.
@@ -8,7 +8,11 @@ nothing is registered at import time except by ``remit_operator.entry`` for ``ko
   validate, write status, forget deleted objects, wake the syncers of the servers affected.
 - Pod events (pods the webhook labelled; the API server filters the watch, in pages): index
   the sidecar, wake its server's syncer.
-- One daemon per MCPServer: ``Syncer.run`` (compile, sign, push, expiry, resync).
+- One sync loop per MCPServer (compile, sign, push, expiry, resync): an asyncio task owned by
+  ``Syncers``, started by those handlers, stopped when the server goes or this replica stops
+  leading (``leader``). No handler here needs a finalizer (no daemon, timer or on.delete), so
+  deleting an MCPServer or its namespace never waits for the operator; kopf removes the
+  finalizer older versions left (``remit.dev/operator``) the next time it sees the object.
 - ``on.mutate`` for pods: inject the gateway (``webhook.inject``).
 """
 
@@ -32,9 +36,10 @@ from remit.errors import RemitError, ResourceError
 from remit_operator.errors import InjectionError, KubeError
 from remit_operator.index import SERVER_ANNOTATION, SERVER_LABEL, ref, sidecar_from_pod
 from remit_operator.kube import object_path
+from remit_operator.leader import Leadership
 from remit_operator.runtime import Runtime
 from remit_operator.status import grant_status, policy_status, rejection, unchanged
-from remit_operator.sync import Syncers
+from remit_operator.syncers import Syncers
 from remit_operator.webhook import inject, matching_server, native_sidecars
 
 log = logging.getLogger(__name__)
@@ -73,12 +78,15 @@ async def _patch_status(rt: Runtime, kind: str, body: kopf.Body, status: dict[st
 async def index_resource(rt: Runtime, syncers: Syncers, kind: str, body: kopf.Body) -> None:
     """kopf's index handler: put a valid resource in the index and wake the servers it affects.
 
-    kopf calls index handlers while it lists each kind and starts no other handler (no sync
-    daemon) before every indexed kind is listed, so no bundle is ever compiled from a partial
-    view (after a restart, a Deny policy is never missing). Invalid resources are reported by
-    ``on_resource``; deletions are handled there too (kopf does not call index handlers then).
+    kopf calls index handlers while it lists each kind and starts no other handler before every
+    indexed kind is listed; sync loops start only from those (``Syncers.listed``), so no bundle
+    is ever compiled from a partial view (after a restart, a Deny policy is never missing).
+    Invalid resources are reported by ``on_resource``; deletions are handled there too (kopf
+    does not call index handlers then), and so are terminating objects (skipped here).
     """
     meta = body.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return
     key = ref(meta.get("namespace"), meta.get("name", ""))
     try:
         resource = parse(_document(body, kind), key)
@@ -86,7 +94,7 @@ async def index_resource(rt: Runtime, syncers: Syncers, kind: str, body: kopf.Bo
         return
     affected = rt.index.upsert(resource)
     if isinstance(resource, MCPServer):
-        syncers.get(resource.ref)
+        syncers.get(resource.ref)  # its loop starts from the event handler, once all is listed
     syncers.touch(affected)
 
 
@@ -94,9 +102,10 @@ async def on_resource(
     rt: Runtime, syncers: Syncers, kind: str, event_type: str | None, body: kopf.Body
 ) -> None:
     """Index a resource change and wake the syncers of the servers it affects."""
+    syncers.listed()  # kopf calls event handlers only once every indexed kind is listed
     meta = body.get("metadata") or {}
     key = ref(meta.get("namespace"), meta.get("name", ""))
-    if event_type == "DELETED":
+    if event_type == "DELETED" or meta.get("deletionTimestamp"):  # gone, or going
         if kind == "ConsentGrant":
             rt.grant_phases.pop(key, None)
         if kind == "MCPServer":
@@ -113,7 +122,7 @@ async def on_resource(
     affected = rt.index.upsert(resource)
     log.debug("%s %s %s affects %s", event_type, kind, key, sorted(affected))
     if isinstance(resource, MCPServer):
-        syncers.get(resource.ref)  # the daemon picks it up; a new server syncs at once
+        syncers.ensure(resource.ref)  # its loop runs (if this replica leads); syncs at once
     syncers.touch(affected)
     now = rt.clock()
     if kind == "AgentPolicy":
@@ -145,6 +154,7 @@ async def _rejected(rt: Runtime, kind: str, body: kopf.Body, error: RemitError) 
 
 async def on_pod(rt: Runtime, syncers: Syncers, event_type: str | None, body: kopf.Body) -> None:
     """Index an injected pod's sidecar and wake its server's syncer."""
+    syncers.listed()
     meta = body.get("metadata") or {}
     pod = ref(meta.get("namespace"), meta.get("name", ""))
     if event_type == "DELETED":
@@ -234,6 +244,8 @@ def watch_settings(kopf_settings: kopf.OperatorSettings) -> None:
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     """Put every handler of the operator on ``registry``, bound to ``rt``."""
     syncers = Syncers(rt)
+    leadership = Leadership(lambda: rt.kube, rt.identity, syncers.lead, rt.clock)
+    following: list[asyncio.Task[None]] = []
 
     @kopf.on.login(registry=registry)
     async def login(logger: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -243,11 +255,20 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         return info
 
     @kopf.on.startup(registry=registry)
-    async def startup(**_: Any) -> None:
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         await rt.start()  # touches no API: kopf logs in only after every startup handler
+
+        async def follow() -> None:
+            await rt.ready()  # logged in; kopf's peering settings are final by now
+            await leadership.run(settings)
+
+        following.append(asyncio.create_task(follow(), name="remit peering"))
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
+        for task in following:
+            task.cancel()
+        await syncers.close()
         await rt.stop()
 
     for kind, plural in PLURALS.items():
@@ -271,12 +292,6 @@ def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     )
     async def watch_pods(type: str | None, body: kopf.Body, **_: Any) -> None:
         await on_pod(rt, syncers, type, body)
-
-    @kopf.daemon(
-        GROUP, VERSION, "mcpservers", registry=registry, id="sync", cancellation_timeout=5.0
-    )
-    async def sync(namespace: str | None, name: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
-        await syncers.get(ref(namespace, name)).run(stopped)
 
     version = ServerVersion()
 

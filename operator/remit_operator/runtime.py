@@ -26,6 +26,7 @@ from remit_operator.errors import OperatorError
 from remit_operator.index import Index
 from remit_operator.keys import Keyring, Publisher, load_or_create
 from remit_operator.kube import KubeClient
+from remit_operator.leader import own_identity
 from remit_operator.metrics import OperatorMetrics
 from remit_operator.push import Pusher
 from remit_operator.settings import Settings
@@ -51,8 +52,10 @@ class Runtime:
         *,
         clock: Clock = utcnow,
         connection: kopf.ConnectionInfo | None = None,
+        identity: str | None = None,
     ) -> None:
         self.settings = settings
+        self.identity = identity or own_identity()  # kopf's peering identity (given to kopf)
         self.clock = clock
         self.index = Index()
         self.grant_phases: dict[str, str] = {}

@@ -1,9 +1,11 @@
 """One MCPServer's sync loop: compile, sign, push to every sidecar, write status; wake on time.
 
-A kopf daemon runs ``Syncer.run`` for each MCPServer. It wakes when a resource that takes part
-in the bundle changes (``touch``), at the bundle's ``nextExpiry`` (so an expired grant leaves
-the bundle on time even if nothing is written), and every ``REMIT_RESYNC_SECONDS`` to read
-every sidecar's digest and push again to any that differ (a restarted sidecar, a drift).
+An asyncio task owned by ``remit_operator.syncers.Syncers`` runs ``Syncer.run`` for each
+MCPServer (not a kopf daemon: those put a finalizer on the object). It wakes when a resource
+that takes part in the bundle changes (``touch``), at the bundle's ``nextExpiry`` (so an
+expired grant leaves the bundle on time even if nothing is written), and every
+``REMIT_RESYNC_SECONDS`` to read every sidecar's digest and push again to any that differ (a
+restarted sidecar, a drift).
 
 Serials are wall-clock milliseconds, never lower than the last one used, than the MCPServer's
 ``status.bundleSerial``, or than a serial a sidecar reports in a 409: a restarted operator
@@ -12,7 +14,6 @@ signed bundle and serial, so re-pushing it is idempotent, until the bundle is
 ``REMIT_BUNDLE_REFRESH_SECONDS`` old: then it is signed again with a new ``issuedAt`` and serial,
 because sidecars refuse bundles older than their ``REMIT_MAX_BUNDLE_AGE_SECONDS``. A push a
 sidecar refuses (wrong server, stale) is a ``BundleRefused`` Event and status reason.
-``Syncers`` is the one registry of syncers (one per MCPServer) the handlers use.
 
 Only sidecars the webhook sealed for this server, and that its selector still matches, count
 (``remit_operator.seal``): only their pins join the bundle and only their serials raise the
@@ -27,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -91,7 +91,7 @@ class Syncer:
         self.wake.set()
 
     async def run(self, stopped: Any) -> None:
-        """The daemon body: sync now, then on every wake, expiry and periodic check."""
+        """The task body: sync now, then on every wake, expiry and periodic check, until stopped."""
         await self.rt.ready()  # nothing is signed before the signing key is loaded
         next_check = self.rt.clock()
         while not stopped:
@@ -343,7 +343,7 @@ class Syncer:
 
 
 async def _wait_any(event: asyncio.Event, stopped: Any, timeout: float) -> None:
-    """Wait until ``event`` is set, the daemon is stopped, or ``timeout`` seconds pass."""
+    """Wait until ``event`` is set, the loop is stopped, or ``timeout`` seconds pass."""
 
     async def until_stopped() -> None:
         await stopped.wait()
@@ -356,28 +356,3 @@ async def _wait_any(event: asyncio.Event, stopped: Any, timeout: float) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
-
-
-class Syncers:
-    """The syncer of each MCPServer, created on first use: the registry's only owner."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.rt = runtime
-        self._syncers: dict[str, Syncer] = {}
-
-    def get(self, server_ref: str) -> Syncer:
-        """The syncer of one MCPServer, created on first use."""
-        found = self._syncers.get(server_ref)
-        if found is None:
-            found = self._syncers[server_ref] = Syncer(server_ref, self.rt)
-        return found
-
-    def forget(self, server_ref: str) -> None:
-        """Drop a deleted server's syncer (a re-created server starts afresh)."""
-        self._syncers.pop(server_ref, None)
-
-    def touch(self, server_refs: Iterable[str]) -> None:
-        """Wake the syncers of these servers (only those the operator knows)."""
-        for ref in server_refs:
-            if ref in self.rt.index.servers:
-                self.get(ref).touch()

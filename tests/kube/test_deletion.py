@@ -1,9 +1,11 @@
 """Item 4, deletion: an MCPServer, and a whole namespace, go away completely with the operator
-running; with it stopped they go once it is back, leaving no finalizer behind.
+running and with it stopped, leaving no finalizer behind.
 
-kopf puts its finalizer (``remit.dev/operator``) on every MCPServer because the per-server
-sync daemon needs one (kopf offers no daemon without it), so while no operator runs a deleted
-MCPServer, and a namespace holding one, wait for it: see ``test_..._while_it_is_stopped``.
+No handler of the operator needs a finalizer (the per-server sync loops are the operator's own
+tasks, not kopf daemons), so nothing waits for the operator: the API server and the garbage
+collector delete the MCPServer and collect what it owns (its NetworkPolicy) through
+ownerReferences. Objects an older version left with kopf's finalizer (``remit.dev/operator``)
+lose it as soon as the operator sees them.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import pytest
 
 from remit.demo.issuer import Issuer
 from tests.kube.cluster import wait_for
@@ -23,6 +23,7 @@ from tests.kube.world import API, ENABLED, app_pod, mcpserver
 from tests.support.policies import grant, policy, rule
 
 NETPOL = "networking.k8s.io/v1"
+FINALIZER = "remit.dev/operator"  # kopf's, as older versions (with a sync daemon) left it
 
 
 def _populated(
@@ -44,7 +45,7 @@ def _populated(
     wait_for(lambda: api.list(NETPOL, "NetworkPolicy", ns), timeout=30)
     found = api.get(API, "MCPServer", ns, "files")
     assert found is not None
-    assert "remit.dev/operator" in found["metadata"].get("finalizers", [])
+    assert not found["metadata"].get("finalizers"), found["metadata"]  # nothing to wait for
     return ns, server
 
 
@@ -84,11 +85,6 @@ def test_deletions_made_while_the_operator_is_stopped_complete_when_it_is_back(
     api.delete("v1", "Namespace", None, ns)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kopf daemons always carry a finalizer: with no operator running a deleted "
-    "MCPServer waits for it (issue 8, item 4: not fixed yet)",
-)
 def test_deleting_an_mcpserver_completes_while_the_operator_is_stopped(
     control_plane: ControlPlane, operator: OperatorProcess, kubelet: Kubelet, issuer: Issuer
 ) -> None:
@@ -98,7 +94,55 @@ def test_deleting_an_mcpserver_completes_while_the_operator_is_stopped(
     try:
         api.delete(API, "MCPServer", ns, "files")
         wait_for(lambda: api.get(API, "MCPServer", ns, "files") is None, timeout=10)
+        wait_for(lambda: not api.list(NETPOL, "NetworkPolicy", ns), timeout=30)  # owned: collected
     finally:
         operator.start()
         operator.wait_ready()
         api.delete("v1", "Namespace", None, ns)
+
+
+def test_deleting_a_namespace_completes_while_the_operator_is_stopped(
+    control_plane: ControlPlane, operator: OperatorProcess, kubelet: Kubelet, issuer: Issuer
+) -> None:
+    api = control_plane.admin
+    ns, _ = _populated(api, kubelet, issuer, "delete-ns-down")
+    operator.stop()
+    try:
+        api.delete("v1", "Namespace", None, ns)  # its MCPServer, pod, policy and grant with it
+        wait_for(lambda: _gone(api, ns), timeout=60)
+    finally:
+        operator.start()
+        operator.wait_ready()
+
+
+def test_the_finalizer_an_older_version_left_is_removed_when_the_operator_starts(
+    control_plane: ControlPlane, operator: OperatorProcess, issuer: Issuer
+) -> None:
+    """An MCPServer made while an older version (with kopf daemons) ran carries its finalizer;
+    once this version has started, deleting it no longer needs a running operator."""
+    api = control_plane.admin
+    ns = f"delete-old-{uuid.uuid4().hex[:6]}"
+    api.create(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": ENABLED}}
+    )
+    operator.stop()
+    try:
+        old = mcpserver(ns, issuer.issuer, issuer.jwks_uri)
+        old["metadata"]["finalizers"] = [FINALIZER]
+        api.create(old)
+        found = api.get(API, "MCPServer", ns, "files") or {}
+        assert found["metadata"]["finalizers"] == [FINALIZER]
+    finally:
+        operator.start()
+        operator.wait_ready()
+    wait_for(
+        lambda: not (api.get(API, "MCPServer", ns, "files") or {})["metadata"].get("finalizers"),
+        timeout=30,
+    )
+    operator.stop()
+    try:
+        api.delete("v1", "Namespace", None, ns)
+        wait_for(lambda: _gone(api, ns), timeout=60)
+    finally:
+        operator.start()
+        operator.wait_ready()

@@ -2,7 +2,8 @@
 
 The API server audits every request of the operator's ServiceAccount with its authorization
 decision. After a whole lifecycle (a damaged webhook certificate renewed, a server with a
-running pod, a policy, a grant, a port change, deletion), no request was forbidden (nothing
+running pod, a policy, a grant, a port change, deletion, a finalizer an older version left),
+no request was forbidden (nothing
 missing) and every verb on every resource the chart grants was used (nothing superfluous).
 OwnerReferencesPermissionEnforcement is on, so ``blockOwnerDeletion`` owner references need
 ``update`` on ``mcpservers/finalizers``.
@@ -106,6 +107,14 @@ def _lifecycle(control_plane: ControlPlane, kubelet: Kubelet, issuer: Issuer) ->
         )
         api.delete(API, "MCPServer", ns, "files")
         wait_for(lambda: api.get(API, "MCPServer", ns, "files") is None, timeout=30)
+        # An MCPServer an older version left with kopf's finalizer: the operator patches it off.
+        old = mcpserver(ns, issuer.issuer, issuer.jwks_uri, name="old")
+        old["metadata"]["finalizers"] = ["remit.dev/operator"]
+        api.create(old)
+        wait_for(
+            lambda: not (api.get(API, "MCPServer", ns, "old") or {})["metadata"].get("finalizers"),
+            timeout=30,
+        )
     with namespace(api, "rbac-stale", ENABLED) as ns:
         # A stale public-key ConfigMap, as after a key rotation: the operator patches it.
         stale = {"public.jwk": "{}"}
