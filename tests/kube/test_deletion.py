@@ -23,6 +23,10 @@ from tests.kube.world import API, ENABLED, app_pod, mcpserver
 from tests.support.policies import grant, policy, rule
 
 NETPOL = "networking.k8s.io/v1"
+# The garbage collector discovers resource kinds every 30 s and retries an owner it cannot map
+# with a backoff: in a session that has just installed the CRDs (this module run alone), it
+# needs that long before it collects what an MCPServer owned.
+COLLECTED_SECONDS = 90
 FINALIZER = "remit.dev/operator"  # kopf's, as older versions (with a sync daemon) left it
 
 
@@ -60,7 +64,7 @@ def test_deleting_an_mcpserver_and_a_namespace_completes_with_the_operator_runni
     ns, _ = _populated(api, kubelet, issuer, "delete-running")
     api.delete(API, "MCPServer", ns, "files")
     wait_for(lambda: api.get(API, "MCPServer", ns, "files") is None, timeout=30)
-    wait_for(lambda: not api.list(NETPOL, "NetworkPolicy", ns), timeout=30)  # owned: collected
+    wait_for(lambda: not api.list(NETPOL, "NetworkPolicy", ns), timeout=COLLECTED_SECONDS)
     other, _ = _populated(api, kubelet, issuer, "delete-ns")
     api.delete("v1", "Namespace", None, other)  # its MCPServer, pod, policy and grant with it
     wait_for(lambda: _gone(api, other), timeout=60)
@@ -94,7 +98,7 @@ def test_deleting_an_mcpserver_completes_while_the_operator_is_stopped(
     try:
         api.delete(API, "MCPServer", ns, "files")
         wait_for(lambda: api.get(API, "MCPServer", ns, "files") is None, timeout=10)
-        wait_for(lambda: not api.list(NETPOL, "NetworkPolicy", ns), timeout=30)  # owned: collected
+        wait_for(lambda: not api.list(NETPOL, "NetworkPolicy", ns), timeout=COLLECTED_SECONDS)
     finally:
         operator.start()
         operator.wait_ready()
