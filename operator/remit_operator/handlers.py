@@ -37,6 +37,7 @@ from remit_operator.errors import InjectionError, KubeError
 from remit_operator.index import SERVER_ANNOTATION, SERVER_LABEL, ref, sidecar_from_pod
 from remit_operator.kube import object_path
 from remit_operator.leader import Leadership
+from remit_operator.resync import refresh_index
 from remit_operator.runtime import Runtime
 from remit_operator.status import grant_status, policy_status, rejection, unchanged
 from remit_operator.syncers import Syncers
@@ -244,7 +245,15 @@ def watch_settings(kopf_settings: kopf.OperatorSettings) -> None:
 def register(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     """Put every handler of the operator on ``registry``, bound to ``rt``."""
     syncers = Syncers(rt)
-    leadership = Leadership(lambda: rt.kube, rt.identity, syncers.lead, rt.clock)
+
+    async def refresh() -> None:
+        forgotten = await refresh_index(rt.kube, rt.index, PLURALS, WATCH_CHUNK)
+        if forgotten:
+            log.info(
+                "peering: forgot what was deleted while standing by (%d servers)", len(forgotten)
+            )
+
+    leadership = Leadership(lambda: rt.kube, rt.identity, syncers.lead, rt.clock, refresh)
     following: list[asyncio.Task[None]] = []
 
     @kopf.on.login(registry=registry)

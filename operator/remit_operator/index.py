@@ -164,6 +164,27 @@ class Index:
             affected.add(old.ref)
         return affected
 
+    def prune(self, kind: str, listed: set[str], listed_at: int) -> set[str]:
+        """Forget every ``kind`` resource a fresh listing (at collection resourceVersion
+        ``listed_at``) no longer has; return the servers affected.
+
+        A replica's watches are paused while another replica leads, and the listing kopf makes
+        on resuming reports no deletions: what was deleted meanwhile (a revoked grant) would
+        stay. A resource newer than the listing (its resourceVersion above ``listed_at``) is
+        kept: it arrived from the watch after the list was taken.
+        """
+        affected: set[str] = set()
+        for key, resource in list(self._store(kind).items()):
+            if key in listed:
+                continue
+            try:
+                newer = int(resource.metadata.resource_version) > listed_at
+            except ValueError:
+                newer = False  # opaque: the listing is the fresher view
+            if not newer:
+                affected |= self.remove(kind, key)
+        return affected
+
     def resources_for(self, server_ref: str) -> list[Resource]:
         """The server and every policy and grant that takes part in its bundle."""
         server = self.servers.get(server_ref)

@@ -18,7 +18,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,7 +78,11 @@ def leads(status: Mapping[str, Any] | None, identity: str, priority: int, now: d
 
 
 class Leadership:
-    """Tells ``on_change`` whether this replica leads, as kopf's peering decides."""
+    """Tells ``on_change`` whether this replica leads, as kopf's peering decides.
+
+    Before a replica that stood by leads again, ``refresh`` brings what it knows up to date
+    (its watches were paused meanwhile); if that fails, it keeps standing by: fail closed.
+    """
 
     def __init__(
         self,
@@ -86,12 +90,24 @@ class Leadership:
         identity: str,
         on_change: Callable[[bool], None],
         clock: Callable[[], datetime],
+        refresh: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._kube = kube
         self.identity = identity
         self._on_change = on_change
         self._clock = clock
+        self._refresh = refresh
         self.leading: bool | None = None
+
+    async def observe(self, leading: bool) -> None:
+        """Act on what peering says: a replica that stood by refreshes before it leads."""
+        if leading and self.leading is False and self._refresh is not None:
+            try:
+                await self._refresh()
+            except RemitError as exc:
+                log.warning("peering: cannot refresh before leading (standing by): %s", exc)
+                leading = False
+        self._set(leading)
 
     def _set(self, leading: bool) -> None:
         if leading != self.leading:
@@ -115,5 +131,5 @@ class Leadership:
             except RemitError as exc:  # the API, or an operator not started: not leading
                 log.warning("peering: cannot read %s (standing by): %s", peering.name, exc)
                 leading = False
-            self._set(leading)
+            await self.observe(leading)
             await asyncio.sleep(PEERING_POLL_SECONDS)
