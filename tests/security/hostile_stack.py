@@ -65,8 +65,8 @@ class Hostile:
     upstream: stack.Upstream
     token: str
 
-    def post(self, body: Any, method: str, name: str | None = None) -> httpx.Response:
-        """POST a 2026-07-28 JSON-RPC body with matching routing headers."""
+    def post(self, body: Any, method: str, name: str | None = None, **extra: str) -> httpx.Response:
+        """POST a 2026-07-28 JSON-RPC body with matching routing headers (and ``extra``)."""
         headers = {
             "authorization": f"Bearer {self.token}",
             "accept": "application/json, text/event-stream",
@@ -75,12 +75,15 @@ class Hostile:
         }
         if name is not None:
             headers["mcp-name"] = name
+        headers.update(extra)
         return httpx.post(self.gateway.url, json=body, headers=headers, timeout=30)
 
-    def call_tool(self, tool: str, arguments: Any = None, id_: int = 1) -> httpx.Response:
+    def call_tool(
+        self, tool: str, arguments: Any = None, id_: int = 1, **headers: str
+    ) -> httpx.Response:
         params = {"name": tool, "arguments": arguments or {}, "_meta": _meta()}
         body = {"jsonrpc": "2.0", "id": id_, "method": "tools/call", "params": params}
-        return self.post(body, "tools/call", tool)
+        return self.post(body, "tools/call", tool, **headers)
 
     def list_tools(self, mode: str = "normal") -> httpx.Response:
         params = {"_meta": {**_meta(), "test/mode": mode}}

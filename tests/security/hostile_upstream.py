@@ -8,7 +8,7 @@ media types, an escaped ``id`` key, CR-only or split line endings, an uninspecta
 The mode is chosen by the client in ``params._meta["test/mode"]`` (or an ``X-Test-Mode``
 header), which the gateway forwards verbatim. Each tool in ``TOOLS`` misbehaves in its own
 way when called (error pages with a secret, huge or deep results, stalls, endless streams,
-redirects). ``GET /__requests`` lists
+redirects, cookies and banners on a good answer). ``GET /__requests`` lists
 every request that reached it (method, headers, JSON-RPC body), for the accounting check.
 ``--deep-tool`` adds a tool whose definition is nested 300 deep to every listing.
 """
@@ -38,6 +38,28 @@ STALL_SECONDS = 60.0
 HUGE = 1024 * 1024
 FLOOD = 200 * HUGE  # the size that grew the gateway's RSS by 559 MiB before it was bounded
 DEEP = 300
+LEAKED = {  # headers of a 2xx answer no client may see, each carrying the secret
+    "Set-Cookie": f"sid={SECRET}; Path=/; HttpOnly",
+    "Location": f"http://evil.example/{SECRET}",
+    "Refresh": f"0; url=http://evil.example/{SECRET}",
+    "Link": f"<http://evil.example/{SECRET}>; rel=preload",
+    "Server": f"hostile/{SECRET}",
+    "X-Powered-By": f"hostile/{SECRET}",
+    "X-Internal-Token": SECRET,
+    "WWW-Authenticate": f'Bearer realm="{SECRET}"',
+    "Proxy-Authenticate": f'Basic realm="{SECRET}"',
+    "Access-Control-Allow-Origin": f"http://{SECRET}.example",
+    "Keep-Alive": f"timeout=5, note={SECRET}",
+    "Content-Location": f"/{SECRET}",
+}
+SESSIONS = ("hostile-session-1", "hostile-session-2")  # sent twice: only the first may pass
+KEPT = [
+    *(("Mcp-Session-Id", session) for session in SESSIONS),
+    ("Mcp-Protocol-Version", "2025-06-18"),
+    ("Cache-Control", "no-store"),
+    ("Retry-After", "7"),
+    ("Allow", "POST"),
+]
 
 TOOLS = [
     "echo",
@@ -59,6 +81,8 @@ TOOLS = [
     "plain_text",
     "flood_json",
     "flood_sse",
+    "leaky_json",
+    "leaky_sse",
 ]
 
 
@@ -209,7 +233,8 @@ class Hostile:
                 "id": id_,
                 "error": {"code": -32001, "message": f"Session not found {SECRET}"},
             }
-            return raw(orjson.dumps(error), {"Content-Type": "application/json"}, status=404)
+            headers = {"Content-Type": "application/json", "Mcp-Session-Id": SESSIONS[1]}
+            return raw(orjson.dumps(error), headers, status=404)
         if name == "unauthorized":
             return web.Response(
                 status=401, text=SECRET, headers={"WWW-Authenticate": f'Bearer realm="{SECRET}"'}
@@ -264,6 +289,10 @@ class Hostile:
             return await flood(
                 request, "application/json" if name == "flood_json" else "text/event-stream"
             )
+        if name == "leaky_json":
+            return raw(answer, [("Content-Type", "application/json"), *LEAKED.items(), *KEPT])
+        if name == "leaky_sse":
+            return await stream(request, [sse(answer)], headers=[*LEAKED.items(), *KEPT])
         if name == "plain_text":
             return web.Response(status=200, text=f"done {SECRET}", content_type="text/plain")
         return raw(answer, {"Content-Type": "application/json"})
@@ -285,9 +314,13 @@ async def stream(
     content_type: str = "text/event-stream",
     *,
     stall: bool = False,
+    headers: list[tuple[str, str]] | None = None,
 ) -> web.StreamResponse:
-    """Send ``writes`` as separate chunks (a pause between them), then stall if asked."""
+    """Send ``writes`` as separate chunks (a pause between them), then stall if asked;
+    ``headers`` are added to the response's."""
     response = web.StreamResponse(headers={"Content-Type": content_type})
+    for name, value in headers or []:
+        response.headers.add(name, value)
     await response.prepare(request)
     for index, chunk in enumerate(writes):
         if index:

@@ -30,10 +30,13 @@ from tests.security.hostile_stack import (
     hostile_gateway,
 )
 from tests.security.hostile_upstream import (
+    KEPT,
+    LEAKED,
     MODE_HEADER,
     ORIGINAL,
     POISONED,
     SECRET,
+    SESSIONS,
     TOOLS,
     TRACEBACK,
 )
@@ -192,10 +195,49 @@ def test_upstream_failures_keep_their_meaning_not_their_body(
     assert SECRET not in response.text
     assert "location" not in response.headers
     assert "www-authenticate" not in response.headers
+    assert "mcp-session-id" not in response.headers  # the gateway binds none on a failure
     error = gateway_error(response)
     assert error["code"] == code
     assert error["message"].startswith("Upstream answered HTTP ")
     assert hostile.outcome_of(tool)["outcome"] == "upstream_error"
+
+
+# -- response headers: one allowlist on every answer --------------------------------------
+
+# What a client may see: the upstream's allowlisted headers and the gateway's own.
+PASSED = {name.lower() for name, _ in KEPT}
+GATEWAYS_OWN = {"content-type", "content-length", "transfer-encoding", "date", "server"}
+
+
+@pytest.mark.parametrize("tool", ["leaky_json", "leaky_sse"])
+def test_a_good_answer_passes_only_the_protocols_headers(hostile: Hostile, tool: str) -> None:
+    response = hostile.call_tool(tool)
+    assert response.status_code == 200
+    assert messages(response)[0]["result"]["content"][0]["text"] == f"{tool} done"
+    seen = response.headers.multi_items()
+    assert SECRET not in repr(seen)  # cookies, redirects, banners, hop-by-hop, X-*: none
+    assert {name for name, _ in seen} <= PASSED | GATEWAYS_OWN | {"x-accel-buffering"}
+    assert ({name.lower() for name in LEAKED} - {"server"}).isdisjoint(response.headers)
+    assert response.headers.get_list("mcp-session-id") == [SESSIONS[0]]  # the one bound
+    assert response.headers["mcp-protocol-version"] == "2025-06-18"
+    assert response.headers["retry-after"] == "7"
+    assert response.headers["allow"] == "POST"
+    if tool == "leaky_sse":  # the gateway writes the stream and says how to carry it
+        assert response.headers["content-type"] == "text/event-stream"
+        assert response.headers["cache-control"] == "no-cache, no-transform"
+        assert response.headers["x-accel-buffering"] == "no"
+    else:
+        assert response.headers["content-type"] == "application/json"
+        assert response.headers["cache-control"] == "no-store"
+
+
+def test_the_session_id_a_client_sees_is_the_one_bound_to_it(hostile: Hostile) -> None:
+    hostile.call_tool("leaky_json")  # issues two session ids; the gateway binds the first
+    bound = hostile.call_tool("echo", **{"mcp-session-id": SESSIONS[0]})
+    assert bound.status_code == 200
+    assert bound.json()["result"]["content"][0]["text"] == "echo done"
+    unbound = hostile.call_tool("echo", **{"mcp-session-id": SESSIONS[1]})
+    assert unbound.status_code == 404  # never bound: refused as an unknown session
 
 
 # -- item 5 and 10 (output): bounded size, time and depth, each end recorded truly ---------

@@ -7,7 +7,8 @@ response hooked, then written again; an SSE stream is parsed event by event as t
 would (see ``sse.py``) and each event written again canonically. Any other body, a body that
 is not valid JSON-RPC, or one past a limit, fails closed: the client gets the gateway's own
 JSON-RPC error, never the upstream's bytes. A non-2xx upstream answer (an error page, a
-traceback) is mapped to the gateway's error too; only its size and sha256 are recorded.
+traceback) is mapped to the gateway's error too; only its size and sha256 are recorded. On
+every answer only the upstream headers in ``PASSED_BACK`` reach the client.
 
 Each forwarded request gets exactly one ``outcome``, with its true end: answered, answered
 with an error, failed at the upstream (reason code first), or cancelled by the client.
@@ -52,8 +53,6 @@ from remit.gateway.upstream import (
 
 log = logging.getLogger(__name__)
 
-_BODY_HEADERS: Final = frozenset({b"content-type", b"content-length", b"content-encoding"})
-_KEPT_ON_FAILURE: Final = frozenset({b"allow", b"retry-after"})
 _ERROR_SAMPLE: Final = 64 * 1024  # bytes of an upstream error body read for the record
 _JSON: Final = (b"content-type", b"application/json")
 
@@ -86,8 +85,9 @@ class PendingCalls:
 
 
 def body_headers(response: UpstreamResponse, body: bytes, json: bool = True) -> list[Any]:
-    """The upstream's headers for a body the gateway wrote itself (its own length and type)."""
-    kept = [(k, v) for k, v in response.headers if k not in _BODY_HEADERS]
+    """The headers of a body the gateway wrote itself: the upstream's that may pass
+    (``PASSED_BACK``), then the gateway's own length and type."""
+    kept = response.client_headers()
     return [*kept, (b"content-length", str(len(body)).encode()), *([_JSON] if json else [])]
 
 
@@ -264,8 +264,7 @@ class Exchange:
             f"Upstream answered HTTP {status}",
             {"reason": HTTP_ERROR, "upstreamStatus": status},
         )
-        kept = [(k, v) for k, v in response.headers if k in _KEPT_ON_FAILURE]
-        await _reply(send, client_status, payload, kept)
+        await _reply(send, client_status, payload, response.client_headers())
 
 
 def no_response(id_: RequestId) -> dict[str, Any]:

@@ -31,7 +31,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CANCELLED: Final = "cancelled"
-_DROPPED: Final = frozenset({b"content-type", b"content-length", b"content-encoding"})
+# The gateway writes the stream, so it says how to carry it: never cached nor transformed,
+# never buffered by a reverse proxy (nginx), as the MCP transport asks of an SSE stream.
+_STREAM_HEADERS: Final = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -45,8 +51,8 @@ async def relay_sse(
 ) -> None:
     """Relay ``response`` (an event stream) to the client, event by event."""
     parser = SseParser(exchange.limits.max_response_bytes)
-    headers = [(k, v) for k, v in response.headers if k not in _DROPPED]
-    headers.append((b"content-type", b"text/event-stream"))
+    headers = [(k, v) for k, v in response.client_headers() if k != b"cache-control"]
+    headers += _STREAM_HEADERS
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     gone = asyncio.create_task(_disconnected(receive))
     gone.add_done_callback(lambda _: response.close())  # ends the upstream stream too

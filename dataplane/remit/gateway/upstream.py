@@ -2,10 +2,13 @@
 
 The proxy opens one aiohttp session for its lifetime (created in the ASGI lifespan) and sends
 every request through it, so calls reuse warm keep-alive connections. This module also owns
-which headers cross the boundary: hop-by-hop headers are dropped both ways, the caller's
-``Authorization`` and any client-sent ``X-Remit-*`` (in any spelling, ``X_Remit_Subject``
-too) never reach the upstream, ``Host`` is the upstream's own (so the SDK's DNS-rebinding
-check accepts it), and compression is not negotiated (the proxy must read JSON-RPC responses).
+which headers cross the boundary. Towards the upstream, hop-by-hop headers are dropped, the
+caller's ``Authorization`` and any client-sent ``X-Remit-*`` (in any spelling,
+``X_Remit_Subject`` too) never pass, ``Host`` is the upstream's own (so the SDK's
+DNS-rebinding check accepts it), and compression is not negotiated (the proxy must read
+JSON-RPC responses). Back to the client, only the response headers in ``PASSED_BACK`` pass,
+on every answer (``UpstreamResponse.client_headers``): cookies, redirects, server banners,
+hop-by-hop and any other header the upstream sets stay at the gateway.
 A response says which ``kind`` of body it has from its media type parsed per RFC 9110
 (``json``, ``sse``, or None: nothing the gateway can inspect), and is read within
 ``ResponseLimits`` (size, time). Failures become ``UpstreamError`` with the HTTP status the
@@ -65,9 +68,18 @@ _NOT_FORWARDED: Final = HOP_BY_HOP | {
     "x-forwarded-host",
     "x-forwarded-proto",
 }
-_NOT_RETURNED: Final = frozenset(
-    {name.encode() for name in HOP_BY_HOP | {"content-length", "date", "server"}}
+PASSED_BACK: Final = frozenset(
+    {b"mcp-session-id", b"mcp-protocol-version", b"cache-control", b"retry-after", b"allow"}
 )
+"""The upstream response headers a client may receive; every other one stays at the gateway.
+
+``Mcp-Session-Id`` (the session the gateway binds to the caller) and ``Mcp-Protocol-Version``
+are the MCP transport's; ``Cache-Control``, ``Retry-After`` (429, 503) and ``Allow`` (405)
+keep their HTTP meaning. The gateway writes ``Content-Type`` and ``Content-Length`` itself,
+and on an event stream its own ``Cache-Control`` and ``X-Accel-Buffering`` (``stream.py``).
+"""
+_LISTS: Final = frozenset({b"cache-control", b"allow"})  # comma lists: each line passes
+_SESSION: Final = b"mcp-session-id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,18 +112,6 @@ def request_headers(
     for name, value in extra.items():
         headers[name] = value
     return headers
-
-
-def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The upstream response headers to pass back to the client (ASGI form, lowercase)."""
-    headers = [(name.lower(), value) for name, value in raw]
-    connection = {
-        token.strip()
-        for name, value in headers
-        if name == b"connection"
-        for token in value.lower().split(b",")
-    }
-    return [(n, v) for n, v in headers if n not in _NOT_RETURNED and n not in connection]
 
 
 def body_kind(content_types: list[bytes], encodings: list[bytes]) -> BodyKind | None:
@@ -149,15 +149,30 @@ class UpstreamResponse:
     ) -> None:
         self._response = response
         self.status = response.status
-        self.headers = response_headers(response.raw_headers)
+        self.headers = [(name.lower(), value) for name, value in response.raw_headers]
         self.limits = limits
 
     def header(self, name: bytes) -> str | None:
-        """First value of a (lowercase) response header."""
+        """First value of a (lowercase) response header, as the upstream sent it."""
         for key, value in self.headers:
             if key == name:
                 return value.decode("latin-1")
         return None
+
+    def client_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers the client may see (``PASSED_BACK``), in ASGI form. A field with one
+        value passes its first only; ``Mcp-Session-Id`` passes only on a 2xx answer, so the
+        client holds exactly the session id the gateway bound to it (``proxy.py``)."""
+        seen: set[bytes] = set()
+        passed: list[tuple[bytes, bytes]] = []
+        for name, value in self.headers:
+            if name not in PASSED_BACK or (name in seen and name not in _LISTS):
+                continue
+            if name == _SESSION and not 200 <= self.status < 300:
+                continue
+            seen.add(name)
+            passed.append((name, value))
+        return passed
 
     @property
     def content_type(self) -> str:
