@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from remit.demo.issuer import Issuer
+from remit.policy.decision import UPSTREAM_REASONS
 from tests.dataplane.e2e_gateway.conftest import MODES, connect
 from tests.security.hostile_stack import (
     MAX_RESPONSE_BYTES,
@@ -331,6 +334,57 @@ def test_a_call_stream_ends_once_its_call_is_answered(hostile: Hostile) -> None:
     (message,) = messages(response)
     assert message["result"]["content"][0]["text"] == "endless_sse done"
     assert hostile.outcome_of("endless_sse")["outcome"] == "ok"
+
+
+# -- metrics: each relay failure counted by its reason code --------------------------------
+
+FAILURES = [
+    ("stall_json", "upstream_timeout"),
+    ("huge_json", "response_too_large"),
+    ("deep_sse", "response_too_deep"),
+    ("broken_json", "invalid_response"),
+    ("plain_text", "uninspectable_response"),
+    ("html_error", "upstream_http_error"),
+    ("session_gone", "upstream_http_error"),
+]
+
+
+def upstream_errors(hostile: Hostile) -> dict[tuple[str, str], float]:
+    """Every ``remit_upstream_errors_total`` series on the gateway's /metrics, by labels."""
+    series: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(hostile.gateway.metrics()):
+        for sample in family.samples:
+            if sample.name == "remit_upstream_errors_total":
+                series[(sample.labels["kind"], sample.labels["reason"])] = sample.value
+    return series
+
+
+def test_relay_failures_are_counted_by_their_reason_code(hostile: Hostile) -> None:
+    before = upstream_errors(hostile)
+    for tool, _ in FAILURES:
+        hostile.call_tool(tool)
+    after = upstream_errors(hostile)
+    expected = Counter(("transport", reason) for _, reason in FAILURES)
+    assert {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k)} == (
+        expected
+    )
+
+
+def test_the_failure_metrics_match_the_outcome_records(hostile: Hostile) -> None:
+    series = upstream_errors(hostile)
+    # bounded: one series per upstream reason code, and one for JSON-RPC errors
+    assert set(series) == {("transport", r.value) for r in UPSTREAM_REASONS} | {
+        ("jsonrpc", "jsonrpc_error")
+    }
+    failed = Counter(
+        r["error"].partition(":")[0]
+        for r in hostile.gateway.records()
+        if r["type"] == "outcome" and r["outcome"] == "upstream_error"
+    )
+    assert failed  # the hostile run failed in many ways
+    assert {reason: n for (kind, reason), n in series.items() if kind == "transport" and n} == (
+        failed
+    )
 
 
 # -- the books balance ---------------------------------------------------------------------

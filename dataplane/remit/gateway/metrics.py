@@ -9,6 +9,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from remit.audit.health import SinkHealth
+from remit.policy.decision import UPSTREAM_REASONS
+
+JSONRPC_ERROR = "jsonrpc_error"  # the reason label of an answer carrying a JSON-RPC error
 
 _SINK_STATES = ("ok", "stalled", "failing", "closed")
 
@@ -41,10 +44,15 @@ class Metrics:
         )
         self.upstream_errors = Counter(
             "remit_upstream_errors",
-            "Forwarded calls that failed at the transport or JSON-RPC level.",
-            ["kind"],
+            "Forwarded calls that failed at the transport level (kind=transport, by the "
+            "outcome's reason code) or were answered with a JSON-RPC error (kind=jsonrpc, "
+            "reason=jsonrpc_error).",
+            ["kind", "reason"],
             registry=self.registry,
         )
+        for reason in sorted(UPSTREAM_REASONS):  # a bounded set: each series exists from 0
+            self.upstream_errors.labels("transport", reason)
+        self.upstream_errors.labels("jsonrpc", JSONRPC_ERROR)
         self.authentication_failures = Counter(
             "remit_authentication_failures",
             "Requests rejected before any decision, by RFC 6750 error code.",

@@ -45,7 +45,7 @@ from remit.gateway.protocol import (
 )
 from remit.gateway.relay import Call, Exchange, PendingCalls
 from remit.gateway.replies import FORBIDDEN
-from remit.gateway.upstream import Upstream, UpstreamSettings, request_headers
+from remit.gateway.upstream import HTTP_ERROR, Upstream, UpstreamSettings, request_headers
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ class McpProxy:
             await exchange.refuse(exc, send)
             return
         for call in notices:  # the upstream answered the POST: that is all a notification gets
-            failed = None if 200 <= response.status < 300 else f"HTTP {response.status}"
+            failed = None if 200 <= response.status < 300 else _http_error(response.status)
             await exchange.ended(call, response.status, failed)
         issued = response.header(SESSION_HEADER.encode())
         if issued is not None and issued != session and 200 <= response.status < 300:
@@ -286,7 +286,7 @@ class McpProxy:
             await exchange.refuse(exc, send)
             return
         if stream is not None:
-            failed = None if response.status < 400 else f"HTTP {response.status}"
+            failed = None if response.status < 400 else _http_error(response.status)
             await exchange.ended(stream, response.status, failed)
 
 
@@ -311,6 +311,11 @@ async def _read_body(request: HttpRequest, receive: Receive, limit: int) -> byte
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _http_error(status: int) -> str:
+    """The outcome error of a notification or stream the upstream refused."""
+    return f"{HTTP_ERROR}: upstream answered HTTP {status}"
 
 
 def _err(deny: Deny) -> dict[str, Any]:

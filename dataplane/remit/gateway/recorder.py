@@ -15,9 +15,9 @@ from remit.audit import AuditChain, build_outcome, record_decision
 from remit.audit.records import DecisionRecord, OutcomeRecord
 from remit.errors import AuditError
 from remit.gateway.hooks import Outcome
-from remit.gateway.metrics import Metrics
+from remit.gateway.metrics import JSONRPC_ERROR, Metrics
 from remit.gateway.state import Policy
-from remit.policy.decision import Decision, Reason
+from remit.policy.decision import Decision, Reason, upstream_reason
 from remit.policy.request import Request
 
 
@@ -123,10 +123,11 @@ class Recorder:
             kind = outcome.kind  # e.g. cancelled: the client went away
         elif outcome.error is not None:
             kind = "upstream_error"
-            self.metrics.upstream_errors.labels("transport").inc()
+            reason = upstream_reason(outcome.error)
+            self.metrics.upstream_errors.labels("transport", reason).inc()
         elif outcome.response is not None and "error" in outcome.response:
             kind = "error"
-            self.metrics.upstream_errors.labels("jsonrpc").inc()
+            self.metrics.upstream_errors.labels("jsonrpc", JSONRPC_ERROR).inc()
         record = build_outcome(
             ticket.record,
             outcome=kind,

@@ -30,17 +30,18 @@ from remit.errors import MediaTypeError, UpstreamError
 from remit.gateway.bounds import DEFAULT_LIMITS, ResponseLimits
 from remit.gateway.fields import canonical, remit_field
 from remit.gateway.mediatype import EVENT_STREAM, JSON, parse_media_type
+from remit.policy.decision import Reason
 
 # Reason codes of upstream failures (the ``error`` of an outcome record starts with one).
-UNAVAILABLE: Final = "upstream_unavailable"
-TIMEOUT: Final = "upstream_timeout"
-BROKEN: Final = "upstream_broken"
-HTTP_ERROR: Final = "upstream_http_error"
-NO_RESPONSE: Final = "no_response"
-TOO_LARGE: Final = "response_too_large"
-TOO_DEEP: Final = "response_too_deep"
-INVALID: Final = "invalid_response"
-UNINSPECTABLE: Final = "uninspectable_response"
+UNAVAILABLE: Final = Reason.UPSTREAM_UNAVAILABLE
+TIMEOUT: Final = Reason.UPSTREAM_TIMEOUT
+BROKEN: Final = Reason.UPSTREAM_BROKEN
+HTTP_ERROR: Final = Reason.UPSTREAM_HTTP_ERROR
+NO_RESPONSE: Final = Reason.NO_RESPONSE
+TOO_LARGE: Final = Reason.RESPONSE_TOO_LARGE
+TOO_DEEP: Final = Reason.RESPONSE_TOO_DEEP
+INVALID: Final = Reason.INVALID_RESPONSE
+UNINSPECTABLE: Final = Reason.UNINSPECTABLE_RESPONSE
 
 BodyKind = Literal["json", "sse"]
 
@@ -294,5 +295,7 @@ class Upstream:
         except TimeoutError as exc:
             raise UpstreamError(504, "upstream did not answer in time", TIMEOUT) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamError(502, f"upstream unavailable: {type(exc).__name__}") from exc
+            raise UpstreamError(
+                502, f"upstream unavailable: {type(exc).__name__}", UNAVAILABLE
+            ) from exc
         return UpstreamResponse(response, limits or self.settings.limits)

@@ -14,12 +14,14 @@ Effect = Literal["allow", "deny"]
 
 
 class Reason(StrEnum):
-    """Every reason code a decision record can carry: the one vocabulary of why.
+    """Every reason code a decision or outcome record can carry: the one vocabulary of why.
 
     Allowed decisions all use ``allowed``; the grant field says when consent was used. The
     engine decides the first eight; the gateway adds the others around it (before the engine is
     asked, or after it allowed, or for what a client sent: duplicate headers, batches, event
-    ids). ``internal_error`` is the engine's catch-all for a bug.
+    ids). ``internal_error`` is the engine's catch-all for a bug. The last nine say why a
+    forwarded call failed at the upstream (``UPSTREAM_REASONS``): an outcome record's
+    ``error`` starts with one.
     """
 
     ALLOWED = "allowed"
@@ -40,6 +42,15 @@ class Reason(StrEnum):
     BATCH_TOO_LARGE = "batch_too_large"  # more messages in a batch than the gateway accepts
     BATCH_REJECTED = "batch_rejected"  # refused because of another message in its batch
     EVENT_ID_MISMATCH = "event_id_mismatch"  # a Last-Event-ID not issued to the caller
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"  # could not be reached
+    UPSTREAM_TIMEOUT = "upstream_timeout"  # no answer, or no complete body or event, in time
+    UPSTREAM_BROKEN = "upstream_broken"  # the answer broke off
+    UPSTREAM_HTTP_ERROR = "upstream_http_error"  # a non-2xx answer
+    NO_RESPONSE = "no_response"  # the answer held no response to the request
+    RESPONSE_TOO_LARGE = "response_too_large"  # past maxResponseBytes
+    RESPONSE_TOO_DEEP = "response_too_deep"  # past maxJsonDepth
+    INVALID_RESPONSE = "invalid_response"  # not JSON
+    UNINSPECTABLE_RESPONSE = "uninspectable_response"  # a body the gateway cannot read
 
 
 ENGINE_REASONS = frozenset(
@@ -56,6 +67,31 @@ ENGINE_REASONS = frozenset(
     }
 )
 """The reasons the policy engine itself gives (``remit policy test`` cases may expect these)."""
+
+UPSTREAM_REASONS = frozenset(
+    {
+        Reason.UPSTREAM_UNAVAILABLE,
+        Reason.UPSTREAM_TIMEOUT,
+        Reason.UPSTREAM_BROKEN,
+        Reason.UPSTREAM_HTTP_ERROR,
+        Reason.NO_RESPONSE,
+        Reason.RESPONSE_TOO_LARGE,
+        Reason.RESPONSE_TOO_DEEP,
+        Reason.INVALID_RESPONSE,
+        Reason.UNINSPECTABLE_RESPONSE,
+    }
+)
+"""Why a forwarded call failed at the upstream: outcome records and metrics, never decisions."""
+
+
+def upstream_reason(error: str) -> Reason:
+    """The upstream reason code an outcome's ``error`` starts with (``code: text``);
+    ``internal_error`` when it starts with none (a gateway bug, not an upstream failure)."""
+    code = error.partition(":")[0].strip()
+    for reason in UPSTREAM_REASONS:
+        if reason.value == code:
+            return reason
+    return Reason.INTERNAL_ERROR
 
 
 @dataclass(frozen=True, slots=True)
