@@ -19,7 +19,7 @@
     │   ├── InsufficientScopeError   the token is valid but lacks required scopes
     │   └── MissingCredentialsError  no bearer token at all (answered without an error code)
     ├── ProtocolError            an MCP message the gateway refuses before forwarding
-    ├── ClientGoneError          the client disconnected before its request was complete
+    ├── ClientGoneError          the client disconnected before its answer was complete
     ├── UpstreamError            the MCP server could not be reached or failed
     ├── MediaTypeError           a Content-Type that is not one RFC 9110 media type
     ├── JsonDepthError           JSON nested deeper than the gateway's limit
@@ -145,7 +145,8 @@ class ProtocolError(RemitError):
 
 
 class ClientGoneError(RemitError):
-    """The client disconnected before its request body was complete."""
+    """The client disconnected before its answer was complete (while its request body was
+    read, or while its call was at the upstream)."""
 
 
 class UpstreamError(RemitError):

@@ -8,7 +8,8 @@ media types, an escaped ``id`` key, CR-only or split line endings, an uninspecta
 The mode is chosen by the client in ``params._meta["test/mode"]`` (or an ``X-Test-Mode``
 header), which the gateway forwards verbatim. Each tool in ``TOOLS`` misbehaves in its own
 way when called (error pages with a secret, huge or deep results, stalls, endless streams,
-redirects, cookies and banners on a good answer). ``GET /__requests`` lists
+redirects, cookies and banners on a good answer, a slow tool that notes when its caller hangs
+up: ``"cancelled": true`` in its request's entry). ``GET /__requests`` lists
 every request that reached it (method, headers, JSON-RPC body), for the accounting check.
 ``--deep-tool`` adds a tool whose definition is nested 300 deep to every listing.
 """
@@ -83,6 +84,7 @@ TOOLS = [
     "flood_sse",
     "leaky_json",
     "leaky_sse",
+    "slow_json",
 ]
 
 
@@ -134,13 +136,13 @@ class Hostile:
             rpc = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
             rpc = None
-        self.requests.append(
-            {
-                "method": request.method,
-                "headers": {k.lower(): v for k, v in request.headers.items()},
-                "rpc": rpc,
-            }
-        )
+        seen = {
+            "method": request.method,
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "rpc": rpc,
+        }
+        request["seen"] = seen
+        self.requests.append(seen)
         return rpc
 
     async def listing(self, _: web.Request) -> web.Response:
@@ -289,6 +291,17 @@ class Hostile:
             return await flood(
                 request, "application/json" if name == "flood_json" else "text/event-stream"
             )
+        if name == "slow_json":  # a slow tool: not even headers for a minute, unless cancelled
+            try:
+                for _ in range(int(STALL_SECONDS * 10)):
+                    if request.transport is None or request.transport.is_closing():
+                        request["seen"]["cancelled"] = True  # the caller hung up: stop work
+                        break
+                    await asyncio.sleep(0.1)
+            except asyncio.CancelledError:
+                request["seen"]["cancelled"] = True
+                raise
+            return raw(answer, {"Content-Type": "application/json"})
         if name == "leaky_json":
             return raw(answer, [("Content-Type", "application/json"), *LEAKED.items(), *KEPT])
         if name == "leaky_sse":

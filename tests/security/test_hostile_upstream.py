@@ -10,6 +10,7 @@ with the accounting check over everything the hostile server received.
 from __future__ import annotations
 
 import hashlib
+import socket
 import subprocess
 import time
 from collections import Counter
@@ -43,7 +44,7 @@ from tests.security.hostile_upstream import (
     TOOLS,
     TRACEBACK,
 )
-from tests.support.stack import REMIT
+from tests.support.stack import HOST, REMIT
 
 INSPECTED_MODES = ["case_json", "case_sse", "escaped_id_sse", "cr_sse", "cr_split_sse"]
 UNINSPECTABLE_MODES = ["odd_type", "no_type", "two_types", "gzip", "json_seq"]
@@ -325,6 +326,53 @@ def test_a_client_that_leaves_mid_stream_is_recorded_as_cancelled(hostile: Hosti
             break
         time.sleep(0.1)
     assert [o["outcome"] for o in outcome] == ["cancelled"]
+
+
+def call_and_leave(hostile: Hostile, tool: str) -> tuple[str, float]:
+    """POST a call of ``tool`` on a raw socket and hang up once it reached the upstream;
+    the call's decision id and when the client left."""
+    before = len(hostile.decision_ids(tool))
+    params = {"name": tool, "arguments": {}, "_meta": {}}
+    body = orjson.dumps({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": params})
+    head = (
+        f"POST /mcp HTTP/1.1\r\nHost: {HOST}:{hostile.gateway.port}\r\n"
+        f"Authorization: Bearer {hostile.token}\r\nContent-Type: application/json\r\n"
+        "Accept: application/json, text/event-stream\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    with socket.create_connection((HOST, hostile.gateway.port)) as client:
+        client.sendall(head.encode() + body)
+        deadline = time.monotonic() + 10
+        while len(hostile.decision_ids(tool)) == before:  # not yet at the upstream
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    return hostile.decision_ids(tool)[-1], time.monotonic()
+
+
+def wait_for_outcome(hostile: Hostile, decision: str, within: float) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for record in hostile.gateway.records():
+            if record["type"] == "outcome" and record["decisionId"] == decision:
+                return record
+        time.sleep(0.05)
+    raise AssertionError(f"no outcome for {decision} in {within}s")
+
+
+@pytest.mark.parametrize("tool", ["slow_json", "stall_json"])
+def test_a_client_that_leaves_a_json_call_cancels_it(hostile: Hostile, tool: str) -> None:
+    # slow_json sends nothing for a minute (the gateway waits up to two for headers);
+    # stall_json sends its headers and part of its body, then stalls (read timeout: 2 s).
+    decision, left = call_and_leave(hostile, tool)
+    outcome = wait_for_outcome(hostile, decision, within=10)
+    assert outcome["outcome"] == "cancelled"  # not upstream_timeout: the client's end, at once
+    assert outcome["error"] == "client disconnected"
+    assert time.monotonic() - left < 10
+    if tool == "slow_json":  # the gateway hung up on the upstream too: its work was cancelled
+        deadline = time.monotonic() + 5
+        while not any(r.get("cancelled") for r in hostile.upstream.requests()):
+            assert time.monotonic() < deadline, "the upstream never saw the call cancelled"
+            time.sleep(0.05)
 
 
 def test_a_call_stream_ends_once_its_call_is_answered(hostile: Hostile) -> None:

@@ -46,6 +46,7 @@ from remit.gateway.protocol import (
 from remit.gateway.relay import Call, Exchange, PendingCalls
 from remit.gateway.replies import FORBIDDEN
 from remit.gateway.upstream import HTTP_ERROR, Upstream, UpstreamSettings, request_headers
+from remit.gateway.watch import CANCELLED, CLIENT_GONE, ClientWatch
 
 log = logging.getLogger(__name__)
 
@@ -256,11 +257,37 @@ class McpProxy:
         exchange = Exchange(
             self.hooks, identity, calls, self.pending, session=session, limits=limits
         )
+        watch = ClientWatch(receive)  # from here on, a client that leaves cancels the call
         try:
-            response = await self.upstream.send(request.method, headers, body, limits)
+            await self._relay(request, identity, session, exchange, notices, stream,
+                              headers, body, send, watch)  # fmt: skip
+        finally:
+            watch.close()
+
+    async def _relay(
+        self,
+        request: HttpRequest,
+        identity: Identity,
+        session: str | None,
+        exchange: Exchange,
+        notices: Sequence[Call],
+        stream: Call | None,
+        headers: Any,
+        body: bytes | None,
+        send: Send,
+        watch: ClientWatch,
+    ) -> None:
+        ends = [*notices, *([stream] if stream else [])]
+        try:
+            response = await watch.race(
+                self.upstream.send(request.method, headers, body, exchange.limits)
+            )
+        except ClientGoneError:
+            await _cancelled(exchange, ends)
+            return
         except UpstreamError as exc:
             log.warning("upstream failed for %s: %s", request.method, exc.detail)
-            for call in [*notices, *([stream] if stream else [])]:
+            for call in ends:
                 await exchange.ended(call, 0, exc.detail)
             await exchange.refuse(exc, send)
             return
@@ -275,7 +302,10 @@ class McpProxy:
             await self.hooks.end_session(identity, session)
         sender = _Sender(send)
         try:
-            await exchange.relay(response, sender, receive)
+            await exchange.relay(response, sender, watch)
+        except ClientGoneError:
+            await _cancelled(exchange, [stream] if stream else [], response.status)
+            return
         except UpstreamError as exc:
             log.warning("upstream answer refused for %s: %s", request.method, exc.detail)
             if stream is not None:
@@ -311,6 +341,13 @@ async def _read_body(request: HttpRequest, receive: Receive, limit: int) -> byte
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _cancelled(exchange: Exchange, ends: Sequence[Call], status: int = 0) -> None:
+    """The client left before its answer: each call still open ends ``cancelled``."""
+    for call in ends:
+        await exchange.ended(call, status, CLIENT_GONE, kind=CANCELLED)
+    await exchange.fail(CLIENT_GONE, kind=CANCELLED)
 
 
 def _http_error(status: int) -> str:

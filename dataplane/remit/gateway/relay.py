@@ -11,7 +11,8 @@ traceback) is mapped to the gateway's error too; only its size and sha256 are re
 every answer only the upstream headers in ``PASSED_BACK`` reach the client.
 
 Each forwarded request gets exactly one ``outcome``, with its true end: answered, answered
-with an error, failed at the upstream (reason code first), or cancelled by the client.
+with an error, failed at the upstream (reason code first), or cancelled by the client (who
+may leave at any time: ``watch.py``).
 Responses replayed later on a GET stream (``Last-Event-ID``) are matched through
 ``PendingCalls``; a response that matches no known request is dropped (fail closed).
 """
@@ -28,8 +29,8 @@ from typing import Any, Final
 
 import orjson
 
-from remit.errors import JsonDepthError, UpstreamError
-from remit.gateway.asgi import Receive, Send
+from remit.errors import ClientGoneError, JsonDepthError, UpstreamError
+from remit.gateway.asgi import Send
 from remit.gateway.bounds import DEFAULT_LIMITS, ResponseLimits, loads
 from remit.gateway.hooks import GatewayHooks, Identity, Outcome
 from remit.gateway.protocol import (
@@ -50,6 +51,7 @@ from remit.gateway.upstream import (
     UNINSPECTABLE,
     UpstreamResponse,
 )
+from remit.gateway.watch import ClientWatch
 
 log = logging.getLogger(__name__)
 
@@ -168,10 +170,12 @@ class Exchange:
         outcome = Outcome(self.status, self.clock() - self.started, error, response, kind)
         await self.hooks.outcome(self.identity, call.message, call.token, outcome)
 
-    async def ended(self, call: Call, status: int, error: str | None) -> None:
+    async def ended(
+        self, call: Call, status: int, error: str | None, kind: str | None = None
+    ) -> None:
         """Report the end of a decided message no response answers (a notification, a GET
         stream, a DELETE): ``status`` is the upstream's HTTP status (0 if none)."""
-        outcome = Outcome(status, self.clock() - self.started, error)
+        outcome = Outcome(status, self.clock() - self.started, error, kind=kind)
         await self.hooks.outcome(self.identity, call.message, call.token, outcome)
 
     async def fail(self, reason: str, kind: str | None = None) -> list[RequestId]:
@@ -191,24 +195,28 @@ class Exchange:
 
     # -- relaying -------------------------------------------------------------------------
 
-    async def relay(self, response: UpstreamResponse, send: Send, receive: Receive) -> None:
+    async def relay(self, response: UpstreamResponse, send: Send, watch: ClientWatch) -> None:
         """Send ``response`` to the client, inspected; ``UpstreamError`` before anything is
-        sent when it cannot be (the caller then ``refuse``s)."""
+        sent when it cannot be (the caller then ``refuse``s), ``ClientGoneError`` when the
+        client left while the body was awaited (the upstream connection is then dropped)."""
         self.status = response.status
         try:
             if not 200 <= response.status < 300:
-                await self._relay_failure(response, send)
+                await self._relay_failure(response, send, watch)
             elif response.kind == "sse":
-                await relay_sse(self, response, send, receive)
+                await relay_sse(self, response, send, watch)
             elif response.kind == "json":
-                await self._relay_json(response, send)
+                await self._relay_json(response, send, watch)
             else:
-                await self._relay_other(response, send)
+                await self._relay_other(response, send, watch)
+        except ClientGoneError:
+            response.abort()  # the upstream sees its connection close: the call is cancelled
+            raise
         finally:
             response.close()
 
-    async def _relay_json(self, response: UpstreamResponse, send: Send) -> None:
-        body = await response.read()
+    async def _relay_json(self, response: UpstreamResponse, send: Send, watch: ClientWatch) -> None:
+        body = await watch.race(response.read())
         if not body.strip():
             await self._relay_empty(response, send)
             return
@@ -236,19 +244,23 @@ class Exchange:
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
-    async def _relay_other(self, response: UpstreamResponse, send: Send) -> None:
-        if not await response.next_chunk(self.limits.read_timeout):
+    async def _relay_other(
+        self, response: UpstreamResponse, send: Send, watch: ClientWatch
+    ) -> None:
+        if not await watch.race(response.next_chunk(self.limits.read_timeout)):
             await self._relay_empty(response, send)
             return
         kind = response.content_type or "none"
         text = f"upstream sent a body the gateway cannot inspect (Content-Type: {kind[:80]})"
         raise UpstreamError(502, text, UNINSPECTABLE)
 
-    async def _relay_failure(self, response: UpstreamResponse, send: Send) -> None:
+    async def _relay_failure(
+        self, response: UpstreamResponse, send: Send, watch: ClientWatch
+    ) -> None:
         """A non-2xx answer: the gateway's own error; the body's size and digest recorded."""
         status = response.status
         try:
-            body, note = await response.read(_ERROR_SAMPLE), ""
+            body, note = await watch.race(response.read(_ERROR_SAMPLE)), ""
         except UpstreamError as exc:
             body, note = b"", f" (body not read: {exc.code})"
         digest = hashlib.sha256(body).hexdigest()

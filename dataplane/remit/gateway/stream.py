@@ -23,14 +23,15 @@ from remit.errors import SseEventTooLargeError, UpstreamError
 from remit.gateway.protocol import UPSTREAM_ERROR, error_object, error_response
 from remit.gateway.sse import SseEvent, SseParser, encode_event
 from remit.gateway.upstream import NO_RESPONSE, TOO_LARGE, UpstreamResponse
+from remit.gateway.watch import CANCELLED, CLIENT_GONE
 
 if TYPE_CHECKING:
-    from remit.gateway.asgi import Receive, Send
+    from remit.gateway.asgi import Send
     from remit.gateway.relay import Exchange
+    from remit.gateway.watch import ClientWatch
 
 log = logging.getLogger(__name__)
 
-CANCELLED: Final = "cancelled"
 # The gateway writes the stream, so it says how to carry it: never cached nor transformed,
 # never buffered by a reverse proxy (nginx), as the MCP transport asks of an SSE stream.
 _STREAM_HEADERS: Final = [
@@ -40,22 +41,15 @@ _STREAM_HEADERS: Final = [
 ]
 
 
-async def _disconnected(receive: Receive) -> None:
-    """Return when the client has gone (the request body was already read)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
 async def relay_sse(
-    exchange: Exchange, response: UpstreamResponse, send: Send, receive: Receive
+    exchange: Exchange, response: UpstreamResponse, send: Send, watch: ClientWatch
 ) -> None:
     """Relay ``response`` (an event stream) to the client, event by event."""
     parser = SseParser(exchange.limits.max_response_bytes)
     headers = [(k, v) for k, v in response.client_headers() if k != b"cache-control"]
     headers += _STREAM_HEADERS
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    gone = asyncio.create_task(_disconnected(receive))
-    gone.add_done_callback(lambda _: response.close())  # ends the upstream stream too
+    watch.on_gone(response.abort)  # ends the upstream stream too
     failure: UpstreamError | None = None
     try:
         await _pump(exchange, response, parser, send)
@@ -63,11 +57,8 @@ async def relay_sse(
         failure = exc
     except SseEventTooLargeError as exc:
         failure = UpstreamError(502, f"upstream sent {exc}", TOO_LARGE)
-    finally:
-        client_gone = gone.done() and not gone.cancelled()
-        gone.cancel()
-    if client_gone:
-        await exchange.fail("client disconnected", kind=CANCELLED)
+    if watch.gone:
+        await exchange.fail(CLIENT_GONE, kind=CANCELLED)
         return
     if failure is not None:
         log.warning("upstream SSE stream failed: %s", failure.detail)

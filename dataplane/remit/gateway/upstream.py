@@ -245,6 +245,10 @@ class UpstreamResponse:
         """Release the connection (back to the pool when the body was fully read)."""
         self._response.release()
 
+    def abort(self) -> None:
+        """Close the connection now, whatever is left unread (the upstream sees it close)."""
+        self._response.close()
+
 
 class Upstream:
     """The shared client for one upstream MCP endpoint. ``start`` before use, ``close`` after."""
