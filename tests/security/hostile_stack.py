@@ -3,7 +3,8 @@
 ``hostile_gateway`` starts the hostile server (``tests.security.hostile_upstream``) and a
 gateway whose MCPServer sets tight ``spec.gateway.limits`` so the limits are reached quickly;
 ``Hostile`` wraps both with the helpers the tests share: posting raw JSON-RPC, finding the
-decision and outcome records of a call, and the accounting check.
+decision and outcome records of a call, and the accounting check (``tests.support.accounting``,
+the one checker: the hostile server records the log's size as each request arrives).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import httpx
 
 from remit.demo.issuer import Issuer
 from remit.gateway.runner import free_port
-from tests.support import stack
+from tests.support import accounting, stack
 from tests.support.mcp_wire import MODERN
+from tests.support.stack import REMIT
 
 MAX_RESPONSE_BYTES = 65536
 READ_TIMEOUT = 2
@@ -90,6 +92,12 @@ class Hostile:
         body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": params}
         return self.post(body, "tools/list")
 
+    def check_accounting(self) -> accounting.Accounting:
+        """The accounting check over everything the hostile server received so far
+        (``AccountingError`` listing every breach)."""
+        assert self.gateway.audit_file is not None
+        return accounting.check(self.upstream.requests(), self.gateway.audit_file, remit=REMIT)
+
     def decision_ids(self, tool: str) -> list[str]:
         """Decision ids the gateway sent upstream with calls of ``tool``, oldest first."""
         return [
@@ -117,9 +125,15 @@ def _meta() -> dict[str, Any]:
 
 
 @contextmanager
-def hostile_upstream(log_dir: Path, *options: str) -> Iterator[stack.Upstream]:
+def hostile_upstream(
+    log_dir: Path, *options: str, audit_file: Path | None = None
+) -> Iterator[stack.Upstream]:
+    """The hostile server; with ``audit_file`` (the log of the one gateway in front of it)
+    each request records the log's size when it arrived."""
     port = free_port()
     argv = [sys.executable, "-m", "tests.security.hostile_upstream", "--port", str(port), *options]
+    if audit_file is not None:
+        argv += ["--audit-file", str(audit_file)]
     process = stack.Process.start(f"hostile-{port}", argv, log_dir, stdout=subprocess.DEVNULL)
     try:
         process.wait_for_port(port)
@@ -134,7 +148,8 @@ def hostile_gateway(
 ) -> Iterator[Hostile]:
     """The hostile server (started with ``options``) behind a gateway with tight limits;
     records in ``<name>.jsonl``."""
-    with hostile_upstream(log_dir, *options) as upstream:
+    audit_file = log_dir / f"{name}.jsonl"
+    with hostile_upstream(log_dir, *options, audit_file=audit_file) as upstream:
         ports = stack.reserve_gateway_ports()
         audience = stack.audience_for(ports[0])
         policy = stack.write_policy_dir(
@@ -148,34 +163,9 @@ def hostile_gateway(
             ports=ports,
             policy_dir=policy,
             server="hostile",
-            audit_file=log_dir / f"{name}.jsonl",
+            audit_file=audit_file,
         ) as gateway:
             token = issuer.mint(
                 AGENT + "-user", agent=AGENT, audience=audience, scopes=["mcp:tools"]
             )
             yield Hostile(gateway, upstream, token)
-
-
-def accounting_errors(hostile: Hostile) -> list[str]:
-    """What breaks the accounting rule: every request that reached the upstream for a client
-    has exactly one allow record before it and one outcome after it, and nothing denied
-    reached it. Empty when the books balance."""
-    records = hostile.gateway.records()
-    position = {r["id"]: i for i, r in enumerate(records)}
-    errors: list[str] = []
-    for request in hostile.upstream.forwarded():
-        decision = request["headers"].get("x-remit-decision")
-        if request["method"] != "POST" or not isinstance(request["rpc"], dict):
-            continue
-        if "id" not in request["rpc"]:
-            continue  # a notification: decided by admit_message, no decision record
-        allows = [r for r in records if r["type"] == "decision" and r["id"] == decision]
-        outcomes = [r for r in records if r["type"] == "outcome" and r["decisionId"] == decision]
-        what = f"{request['rpc'].get('method')} {decision}"
-        if len(allows) != 1 or allows[0]["decision"] != "allow":
-            errors.append(f"{what}: {len(allows)} allow records")
-        elif len(outcomes) != 1:
-            errors.append(f"{what}: {len(outcomes)} outcome records")
-        elif position[outcomes[0]["id"]] < position[allows[0]["id"]]:
-            errors.append(f"{what}: outcome before decision")
-    return errors

@@ -9,8 +9,10 @@ The mode is chosen by the client in ``params._meta["test/mode"]`` (or an ``X-Tes
 header), which the gateway forwards verbatim. Each tool in ``TOOLS`` misbehaves in its own
 way when called (error pages with a secret, huge or deep results, stalls, endless streams,
 redirects, cookies and banners on a good answer, a slow tool that notes when its caller hangs
-up: ``"cancelled": true`` in its request's entry). ``GET /__requests`` lists
-every request that reached it (method, headers, JSON-RPC body), for the accounting check.
+up: ``"cancelled": true`` in its request's entry). ``GET /__requests`` lists every request
+that reached it (method, headers, JSON-RPC body and, with ``--audit-file LOG``,
+``auditBytes``: the size of the gateway's decision log when it arrived), for the accounting
+check (``tests.support.accounting``).
 ``--deep-tool`` adds a tool whose definition is nested 300 deep to every listing.
 """
 
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import gzip
 import json
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -126,9 +129,10 @@ def sse(data: bytes, newline: bytes = b"\n") -> bytes:
 class Hostile:
     """The server's state: every request seen."""
 
-    def __init__(self, deep_tool: bool = False) -> None:
+    def __init__(self, deep_tool: bool = False, audit_file: Path | None = None) -> None:
         self.requests: list[dict[str, Any]] = []
         self.deep_tool = deep_tool
+        self.audit_file = audit_file
 
     async def record(self, request: web.Request) -> Any:
         raw = await request.read()
@@ -141,6 +145,8 @@ class Hostile:
             "headers": {k.lower(): v for k, v in request.headers.items()},
             "rpc": rpc,
         }
+        if self.audit_file is not None:  # the gateway's log as the request arrived
+            seen["auditBytes"] = self.audit_file.stat().st_size if self.audit_file.exists() else 0
         request["seen"] = seen
         self.requests.append(seen)
         return rpc
@@ -365,8 +371,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--deep-tool", action="store_true", help="list a tool nested 300 deep")
+    parser.add_argument("--audit-file", type=Path, default=None, help="the gateway's log")
     args = parser.parse_args(argv)
-    hostile = Hostile(args.deep_tool)
+    hostile = Hostile(args.deep_tool, args.audit_file)
     app = web.Application()
     app.router.add_get("/__requests", hostile.listing)
     app.router.add_route("*", "/mcp", hostile.mcp)

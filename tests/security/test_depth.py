@@ -16,7 +16,7 @@ from remit.errors import ProtocolError
 from remit.gateway.bounds import DEFAULT_MAX_JSON_DEPTH
 from remit.gateway.protocol import parse_body
 from remit.gateway.upstream import UpstreamSettings
-from tests.security.hostile_stack import MAX_DEPTH, Hostile, accounting_errors, hostile_gateway
+from tests.security.hostile_stack import MAX_DEPTH, Hostile, hostile_gateway
 
 
 def deep_bytes(levels: int) -> bytes:
@@ -138,9 +138,10 @@ def test_a_deep_tool_definition_cannot_break_tool_discovery(deep_tools: Hostile)
 def test_the_books_balance_after_deep_requests(
     hostile: Hostile, shallow: Hostile, deep_tools: Hostile
 ) -> None:
-    assert accounting_errors(hostile) == []
-    assert accounting_errors(shallow) == []
-    assert accounting_errors(deep_tools) == []
+    for running in (hostile, shallow, deep_tools):
+        counted = running.check_accounting()
+        assert counted.forwarded > 0
+        assert counted.allows > 0
 
 
 def test_parse_body_counts_the_message_itself() -> None:
