@@ -21,11 +21,12 @@ from typing import Any
 
 import orjson
 
-from remit.errors import ClientGoneError, ProtocolError, UpstreamError
+from remit.errors import ClientGoneError, ProtocolError
 from remit.gateway.admission import admit, resumable
 from remit.gateway.asgi import Receive, Scope, Send, reply, serve_lifespan
 from remit.gateway.bounds import ResponseLimits
 from remit.gateway.fields import check_header_fields
+from remit.gateway.forward import Sender, forward
 from remit.gateway.hooks import Deny, GatewayHooks, HttpRequest, Identity, Rejection
 from remit.gateway.protocol import (
     DEFAULT_MAX_BATCH,
@@ -45,8 +46,8 @@ from remit.gateway.protocol import (
 )
 from remit.gateway.relay import Call, Exchange, PendingCalls
 from remit.gateway.replies import FORBIDDEN
-from remit.gateway.upstream import HTTP_ERROR, Upstream, UpstreamSettings, request_headers
-from remit.gateway.watch import CANCELLED, CLIENT_GONE, ClientWatch
+from remit.gateway.upstream import Upstream, UpstreamSettings, request_headers
+from remit.gateway.watch import ClientWatch
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +60,6 @@ class ProxySettings:
     path: str = "/mcp"
     max_body_bytes: int = 4 * 1024 * 1024
     max_batch: int = DEFAULT_MAX_BATCH
-
-
-class _Sender:
-    """Wraps ``send`` to know whether a response has started (then no error can be sent)."""
-
-    __slots__ = ("send", "started")
-
-    def __init__(self, send: Send) -> None:
-        self.send = send
-        self.started = False
-
-    async def __call__(self, message: dict[str, Any]) -> None:
-        self.started = True
-        await self.send(message)
 
 
 class McpProxy:
@@ -95,7 +82,7 @@ class McpProxy:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
         if scope["type"] == "http":
-            sender = _Sender(send)
+            sender = Sender(send)
             try:
                 await self._http(scope, receive, sender)
             except ClientGoneError:
@@ -259,65 +246,10 @@ class McpProxy:
         )
         watch = ClientWatch(receive)  # from here on, a client that leaves cancels the call
         try:
-            await self._relay(request, identity, session, exchange, notices, stream,
-                              headers, body, send, watch)  # fmt: skip
+            await forward(self.upstream, self.hooks, request, identity, session, exchange,
+                          notices, stream, headers, body, send, watch)  # fmt: skip
         finally:
             watch.close()
-
-    async def _relay(
-        self,
-        request: HttpRequest,
-        identity: Identity,
-        session: str | None,
-        exchange: Exchange,
-        notices: Sequence[Call],
-        stream: Call | None,
-        headers: Any,
-        body: bytes | None,
-        send: Send,
-        watch: ClientWatch,
-    ) -> None:
-        ends = [*notices, *([stream] if stream else [])]
-        try:
-            response = await watch.race(
-                self.upstream.send(request.method, headers, body, exchange.limits)
-            )
-        except ClientGoneError:
-            await _cancelled(exchange, ends)
-            return
-        except UpstreamError as exc:
-            log.warning("upstream failed for %s: %s", request.method, exc.detail)
-            for call in ends:
-                await exchange.ended(call, 0, exc.detail)
-            await exchange.refuse(exc, send)
-            return
-        for call in notices:  # the upstream answered the POST: that is all a notification gets
-            failed = None if 200 <= response.status < 300 else _http_error(response.status)
-            await exchange.ended(call, response.status, failed)
-        issued = response.header(SESSION_HEADER.encode())
-        if issued is not None and issued != session and 200 <= response.status < 300:
-            await self.hooks.bind_session(identity, issued)
-        if request.method == "DELETE" and session is not None and 200 <= response.status < 300:
-            # Forget the session before the client hears it ended: no window where it lingers.
-            await self.hooks.end_session(identity, session)
-        sender = _Sender(send)
-        try:
-            await exchange.relay(response, sender, watch)
-        except ClientGoneError:
-            await _cancelled(exchange, [stream] if stream else [], response.status)
-            return
-        except UpstreamError as exc:
-            log.warning("upstream answer refused for %s: %s", request.method, exc.detail)
-            if stream is not None:
-                await exchange.ended(stream, response.status, exc.detail)
-            if sender.started:
-                await exchange.fail(exc.detail)
-                return
-            await exchange.refuse(exc, send)
-            return
-        if stream is not None:
-            failed = None if response.status < 400 else _http_error(response.status)
-            await exchange.ended(stream, response.status, failed)
 
 
 async def _read_body(request: HttpRequest, receive: Receive, limit: int) -> bytes:
@@ -341,18 +273,6 @@ async def _read_body(request: HttpRequest, receive: Receive, limit: int) -> byte
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-async def _cancelled(exchange: Exchange, ends: Sequence[Call], status: int = 0) -> None:
-    """The client left before its answer: each call still open ends ``cancelled``."""
-    for call in ends:
-        await exchange.ended(call, status, CLIENT_GONE, kind=CANCELLED)
-    await exchange.fail(CLIENT_GONE, kind=CANCELLED)
-
-
-def _http_error(status: int) -> str:
-    """The outcome error of a notification or stream the upstream refused."""
-    return f"{HTTP_ERROR}: upstream answered HTTP {status}"
 
 
 def _err(deny: Deny) -> dict[str, Any]:

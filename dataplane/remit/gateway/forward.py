@@ -1,0 +1,109 @@
+"""Forwarding one decided HTTP request upstream and relaying its answer, every end recorded.
+
+The proxy (``proxy.py``) decides; this module sends and reports how each decided message
+ended: an upstream that cannot be reached, a notification the upstream accepted or refused,
+a session it issued (bound to the caller) or ended, an answer relayed (``relay.py``) or
+refused, and a client that left before its answer (``watch.py``): then each open call ends
+``cancelled`` and the upstream connection is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from remit.errors import ClientGoneError, UpstreamError
+from remit.gateway.asgi import Send
+from remit.gateway.hooks import GatewayHooks, HttpRequest, Identity
+from remit.gateway.protocol import SESSION_HEADER
+from remit.gateway.relay import Call, Exchange
+from remit.gateway.upstream import HTTP_ERROR, Upstream
+from remit.gateway.watch import CANCELLED, CLIENT_GONE, ClientWatch
+
+log = logging.getLogger(__name__)
+
+
+class Sender:
+    """Wraps ``send`` to know whether a response has started (then no error can be sent)."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        self.started = True
+        await self.send(message)
+
+
+async def forward(
+    upstream: Upstream,
+    hooks: GatewayHooks,
+    request: HttpRequest,
+    identity: Identity,
+    session: str | None,
+    exchange: Exchange,
+    notices: Sequence[Call],
+    stream: Call | None,
+    headers: Any,
+    body: bytes | None,
+    send: Send,
+    watch: ClientWatch,
+) -> None:
+    """Send the decided request upstream and relay its answer. ``exchange.calls`` are
+    answered by responses; ``notices`` (decided notifications) end when the upstream accepts
+    the POST; ``stream`` (a GET or DELETE) ends with its response; a client that leaves
+    (``watch``) ends every open one ``cancelled``."""
+    ends = [*notices, *([stream] if stream else [])]
+    try:
+        response = await watch.race(upstream.send(request.method, headers, body, exchange.limits))
+    except ClientGoneError:
+        await _cancelled(exchange, ends)
+        return
+    except UpstreamError as exc:
+        log.warning("upstream failed for %s: %s", request.method, exc.detail)
+        for call in ends:
+            await exchange.ended(call, 0, exc.detail)
+        await exchange.refuse(exc, send)
+        return
+    for call in notices:  # the upstream answered the POST: that is all a notification gets
+        failed = None if 200 <= response.status < 300 else _http_error(response.status)
+        await exchange.ended(call, response.status, failed)
+    issued = response.header(SESSION_HEADER.encode())
+    if issued is not None and issued != session and 200 <= response.status < 300:
+        await hooks.bind_session(identity, issued)
+    if request.method == "DELETE" and session is not None and 200 <= response.status < 300:
+        # Forget the session before the client hears it ended: no window where it lingers.
+        await hooks.end_session(identity, session)
+    sender = Sender(send)
+    try:
+        await exchange.relay(response, sender, watch)
+    except ClientGoneError:
+        await _cancelled(exchange, [stream] if stream else [], response.status)
+        return
+    except UpstreamError as exc:
+        log.warning("upstream answer refused for %s: %s", request.method, exc.detail)
+        if stream is not None:
+            await exchange.ended(stream, response.status, exc.detail)
+        if sender.started:
+            await exchange.fail(exc.detail)
+            return
+        await exchange.refuse(exc, send)
+        return
+    if stream is not None:
+        failed = None if response.status < 400 else _http_error(response.status)
+        await exchange.ended(stream, response.status, failed)
+
+
+async def _cancelled(exchange: Exchange, ends: Sequence[Call], status: int = 0) -> None:
+    """The client left before its answer: each call still open ends ``cancelled``."""
+    for call in ends:
+        await exchange.ended(call, status, CLIENT_GONE, kind=CANCELLED)
+    await exchange.fail(CLIENT_GONE, kind=CANCELLED)
+
+
+def _http_error(status: int) -> str:
+    """The outcome error of a notification or stream the upstream refused."""
+    return f"{HTTP_ERROR}: upstream answered HTTP {status}"
