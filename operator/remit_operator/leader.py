@@ -43,7 +43,7 @@ def _parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value)  # Python 3.11 reads the Z suffix itself
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else None
