@@ -177,6 +177,19 @@ class JsonDepthError(RemitError):
         super().__init__(f"JSON nested deeper than {limit} levels")
 
 
+class JsonKeyCollisionError(RemitError):
+    """A JSON object with two keys that differ only in case (``name`` and ``Name``).
+
+    Decoders disagree on such objects (Go's ``encoding/json`` matches keys case-insensitively
+    and keeps the last), so the gateway could decide on one reading while the peer acts on
+    another: refused in both directions.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"JSON object has keys that differ only in case ({key!r})")
+
+
 class SseEventTooLargeError(RemitError):
     """An SSE event grew past the limit before it was complete."""
 

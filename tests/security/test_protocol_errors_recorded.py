@@ -70,6 +70,29 @@ CASES: dict[str, tuple[Callable[[GatewayProcess, str], httpx.Response], int, str
         400,
         "Header mismatch: mcp-name header does not match",
     ),
+    # A decoder that folds case (Go's encoding/json) would run delete_file: the gateway must
+    # not decide on "name" while the upstream acts on "Name" (adversarial review).
+    "keys-differing-in-case": (
+        lambda g, t: _post(
+            g,
+            t,
+            b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": '
+            b'"read_file", "Name": "delete_file", "arguments": {"path": "/data/a.txt"}}}',
+        ),
+        400,
+        "keys that differ only in case ('Name')",
+    ),
+    "method-differing-in-case": (
+        lambda g, t: _post(
+            g,
+            t,
+            b'{"jsonrpc": "2.0", "id": 1, "method": "tools/list", "METHOD": "tools/call", '
+            b'"params": {"name": "delete_file"}}',
+            **{"mcp-method": "tools/list"},
+        ),
+        400,
+        "keys that differ only in case ('METHOD')",
+    ),
 }
 
 

@@ -7,6 +7,7 @@ read from the bundle in force for each request; these defaults apply without one
 - ``max_response_bytes``: largest upstream JSON body, and largest single SSE event.
 - ``read_timeout``: seconds the upstream may take to finish a JSON body, or between two
   complete events of a POST's SSE stream (an event once begun on a GET stream, too).
+- No object may hold two keys that differ only in case: decoders disagree on which one counts.
 - ``max_json_depth``: deepest nesting of arrays and objects in any JSON-RPC message, in or
   out, counting the message object itself. It stays well under the 254 levels ``orjson`` can
   serialise and under Python's recursion limit, so nothing downstream can fail on depth.
@@ -20,7 +21,7 @@ from typing import Any, Final
 
 import orjson
 
-from remit.errors import JsonDepthError
+from remit.errors import JsonDepthError, JsonKeyCollisionError
 from remit.policy.bundle import ServerSettings
 
 DEFAULT_MAX_RESPONSE_BYTES: Final = 8 * 1024 * 1024
@@ -73,6 +74,27 @@ def too_deep(value: Any, limit: int) -> bool:
     return False
 
 
+def colliding_key(value: Any) -> str | None:
+    """A key of some object in ``value`` that another key of that object equals when case is
+    folded (``str.casefold``, which also folds the Kelvin sign and the long s as Go does), or
+    None. Iterative, like ``too_deep``; ``loads`` bounds depth first."""
+    stack: list[Any] = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if len(node) > 1:
+                folded: set[str] = set()
+                for key in node:
+                    fold = key.casefold()
+                    if fold in folded:
+                        return str(key)
+                    folded.add(fold)
+            stack.extend(child for child in node.values() if isinstance(child, dict | list))
+        elif isinstance(node, list):
+            stack.extend(child for child in node if isinstance(child, dict | list))
+    return None
+
+
 def might_be_too_deep(data: bytes | str, limit: int) -> bool:
     """A cheap test first: JSON with no more than ``limit`` brackets cannot nest deeper."""
     if isinstance(data, str):
@@ -81,7 +103,8 @@ def might_be_too_deep(data: bytes | str, limit: int) -> bool:
 
 
 def loads(data: bytes | str, limit: int) -> Any:
-    """Decode JSON no deeper than ``limit``: ``orjson.JSONDecodeError`` or ``JsonDepthError``."""
+    """Decode JSON no deeper than ``limit`` and with no object whose keys differ only in case:
+    ``orjson.JSONDecodeError``, ``JsonDepthError`` or ``JsonKeyCollisionError``."""
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -90,4 +113,7 @@ def loads(data: bytes | str, limit: int) -> Any:
         raise
     if might_be_too_deep(data, limit) and too_deep(value, limit):
         raise JsonDepthError(limit)
+    key = colliding_key(value)
+    if key is not None:
+        raise JsonKeyCollisionError(key)
     return value

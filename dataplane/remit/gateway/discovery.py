@@ -21,7 +21,12 @@ from typing import Any
 import orjson
 from multidict import CIMultiDict
 
-from remit.errors import JsonDepthError, SseEventTooLargeError, UpstreamError
+from remit.errors import (
+    JsonDepthError,
+    JsonKeyCollisionError,
+    SseEventTooLargeError,
+    UpstreamError,
+)
 from remit.gateway.bounds import loads
 from remit.gateway.sse import SseParser
 from remit.gateway.upstream import Upstream, UpstreamResponse
@@ -112,7 +117,13 @@ async def fetch_tools(upstream: Upstream) -> list[dict[str, Any]]:
             cursor = result.get("nextCursor")
             if not isinstance(cursor, str) or not cursor:
                 break
-    except (UpstreamError, orjson.JSONDecodeError, JsonDepthError, SseEventTooLargeError) as exc:
+    except (
+        UpstreamError,
+        orjson.JSONDecodeError,
+        JsonDepthError,
+        JsonKeyCollisionError,
+        SseEventTooLargeError,
+    ) as exc:
         log.warning("tool discovery failed: %s", exc)
     finally:
         if session:

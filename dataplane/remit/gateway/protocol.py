@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import orjson
 
-from remit.errors import JsonDepthError, ProtocolError
+from remit.errors import JsonDepthError, JsonKeyCollisionError, ProtocolError
 from remit.gateway.bounds import DEFAULT_MAX_JSON_DEPTH, loads
 from remit.policy.decision import Reason
 
@@ -142,6 +142,8 @@ def parse_body(
         raise ProtocolError(
             INVALID_REQUEST, f"Invalid Request: {exc} (the gateway's limit)", status=400
         ) from exc
+    except JsonKeyCollisionError as exc:
+        raise ProtocolError(INVALID_REQUEST, f"Invalid Request: {exc}", status=400) from exc
     if not isinstance(value, list):
         return Body((classify(value),), batch=False)
     if not value:

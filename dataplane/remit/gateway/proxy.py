@@ -36,6 +36,7 @@ from remit.gateway.protocol import (
     SESSION_HEADER,
     SESSION_NOT_FOUND,
     VERSION_HEADER,
+    Body,
     Message,
     RequestId,
     check_routing_headers,
@@ -170,7 +171,7 @@ class McpProxy:
             calls=admission.calls,
             notices=admission.notices,
             headers=headers,
-            body=body,
+            body=_encoded(parsed),
             receive=receive,
             send=send,
         )
@@ -290,3 +291,12 @@ def _err(deny: Deny) -> dict[str, Any]:
         "message": message,
         "data": error.get("data"),
     }
+
+
+def _encoded(parsed: Body) -> bytes:
+    """The body the upstream receives: the messages as the gateway parsed and decided them,
+    encoded again, never the client's bytes (a literal duplicate key, or any other spelling a
+    different decoder reads differently, cannot reach the upstream)."""
+    if parsed.batch:
+        return orjson.dumps([message.raw for message in parsed.messages])
+    return orjson.dumps(parsed.messages[0].raw)

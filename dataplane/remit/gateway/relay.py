@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import orjson
 
-from remit.errors import ClientGoneError, JsonDepthError, UpstreamError
+from remit.errors import ClientGoneError, JsonDepthError, JsonKeyCollisionError, UpstreamError
 from remit.gateway.asgi import Send
 from remit.gateway.bounds import DEFAULT_LIMITS, ResponseLimits, loads
 from remit.gateway.hooks import GatewayHooks, Identity, Outcome
@@ -131,6 +131,8 @@ class Exchange:
             raise UpstreamError(502, "upstream sent invalid JSON", INVALID) from exc
         except JsonDepthError as exc:
             raise UpstreamError(502, f"upstream sent {exc}", TOO_DEEP) from exc
+        except JsonKeyCollisionError as exc:
+            raise UpstreamError(502, f"upstream sent a {exc}", INVALID) from exc
 
     async def message(self, value: Any) -> Any | None:
         """The decoded server message(s) as the client may see them; None drops them."""
@@ -147,8 +149,8 @@ class Exchange:
         if kind != "response":  # a server notification or request: the caller may not see all
             return await self.hooks.server_message(self.identity, value)
         id_ = value["id"]
-        if id_ is None:
-            return value  # an error about the whole request (e.g. a rejected batch): no data
+        if id_ is None:  # an error about the whole request (e.g. a rejected batch)
+            return _own_error(value)
         local = self.calls.pop(id_, None)
         replayed = self.pending.pop(self.session, id_) if self.session is not None else None
         call = local or replayed
@@ -283,6 +285,17 @@ def no_response(id_: RequestId) -> dict[str, Any]:
     """The gateway's JSON-RPC error for a request the upstream did not answer."""
     text = "Upstream answered without a response to this request"
     return error_response(id_, error_object(UPSTREAM_ERROR, text, {"reason": NO_RESPONSE}))
+
+
+def _own_error(value: dict[str, Any]) -> dict[str, Any]:
+    """The gateway's error in place of an upstream error that names no request: a standard
+    code is kept, the upstream's message and data never pass (they may hold internals)."""
+    error = value.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    kept = code if isinstance(code, int) and -32768 <= code <= -32000 else UPSTREAM_ERROR
+    return error_response(
+        None, error_object(kept, "Upstream reported an error", {"reason": HTTP_ERROR})
+    )
 
 
 def _upstream_code(body: bytes) -> int:
