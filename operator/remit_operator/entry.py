@@ -85,6 +85,7 @@ def configure(kopf_settings: kopf.OperatorSettings, settings: Settings, scratch:
         kopf_settings.peering.name = settings.peering
         kopf_settings.peering.mandatory = True
         kopf_settings.peering.priority = peering_priority()
+        kopf_settings.peering.lifetime = settings.peering_lifetime
     kopf_settings.persistence.finalizer = FINALIZER
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="remit.dev")
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="remit.dev")

@@ -213,7 +213,17 @@ class Settings:
         env="PEERING",
         doc=(
             "kopf peering name: with more than one replica, only the leader acts. Unset: "
-            "standalone. Needs kopf's peering CRDs."
+            "standalone. Needs kopf's peering CRD (the chart ships it)."
+        ),
+    )
+    peering_lifetime: int = setting(
+        60,
+        env="PEERING_LIFETIME",
+        doc=(
+            "Seconds a replica's peering heartbeat stays valid (kopf's peering lifetime); it is "
+            "renewed 5 to 10 s before it runs out. A replica that dies without a word (SIGKILL, "
+            "a lost node) is presumed dead this long after its last heartbeat, so a standby "
+            "takes over within this time plus a few seconds. At least 10."
         ),
     )
     log_level: str = setting(
@@ -284,6 +294,8 @@ class Settings:
             raise SettingsError("REMIT_PUSH_RETRIES and REMIT_PUSH_BACKOFF_SECONDS must be >= 0")
         if self.push_concurrency < 1:
             raise SettingsError("REMIT_PUSH_CONCURRENCY must be >= 1")
+        if self.peering_lifetime < 10:
+            raise SettingsError("REMIT_PEERING_LIFETIME must be >= 10 (seconds)")
         if self.push_concurrency_total < self.push_concurrency:
             raise SettingsError("REMIT_PUSH_CONCURRENCY_TOTAL must be >= REMIT_PUSH_CONCURRENCY")
         if self.push_deadline_seconds <= 0:

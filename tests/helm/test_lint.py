@@ -34,6 +34,7 @@ def test_lint_passes(name: str) -> None:
         ({"image": {"digest": "latest"}}, "digest"),
         ({"webhook": {"timeoutSeconds": 31}}, "timeoutSeconds"),
         ({"signingKey": {"existingSecret": "Bad_Name"}}, "existingSecret"),
+        ({"peering": {"lifetime": 5}}, "lifetime"),
     ],
 )
 def test_schema_rejects_bad_values(values: dict[str, Any], complaint: str) -> None:

@@ -17,6 +17,7 @@ from tests.helm.values import (
     CERT_MANAGER_ISSUER,
     CHART_TLS,
     HA,
+    HA_OWN_CRDS,
     MONITORED,
     NO_CRDS,
     OPERATOR_KEY,
@@ -208,6 +209,22 @@ def test_more_than_one_replica_turns_peering_on() -> None:
     hook = find(objects, "ClusterKopfPeering", "remit")
     assert "post-install" in hook["metadata"]["annotations"]["helm.sh/hook"]
     assert find(objects, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    crd = find(objects, "CustomResourceDefinition", "clusterkopfpeerings.kopf.dev")
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert crd["metadata"]["labels"]["app.kubernetes.io/part-of"] == "remit"
+    assert env["REMIT_PEERING_LIFETIME"] == "60"
+
+
+def test_the_peering_crd_follows_the_crd_values_and_the_lifetime_is_set() -> None:
+    objects = manifests(HA_OWN_CRDS)
+    env = _env(objects)
+    assert env["REMIT_PEERING"] == "remit"
+    assert env["REMIT_PEERING_LIFETIME"] == "15"
+    assert "CustomResourceDefinition" not in kinds(objects)  # crds.enabled: false
+    find(objects, "ClusterKopfPeering", "remit")  # the object is the release's all the same
+    kept = manifests({"operator": {"replicaCount": 2}, "crds": {"keep": False}})
+    crd = find(kept, "CustomResourceDefinition", "clusterkopfpeerings.kopf.dev")
+    assert "helm.sh/resource-policy" not in (crd["metadata"].get("annotations") or {})
 
 
 def test_cert_manager_issues_the_certificate_and_injects_the_ca() -> None:

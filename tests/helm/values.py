@@ -1,11 +1,18 @@
 """Value sets the chart tests render: the defaults and each non-default path through the
-templates (peering, cert-manager, supplied key, no CRDs, monitoring, pinned digest)."""
+templates (peering with and without CRDs, cert-manager, supplied key, no CRDs, monitoring,
+pinned digest)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 HA: dict[str, Any] = {"operator": {"replicaCount": 3}}
+# Peering with CRDs managed elsewhere (kopf's peering CRD too), not kept, a short lifetime.
+HA_OWN_CRDS: dict[str, Any] = {
+    "operator": {"replicaCount": 2},
+    "crds": {"enabled": False},
+    "peering": {"lifetime": 15},
+}
 CERT_MANAGER: dict[str, Any] = {"webhook": {"tls": {"certManager": {"enabled": True}}}}
 CERT_MANAGER_ISSUER: dict[str, Any] = {
     "webhook": {
@@ -51,6 +58,7 @@ PINNED: dict[str, Any] = {
 
 NON_DEFAULT: dict[str, dict[str, Any]] = {
     "ha": HA,
+    "ha-own-crds": HA_OWN_CRDS,
     "cert-manager": CERT_MANAGER,
     "cert-manager-issuer": CERT_MANAGER_ISSUER,
     "chart-tls": CHART_TLS,

@@ -35,40 +35,6 @@ REMIT = str(Path(sys.executable).parent / "remit")
 NAMESPACE = "remit-system"
 SKIPPED_KINDS = frozenset({"Deployment", "PodDisruptionBudget"})
 
-# kopf's peering resource (the chart's ClusterKopfPeering needs its definition).
-KOPF_PEERING_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "clusterkopfpeerings.kopf.dev"},
-    "spec": {
-        "group": "kopf.dev",
-        "scope": "Cluster",
-        "names": {
-            "plural": "clusterkopfpeerings",
-            "singular": "clusterkopfpeering",
-            "kind": "ClusterKopfPeering",
-        },
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {
-                            "status": {
-                                "type": "object",
-                                "x-kubernetes-preserve-unknown-fields": True,
-                            }
-                        },
-                    }
-                },
-            }
-        ],
-    },
-}
-
 
 @dataclass
 class Installation:
@@ -128,9 +94,9 @@ def install(plane: ControlPlane, values: dict[str, Any] | None = None) -> Instal
     api = plane.admin
     objects = manifests(values or {})
     api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-    if any(o["kind"] == "ClusterKopfPeering" for o in objects):
-        api.apply(KOPF_PEERING_CRD)
-        wait_for(lambda: _serves(api, "kopf.dev/v1", "ClusterKopfPeering"), timeout=30)
+    # The chart's CRDs (Remit's and kopf's peering CRD) first, each served before the objects
+    # of its kind are applied (the ClusterKopfPeering needs its CRD, as Helm's hook ordering
+    # ensures in a real install).
     order = ["CustomResourceDefinition"]
     for obj in sorted(objects, key=lambda o: o["kind"] not in order):
         if obj["kind"] in SKIPPED_KINDS:
@@ -139,6 +105,10 @@ def install(plane: ControlPlane, values: dict[str, Any] | None = None) -> Instal
             api.apply(obj)
             name = obj["metadata"]["name"]
             wait_for(lambda n=name: _established(api, n), timeout=30)
+            spec = obj["spec"]
+            version = f"{spec['group']}/{spec['versions'][0]['name']}"
+            kind = spec["names"]["kind"]
+            wait_for(lambda v=version, k=kind: _serves(api, v, k), timeout=30)
             continue
         api.apply(obj, NAMESPACE)
     return Installation(plane, dict(values or {}), objects)
