@@ -118,13 +118,22 @@ def sidecar_from_pod(body: Mapping[str, Any]) -> Sidecar | None:
 
 
 class Index:
-    """Valid resources by kind and ``namespace/name``, and sidecars by pod."""
+    """Valid resources by kind and ``namespace/name``, and sidecars by pod.
+
+    Grants and sidecars are also kept by the server they name, and policies by namespace, so
+    compiling one server's bundle reads only what takes part in it: with 10,000 grants, a scan
+    of every grant per sync (one sync per grant created) kept the event loop, and with it the
+    admission webhook, busy for minutes.
+    """
 
     def __init__(self) -> None:
         self.servers: dict[str, MCPServer] = {}
         self.policies: dict[str, AgentPolicy] = {}
         self.grants: dict[str, ConsentGrant] = {}
         self.pods: dict[str, Sidecar] = {}
+        self._grants_by_server: dict[str, dict[str, ConsentGrant]] = {}
+        self._policies_by_namespace: dict[str, dict[str, AgentPolicy]] = {}
+        self._pods_by_server: dict[str, dict[str, Sidecar]] = {}
 
     def _store(self, kind: str) -> dict[str, Any]:
         stores: dict[str, dict[str, Any]] = {
@@ -134,6 +143,27 @@ class Index:
         }
         return stores[kind]
 
+    def _group(self, resource: Resource) -> tuple[dict[str, dict[str, Any]], str] | None:
+        """The secondary index a resource belongs to, and its key there."""
+        if isinstance(resource, ConsentGrant):
+            return self._grants_by_server, _grant_server(resource)
+        if isinstance(resource, AgentPolicy):
+            return self._policies_by_namespace, resource.metadata.namespace or "default"
+        return None
+
+    def _file(self, resource: Resource | None, *, add: bool) -> None:
+        group = self._group(resource) if resource is not None else None
+        if resource is None or group is None:
+            return
+        groups, key = group
+        if add:
+            groups.setdefault(key, {})[resource.ref] = resource
+            return
+        members = groups.get(key, {})
+        members.pop(resource.ref, None)
+        if not members:
+            groups.pop(key, None)
+
     def affected_by(self, resource: Resource | None) -> set[str]:
         """The MCPServers (``namespace/name``) whose bundle ``resource`` takes part in."""
         if resource is None:
@@ -141,7 +171,7 @@ class Index:
         if isinstance(resource, MCPServer):
             return {resource.ref}
         if isinstance(resource, ConsentGrant):
-            return {ref(resource.metadata.namespace, resource.spec.server)}
+            return {_grant_server(resource)}
         if isinstance(resource, AgentPolicy):
             return {r for r, server in self.servers.items() if applies_to(resource, server)}
         return set()
@@ -153,12 +183,15 @@ class Index:
         if old is not None and _same_spec(old, resource):
             return set()
         affected = self.affected_by(old)
+        self._file(old, add=False)
         store[resource.ref] = resource
+        self._file(resource, add=True)
         return affected | self.affected_by(resource)
 
     def remove(self, kind: str, key: str) -> set[str]:
         """Forget a deleted resource; return the servers it affected."""
         old = self._store(kind).pop(key, None)
+        self._file(old, add=False)
         affected = self.affected_by(old)
         if isinstance(old, MCPServer):
             affected.add(old.ref)
@@ -190,36 +223,48 @@ class Index:
         server = self.servers.get(server_ref)
         if server is None:
             return []
-        policies = [p for p in self.policies.values() if applies_to(p, server)]
-        grants = [g for g in self.grants.values() if grant_for(g, server)]
+        namespace = self._policies_by_namespace.get(server.metadata.namespace or "default", {})
+        policies = [p for p in namespace.values() if applies_to(p, server)]
+        grants = [g for g in self.grants_for(server_ref) if grant_for(g, server)]
         return [server, *policies, *grants]
 
     def grants_for(self, server_ref: str) -> list[ConsentGrant]:
         """Every grant naming this server."""
-        return [
-            g
-            for g in self.grants.values()
-            if ref(g.metadata.namespace, g.spec.server) == server_ref
-        ]
+        return list(self._grants_by_server.get(server_ref, {}).values())
 
     def upsert_pod(self, sidecar: Sidecar) -> set[str]:
         """Record a sidecar; return its server if anything a push depends on changed."""
         old = self.pods.get(sidecar.pod)
         self.pods[sidecar.pod] = sidecar
+        if old is not None:
+            self._unfile_pod(old)
+        self._pods_by_server.setdefault(sidecar.server, {})[sidecar.pod] = sidecar
         if old == sidecar:
             return set()
         return {sidecar.server} | ({old.server} if old is not None else set())
 
+    def _unfile_pod(self, sidecar: Sidecar) -> None:
+        members = self._pods_by_server.get(sidecar.server, {})
+        members.pop(sidecar.pod, None)
+        if not members:
+            self._pods_by_server.pop(sidecar.server, None)
+
     def remove_pod(self, pod: str) -> set[str]:
         """Forget a deleted pod; return its server."""
         old = self.pods.pop(pod, None)
-        return {old.server} if old is not None else set()
+        if old is None:
+            return set()
+        self._unfile_pod(old)
+        return {old.server}
 
     def sidecars(self, server_ref: str) -> list[Sidecar]:
         """Every known sidecar of one server, in a stable order."""
-        return sorted(
-            (s for s in self.pods.values() if s.server == server_ref), key=lambda s: s.pod
-        )
+        members = self._pods_by_server.get(server_ref, {})
+        return sorted(members.values(), key=lambda s: s.pod)
+
+
+def _grant_server(grant: ConsentGrant) -> str:
+    return ref(grant.metadata.namespace, grant.spec.server)
 
 
 def _same_spec(old: Resource, new: Resource) -> bool:

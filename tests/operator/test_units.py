@@ -10,7 +10,7 @@ import pytest
 from remit.api.mcpserver import LabelSelector
 from remit.errors import ResourceError
 from remit_operator.errors import SettingsError
-from remit_operator.index import Index, sidecar_from_pod
+from remit_operator.index import Index, Sidecar, sidecar_from_pod
 from remit_operator.settings import Settings
 from remit_operator.status import condition, rejection
 from remit_operator.webhook import native_sidecars, selector_matches, webhook_configuration
@@ -117,6 +117,49 @@ def test_index_wakes_only_the_affected_servers() -> None:
     (consent,) = resources(grant("g", server="tickets"))
     assert index.upsert(consent) == {"agents/tickets"}
     assert index.remove("ConsentGrant", "agents/g") == {"agents/tickets"}
+
+
+def test_index_reads_only_what_takes_part_in_one_servers_bundle() -> None:
+    index = Index()
+    docs = [
+        server("files"),
+        server("tickets"),
+        server("files", namespace="other"),
+        policy("p", rule("r", tools=["*"]), servers=["*"]),
+        policy("q", rule("r", tools=["*"]), servers=["*"], namespace="other"),
+        grant("g1", server="files"),
+        grant("g2", server="tickets"),
+        grant("g3", server="files", namespace="other"),
+    ]
+    for resource in resources(*docs):
+        index.upsert(resource)
+
+    def names(server_ref: str) -> set[str]:
+        return {r.metadata.name for r in index.resources_for(server_ref)}
+
+    assert names("agents/files") == {"files", "p", "g1"}
+    assert names("other/files") == {"files", "q", "g3"}
+    (moved,) = resources(grant("g1", server="tickets"))
+    assert index.upsert(moved) == {"agents/files", "agents/tickets"}
+    assert names("agents/files") == {"files", "p"}
+    assert {g.metadata.name for g in index.grants_for("agents/tickets")} == {"g1", "g2"}
+    index.remove("ConsentGrant", "agents/g1")
+    index.remove("AgentPolicy", "agents/p")
+    assert names("agents/tickets") == {"tickets", "g2"}
+    assert index.grants_for("agents/files") == []
+
+
+def test_index_keeps_sidecars_by_the_server_they_claim() -> None:
+    index = Index()
+    first = Sidecar("agents/a", "agents/files", "10.0.0.1", True, True, None, "1")
+    index.upsert_pod(first)
+    index.upsert_pod(Sidecar("agents/b", "agents/files", "10.0.0.2", True, True, None, "1"))
+    moved = Sidecar("agents/a", "agents/tickets", "10.0.0.1", True, True, None, "1")
+    assert index.upsert_pod(moved) == {"agents/files", "agents/tickets"}
+    assert [s.pod for s in index.sidecars("agents/files")] == ["agents/b"]
+    assert index.sidecars("agents/tickets") == [moved]
+    assert index.remove_pod("agents/a") == {"agents/tickets"}
+    assert index.sidecars("agents/tickets") == []
 
 
 def test_sidecar_from_pod_tracks_restarts() -> None:
