@@ -353,23 +353,24 @@ class Bench:
             assert self.kubelet is not None
             self.kubelet.wait_ready(running, timeout=120)
 
-    def _syncs(self) -> float:
-        assert self.operator is not None
-        lines = self.operator.metrics().splitlines()
-        return sum(
-            float(x.rsplit(" ", 1)[1]) for x in lines if x.startswith("remit_operator_syncs_total{")
-        )
-
     def _settle(self) -> None:
-        """Wait until the operator has compiled what it was given (no sync for 5 s)."""
+        """Wait until the operator has handled every grant (each has a status phase).
+
+        Its sync count is no measure: every server resyncs every ``REMIT_RESYNC_SECONDS``.
+        """
+        api = self.plane.admin
         t = time.monotonic()
-        last, quiet = self._syncs(), time.monotonic()
-        while time.monotonic() - quiet < 5:
-            time.sleep(1)
-            now = self._syncs()
-            if now != last:
-                last, quiet = now, time.monotonic()
-        print(f"operator settled after {time.monotonic() - t:.0f}s ({last:.0f} syncs so far)")
+        while time.monotonic() - t < 900:
+            pending = sum(
+                1
+                for ns in self.servers
+                for g in api.list(API, "ConsentGrant", ns)
+                if not (g.get("status") or {}).get("phase")
+            )
+            if not pending:
+                break
+            time.sleep(3)
+        print(f"operator handled every grant after {time.monotonic() - t:.0f}s more")
 
     def _create_pod(self, ns: str, name: str) -> dict[str, Any]:
         """Create a pod; a webhook timeout is counted and retried (as a ReplicaSet would)."""
