@@ -6,6 +6,7 @@ signed tokens, over loopback sockets. One class of attack per section (issue 9's
 7. SSE event ids are bound to their caller; streams are recorded; replays are filtered;
 8. duplicate or misspelled identity headers are refused; ``X-Remit-*`` never passes;
 9. a batch is decided whole, leaving no allow record for a call that was not forwarded;
+10. client responses are recorded; routing headers on them, and ``"method": null``, are refused;
 
 and, last, the accounting check over everything the run did: every request that reached the
 server had one allow before it and one outcome after it, nothing denied reached it, the refusal
@@ -610,6 +611,121 @@ def test_an_allowed_batch_has_one_allow_and_one_outcome_per_call(
         assert len(outcome_of(gateway, record["id"])) == 1
 
 
+# -- 10. client responses -------------------------------------------------------------------
+
+
+def response(id_: int | str, **result: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": id_, "result": result}
+
+
+def test_routing_headers_on_a_response_are_refused_recorded_and_not_forwarded(
+    gateway: GatewayProcess, upstream: Upstream, mint: Mint
+) -> None:
+    """A server routing by ``Mcp-Method``/``Mcp-Name`` must not act on a body that names none."""
+    token = mint()
+    session = session_of(gateway, token)
+    forwarded, before = upstream.count(), len(decisions(gateway))
+    headers = [
+        *in_session(session),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "delete_everything"),
+    ]
+    answer = post(gateway, response("x", content=[]), token, headers)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == -32020
+    assert upstream.count() == forwarded
+    (record,) = new_records(gateway, before)
+    assert "mcp-method header sent on a body of responses" in answer.json()["error"]["message"]
+    assert (record["decision"], record["reason"], record["subject"]) == (
+        "deny",
+        "invalid_request",  # header mismatches share the bad-request reason code
+        ALICE,
+    )
+
+
+def test_a_null_method_beside_a_result_is_an_invalid_request_recorded_and_not_forwarded(
+    gateway: GatewayProcess, upstream: Upstream, mint: Mint
+) -> None:
+    token = mint()
+    session = session_of(gateway, token)
+    forwarded, before = upstream.count(), len(decisions(gateway))
+    body = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": None,
+        "result": {},
+        "params": {"name": "delete_everything"},
+    }
+    answer = post(gateway, body, token, in_session(session))
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == -32600
+    assert upstream.count() == forwarded
+    (record,) = new_records(gateway, before)
+    assert (record["decision"], record["reason"]) == ("deny", "invalid_request")
+
+
+def test_a_method_beside_a_result_is_an_invalid_request(
+    gateway: GatewayProcess, upstream: Upstream, mint: Mint
+) -> None:
+    forwarded, before = upstream.count(), len(decisions(gateway))
+    body = {**call("delete_file", 8, path="/x"), "result": {}}
+    answer = post(gateway, body, mint())
+    assert answer.json()["error"]["code"] == -32600
+    assert upstream.count() == forwarded
+    assert [r["reason"] for r in new_records(gateway, before)] == ["invalid_request"]
+
+
+def test_a_client_response_has_an_allow_before_it_and_an_outcome_after_it(
+    gateway: GatewayProcess, upstream: Upstream, mint: Mint
+) -> None:
+    token = mint()
+    session = session_of(gateway, token)
+    before = len(decisions(gateway))
+    post(gateway, response("sampling-1", role="assistant"), token, in_session(session))
+    (record,) = new_records(gateway, before)
+    assert (record["method"], record["tool"], record["decision"], record["subject"]) == (
+        "response",
+        "sampling-1",
+        "allow",
+        ALICE,
+    )
+    assert len(outcome_of(gateway, record["id"])) == 1
+    (arrived,) = [
+        r for r in upstream.forwarded() if r["headers"].get("x-remit-decision") == record["id"]
+    ]
+    assert arrived["rpc"]["id"] == "sampling-1"
+
+
+def test_a_multi_megabyte_batch_of_responses_is_recorded_one_decision_per_response(
+    gateway: GatewayProcess, upstream: Upstream, mint: Mint
+) -> None:
+    """The review's 3.2 MB batch (32 responses) is over this gateway's batch limit; one of the
+    largest the limit admits (8 responses, 3.2 MB) is forwarded with one record per response."""
+    token = mint()
+    session = session_of(gateway, token)
+    forwarded, before = upstream.count(), len(decisions(gateway))
+    padding = "x" * 100_000
+    too_many = [response(i, text=padding) for i in range(32)]
+    answer = post(gateway, too_many, token, in_session(session))
+    assert answer.status_code == 400
+    assert upstream.count() == forwarded
+    (refused,) = new_records(gateway, before)
+    assert refused["reason"] == "batch_too_large"
+    before = len(decisions(gateway))
+    batch = [response(i, text="x" * 400_000) for i in range(MAX_BATCH)]
+    assert len(orjson.dumps(batch)) > 3_200_000
+    answer = post(gateway, batch, token, in_session(session))
+    records = new_records(gateway, before)
+    assert [(r["method"], r["tool"], r["decision"]) for r in records] == [
+        ("response", str(i), "allow") for i in range(MAX_BATCH)
+    ]
+    for record in records:
+        assert len(outcome_of(gateway, record["id"])) == 1
+    assert upstream.count() == forwarded + 1
+    named = upstream.forwarded()[-1]["headers"]["x-remit-decision"]
+    assert [part.strip() for part in named.split(",")] == [r["id"] for r in records]
+
+
 # -- keep them closed: the accounting check --------------------------------------------------
 
 
@@ -620,6 +736,7 @@ def test_every_request_that_reached_the_upstream_is_accounted_for(
     window) and the whole run is checked."""
     token = mint()
     post(gateway, call("read_file", None, path="/data/alice/notes.txt"), token)
+    post(gateway, [response("roots-1", roots=[]), response("roots-2", roots=[])], token)
     post(gateway, [call("read_file", 1, path="/x"), call("delete_file", 2, path="/x")], token)
     post(gateway, call("read_file", path="/x"), "forged")
     post(gateway, call("read_file", path="/x"), "forged")

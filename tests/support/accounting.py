@@ -8,7 +8,8 @@ and a line that starts at or after it was written after. The rules:
 
 1. ``remit audit verify`` passes on the log.
 2. Every governed unit that reached the server — each JSON-RPC request in a POST body, each
-   notification the protocol does not define for clients, each GET stream and DELETE — is
+   notification the protocol does not define for clients, each client response (recorded as
+   method ``response``, tool = its id), each GET stream and DELETE — is
    matched one to one to an ``allow`` decision named in the request's ``X-Remit-Decision``
    header, for the same method and tool/resource/prompt, written *before* the request arrived.
 3. Each of those decisions has exactly one outcome, written *after* the request arrived.
@@ -112,9 +113,12 @@ def governed(request: Mapping[str, Any]) -> list[tuple[str, str]] | None:
     for message in rpc if isinstance(rpc, list) else [rpc]:
         if not isinstance(message, dict):
             return None
+        if "method" not in message:  # the client's response to a server request
+            units.append(("response", str(message.get("id"))))
+            continue
         method = message.get("method")
         if not isinstance(method, str):
-            continue  # the client's response to a server request
+            return None  # never forwarded by a correct gateway
         if "id" not in message and is_client_notification(method, version):
             continue
         params = message.get("params") if isinstance(message.get("params"), dict) else {}

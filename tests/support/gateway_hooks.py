@@ -34,6 +34,7 @@ class RecordingHooks(AllowAllHooks):
     outcomes: list[tuple[str, Outcome]] = field(default_factory=list)
     transformed: list[str] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
+    decided: list[Message] = field(default_factory=list)
 
     async def authenticate(self, request: HttpRequest) -> Identity | Rejection:
         token = request.header("authorization") or ""
@@ -58,6 +59,7 @@ class RecordingHooks(AllowAllHooks):
         self.ended.append(session_id)
 
     async def decide(self, identity: Identity, call: Message, request: HttpRequest) -> Admit | Deny:
+        self.decided.append(call)
         if call.method == "tools/call" and call.target == DENIED_TOOL:
             text = f"denied: {DENIED_TOOL} is not allowed"
             return Deny(result={"isError": True, "content": [{"type": "text", "text": text}]})

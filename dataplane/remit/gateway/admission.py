@@ -1,9 +1,9 @@
 """Which hook decides each message of a POST body, and what the proxy forwards if all pass.
 
-Requests, and notifications the protocol does not define for clients, are *decided* (the
-hooks record them): one ``decide`` for a single message, one ``decide_batch`` for a batch, so a
-batch is judged whole before anything in it is recorded as allowed. Protocol notifications and
-the client's answers to server requests go to ``admit_message`` first (it records nothing).
+Requests, client responses, and notifications the protocol does not define for clients, are
+*decided* (the hooks record them): one ``decide`` for a single message, one ``decide_batch``
+for a batch, so a batch is judged whole before anything in it is recorded as allowed.
+Protocol notifications go to ``admit_message`` first (it records nothing).
 The result is either the first denial, or what to forward: the upstream headers, the calls
 awaiting a response and the decided notifications (which end when the upstream accepts them).
 """
@@ -36,9 +36,11 @@ class Admission:
 
 
 def decided(message: Message, version: str | None) -> bool:
-    """Whether ``message`` is decided and recorded: every request, and every notification but
-    those the protocol defines for clients (a ``tools/call`` without an id is still a call)."""
-    if message.kind == "request":
+    """Whether ``message`` is decided and recorded: every request, every client response (the
+    answer to a sampling, elicitation or roots request still reaches the upstream), and every
+    notification but those the protocol defines for clients (a ``tools/call`` without an id
+    is still a call)."""
+    if message.kind in ("request", "response"):
         return True
     return message.kind == "notification" and not is_client_notification(message.method, version)
 

@@ -46,6 +46,8 @@ from remit.policy.request import Identity, Request
 log = logging.getLogger(__name__)
 _HEADER_SAFE = "@:._-+/=~!$&'()*,;"
 _ARGUMENT_METHODS = ("tools/call", "prompts/get")
+#: The method a client response's decision record names (its ``tool`` is the response id).
+RESPONSE_METHOD = "response"
 
 
 class RemitGuard:
@@ -214,6 +216,12 @@ class RemitGuard:
         return verdicts
 
     async def _judge(self, policy: Policy, identity: Identity, call: Message) -> Judged:
+        if call.kind == "response":  # carries no action: allowed, but recorded like one
+            request = Request(identity, RESPONSE_METHOD, str(call.id))
+            text = f"the client's response {call.id!r} to a server request is relayed"
+            return Judged(
+                call, request, Decision("allow", Reason.ALLOWED, text, policy.bundle.digest), None
+            )
         request = await self._request(policy, identity, call)
         return Judged(call, request, *self._decide(policy, request))
 
@@ -253,7 +261,7 @@ class RemitGuard:
         )
 
     async def admit_message(self, identity: Identity, message: Message) -> Admit | Deny:
-        """Notifications and the client's answers to server requests carry no tool action."""
+        """Notifications the protocol defines for clients carry no tool action."""
         return ADMIT
 
     # -- 6. filter, 7. record the outcome -------------------------------------------------

@@ -184,11 +184,17 @@ def classify(value: Any) -> Message:
         raise ProtocolError(INVALID_REQUEST, "Invalid Request: id must be a string or integer")
     if "params" in value and not isinstance(value["params"], dict):
         raise ProtocolError(INVALID_REQUEST, "Invalid Request: params must be an object", id_=id_)
-    method = value.get("method")
-    if method is not None:
+    if "method" in value:  # present: a request or notification, whatever its value
+        method = value["method"]
         if not isinstance(method, str) or not method:
             raise ProtocolError(
-                INVALID_REQUEST, "Invalid Request: method must be a string", id_=id_
+                INVALID_REQUEST, "Invalid Request: method must be a non-empty string", id_=_id(id_)
+            )
+        if "result" in value or "error" in value:
+            raise ProtocolError(
+                INVALID_REQUEST,
+                "Invalid Request: a message cannot carry both a method and a result or error",
+                id_=_id(id_),
             )
         if "id" in value:
             return Message("request", value, method, id_)
@@ -247,6 +253,17 @@ def check_routing_headers(
         raise _mismatch(message, f"{NAME_HEADER} header sent for a method that names nothing")
     if params:
         _check_param_headers(message, params)
+
+
+def check_response_headers(body: Body, headers: Iterable[tuple[str, str]]) -> None:
+    """Reject (-32020) routing headers on a body of responses only: they name a method and a
+    target the body does not carry, and an upstream that routes on them would act on a lie."""
+    if not body.messages or any(m.kind != "response" for m in body.messages):
+        return
+    for name, _value in headers:
+        if name in (METHOD_HEADER, NAME_HEADER) or name.startswith(PARAM_HEADER_PREFIX):
+            text = f"Header mismatch: {name} header sent on a body of responses"
+            raise ProtocolError(HEADER_MISMATCH, text)
 
 
 def _check_param_headers(message: Message, params: list[tuple[str, str]]) -> None:

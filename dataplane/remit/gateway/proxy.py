@@ -39,6 +39,7 @@ from remit.gateway.protocol import (
     Body,
     Message,
     RequestId,
+    check_response_headers,
     check_routing_headers,
     error_body,
     error_response,
@@ -153,6 +154,7 @@ class McpProxy:
                     check_routing_headers(message, request.headers, in_batch=parsed.batch)
                 elif message.kind == "notification":  # optional, but must agree when sent
                     check_routing_headers(message, request.headers, in_batch=True)
+            check_response_headers(parsed, request.headers)
         except ProtocolError as exc:
             await self.hooks.refuse(identity, request, exc)
             await reply(send, exc.status, error_body(exc.id, exc.code, exc.message))

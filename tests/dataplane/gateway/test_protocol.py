@@ -11,6 +11,7 @@ from remit.gateway.protocol import (
     INVALID_REQUEST,
     PARSE_ERROR,
     ProtocolError,
+    check_response_headers,
     check_routing_headers,
     classify,
     parse_body,
@@ -42,6 +43,35 @@ def test_parse_errors_and_invalid_requests_have_their_codes() -> None:
     with pytest.raises(ProtocolError) as shape:
         parse_body(b'{"jsonrpc": "2.0", "id": 1, "result": {}, "error": {}}')
     assert shape.value.code == INVALID_REQUEST
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"jsonrpc": "2.0", "id": 7, "method": None, "result": {}},
+        {"jsonrpc": "2.0", "method": None},
+        {"jsonrpc": "2.0", "id": 7, "method": ""},
+        {"jsonrpc": "2.0", "id": 7, "method": 3},
+        {"jsonrpc": "2.0", "id": 7, "method": "ping", "result": {}},
+        {"jsonrpc": "2.0", "id": 7, "method": "ping", "error": {"code": 1, "message": "x"}},
+    ],
+)
+def test_a_method_key_makes_a_request_that_must_be_well_formed(message: dict[str, Any]) -> None:
+    with pytest.raises(ProtocolError) as invalid:
+        classify(message)
+    assert invalid.value.code == INVALID_REQUEST
+
+
+def test_routing_headers_on_a_body_of_responses_only_are_a_mismatch() -> None:
+    responses = parse_body(b'[{"jsonrpc": "2.0", "id": 1, "result": {}}]')
+    for name in ("mcp-method", "mcp-name", "mcp-param-x"):
+        with pytest.raises(ProtocolError) as mismatch:
+            check_response_headers(responses, [(name, "tools/call")])
+        assert mismatch.value.code == HEADER_MISMATCH
+    check_response_headers(responses, [("mcp-protocol-version", "2025-11-25")])
+    answer = b'{"jsonrpc": "2.0", "id": 1, "result": {}}'
+    mixed = parse_body(b"[" + answer + b', {"jsonrpc": "2.0", "method": "ping", "id": 2}]')
+    check_response_headers(mixed, [("mcp-method", "ping")])  # the request's headers rule
 
 
 @pytest.mark.parametrize(

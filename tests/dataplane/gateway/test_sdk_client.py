@@ -128,7 +128,8 @@ async def test_elicitation_request_and_the_clients_answer_cross_the_proxy(
         result = await client.call_tool("confirm_delete", {"path": "/data/alice/notes.txt"})
     assert asked == ["Delete /data/alice/notes.txt?"]
     assert result.content[0].text == "deleted /data/alice/notes.txt"  # type: ignore[union-attr]
-    assert any(m.kind == "response" for m in hooks.messages)
+    assert any(m.kind == "response" for m in hooks.decided)  # decided, so recorded
+    assert not any(m.kind == "response" for m in hooks.messages)
 
 
 async def test_session_is_bound_reported_and_ended(gateway: str, hooks: RecordingHooks) -> None:
