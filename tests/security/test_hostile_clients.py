@@ -285,20 +285,17 @@ def unwritable(
     logs: Path, issuer: Issuer, upstream: Upstream
 ) -> Iterator[tuple[GatewayProcess, str]]:
     """A gateway whose decision log stops accepting writes after ~600 bytes (a full disk)."""
-    ports = stack.reserve_gateway_ports()
-    audience = stack.audience_for(ports[0])
-    policy = stack.write_policy_dir(
-        logs / "full-policy", stack.server_yaml(issuer.issuer, audience)
-    )
-    with stack.gateway(
+    with stack.standalone_gateway(
         logs,
+        issuer,
         upstream_url=upstream.url,
-        ports=ports,
-        policy_dir=policy,
         audit_file=logs / "full-audit.jsonl",
+        policy_name="full-policy",
+        subject=ALICE,
+        agent=BOT,
         preexec_fn=stack.file_size_limit(600),
     ) as running:
-        yield running, issuer.mint(ALICE, agent=BOT, audience=audience, scopes=["mcp:tools"])
+        yield running
 
 
 def test_a_notification_call_is_refused_when_its_decision_cannot_be_recorded(

@@ -383,3 +383,32 @@ def gateway(
         yield GatewayProcess(process, port, admin_port, audit_file)
     finally:
         process.stop()
+
+
+@contextmanager
+def standalone_gateway(
+    log_dir: Path,
+    issuer: Any,
+    *,
+    upstream_url: str,
+    audit_file: Path,
+    policy_name: str,
+    subject: str,
+    agent: str,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Iterator[tuple[GatewayProcess, str]]:
+    """A standalone gateway with the standard test policy for ``issuer`` (a
+    ``remit.demo.issuer.Issuer``) in ``log_dir/policy_name``, and a token for
+    (``subject``, ``agent``) with the ``mcp:tools`` scope."""
+    ports = reserve_gateway_ports()
+    audience = audience_for(ports[0])
+    policy = write_policy_dir(log_dir / policy_name, server_yaml(issuer.issuer, audience))
+    with gateway(
+        log_dir,
+        upstream_url=upstream_url,
+        ports=ports,
+        policy_dir=policy,
+        audit_file=audit_file,
+        preexec_fn=preexec_fn,
+    ) as running:
+        yield running, issuer.mint(subject, agent=agent, audience=audience, scopes=["mcp:tools"])

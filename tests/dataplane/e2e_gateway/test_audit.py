@@ -82,20 +82,17 @@ def unwritable(
     logs: Path, issuer: Issuer, upstream: Upstream
 ) -> Iterator[tuple[GatewayProcess, str]]:
     """A gateway whose audit file stops accepting writes after its first ~600 bytes."""
-    ports = stack.reserve_gateway_ports()
-    audience = stack.audience_for(ports[0])
-    policy = stack.write_policy_dir(
-        logs / "full-policy", stack.server_yaml(issuer.issuer, audience)
-    )
-    with stack.gateway(
+    with stack.standalone_gateway(
         logs,
+        issuer,
         upstream_url=upstream.url,
-        ports=ports,
-        policy_dir=policy,
         audit_file=logs / "full-audit.jsonl",
+        policy_name="full-policy",
+        subject=ALICE,
+        agent=BOT,
         preexec_fn=stack.file_size_limit(600),
-    ) as gateway:
-        yield gateway, issuer.mint(ALICE, agent=BOT, audience=audience, scopes=["mcp:tools"])
+    ) as running:
+        yield running
 
 
 def test_calls_are_denied_when_records_cannot_be_written(

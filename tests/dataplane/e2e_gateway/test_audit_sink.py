@@ -188,19 +188,15 @@ def full_disk(
     with stack.tiny_filesystem(tmp_path_factory.mktemp("full") / "fs") as mount:
         filler = mount / "filler"
         filler.write_bytes(b"\0" * 36 * 1024)
-        ports = stack.reserve_gateway_ports()
-        audience = stack.audience_for(ports[0])
-        policy = stack.write_policy_dir(
-            logs / "disk-policy", stack.server_yaml(issuer.issuer, audience)
-        )
-        with stack.gateway(
+        with stack.standalone_gateway(
             logs,
+            issuer,
             upstream_url=upstream.url,
-            ports=ports,
-            policy_dir=policy,
             audit_file=mount / "decisions.jsonl",
-        ) as gateway:
-            token = issuer.mint(ALICE, agent=BOT, audience=audience, scopes=["mcp:tools"])
+            policy_name="disk-policy",
+            subject=ALICE,
+            agent=BOT,
+        ) as (gateway, token):
             yield gateway, token, filler
 
 
