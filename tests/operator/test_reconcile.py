@@ -106,12 +106,12 @@ async def _brief_grant(files: Fleet, token: str, seconds: float) -> tuple[dateti
 
 
 async def test_expired_grant_is_denied_without_any_write(files: Fleet, token: str) -> None:
-    expires, digest = await _brief_grant(files, token, 2.5)
+    expires, digest = await _brief_grant(files, token, 6.0)
     # From here on the test writes nothing: expiry alone must take the grant away.
     await eventually(lambda: datetime.now(UTC) > expires, timeout=10)
     assert await files.decide_all(token, *WRITE) == {"denied"}
     # The operator recompiled on time by itself: the expired grant left every bundle.
-    await files.in_sync(previous=digest, timeout=3)
+    await files.in_sync(previous=digest, timeout=8)
     statuses = [await s.status() for s in files.sidecars]
     assert {s["bundle"]["grants"] for s in statuses} == {0}
     await eventually(
@@ -120,7 +120,7 @@ async def test_expired_grant_is_denied_without_any_write(files: Fleet, token: st
 
 
 async def test_operator_down_never_extends_consent(files: Fleet, token: str) -> None:
-    expires, digest = await _brief_grant(files, token, 2.5)
+    expires, digest = await _brief_grant(files, token, 6.0)
     await files.operator.stop()
     await eventually(lambda: datetime.now(UTC) > expires, timeout=10)
     assert await files.decide_all(token, *WRITE) == {"denied"}
