@@ -4,9 +4,9 @@ A settings class is a frozen dataclass whose fields say which variable sets them
 (``setting(default, env=..., doc=...)``); a field holding another such dataclass is a group
 (``group(Factory)``) and is loaded the same way. ``load`` reads the environment, converts by the
 field's type (str, int, float, bool, ``Path``, a ``Literal`` of choices, optional ``None``) or a
-field's own ``parse``, and raises ``SettingsError`` naming the variable. ``variables`` and
-``markdown_table`` list the variables from the same fields, so the documentation cannot drift
-from the code (a test compares them).
+field's own ``parse``, and raises ``SettingsError`` naming the variable. ``variables``,
+``sections`` and ``markdown_table`` list the variables from the same fields, a table per titled
+group, so the documentation cannot drift from the code (a test compares them).
 """
 
 from __future__ import annotations
@@ -54,15 +54,18 @@ def setting(
 def group(
     factory: Callable[[], Any],
     *,
+    title: str | None = None,
     source: type[Any] | None = None,
     build: Callable[[Any], Any] | None = None,
 ) -> Any:
     """A field holding a group of settings, loaded with its own fields.
 
-    A group whose type is not declared with ``setting`` fields (it belongs to a lower layer)
+    A group with a ``title`` gets its own table in the documentation, introduced by the first
+    line of its class's docstring; an untitled group's variables join its parent's table. A
+    group whose type is not declared with ``setting`` fields (it belongs to a lower layer)
     names a ``source`` class that is, and ``build`` turns the loaded source into the value.
     """
-    metadata = {"group": True, "source": source, "build": build}
+    metadata = {"group": True, "title": title, "source": source, "build": build}
     return dataclasses.field(default_factory=factory, metadata=metadata)
 
 
@@ -136,11 +139,50 @@ def variables(cls: type[Any]) -> list[Variable]:
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class Section:
+    """The variables of one titled group (or, untitled, those outside every titled group)."""
+
+    title: str | None
+    summary: str
+    variables: list[Variable]
+
+
+def sections(cls: type[Any]) -> list[Section]:
+    """The variables of ``cls`` by titled group, in field order; those of fields and untitled
+    groups directly in ``cls`` come first, untitled."""
+    hints = typing.get_type_hints(cls)
+    loose: list[Variable] = []
+    titled: list[Section] = []
+    for f in dataclasses.fields(cls):
+        title = f.metadata.get("title")
+        if title is None:
+            if f.metadata.get("group") or "env" in f.metadata:
+                loose += _own(cls, f, hints)
+            continue
+        kind = f.metadata.get("source") or hints[f.name]
+        summary = (kind.__doc__ or "").strip().splitlines()[0]
+        titled.append(Section(title, summary, variables(kind)))
+    return ([Section(None, "", loose)] if loose else []) + titled
+
+
+def _own(cls: type[Any], f: dataclasses.Field[Any], hints: dict[str, Any]) -> list[Variable]:
+    if f.metadata.get("group"):
+        return variables(f.metadata.get("source") or hints[f.name])
+    return [v for v in variables(cls) if v.name == f.metadata["env"]]
+
+
 def markdown_table(cls: type[Any]) -> str:
-    """The variables of ``cls`` as a Markdown table (Variable, Default, Meaning)."""
-    rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
-    rows += [f"| `{v.name}` | {v.default} | {v.doc} |" for v in variables(cls)]
-    return "\n".join(rows) + "\n"
+    """The variables of ``cls`` as Markdown: a table (Variable, Default, Meaning) per titled
+    group, under a level-3 heading with the group's summary."""
+    parts: list[str] = []
+    for section in sections(cls):
+        if section.title is not None:
+            parts.append(f"### {section.title}\n\n{section.summary}\n")
+        rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+        rows += [f"| `{v.name}` | {v.default} | {v.doc} |" for v in section.variables]
+        parts.append("\n".join(rows) + "\n")
+    return "\n".join(parts)
 
 
 def _show(value: Any) -> str:

@@ -62,11 +62,11 @@ class AdmissionServer(kopf.WebhookServer):
 
 def webhook_files(settings: Settings, scratch: Path) -> tuple[str, str]:
     """The webhook's certificate and key: the configured ones, or a fresh self-signed pair."""
-    if settings.webhook_cert_file and settings.webhook_key_file:
-        return settings.webhook_cert_file, settings.webhook_key_file
-    names = [*service_names(settings.webhook_service), "localhost", "127.0.0.1"]
-    if settings.webhook_host not in ("0.0.0.0", "::"):  # noqa: S104 - comparing, not binding
-        names.insert(0, settings.webhook_host)
+    if settings.webhook.tls.cert_file and settings.webhook.tls.key_file:
+        return settings.webhook.tls.cert_file, settings.webhook.tls.key_file
+    names = [*service_names(settings.webhook.service), "localhost", "127.0.0.1"]
+    if settings.webhook.host not in ("0.0.0.0", "::"):  # noqa: S104 - comparing, not binding
+        names.insert(0, settings.webhook.host)
     cert, key = write_self_signed(scratch, names)
     return str(cert), str(key)
 
@@ -80,12 +80,12 @@ def peering_priority() -> int:
 
 def configure(kopf_settings: kopf.OperatorSettings, settings: Settings, scratch: Path) -> None:
     """Apply Remit's settings to kopf's: peering, storage names, the webhook server."""
-    kopf_settings.peering.standalone = settings.peering is None
-    if settings.peering:
-        kopf_settings.peering.name = settings.peering
+    kopf_settings.peering.standalone = settings.kube.peering is None
+    if settings.kube.peering:
+        kopf_settings.peering.name = settings.kube.peering
         kopf_settings.peering.mandatory = True
         kopf_settings.peering.priority = peering_priority()
-        kopf_settings.peering.lifetime = settings.peering_lifetime
+        kopf_settings.peering.lifetime = settings.kube.peering_lifetime
     kopf_settings.persistence.finalizer = FINALIZER
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="remit.dev")
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="remit.dev")
@@ -93,8 +93,8 @@ def configure(kopf_settings: kopf.OperatorSettings, settings: Settings, scratch:
     watch_settings(kopf_settings)
     certfile, keyfile = webhook_files(settings, scratch)
     kopf_settings.admission.server = AdmissionServer(
-        addr=settings.webhook_host,
-        port=settings.webhook_port,
+        addr=settings.webhook.host,
+        port=settings.webhook.port,
         certfile=certfile,
         pkeyfile=keyfile,
     )
@@ -110,11 +110,11 @@ async def ensure_webhook_configuration(
     the webhook server reads it; the server waits for this, see ``AdmissionServer.gate``), and
     create or update the MutatingWebhookConfiguration when a webhook Service is configured."""
     ca = Path(certfile).read_bytes()
-    if runtime.settings.webhook_tls_secret and keyfile:
+    if runtime.settings.webhook.tls.secret and keyfile:
         tls = await ensure_serving_cert(runtime.kube, runtime.settings)
         install(tls, certfile, keyfile)
         ca = tls.ca
-    if not runtime.settings.webhook_service:
+    if not runtime.settings.webhook.service:
         return
     body = webhook_configuration(runtime.settings, ca)
     collection = object_path("admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations")
@@ -156,22 +156,23 @@ def after_login(runtime: Runtime, kopf_settings: kopf.OperatorSettings) -> None:
 def run(settings: Settings) -> None:
     """Run the operator in this process until interrupted (all namespaces)."""
     logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=settings.kube.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     registry, kopf_settings, runtime = build(settings)
     log.info(
-        "webhook on https://%s:%s%s", settings.webhook_host, settings.webhook_port, WEBHOOK_PATH
+        "webhook on https://%s:%s%s", settings.webhook.host, settings.webhook.port, WEBHOOK_PATH
     )
     kopf.run(
         registry=registry,
         settings=kopf_settings,
         clusterwide=True,
-        standalone=settings.peering is None,
-        peering_name=settings.peering,
+        standalone=settings.kube.peering is None,
+        peering_name=settings.kube.peering,
         # The identity the sync loops' leadership reads (leader.py); kopf's Identity type is a
         # NewType of str it does not export.
         identity=runtime.identity,  # type: ignore[arg-type]
-        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+        liveness_endpoint=f"http://0.0.0.0:{settings.kube.health_port}/healthz",
     )
 
 

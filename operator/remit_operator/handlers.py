@@ -189,7 +189,7 @@ class ServerVersion:
 
     async def native(self, rt: Runtime) -> bool:
         """REMIT_GATEWAY_NATIVE_SIDECAR, with ``auto`` decided by the API server's ``/version``."""
-        setting = rt.settings.gateway_native_sidecar
+        setting = rt.settings.gateway.native_sidecar
         if setting != "auto":
             return native_sidecars(setting, None)
         now = time.monotonic()
@@ -215,7 +215,7 @@ async def mutate_pod(
     namespace = (pod.get("metadata") or {}).get("namespace")
     if not namespace:
         raise kopf.AdmissionError("remit: the pod under review names no namespace", code=400)
-    if namespace in rt.settings.protected_namespaces:
+    if namespace in rt.settings.kube.protected_namespaces:
         return
     try:
         server = matching_server(pod, await servers_in(rt, namespace))

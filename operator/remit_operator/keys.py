@@ -107,8 +107,8 @@ def secret_for(key: OKPKey, settings: Settings) -> dict[str, object]:
         "kind": "Secret",
         "type": "Opaque",
         "metadata": {
-            "name": settings.signing_secret,
-            "namespace": settings.namespace,
+            "name": settings.signing.secret,
+            "namespace": settings.kube.namespace,
             "labels": dict(MANAGED_BY),
         },
         "data": {ACTIVE_KEYS[0]: base64.b64encode(private).decode()},
@@ -117,8 +117,8 @@ def secret_for(key: OKPKey, settings: Settings) -> dict[str, object]:
 
 async def load_or_create(kube: KubeClient, settings: Settings) -> Keyring:
     """The Keyring from the Secret, creating the Secret with a new key when there is none."""
-    collection = object_path("v1", "secrets", settings.namespace)
-    path = f"{collection}/{settings.signing_secret}"
+    collection = object_path("v1", "secrets", settings.kube.namespace)
+    path = f"{collection}/{settings.signing.secret}"
     try:
         return keyring_from_secret(await kube.get(path))
     except NotFoundError:
@@ -133,8 +133,8 @@ async def load_or_create(kube: KubeClient, settings: Settings) -> Keyring:
     log.info(
         "created signing key %s in Secret %s/%s",
         key.kid,
-        settings.namespace,
-        settings.signing_secret,
+        settings.kube.namespace,
+        settings.signing.secret,
     )
     return Keyring(key)
 
@@ -145,7 +145,7 @@ def public_configmap(keyring: Keyring, settings: Settings, namespace: str) -> di
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": settings.public_key_configmap,
+            "name": settings.signing.public_key_configmap,
             "namespace": namespace,
             "labels": dict(MANAGED_BY),
         },

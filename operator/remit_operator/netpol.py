@@ -55,7 +55,7 @@ def network_policy(server: MCPServer, settings: Settings) -> dict[str, Any]:
             "from": [
                 {
                     "namespaceSelector": {
-                        "matchLabels": {NAMESPACE_NAME_LABEL: settings.namespace}
+                        "matchLabels": {NAMESPACE_NAME_LABEL: settings.kube.namespace}
                     },
                     "podSelector": {"matchLabels": dict(OPERATOR_POD_LABELS)},
                 }
@@ -63,7 +63,7 @@ def network_policy(server: MCPServer, settings: Settings) -> dict[str, Any]:
             "ports": admin,
         },
     ]
-    scraper = settings.metrics_scraper_peer
+    scraper = settings.metrics.scraper_peer
     if scraper is not None:
         ingress.append({"from": [scraper], "ports": list(admin)})
     metadata: dict[str, Any] = {

@@ -75,11 +75,11 @@ class Pusher:
     def __init__(self, settings: Settings, *, sleep: Sleep = asyncio.sleep) -> None:
         self.settings = settings
         self._sleep = sleep
-        self._total = asyncio.Semaphore(settings.push_concurrency_total)
+        self._total = asyncio.Semaphore(settings.push.concurrency_total)
         self._per_server: dict[str, asyncio.Semaphore] = {}
         self._silent: dict[str, set[tuple[str, str]]] = {}  # server → (pod, incarnation) silent
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-        self._http = httpx.AsyncClient(timeout=settings.push_timeout_seconds, limits=limits)
+        self._http = httpx.AsyncClient(timeout=settings.push.timeout_seconds, limits=limits)
 
     async def close(self) -> None:
         """Close every connection."""
@@ -88,7 +88,7 @@ class Pusher:
     def _server_limit(self, server: str) -> asyncio.Semaphore:
         found = self._per_server.get(server)
         if found is None:
-            found = self._per_server[server] = asyncio.Semaphore(self.settings.push_concurrency)
+            found = self._per_server[server] = asyncio.Semaphore(self.settings.push.concurrency)
         return found
 
     def forget(self, server: str) -> None:
@@ -124,8 +124,8 @@ class Pusher:
         self, sidecar: Sidecar, method: str, url: str, content: bytes | None = None
     ) -> httpx.Response:
         """Send; retry transport errors and 5xx with exponential backoff; return the last answer."""
-        retries = 0 if self.is_silent(sidecar) else self.settings.push_retries
-        delay = self.settings.push_backoff_seconds
+        retries = 0 if self.is_silent(sidecar) else self.settings.push.retries
+        delay = self.settings.push.backoff_seconds
         attempt = 0
         while True:
             try:
@@ -200,7 +200,7 @@ class Pusher:
         tasks = [asyncio.ensure_future(call(s)) for s in sidecars]
         if not tasks:
             return []
-        deadline = self.settings.push_deadline_seconds
+        deadline = self.settings.push.deadline_seconds
         try:
             _, pending = await asyncio.wait(tasks, timeout=deadline)
         finally:  # past the deadline, or the sync itself cancelled: leave nothing running

@@ -107,7 +107,7 @@ class Runtime:
         """Open what needs no API (push client, metrics); load the key once logged in."""
         self._kube = KubeClient(self.credentials, refresh=self.relogin)
         self._pusher = Pusher(self.settings)
-        self.metrics.serve(self.settings.metrics_port)
+        self.metrics.serve(self.settings.metrics.port)
         if self._given is not None:
             self._connected.set()
         self._boot = asyncio.create_task(self._load_keys(), name="remit signing key")

@@ -103,7 +103,9 @@ class Syncer:
             except (RemitError, OSError) as exc:
                 log.exception("sync of %s failed: %s", self.ref, exc)
             if full:
-                next_check = self.rt.clock() + timedelta(seconds=self.rt.settings.resync_seconds)
+                next_check = self.rt.clock() + timedelta(
+                    seconds=self.rt.settings.sync.resync_seconds
+                )
             expiry = self.signed.bundle.next_expiry if self.signed else None
             timeout = next_wake(self.rt.clock(), expiry, next_check)
             if self._retry is not None:
@@ -135,7 +137,7 @@ class Syncer:
         )
         if self.signed is not None and self.signed.bundle.digest == bundle.digest:
             age = (now - self.signed.bundle.issued_at).total_seconds()
-            if age < self.rt.settings.bundle_refresh_seconds:
+            if age < self.rt.settings.sync.bundle_refresh_seconds:
                 return self.signed  # else re-signed: sidecars refuse bundles past a maximum age
         return self._sign(bundle)
 
@@ -220,7 +222,7 @@ class Syncer:
     def _next_retry(self, failed: list[PushResult]) -> float | None:
         if not failed:
             return None
-        resync = self.rt.settings.resync_seconds
+        resync = self.rt.settings.sync.resync_seconds
         return min(resync, RETRY_FIRST_SECONDS if self._retry is None else self._retry * 2)
 
     def _plausible(self, serial: int | None) -> int:

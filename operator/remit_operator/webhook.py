@@ -119,7 +119,7 @@ def gateway_container(
     ]
     container: dict[str, Any] = {
         "name": GATEWAY_CONTAINER,
-        "image": settings.gateway_image,
+        "image": settings.gateway.image,
         "args": ["gateway"],
         "env": env,
         "ports": [
@@ -145,10 +145,10 @@ def gateway_container(
         },
         "resources": {
             "requests": {
-                "cpu": settings.gateway_cpu_request,
-                "memory": settings.gateway_memory_request,
+                "cpu": settings.gateway.cpu_request,
+                "memory": settings.gateway.memory_request,
             },
-            "limits": {"memory": settings.gateway_memory_limit},
+            "limits": {"memory": settings.gateway.memory_limit},
         },
         "securityContext": {
             "runAsNonRoot": True,
@@ -207,9 +207,11 @@ def inject(
         spec.setdefault("containers", []).append(container)
     volumes = spec.setdefault("volumes", [])
     if not any(v.get("name") == KEY_VOLUME for v in volumes):
-        volumes.append({"name": KEY_VOLUME, "configMap": {"name": settings.public_key_configmap}})
+        volumes.append(
+            {"name": KEY_VOLUME, "configMap": {"name": settings.signing.public_key_configmap}}
+        )
     pull = spec.setdefault("imagePullSecrets", [])
-    for name in settings.gateway_pull_secrets:
+    for name in settings.gateway.pull_secrets:
         if not any(s.get("name") == name for s in pull):
             pull.append({"name": name})
     if not pull:
@@ -222,7 +224,7 @@ def inject(
     annotations = metadata.setdefault("annotations", {})
     annotations[SERVER_ANNOTATION] = server.metadata.name
     annotations[KEY_ANNOTATION] = str(key.kid)
-    annotations["remit.dev/gateway-image"] = settings.gateway_image
+    annotations["remit.dev/gateway-image"] = settings.gateway.image
     digest = container_digest(gateway_spec(spec) or {}, spec)
     annotations[SEAL_ANNOTATION] = seal(key, server.metadata.uid or "", server.ref, digest)
     return result
@@ -249,8 +251,8 @@ def webhook_configuration(
     """The MutatingWebhookConfiguration; ``url`` overrides REMIT_WEBHOOK_SERVICE."""
     if url is not None:
         client: dict[str, Any] = {"url": url.rstrip("/") + WEBHOOK_PATH}
-    elif settings.webhook_service:
-        namespace, name = settings.webhook_service.split("/", 1)
+    elif settings.webhook.service:
+        namespace, name = settings.webhook.service.split("/", 1)
         client = {
             "service": {"namespace": namespace, "name": name, "path": WEBHOOK_PATH, "port": 443}
         }
@@ -260,7 +262,7 @@ def webhook_configuration(
     not_system = {
         "key": "kubernetes.io/metadata.name",
         "operator": "NotIn",
-        "values": sorted(settings.protected_namespaces),
+        "values": sorted(settings.kube.protected_namespaces),
     }
     common: dict[str, Any] = {
         "clientConfig": client,

@@ -90,8 +90,8 @@ def secret_body(settings: Settings, tls: ServingCert) -> dict[str, Any]:
         "kind": "Secret",
         "type": "kubernetes.io/tls",
         "metadata": {
-            "name": settings.webhook_tls_secret,
-            "namespace": settings.namespace,
+            "name": settings.webhook.tls.secret,
+            "namespace": settings.kube.namespace,
             "labels": {"app.kubernetes.io/managed-by": "remit-operator"},
         },
         "data": {"tls.crt": _b64(tls.cert), "tls.key": _b64(tls.key), "ca.crt": _b64(tls.ca)},
@@ -112,8 +112,8 @@ async def load_or_create(
     kube: KubeClient, settings: Settings, names: list[str], now: datetime
 ) -> ServingCert:
     """The serving certificate from the Secret, made (or renewed) when it cannot serve."""
-    collection = object_path("v1", "secrets", settings.namespace)
-    path = f"{collection}/{settings.webhook_tls_secret}"
+    collection = object_path("v1", "secrets", settings.kube.namespace)
+    path = f"{collection}/{settings.webhook.tls.secret}"
     try:
         current: dict[str, Any] | None = await kube.get(path)
     except NotFoundError:
@@ -168,8 +168,8 @@ async def ensure_serving_cert(
     kube: KubeClient, settings: Settings, *, now: datetime | None = None
 ) -> ServingCert:
     """Load or make the certificate for the configured webhook and publish its CA bundle."""
-    configuration = settings.webhook_configuration
-    service = settings.webhook_service
+    configuration = settings.webhook.configuration
+    service = settings.webhook.service
     if configuration:
         service = await service_of(kube, configuration) or service
     names = [*service_names(service), "localhost"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from scripts.settings_docs import TABLES, documented, generated
 
 from remit.errors import SettingsError
 from remit.gateway.settings import Address, GatewaySettings, from_environment
-from remit.settings import load, variables
+from remit.settings import load, sections, variables
 from remit_operator import errors as operator_errors
 from remit_operator.settings import Settings
 
@@ -20,16 +21,31 @@ def test_the_documented_table_is_the_one_the_fields_describe(name: str) -> None:
     assert documented(name) == generated(name)
 
 
+def _undocumented(cls: type) -> list[str]:
+    """Fields of ``cls`` and its groups that no variable sets."""
+    hints = typing.get_type_hints(cls)
+    found: list[str] = []
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("group"):
+            found += _undocumented(f.metadata.get("source") or hints[f.name])
+        elif "env" not in f.metadata:
+            found.append(f"{cls.__name__}.{f.name}")
+    return found
+
+
 @pytest.mark.parametrize("cls", [Settings, GatewaySettings])
 def test_every_setting_field_has_a_documented_variable(cls: type) -> None:
-    documented_fields = {v.name for v in variables(cls)}
-    assert all(name.startswith("REMIT_") for name in documented_fields)
-    unset = [
-        f.name
-        for f in dataclasses.fields(cls)
-        if "env" not in f.metadata and not f.metadata.get("group") and f.name != "policy_dirs"
-    ]
-    assert unset == []
+    names = [v.name for v in variables(cls)]
+    assert all(name.startswith("REMIT_") for name in names)
+    assert len(names) == len(set(names))
+    assert [f for f in _undocumented(cls) if not f.endswith(".policy_dirs")] == []
+
+
+@pytest.mark.parametrize("cls", [Settings])
+def test_every_variable_is_in_exactly_one_documented_group(cls: type) -> None:
+    grouped = [v.name for section in sections(cls) for v in section.variables]
+    assert sorted(grouped) == sorted(v.name for v in variables(cls))
+    assert all(section.title for section in sections(cls))  # no ungrouped variable
 
 
 def test_the_metrics_port_is_documented() -> None:
@@ -47,7 +63,8 @@ def test_operator_and_gateway_load_through_the_same_rules() -> None:
         "REMIT_POD_NAME": "pod-a",
     }
     operator = Settings.from_env(env)
-    assert (operator.push_retries, operator.resync_seconds, operator.peering) == (5, 2.5, None)
+    assert (operator.push.retries, operator.sync.resync_seconds) == (5, 2.5)
+    assert operator.kube.peering is None
     gateway = from_environment(env)
     assert gateway.max_body_bytes == 1024
     assert gateway.listen == Address("127.0.0.1", 9100)

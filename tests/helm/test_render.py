@@ -282,8 +282,8 @@ def test_sidecar_options_reach_the_operator() -> None:
     from remit_operator.settings import Settings  # noqa: PLC0415
 
     settings = Settings.from_env({k: v for k, v in env.items() if isinstance(v, str)})
-    assert settings.metrics_scraper_peer == SIDECARS["gateway"]["metricsScraper"]
-    assert settings.gateway_pull_secrets == ("regcred", "mirror")
+    assert settings.metrics.scraper_peer == SIDECARS["gateway"]["metricsScraper"]
+    assert settings.gateway.pull_secrets == ("regcred", "mirror")
     assert "REMIT_METRICS_SCRAPER" not in _env(manifests())
 
 
@@ -295,12 +295,13 @@ def test_notes_say_what_to_apply_next() -> None:
 
 
 def test_chart_speaks_the_operators_contract() -> None:
+    from remit.settings import variables  # noqa: PLC0415
     from remit_operator.settings import PREFIX, Settings  # noqa: PLC0415
     from remit_operator.webhook import WEBHOOK_PATH  # noqa: PLC0415
 
     config = find(manifests(), "MutatingWebhookConfiguration")
     assert config["webhooks"][0]["clientConfig"]["service"]["path"] == WEBHOOK_PATH
-    known = {PREFIX + name.upper() for name in Settings.__dataclass_fields__}
+    known = {variable.name for variable in variables(Settings)}
     chart = {name for name in _env(manifests()) if name.startswith(PREFIX)}
     assert chart <= known  # every setting the chart sends is one the operator reads
     assert {"REMIT_HEALTH_PORT", "REMIT_METRICS_PORT"} <= chart

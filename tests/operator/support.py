@@ -90,24 +90,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def operator_settings(tmp: Path, **overrides: Any) -> Settings:
-    """Operator settings for tests: loopback webhook, quick pushes, no periodic resync."""
+def operator_settings(tmp: Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Operator settings for tests, read from ``REMIT_*`` variables as the operator reads them
+    (``env`` adds or overrides): loopback webhook, quick pushes, no periodic resync."""
     cert, key = write_self_signed(tmp, ["127.0.0.1", "localhost"])
-    values: dict[str, Any] = {
-        "namespace": OPERATOR_NAMESPACE,
-        "webhook_host": "127.0.0.1",
-        "webhook_cert_file": str(cert),
-        "webhook_key_file": str(key),
-        "webhook_port": free_port(),
-        "metrics_port": free_port(),
-        "push_timeout_seconds": 2.0,
-        "push_retries": 2,
-        "push_backoff_seconds": 0.05,
-        "resync_seconds": 3600.0,
-        "log_level": "INFO",
+    values = {
+        "REMIT_NAMESPACE": OPERATOR_NAMESPACE,
+        "REMIT_WEBHOOK_HOST": "127.0.0.1",
+        "REMIT_WEBHOOK_CERT_FILE": str(cert),
+        "REMIT_WEBHOOK_KEY_FILE": str(key),
+        "REMIT_WEBHOOK_PORT": str(free_port()),
+        "REMIT_METRICS_PORT": str(free_port()),
+        "REMIT_PUSH_TIMEOUT_SECONDS": "2.0",
+        "REMIT_PUSH_RETRIES": "2",
+        "REMIT_PUSH_BACKOFF_SECONDS": "0.05",
+        "REMIT_RESYNC_SECONDS": "3600",
+        "REMIT_LOG_LEVEL": "INFO",
     }
-    values.update(overrides)
-    return Settings(**values)
+    return Settings.from_env(values | dict(env or {}))
 
 
 @dataclass
@@ -150,7 +150,7 @@ async def running_operator(
 
 
 def _has_secret(k8s: kmock.KubernetesEmulator, settings: Settings) -> bool:
-    return stored(k8s, "v1/secrets", settings.namespace, settings.signing_secret) is not None
+    return stored(k8s, "v1/secrets", settings.kube.namespace, settings.signing.secret) is not None
 
 
 def stored(
@@ -169,7 +169,7 @@ def stored(
 
 async def _webhook_up(settings: Settings) -> bool:
     try:
-        with socket.create_connection((settings.webhook_host, settings.webhook_port), 0.2):
+        with socket.create_connection((settings.webhook.host, settings.webhook.port), 0.2):
             return True
     except OSError:
         return False
@@ -279,9 +279,9 @@ def admission_review(pod: Mapping[str, Any], operation: str = "CREATE") -> dict[
 
 async def send_review(settings: Settings, review: Mapping[str, Any]) -> dict[str, Any]:
     """POST an AdmissionReview over HTTPS to the webhook, verifying its certificate."""
-    url = f"https://{settings.webhook_host}:{settings.webhook_port}/inject"
-    assert settings.webhook_cert_file is not None
-    verify = ssl.create_default_context(cafile=settings.webhook_cert_file)
+    url = f"https://{settings.webhook.host}:{settings.webhook.port}/inject"
+    assert settings.webhook.tls.cert_file is not None
+    verify = ssl.create_default_context(cafile=settings.webhook.tls.cert_file)
     async with httpx.AsyncClient(verify=verify, timeout=10) as http:
         response = await http.post(url, json=dict(review))
     response.raise_for_status()
@@ -592,7 +592,7 @@ async def fleet(
         port, admin_port = spec["gateway"]["port"], spec["gateway"]["adminPort"]
     settings = operator.settings
     configmap = await eventually(
-        lambda: stored(k8s, "v1/configmaps", NAMESPACE, settings.public_key_configmap)
+        lambda: stored(k8s, "v1/configmaps", NAMESPACE, settings.signing.public_key_configmap)
     )
     key_file = tmp / f"public-{first_ip}.jwk"  # what the kubelet mounts from the ConfigMap
     key_file.write_text(public_key or configmap["data"]["public.jwk"])

@@ -63,7 +63,7 @@ async def test_a_sidecar_refusing_the_bundle_shows_in_status_and_an_event(
     await apply(k8s, server_doc(issuer.issuer, issuer.jwks_uri, port, admin_port))
     settings = operator.settings
     configmap = await eventually(
-        lambda: stored(k8s, "v1/configmaps", NAMESPACE, settings.public_key_configmap)
+        lambda: stored(k8s, "v1/configmaps", NAMESPACE, settings.signing.public_key_configmap)
     )
     key_file = tmp_path / "public.jwk"
     key_file.write_text(configmap["data"]["public.jwk"])
@@ -103,7 +103,9 @@ async def test_a_sidecar_refusing_the_bundle_shows_in_status_and_an_event(
 async def test_an_unchanged_bundle_is_signed_again_before_sidecars_find_it_too_old(
     k8s: kmock.KubernetesEmulator, issuer: Issuer, upstream: str, tmp_path: Path
 ) -> None:
-    settings = operator_settings(tmp_path, bundle_refresh_seconds=1.0, resync_seconds=1.0)
+    settings = operator_settings(
+        tmp_path, {"REMIT_BUNDLE_REFRESH_SECONDS": "1.0", "REMIT_RESYNC_SECONDS": "1.0"}
+    )
     async with (
         running_operator(k8s, settings) as operator,
         fleet(k8s, operator, issuer.issuer, issuer.jwks_uri, upstream, 1, tmp_path) as files,

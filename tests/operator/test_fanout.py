@@ -87,7 +87,7 @@ async def test_push_memory_does_not_grow_with_the_number_of_pods(tmp_path: Path)
     """64 pods of a 1 MiB bundle peak like 4 pods: the buffer is shared, and what the transport
     copies is bounded by the concurrency, not by the pods (a copy per pod would add 60 MiB)."""
     token = os.urandom(BUNDLE)
-    pusher = Pusher(operator_settings(tmp_path, push_concurrency=4))
+    pusher = Pusher(operator_settings(tmp_path, {"REMIT_PUSH_CONCURRENCY": "4"}))
 
     async def peak(pods: int) -> int:
         tracemalloc.start()
@@ -141,7 +141,9 @@ async def test_unresponsive_pods_of_one_server_do_not_delay_another_servers_revo
     for the 4 s timeout of each attempt and "files" waited behind them. Now each server has its own
     share and a revocation on "files" reaches its sidecar at once."""
     ips, slow_admin, holes = black_holes
-    settings = operator_settings(tmp_path, push_concurrency=2, push_timeout_seconds=4.0)
+    settings = operator_settings(
+        tmp_path, {"REMIT_PUSH_CONCURRENCY": "2", "REMIT_PUSH_TIMEOUT_SECONDS": "4.0"}
+    )
     async with (
         running_operator(k8s, settings) as operator,
         fleet(

@@ -42,7 +42,7 @@ async def test_matching_pod_gets_the_gateway(
     injected = patched(pod, answer)
     gateway = _gateway(injected)
     settings: Settings = operator.settings
-    assert gateway["image"] == settings.gateway_image
+    assert gateway["image"] == settings.gateway.image
     assert gateway["args"] == ["gateway"]
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in gateway["env"]}
     assert env["REMIT_SERVER"] == f"{NAMESPACE}/files"
@@ -54,13 +54,13 @@ async def test_matching_pod_gets_the_gateway(
     assert env["REMIT_AUDIT_SINK"] == "stdout"
     assert [p["containerPort"] for p in gateway["ports"]] == [9000, 9901]
     assert gateway["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 9901}
-    assert gateway["resources"]["requests"]["cpu"] == settings.gateway_cpu_request
+    assert gateway["resources"]["requests"]["cpu"] == settings.gateway.cpu_request
     security = gateway["securityContext"]
     assert security["runAsNonRoot"]
     assert not security["allowPrivilegeEscalation"]
     assert security["capabilities"] == {"drop": ["ALL"]}
     volume = next(v for v in injected["spec"]["volumes"] if v["name"] == "remit-bundle-key")
-    assert volume["configMap"]["name"] == settings.public_key_configmap
+    assert volume["configMap"]["name"] == settings.signing.public_key_configmap
     annotations = injected["metadata"]["annotations"]
     assert annotations["remit.dev/mcpserver"] == "files"
     assert annotations["remit.dev/bundle-key-id"] == operator.runtime.keyring.kid
@@ -136,7 +136,7 @@ async def test_namespace_comes_from_the_request_when_the_pod_has_none(
 async def test_injected_pod_is_labelled_sealed_and_can_pull_the_sidecar_image(
     k8s: kmock.KubernetesEmulator, tmp_path: Path
 ) -> None:
-    settings = operator_settings(tmp_path, gateway_image_pull_secrets="regcred,mirror")
+    settings = operator_settings(tmp_path, {"REMIT_GATEWAY_IMAGE_PULL_SECRETS": "regcred,mirror"})
     async with running_operator(k8s, settings) as operator:
         await apply(k8s, server("files"))
         pod = app_pod("files-1")

@@ -57,7 +57,7 @@ async def test_rotation_keeps_every_sidecar_verifying(
     old, new = generate_key(), generate_key()
     settings = operator_settings(tmp_path)
     secret = secret_for(old, settings)
-    k8s.objects["v1/secrets", OPERATOR_NAMESPACE, settings.signing_secret] = secret
+    k8s.objects["v1/secrets", OPERATOR_NAMESPACE, settings.signing.secret] = secret
     token = issuer.mint("alice@example.com", agent="support-bot", audience=AUDIENCE)
     async with (
         running_operator(k8s, settings) as first,
@@ -71,7 +71,7 @@ async def test_rotation_keeps_every_sidecar_verifying(
             "previous.jwk": base64.b64encode(_jwk(old, True).encode()).decode(),
         }
         response = await k8s.patch(
-            f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/secrets/{settings.signing_secret}",
+            f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/secrets/{settings.signing.secret}",
             json={"data": rotated},
             headers={"Content-Type": "application/merge-patch+json"},
         )
@@ -84,7 +84,9 @@ async def test_rotation_keeps_every_sidecar_verifying(
             assert await files.decide_all(token, "read_file", {"path": "/data/readme.txt"}) == {
                 "allowed"
             }
-            configmap = stored(k8s, "v1/configmaps", NAMESPACE, settings.public_key_configmap)
+            configmap = stored(
+                k8s, "v1/configmaps", NAMESPACE, settings.signing.public_key_configmap
+            )
             assert configmap is not None
             assert json.loads(configmap["data"]["public.jwk"])["kid"] == new.kid
             assert json.loads(configmap["data"]["previous.jwk"])["kid"] == old.kid

@@ -61,11 +61,14 @@ async def admin() -> AsyncIterator[tuple[Script, int]]:
 SIDECAR = Sidecar("agents/p", "agents/files", "127.0.0.1", True, False, None, "1")
 
 
-async def _pusher(tmp_path: Path, delays: list[float], **overrides: object) -> Pusher:
+async def _pusher(tmp_path: Path, delays: list[float], **variables: object) -> Pusher:
+    """A pusher recording its delays; ``push_retries=3`` sets ``REMIT_PUSH_RETRIES``."""
+
     async def sleep(seconds: float) -> None:
         delays.append(seconds)
 
-    return Pusher(operator_settings(tmp_path, **overrides), sleep=sleep)
+    env = {f"REMIT_{name.upper()}": str(value) for name, value in variables.items()}
+    return Pusher(operator_settings(tmp_path, env), sleep=sleep)
 
 
 async def test_server_errors_are_retried_with_exponential_backoff(

@@ -149,7 +149,7 @@ async def _has(sidecar: object, digest: str) -> bool:
 async def test_drifted_sidecar_is_pushed_again_on_resync(
     k8s: kmock.KubernetesEmulator, issuer: Issuer, upstream: str, tmp_path: Path, token: str
 ) -> None:
-    settings = operator_settings(tmp_path, resync_seconds=0.5)
+    settings = operator_settings(tmp_path, {"REMIT_RESYNC_SECONDS": "0.5"})
     async with (
         running_operator(k8s, settings) as operator,
         fleet(k8s, operator, issuer.issuer, issuer.jwks_uri, upstream, 2, tmp_path) as files,
@@ -165,7 +165,7 @@ async def test_operator_metrics_count_pushes_and_sidecars_in_sync(
     before = files.server_digest()
     await apply(files.k8s, policy("support-bot", rule("read", tools=["read_*"])))
     await files.in_sync(previous=before)
-    url = f"http://127.0.0.1:{operator.settings.metrics_port}/metrics"
+    url = f"http://127.0.0.1:{operator.settings.metrics.port}/metrics"
     async with httpx.AsyncClient(timeout=5) as http:
         text = (await http.get(url)).text
     samples = {

@@ -56,7 +56,7 @@ async def _server(
         admin = free_everywhere([ip])
     await apply(k8s, server_doc(issuer.issuer, issuer.jwks_uri, port, admin))
     configmap = await eventually(
-        lambda: stored(k8s, "v1/configmaps", NAMESPACE, op.settings.public_key_configmap)
+        lambda: stored(k8s, "v1/configmaps", NAMESPACE, op.settings.signing.public_key_configmap)
     )
     key_file = tmp / "public.jwk"
     key_file.write_text(configmap["data"]["public.jwk"])
@@ -104,7 +104,7 @@ async def test_failed_push_is_retried_within_seconds_not_at_the_resync(
     upstream: str,
     tmp_path: Path,
 ) -> None:
-    assert operator.settings.resync_seconds >= 3600  # the resync cannot be what pushes
+    assert operator.settings.sync.resync_seconds >= 3600  # the resync cannot be what pushes
     ip = "127.0.0.41"
     _, key_file = await _server(k8s, operator, issuer, ip, tmp_path)
     pod = await injected(operator.settings, app_pod("files-41"))
@@ -143,7 +143,7 @@ async def fast_resync(
     k8s: kmock.KubernetesEmulator, tmp_path: Path
 ) -> AsyncIterator[RunningOperator]:
     """The operator reading every sidecar's status each second (pins are learned there)."""
-    settings = operator_settings(tmp_path, resync_seconds=1.0)
+    settings = operator_settings(tmp_path, {"REMIT_RESYNC_SECONDS": "1.0"})
     async with running_operator(k8s, settings) as running:
         yield running
 
@@ -221,7 +221,7 @@ async def test_pod_watch_is_filtered_by_the_api_server_and_paginated(
 async def test_native_sidecar_is_injected_and_kept_in_sync(
     k8s: kmock.KubernetesEmulator, issuer: Issuer, upstream: str, tmp_path: Path
 ) -> None:
-    settings = operator_settings(tmp_path, gateway_native_sidecar="true")
+    settings = operator_settings(tmp_path, {"REMIT_GATEWAY_NATIVE_SIDECAR": "true"})
     async with (
         running_operator(k8s, settings) as operator,
         fleet(

@@ -27,12 +27,12 @@ async def test_creates_a_signing_key_and_publishes_its_public_half(
     k8s: kmock.KubernetesEmulator, operator: RunningOperator
 ) -> None:
     settings = operator.settings
-    secret = stored(k8s, "v1/secrets", settings.namespace, settings.signing_secret)
+    secret = stored(k8s, "v1/secrets", settings.kube.namespace, settings.signing.secret)
     assert secret is not None
     keyring = keyring_from_secret(secret)
     await apply(k8s, server("files"))
     configmap = await eventually(
-        lambda: stored(k8s, "v1/configmaps", NAMESPACE, settings.public_key_configmap)
+        lambda: stored(k8s, "v1/configmaps", NAMESPACE, settings.signing.public_key_configmap)
     )
     published = load_key(configmap["data"]["public.jwk"].encode())
     assert published.kid == keyring.kid
@@ -52,7 +52,7 @@ async def test_network_policy_admits_only_gateway_and_operator(
     assert ports == [9000, 9901]
     assert "from" not in spec["ingress"][0]
     assert spec["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"] == {
-        "kubernetes.io/metadata.name": operator.settings.namespace
+        "kubernetes.io/metadata.name": operator.settings.kube.namespace
     }
 
 
@@ -94,7 +94,7 @@ async def test_network_policy_admits_the_configured_metrics_scraper(
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
     }
-    settings = operator_settings(tmp_path, metrics_scraper=json.dumps(scraper))
+    settings = operator_settings(tmp_path, {"REMIT_METRICS_SCRAPER": json.dumps(scraper)})
     async with running_operator(k8s, settings):
         await apply(k8s, server("files", gateway={"port": 9000, "adminPort": 9901}))
         policy = await eventually(

@@ -11,7 +11,7 @@ from remit.api.mcpserver import LabelSelector
 from remit.errors import ResourceError
 from remit_operator.errors import SettingsError
 from remit_operator.index import Index, Sidecar, sidecar_from_pod
-from remit_operator.settings import Settings
+from remit_operator.settings import Settings, WebhookSettings
 from remit_operator.status import condition, rejection
 from remit_operator.webhook import native_sidecars, selector_matches, webhook_configuration
 from tests.support.policies import grant, policy, resources, rule, server
@@ -20,8 +20,8 @@ from tests.support.policies import grant, policy, resources, rule, server
 def test_settings_from_environment() -> None:
     env = {"REMIT_PUSH_RETRIES": "5", "REMIT_PUSH_TIMEOUT_SECONDS": "0.5", "REMIT_PEERING": "remit"}
     settings = Settings.from_env(env)
-    assert (settings.push_retries, settings.push_timeout_seconds) == (5, 0.5)
-    assert settings.peering == "remit"
+    assert (settings.push.retries, settings.push.timeout_seconds) == (5, 0.5)
+    assert settings.kube.peering == "remit"
     assert Settings.from_env({}) == Settings()
 
 
@@ -66,8 +66,8 @@ def test_native_sidecar_on_kubernetes_1_29_or_when_asked(
 
 def test_pull_secrets_setting_is_a_comma_separated_list() -> None:
     settings = Settings.from_env({"REMIT_GATEWAY_IMAGE_PULL_SECRETS": " regcred, ,mirror,regcred"})
-    assert settings.gateway_pull_secrets == ("regcred", "mirror")
-    assert Settings().gateway_pull_secrets == ()
+    assert settings.gateway.pull_secrets == ("regcred", "mirror")
+    assert Settings().gateway.pull_secrets == ()
 
 
 def test_selector_semantics() -> None:
@@ -88,7 +88,7 @@ def test_selector_semantics() -> None:
 
 
 def test_webhook_configuration_fails_closed_and_spares_system_namespaces() -> None:
-    settings = Settings(webhook_service="remit-system/remit-webhook")
+    settings = Settings(webhook=WebhookSettings(service="remit-system/remit-webhook"))
     config = webhook_configuration(settings, b"CA")
     pods, namespaces = config["webhooks"]
     assert pods["objectSelector"] == {"matchLabels": {"remit.dev/inject": "true"}}

@@ -5,6 +5,7 @@ rendered by Helm or Argo CD ever has to change."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from remit_operator.kube import KubeClient
-from remit_operator.settings import Settings
+from remit_operator.settings import KubeSettings, Settings, WebhookSettings, WebhookTls
 from remit_operator.webhook_tls import ensure_serving_cert
 from tests.operator.support import (
     OPERATOR_NAMESPACE,
@@ -50,25 +51,21 @@ def _chart_configuration() -> dict[str, object]:
 
 def _settings(tmp: Path) -> Settings:
     base = operator_settings(tmp)
-    values = {f: getattr(base, f) for f in base.__dataclass_fields__}
-    values.update(
-        webhook_cert_file=None,
-        webhook_key_file=None,
-        webhook_tls_secret=SECRET,
-        webhook_configuration=CONFIGURATION,
+    webhook = dataclasses.replace(
+        base.webhook, configuration=CONFIGURATION, tls=WebhookTls(secret=SECRET)
     )
-    return Settings(**values)
+    return dataclasses.replace(base, webhook=webhook)
 
 
 async def _served(settings: Settings, ca: bytes) -> bytes:
     """The certificate the running webhook presents, after a review verified against ``ca``."""
     context = ssl.create_default_context(cadata=ca.decode())
     context.check_hostname = False  # the certificate names the Service; we dial 127.0.0.1
-    url = f"https://{settings.webhook_host}:{settings.webhook_port}/inject"
+    url = f"https://{settings.webhook.host}:{settings.webhook.port}/inject"
     async with httpx.AsyncClient(verify=context, timeout=10) as http:
         response = await http.post(url, json=admission_review(app_pod("p")))
     assert response.status_code == 200
-    address = (settings.webhook_host, settings.webhook_port)
+    address = (settings.webhook.host, settings.webhook.port)
     return ssl.get_server_certificate(address).encode()
 
 
@@ -114,7 +111,10 @@ async def test_an_expiring_certificate_is_renewed_and_the_old_ca_kept_while_vali
     k8s: kmock.KubernetesEmulator,
 ) -> None:
     kube = KubeClient(kopf.ConnectionInfo(server=str(k8s.url).rstrip("/")))
-    settings = Settings(namespace=OPERATOR_NAMESPACE, webhook_tls_secret=SECRET)
+    settings = Settings(
+        kube=KubeSettings(namespace=OPERATOR_NAMESPACE),
+        webhook=WebhookSettings(tls=WebhookTls(secret=SECRET)),
+    )
     try:
         first = await ensure_serving_cert(kube, settings)
         assert await ensure_serving_cert(kube, settings) == first  # stable while valid
