@@ -41,7 +41,7 @@ def test_every_setting_field_has_a_documented_variable(cls: type) -> None:
     assert [f for f in _undocumented(cls) if not f.endswith(".policy_dirs")] == []
 
 
-@pytest.mark.parametrize("cls", [Settings])
+@pytest.mark.parametrize("cls", [Settings, GatewaySettings])
 def test_every_variable_is_in_exactly_one_documented_group(cls: type) -> None:
     grouped = [v.name for section in sections(cls) for v in section.variables]
     assert sorted(grouped) == sorted(v.name for v in variables(cls))
@@ -66,10 +66,10 @@ def test_operator_and_gateway_load_through_the_same_rules() -> None:
     assert (operator.push.retries, operator.sync.resync_seconds) == (5, 2.5)
     assert operator.kube.peering is None
     gateway = from_environment(env)
-    assert gateway.max_body_bytes == 1024
-    assert gateway.listen == Address("127.0.0.1", 9100)
+    assert gateway.limits.max_body_bytes == 1024
+    assert gateway.listen.mcp == Address("127.0.0.1", 9100)
     assert gateway.audit.fsync is False  # the REMIT_AUDIT_* group
-    assert gateway.pod == "pod-a"
+    assert gateway.instance.pod == "pod-a"
 
 
 @pytest.mark.parametrize(
@@ -94,4 +94,7 @@ def test_a_bad_operator_variable_is_named_with_the_operators_error() -> None:
 
 def test_unset_variables_keep_the_defaults() -> None:
     assert load(Settings, {}) == Settings()
-    assert dataclasses.replace(from_environment({}), pod="") == GatewaySettings()
+    gateway = from_environment({})
+    assert gateway.instance.pod  # the host name when REMIT_POD_NAME is unset
+    unnamed = dataclasses.replace(gateway.instance, pod="")
+    assert dataclasses.replace(gateway, instance=unnamed) == GatewaySettings()

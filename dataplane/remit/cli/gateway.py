@@ -15,7 +15,7 @@ from remit.errors import RemitError
 from remit.gateway.app import Gateway
 from remit.gateway.logs import log_to_stderr
 from remit.gateway.serve import build_standalone, run
-from remit.gateway.settings import Address, from_environment
+from remit.gateway.settings import Address, GatewaySettings, from_environment
 
 
 def gateway(
@@ -85,33 +85,28 @@ def gateway(
         "REMIT_MAX_BUNDLE_AGE_SECONDS": max_bundle_age,
     }
     try:
-        settings = from_environment(
-            {**os.environ, **{k: str(v) for k, v in flags.items() if v is not None}}
+        settings = with_flags(
+            from_environment(
+                {**os.environ, **{k: str(v) for k, v in flags.items() if v is not None}}
+            ),
+            upstream=upstream,
+            listen=listen,
+            admin_listen=admin_listen,
+            public_key=public_key,
+            audit_file=audit_file,
+            files=files,
         )
-        changes: dict[str, object] = {}
-        if upstream:
-            changes["upstream"] = upstream
-        if listen:
-            changes["listen"] = Address.parse(listen, "--listen")
-        if admin_listen:
-            changes["admin_listen"] = Address.parse(admin_listen, "--admin-listen")
-        if public_key:
-            changes["public_key"] = public_key
-        if audit_file:
-            changes["audit"] = dataclasses.replace(settings.audit, sink="file", path=audit_file)
-        if files:
-            changes["policy_dirs"] = tuple(files)
-        settings = dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
-        if settings.policy_dirs:
+        if settings.bundle.policy_dirs:
             if not server:
                 fail("standalone mode (-f) needs --server NAME")
             built = build_standalone(settings, server, namespace)
         else:
-            if settings.public_key is None:
+            if settings.bundle.public_key is None:
                 fail("sidecar mode needs REMIT_BUNDLE_PUBLIC_KEY or --public-key (or use -f DIR)")
             if server and namespace:
-                settings = dataclasses.replace(settings, server=f"{namespace}/{server}")
-            if not settings.server:
+                instance = dataclasses.replace(settings.instance, server=f"{namespace}/{server}")
+                settings = dataclasses.replace(settings, instance=instance)
+            if not settings.instance.server:
                 fail(
                     "sidecar mode needs its MCPServer to check bundles against: REMIT_SERVER "
                     "(namespace/name) or --server with --namespace"
@@ -123,3 +118,38 @@ def gateway(
         uvloop.run(run(built))
     except RemitError as exc:  # a port in use, an audit file that cannot be opened
         fail(str(exc), code=1)
+
+
+def with_flags(
+    settings: GatewaySettings,
+    *,
+    upstream: str | None,
+    listen: str | None,
+    admin_listen: str | None,
+    public_key: Path | None,
+    audit_file: Path | None,
+    files: list[Path] | None,
+) -> GatewaySettings:
+    """``settings`` with the command line's flags in place of the variables they override."""
+    target, addresses, bundle, audit = (
+        settings.upstream,
+        settings.listen,
+        settings.bundle,
+        settings.audit,
+    )
+    if upstream:
+        target = dataclasses.replace(target, url=upstream)
+    if listen:
+        addresses = dataclasses.replace(addresses, mcp=Address.parse(listen, "--listen"))
+    if admin_listen:
+        admin = Address.parse(admin_listen, "--admin-listen")
+        addresses = dataclasses.replace(addresses, admin=admin)
+    if public_key:
+        bundle = dataclasses.replace(bundle, public_key=public_key)
+    if files:
+        bundle = dataclasses.replace(bundle, policy_dirs=tuple(files))
+    if audit_file:
+        audit = dataclasses.replace(audit, sink="file", path=audit_file)
+    return dataclasses.replace(
+        settings, upstream=target, listen=addresses, bundle=bundle, audit=audit
+    )

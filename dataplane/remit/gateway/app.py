@@ -32,11 +32,12 @@ class Gateway:
     """One gateway: state, metrics, and two ASGI apps (``mcp_app`` and ``admin_app``)."""
 
     def __init__(self, settings: GatewaySettings, state: PolicyState | None = None) -> None:
-        """``state`` defaults to one trusting ``settings.public_key`` (sidecar mode)."""
+        """``state`` defaults to one trusting ``settings.bundle.public_key`` (sidecar mode)."""
         self.settings = settings
         if state is None:
-            key = load_key(settings.public_key) if settings.public_key else None
-            state = PolicyState(key, server=settings.server, max_age=settings.max_bundle_age)
+            bundle = settings.bundle
+            key = load_key(bundle.public_key) if bundle.public_key else None
+            state = PolicyState(key, server=settings.instance.server, max_age=bundle.max_age)
         self.state = state
         self.metrics = Metrics()
         self.guard: RemitGuard | None = None
@@ -70,23 +71,25 @@ class Gateway:
     async def start(self) -> None:
         """Open the audit chain and upstream client in the running loop."""
         settings = self.settings
-        self.chain = await open_chain(settings.audit, server=settings.server, pod=settings.pod)
+        self.chain = await open_chain(
+            settings.audit, server=settings.instance.server, pod=settings.instance.pod
+        )
         self.metrics.watch_audit(self.chain.sink.health)
         proxy_settings = ProxySettings(
-            upstream=UpstreamSettings(url=settings.upstream),
-            path=settings.mcp_path,
-            max_body_bytes=settings.max_body_bytes,
-            max_batch=settings.max_batch,
+            upstream=UpstreamSettings(url=settings.upstream.url),
+            path=settings.upstream.mcp_path,
+            max_body_bytes=settings.limits.max_body_bytes,
+            max_batch=settings.limits.max_batch,
         )
         upstream = Upstream(proxy_settings.upstream)
         refusals = RefusalAggregator(
-            settings.refusal_interval, max_windows=settings.refusal_windows
+            settings.refusals.interval, max_windows=settings.refusals.windows
         )
         self.guard = RemitGuard(
             self.state,
             self.chain,
             self.metrics,
-            pod=settings.pod,
+            pod=settings.instance.pod,
             upstream=upstream,
             refusals=refusals,
         )

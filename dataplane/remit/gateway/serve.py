@@ -49,11 +49,12 @@ def compile_standalone(
 
 def build_standalone(settings: GatewaySettings, server: str, namespace: str | None) -> Gateway:
     """A gateway enforcing the policy directory in ``settings`` for ``server``."""
-    if not settings.policy_dirs:
+    if not settings.bundle.policy_dirs:
         raise CompileError("standalone mode needs a policy directory (-f DIR)")
-    bundle, token, state = compile_standalone(settings.policy_dirs, server, namespace)
+    bundle, token, state = compile_standalone(settings.bundle.policy_dirs, server, namespace)
     server_ref = f"{bundle.server.namespace}/{bundle.server.name}"
-    gateway = Gateway(dataclasses.replace(settings, server=settings.server or server_ref), state)
+    instance = dataclasses.replace(settings.instance, server=settings.instance.server or server_ref)
+    gateway = Gateway(dataclasses.replace(settings, instance=instance), state)
     state.install_signed(token)  # also returns the memory of parsing the YAML
     gateway.metrics.bundle_serial.set(bundle.serial)
     return gateway
@@ -76,18 +77,18 @@ def listeners(gateway: Gateway) -> list[ListenerSettings]:
 
     return [
         ListenerSettings(
-            settings.listen.host,
-            settings.listen.port,
-            settings.asgi_server,
+            settings.listen.mcp.host,
+            settings.listen.mcp.port,
+            settings.listen.asgi_server,
             limits=limits,
             on_refusal=counter("mcp"),
             name="REMIT_LISTEN (--listen)",
             lifespan=False,  # run() starts and stops the gateway itself
         ),
         ListenerSettings(
-            settings.admin_listen.host,
-            settings.admin_listen.port,
-            settings.asgi_server,
+            settings.listen.admin.host,
+            settings.listen.admin.port,
+            settings.listen.asgi_server,
             limits=admin,
             jsonrpc_errors=False,
             on_refusal=counter("admin"),

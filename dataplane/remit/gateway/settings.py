@@ -1,8 +1,8 @@
-"""The gateway's settings: grouped frozen dataclasses, from CLI flags or ``REMIT_`` environment.
+"""The gateway's settings: frozen dataclasses grouped by concern, from CLI flags or ``REMIT_*``.
 
 Sidecar mode (in a cluster) reads the environment the operator's injection sets. Each field
 names its variable and meaning; ``remit.settings`` loads them (the loader the operator uses
-too) and writes the table in docs/gateway.md from the same fields.
+too) and writes the tables in docs/gateway.md from the same fields, one table per group.
 """
 
 from __future__ import annotations
@@ -77,9 +77,114 @@ def _interval(raw: str, variable: str) -> float:
     return seconds
 
 
+def _server_ref(raw: str, variable: str) -> str:
+    if not _SERVER_REF.fullmatch(raw.strip()):
+        raise SettingsError(f"{variable}: expected namespace/name, got {raw!r}")
+    return raw.strip()
+
+
+def _count(raw: str, variable: str) -> int:
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise SettingsError(f"{variable}: expected a whole number above 0, got {raw!r}")
+    return int(raw)
+
+
+def _positive_seconds(raw: str, variable: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise SettingsError(f"{variable}: expected a number of seconds above 0, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTarget:
+    """The MCP server the gateway guards, on loopback."""
+
+    url: str = setting(
+        "http://127.0.0.1:8080/mcp",
+        env="UPSTREAM",
+        doc="The MCP server URL on loopback; its path is the path clients use.",
+    )
+
+    @property
+    def mcp_path(self) -> str:
+        """The MCP endpoint path clients use: the upstream's path."""
+        return urlsplit(self.url).path or "/mcp"
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddresses:
+    """Where the gateway listens: a port for MCP clients, one for the admin API."""
+
+    mcp: Address = setting(
+        Address("0.0.0.0", 9000),  # noqa: S104 - a sidecar listens on the pod IP
+        env="LISTEN",
+        doc="`host:port` for MCP clients.",
+        parse=_address,
+        shown="`0.0.0.0:9000`",
+    )
+    admin: Address = setting(
+        Address("0.0.0.0", 9901),  # noqa: S104
+        env="ADMIN_LISTEN",
+        doc="`host:port` of the admin API (bundle push, status, health, metrics).",
+        parse=_address,
+        shown="`0.0.0.0:9901`",
+    )
+    asgi_server: Literal["granian", "uvicorn"] = setting(
+        "uvicorn",
+        env="ASGI_SERVER",
+        doc="HTTP server: `uvicorn` (measured faster here) or `granian`.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """Which gateway this is: the MCPServer it guards and its pod, named in every record."""
+
+    server: str = setting(
+        "",
+        env="SERVER",
+        doc="`namespace/name` of the MCPServer: in every record, and the only server whose "
+        "bundles this gateway installs (required in sidecar mode).",
+        parse=_server_ref,
+    )
+    pod: str = setting(
+        "",
+        env="POD_NAME",
+        doc="This pod, recorded in every decision record.",
+        shown="the host name",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BundleSettings:
+    """The policy the gateway enforces: bundles pushed by the operator, or a policy directory."""
+
+    public_key: Path | None = setting(
+        None,
+        env="BUNDLE_PUBLIC_KEY",
+        doc="Path of the Ed25519 public key (JWK or PEM) that pushed bundles must verify with.",
+    )
+    max_age: float = setting(
+        DEFAULT_MAX_BUNDLE_AGE,
+        env="MAX_BUNDLE_AGE_SECONDS",
+        doc="A pushed bundle whose `issuedAt` is older is refused (422 `stale`); so is one "
+        "more than 5 minutes in the future.",
+        parse=_positive_seconds,
+    )
+    policy_dirs: tuple[Path, ...] = ()  # standalone mode: `remit gateway -f DIR`
+
+
 @dataclass(frozen=True, slots=True)
 class AuditVariables:
-    """The ``REMIT_AUDIT_*`` variables, turned into ``AuditSettings`` by ``_audit``."""
+    """Decision records: where they go, how durable, and how long writing one may take.
+
+    The ``REMIT_AUDIT_*`` variables, turned into the audit layer's ``AuditSettings`` by
+    ``_audit``.
+    """
 
     sink: Literal["stdout", "file"] = setting(
         "stdout", env="AUDIT_SINK", doc="Where decision records go: `stdout` or `file`."
@@ -122,26 +227,41 @@ def _audit(variables: AuditVariables) -> AuditSettings:
         raise SettingsError(f"REMIT_AUDIT_*: {exc}") from exc
 
 
-def _server_ref(raw: str, variable: str) -> str:
-    if not _SERVER_REF.fullmatch(raw.strip()):
-        raise SettingsError(f"{variable}: expected namespace/name, got {raw!r}")
-    return raw.strip()
+@dataclass(frozen=True, slots=True)
+class RequestLimits:
+    """Bounds on each request from an MCP client."""
+
+    max_body_bytes: int = setting(
+        4 * 1024 * 1024,
+        env="MAX_BODY_BYTES",
+        doc="Largest accepted request body, in bytes.",
+        parse=_size,
+    )
+    max_batch: int = setting(
+        DEFAULT_MAX_BATCH,
+        env="MAX_BATCH",
+        doc="Most messages in one JSON-RPC batch; a larger batch is refused whole (400).",
+        parse=_positive,
+    )
 
 
-def _count(raw: str, variable: str) -> int:
-    if not raw.strip().isdigit() or int(raw) < 1:
-        raise SettingsError(f"{variable}: expected a whole number above 0, got {raw!r}")
-    return int(raw)
+@dataclass(frozen=True, slots=True)
+class RefusalRecords:
+    """Records of refused unauthenticated callers, aggregated per source."""
 
-
-def _positive_seconds(raw: str, variable: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise SettingsError(f"{variable}: expected a number of seconds above 0, got {raw!r}")
-    return value
+    interval: float = setting(
+        DEFAULT_INTERVAL,
+        env="REFUSAL_INTERVAL",
+        doc="Seconds during which identical refusals of unauthenticated callers from one "
+        "source share one summary record (`0`: one record each).",
+        parse=_interval,
+    )
+    windows: int = setting(
+        DEFAULT_MAX_WINDOWS,
+        env="REFUSAL_WINDOWS",
+        doc="Most sources whose refusals are aggregated at once; beyond, one shared window.",
+        parse=_positive,
+    )
 
 
 _DEFAULT = ConnectionLimits()
@@ -149,7 +269,12 @@ _DEFAULT = ConnectionLimits()
 
 @dataclass(frozen=True, slots=True)
 class LimitVariables:
-    """The connection-limit variables (remit.gateway.connections), for both listeners."""
+    """Connections on both ports: how many, how long each phase of a request may take, how
+    large its headers may be.
+
+    The connection-limit variables (remit.gateway.connections), turned into ``Listeners`` by
+    ``_listeners``.
+    """
 
     max_connections: int | None = setting(
         None,
@@ -238,95 +363,25 @@ def _listeners(variables: LimitVariables) -> Listeners:
 
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
-    """Everything one gateway process needs; nothing is read from globals."""
+    """Everything one gateway process needs, one group per concern; nothing is read from
+    globals."""
 
-    upstream: str = setting(
-        "http://127.0.0.1:8080/mcp",
-        env="UPSTREAM",
-        doc="The MCP server URL on loopback; its path is the path clients use.",
+    upstream: UpstreamTarget = group(UpstreamTarget, title="Upstream")
+    listen: ListenAddresses = group(ListenAddresses, title="Listeners")
+    instance: Instance = group(Instance, title="Identity")
+    bundle: BundleSettings = group(BundleSettings, title="Policy bundle")
+    audit: AuditSettings = group(AuditSettings, title="Audit", source=AuditVariables, build=_audit)
+    limits: RequestLimits = group(RequestLimits, title="Request limits")
+    refusals: RefusalRecords = group(RefusalRecords, title="Refusals")
+    connections: Listeners = group(
+        Listeners, title="Connection limits", source=LimitVariables, build=_listeners
     )
-    listen: Address = setting(
-        Address("0.0.0.0", 9000),  # noqa: S104 - a sidecar listens on the pod IP
-        env="LISTEN",
-        doc="`host:port` for MCP clients.",
-        parse=_address,
-        shown="`0.0.0.0:9000`",
-    )
-    admin_listen: Address = setting(
-        Address("0.0.0.0", 9901),  # noqa: S104
-        env="ADMIN_LISTEN",
-        doc="`host:port` of the admin API (bundle push, status, health, metrics).",
-        parse=_address,
-        shown="`0.0.0.0:9901`",
-    )
-    server: str = setting(
-        "",
-        env="SERVER",
-        doc="`namespace/name` of the MCPServer: in every record, and the only server whose "
-        "bundles this gateway installs (required in sidecar mode).",
-        parse=_server_ref,
-    )
-    pod: str = setting(
-        "",
-        env="POD_NAME",
-        doc="This pod, recorded in every decision record.",
-        shown="the host name",
-    )
-    public_key: Path | None = setting(
-        None,
-        env="BUNDLE_PUBLIC_KEY",
-        doc="Path of the Ed25519 public key (JWK or PEM) that pushed bundles must verify with.",
-    )
-    policy_dirs: tuple[Path, ...] = ()
-    audit: AuditSettings = group(AuditSettings, source=AuditVariables, build=_audit)
-    max_body_bytes: int = setting(
-        4 * 1024 * 1024,
-        env="MAX_BODY_BYTES",
-        doc="Largest accepted request body, in bytes.",
-        parse=_size,
-    )
-    asgi_server: Literal["granian", "uvicorn"] = setting(
-        "uvicorn",
-        env="ASGI_SERVER",
-        doc="HTTP server: `uvicorn` (measured faster here) or `granian`.",
-    )
-    max_batch: int = setting(
-        DEFAULT_MAX_BATCH,
-        env="MAX_BATCH",
-        doc="Most messages in one JSON-RPC batch; a larger batch is refused whole (400).",
-        parse=_positive,
-    )
-    refusal_interval: float = setting(
-        DEFAULT_INTERVAL,
-        env="REFUSAL_INTERVAL",
-        doc="Seconds during which identical refusals of unauthenticated callers from one "
-        "source share one summary record (`0`: one record each).",
-        parse=_interval,
-    )
-    refusal_windows: int = setting(
-        DEFAULT_MAX_WINDOWS,
-        env="REFUSAL_WINDOWS",
-        doc="Most sources whose refusals are aggregated at once; beyond, one shared window.",
-        parse=_positive,
-    )
-    max_bundle_age: float = setting(
-        DEFAULT_MAX_BUNDLE_AGE,
-        env="MAX_BUNDLE_AGE_SECONDS",
-        doc="A pushed bundle whose `issuedAt` is older is refused (422 `stale`); so is one "
-        "more than 5 minutes in the future.",
-        parse=_positive_seconds,
-    )
-    connections: Listeners = group(Listeners, source=LimitVariables, build=_listeners)
-
-    @property
-    def mcp_path(self) -> str:
-        """The MCP endpoint path clients use: the upstream's path."""
-        return urlsplit(self.upstream).path or "/mcp"
 
 
 def from_environment(env: Mapping[str, str] | None = None) -> GatewaySettings:
     """Sidecar settings from ``REMIT_*`` variables (see docs/gateway.md)."""
     settings = load(GatewaySettings, env)
-    if not settings.pod:
-        settings = dataclasses.replace(settings, pod=socket.gethostname())
+    if not settings.instance.pod:
+        instance = dataclasses.replace(settings.instance, pod=socket.gethostname())
+        settings = dataclasses.replace(settings, instance=instance)
     return settings

@@ -25,9 +25,9 @@ def main() -> int:
     log_to_stderr(level, "%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = from_environment()
-        if settings.public_key is None:
+        if settings.bundle.public_key is None:
             raise RemitError("REMIT_BUNDLE_PUBLIC_KEY: the sidecar needs the bundle key")
-        if not settings.server:
+        if not settings.instance.server:
             raise RemitError(
                 "REMIT_SERVER: the sidecar needs its MCPServer (namespace/name) to check "
                 "bundles against"
