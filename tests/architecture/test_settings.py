@@ -10,7 +10,8 @@ import pytest
 from scripts.settings_docs import TABLES, documented, generated
 
 from remit.errors import SettingsError
-from remit.gateway.settings import Address, GatewaySettings, from_environment
+from remit.gateway.settings import GatewaySettings, from_environment
+from remit.gateway.values import Address
 from remit.settings import load, sections, variables
 from remit_operator import errors as operator_errors
 from remit_operator.settings import Settings

@@ -15,7 +15,8 @@ from remit.errors import RemitError
 from remit.gateway.app import Gateway
 from remit.gateway.logs import log_to_stderr
 from remit.gateway.serve import build_standalone, run
-from remit.gateway.settings import Address, GatewaySettings, from_environment
+from remit.gateway.settings import GatewaySettings, from_environment
+from remit.gateway.values import Address
 
 
 def gateway(

@@ -8,7 +8,6 @@ too) and writes the tables in docs/gateway.md from the same fields, one table pe
 from __future__ import annotations
 
 import dataclasses
-import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,84 +18,13 @@ from urllib.parse import urlsplit
 from remit.audit.sinks import AuditSettings
 from remit.audit.writer import DEFAULT_QUEUE_BYTES
 from remit.errors import RemitError, SettingsError
+from remit.gateway import values
 from remit.gateway.connections import ADMIN_LIMITS, ConnectionLimits
 from remit.gateway.protocol import DEFAULT_MAX_BATCH
 from remit.gateway.refusals import DEFAULT_INTERVAL, DEFAULT_MAX_WINDOWS
 from remit.gateway.state import DEFAULT_MAX_BUNDLE_AGE
+from remit.gateway.values import Address
 from remit.settings import group, load, setting
-
-_SERVER_REF = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?")
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    """A host and port to listen on."""
-
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, value: str, setting: str) -> Address:
-        """Parse ``host:port`` (``[::1]:9000`` for IPv6)."""
-        host, sep, port = value.rpartition(":")
-        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-            raise SettingsError(f"{setting}: expected host:port, got {value!r}")
-        return cls(host.strip("[]") or "0.0.0.0", int(port))  # noqa: S104 - a sidecar listens on the pod IP
-
-
-def _address(raw: str, variable: str) -> Address:
-    return Address.parse(raw.strip(), variable)
-
-
-def _size(raw: str, variable: str) -> int:
-    if not raw.strip().isdigit():
-        raise SettingsError(f"{variable}: expected a number, got {raw!r}")
-    return int(raw)
-
-
-def _seconds(raw: str, variable: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise SettingsError(f"{variable}: expected seconds, got {raw!r}") from None
-
-
-def _positive(raw: str, variable: str) -> int:
-    if not raw.strip().isdigit() or int(raw) < 1:
-        raise SettingsError(f"{variable}: expected a whole number of at least 1, got {raw!r}")
-    return int(raw)
-
-
-def _interval(raw: str, variable: str) -> float:
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds < float("inf"):  # negative, infinite or NaN
-        raise SettingsError(f"{variable}: expected a number of seconds, got {raw!r}")
-    return seconds
-
-
-def _server_ref(raw: str, variable: str) -> str:
-    if not _SERVER_REF.fullmatch(raw.strip()):
-        raise SettingsError(f"{variable}: expected namespace/name, got {raw!r}")
-    return raw.strip()
-
-
-def _count(raw: str, variable: str) -> int:
-    if not raw.strip().isdigit() or int(raw) < 1:
-        raise SettingsError(f"{variable}: expected a whole number above 0, got {raw!r}")
-    return int(raw)
-
-
-def _positive_seconds(raw: str, variable: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise SettingsError(f"{variable}: expected a number of seconds above 0, got {raw!r}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +51,14 @@ class ListenAddresses:
         Address("0.0.0.0", 9000),  # noqa: S104 - a sidecar listens on the pod IP
         env="LISTEN",
         doc="`host:port` for MCP clients.",
-        parse=_address,
+        parse=values.address,
         shown="`0.0.0.0:9000`",
     )
     admin: Address = setting(
         Address("0.0.0.0", 9901),  # noqa: S104
         env="ADMIN_LISTEN",
         doc="`host:port` of the admin API (bundle push, status, health, metrics).",
-        parse=_address,
+        parse=values.address,
         shown="`0.0.0.0:9901`",
     )
     asgi_server: Literal["granian", "uvicorn"] = setting(
@@ -149,7 +77,7 @@ class Instance:
         env="SERVER",
         doc="`namespace/name` of the MCPServer: in every record, and the only server whose "
         "bundles this gateway installs (required in sidecar mode).",
-        parse=_server_ref,
+        parse=values.server_ref,
     )
     pod: str = setting(
         "",
@@ -173,7 +101,7 @@ class BundleSettings:
         env="MAX_BUNDLE_AGE_SECONDS",
         doc="A pushed bundle whose `issuedAt` is older is refused (422 `stale`); so is one "
         "more than 5 minutes in the future.",
-        parse=_positive_seconds,
+        parse=values.positive_seconds,
     )
     policy_dirs: tuple[Path, ...] = ()  # standalone mode: `remit gateway -f DIR`
 
@@ -203,13 +131,13 @@ class AuditVariables:
         env="AUDIT_TIMEOUT",
         doc="Seconds a record may take to be written before calls are denied and the sink "
         "reported stalled.",
-        parse=_seconds,
+        parse=values.seconds,
     )
     queue_bytes: int = setting(
         DEFAULT_QUEUE_BYTES,
         env="AUDIT_QUEUE_BYTES",
         doc="Bytes of records waiting to be written beyond which calls are denied.",
-        parse=_size,
+        parse=values.size,
     )
 
 
@@ -235,13 +163,13 @@ class RequestLimits:
         4 * 1024 * 1024,
         env="MAX_BODY_BYTES",
         doc="Largest accepted request body, in bytes.",
-        parse=_size,
+        parse=values.size,
     )
     max_batch: int = setting(
         DEFAULT_MAX_BATCH,
         env="MAX_BATCH",
         doc="Most messages in one JSON-RPC batch; a larger batch is refused whole (400).",
-        parse=_positive,
+        parse=values.positive,
     )
 
 
@@ -254,13 +182,13 @@ class RefusalRecords:
         env="REFUSAL_INTERVAL",
         doc="Seconds during which identical refusals of unauthenticated callers from one "
         "source share one summary record (`0`: one record each).",
-        parse=_interval,
+        parse=values.interval,
     )
     windows: int = setting(
         DEFAULT_MAX_WINDOWS,
         env="REFUSAL_WINDOWS",
         doc="Most sources whose refusals are aggregated at once; beyond, one shared window.",
-        parse=_positive,
+        parse=values.positive,
     )
 
 
@@ -282,50 +210,50 @@ class LimitVariables:
         doc="Open client connections on the MCP port; beyond it the one waiting longest without "
         "a request is closed. Unset: lowered to fit `ulimit -n`; set: a start that cannot "
         "honour it fails.",
-        parse=_count,
+        parse=values.count,
         shown=f"`{_DEFAULT.max_connections}`",
     )
     max_concurrent_requests: int = setting(
         _DEFAULT.max_concurrent_requests,
         env="MAX_CONCURRENT_REQUESTS",
         doc="MCP requests in progress at once (SSE streams included); more get 503.",
-        parse=_count,
+        parse=values.count,
     )
     idle_timeout: float = setting(
         _DEFAULT.idle_timeout,
         env="IDLE_TIMEOUT_SECONDS",
         doc="Seconds a connection may wait for a request to begin (both ports).",
-        parse=_positive_seconds,
+        parse=values.positive_seconds,
     )
     header_timeout: float = setting(
         _DEFAULT.header_timeout,
         env="HEADER_TIMEOUT_SECONDS",
         doc="Seconds from a request's first byte to the end of its headers; then 408.",
-        parse=_positive_seconds,
+        parse=values.positive_seconds,
     )
     body_timeout: float = setting(
         _DEFAULT.body_timeout,
         env="BODY_TIMEOUT_SECONDS",
         doc="Seconds from the end of the headers to the end of the body; then 408.",
-        parse=_positive_seconds,
+        parse=values.positive_seconds,
     )
     max_header_bytes: int = setting(
         _DEFAULT.max_header_bytes,
         env="MAX_HEADER_BYTES",
         doc="Bytes of request line and headers; more get 431.",
-        parse=_count,
+        parse=values.count,
     )
     max_headers: int = setting(
         _DEFAULT.max_headers,
         env="MAX_HEADERS",
         doc="Request headers; more get 431.",
-        parse=_count,
+        parse=values.count,
     )
     admin_max_connections: int = setting(
         ADMIN_LIMITS.max_connections,
         env="ADMIN_MAX_CONNECTIONS",
         doc="Open connections on the admin port (its own limits, so MCP clients cannot starve it).",
-        parse=_count,
+        parse=values.count,
     )
 
 
