@@ -41,7 +41,9 @@ def gateway(
     public_key: Annotated[
         Path | None, typer.Option(help="Bundle verification key (sidecar mode).")
     ] = None,
-    log_level: Annotated[str, typer.Option(help="Log level for stderr.")] = "WARNING",
+    log_level: Annotated[
+        str | None, typer.Option(help="Log level for stderr [REMIT_LOG_LEVEL, else WARNING].")
+    ] = None,
     max_connections: Annotated[
         int | None, typer.Option(help="Open client connections on the MCP port [1024].")
     ] = None,
@@ -73,7 +75,6 @@ def gateway(
 
     Every limit flag has a REMIT_* variable (README: Connection limits); the flag wins.
     """
-    log_to_stderr(log_level, "%(asctime)s %(levelname)s %(message)s")
     flags = {
         "REMIT_MAX_CONNECTIONS": max_connections,
         "REMIT_MAX_CONCURRENT_REQUESTS": max_concurrent_requests,
@@ -84,6 +85,7 @@ def gateway(
         "REMIT_MAX_HEADERS": max_headers,
         "REMIT_ADMIN_MAX_CONNECTIONS": admin_max_connections,
         "REMIT_MAX_BUNDLE_AGE_SECONDS": max_bundle_age,
+        "REMIT_LOG_LEVEL": log_level,
     }
     try:
         settings = with_flags(
@@ -97,6 +99,7 @@ def gateway(
             audit_file=audit_file,
             files=files,
         )
+        log_to_stderr(settings.logs.level, "%(asctime)s %(levelname)s %(message)s")
         if settings.bundle.policy_dirs:
             if not server:
                 fail("standalone mode (-f) needs --server NAME")

@@ -82,8 +82,23 @@ class Instance:
     pod: str = setting(
         "",
         env="POD_NAME",
-        doc="This pod, recorded in every decision record.",
+        doc="This pod's name, recorded in every decision record (its namespace is "
+        "`REMIT_SERVER`'s: the operator injects a gateway only for a server of the pod's own "
+        "namespace).",
         shown="the host name",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """The gateway's own log lines on stderr (decision records are the audit group's)."""
+
+    level: str = setting(
+        "WARNING",
+        env="LOG_LEVEL",
+        doc="Python log level: `DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL` "
+        "(`--log-level` wins).",
+        parse=values.log_level,
     )
 
 
@@ -304,6 +319,7 @@ class GatewaySettings:
     connections: Listeners = group(
         Listeners, title="Connection limits", source=LimitVariables, build=_listeners
     )
+    logs: LogSettings = group(LogSettings, title="Logs")
 
 
 def from_environment(env: Mapping[str, str] | None = None) -> GatewaySettings:

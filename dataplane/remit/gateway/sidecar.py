@@ -7,7 +7,6 @@ fails (a port in use, an audit file that cannot be opened) is one line and exit 
 
 from __future__ import annotations
 
-import os
 import sys
 
 import uvloop
@@ -21,10 +20,9 @@ from remit.gateway.settings import from_environment
 
 def main() -> int:
     """Run the sidecar until SIGTERM; return the process exit code."""
-    level = os.environ.get("REMIT_LOG_LEVEL", "WARNING").upper()
-    log_to_stderr(level, "%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = from_environment()
+        log_to_stderr(settings.logs.level, "%(asctime)s %(levelname)s %(name)s %(message)s")
         if settings.bundle.public_key is None:
             raise RemitError("REMIT_BUNDLE_PUBLIC_KEY: the sidecar needs the bundle key")
         if not settings.instance.server:

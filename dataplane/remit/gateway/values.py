@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from remit.errors import SettingsError
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _SERVER_REF = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?")
 
 
@@ -92,3 +93,11 @@ def positive_seconds(raw: str, variable: str) -> float:
     if not 0 < value < float("inf"):
         raise SettingsError(f"{variable}: expected a number of seconds above 0, got {raw!r}")
     return value
+
+
+def log_level(raw: str, variable: str) -> str:
+    """A Python log level name (any case), upper-cased."""
+    level = raw.strip().upper()
+    if level not in _LOG_LEVELS:
+        raise SettingsError(f"{variable}: expected one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
+    return level
