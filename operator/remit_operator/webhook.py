@@ -114,7 +114,6 @@ def gateway_container(
         {"name": "REMIT_UPSTREAM", "value": upstream},
         {"name": "REMIT_BUNDLE_PUBLIC_KEY", "value": f"{KEY_MOUNT}/public.jwk"},
         {"name": "REMIT_POD_NAME", **field("metadata.name")},
-        {"name": "REMIT_POD_NAMESPACE", **field("metadata.namespace")},
         {"name": "REMIT_AUDIT_SINK", "value": "stdout"},
     ]
     container: dict[str, Any] = {

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from pathlib import Path
 
 import pytest
 from scripts.settings_docs import TABLES, documented, generated
 
+import remit
+import remit_operator
 from remit.errors import SettingsError
 from remit.gateway.settings import GatewaySettings, from_environment
 from remit.gateway.values import Address
 from remit.settings import load, sections, variables
 from remit_operator import errors as operator_errors
 from remit_operator.settings import Settings
+from remit_operator.webhook import gateway_container
+from tests.support.policies import resources, server
 
 
 @pytest.mark.parametrize("name", sorted(TABLES))
@@ -49,6 +54,29 @@ def test_every_variable_is_in_exactly_one_documented_group(cls: type) -> None:
     assert all(section.title for section in sections(cls))  # no ungrouped variable
 
 
+def test_every_variable_the_webhook_injects_is_one_the_gateway_reads() -> None:
+    (files,) = resources(server("files"))
+    injected = {e["name"] for e in gateway_container(files, Settings())["env"]}
+    assert "REMIT_SERVER" in injected
+    assert injected <= {v.name for v in variables(GatewaySettings)}
+
+
+# os.environ["REMIT_X"], os.environ.get("REMIT_X"), os.getenv("REMIT_X"), f-strings too
+_AD_HOC_READ = re.compile(r"""(environ(\.get)?|getenv)\s*[\[(]\s*f?["']REMIT_""")
+
+
+def test_no_module_reads_a_remit_variable_outside_the_settings_loaders() -> None:
+    roots = [Path(remit.__file__).parent, Path(remit_operator.__file__).parent]
+    found = [
+        f"{path}:{number}"
+        for root in roots
+        for path in sorted(root.rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if _AD_HOC_READ.search(line)
+    ]
+    assert found == []
+
+
 def test_the_metrics_port_is_documented() -> None:
     assert "`REMIT_METRICS_PORT` | `9090`" in Path(TABLES["operator"][0]).read_text()
 
@@ -62,6 +90,7 @@ def test_operator_and_gateway_load_through_the_same_rules() -> None:
         "REMIT_LISTEN": "127.0.0.1:9100",
         "REMIT_AUDIT_FSYNC": "off",
         "REMIT_POD_NAME": "pod-a",
+        "REMIT_LOG_LEVEL": "info",
     }
     operator = Settings.from_env(env)
     assert (operator.push.retries, operator.sync.resync_seconds) == (5, 2.5)
@@ -71,6 +100,7 @@ def test_operator_and_gateway_load_through_the_same_rules() -> None:
     assert gateway.listen.mcp == Address("127.0.0.1", 9100)
     assert gateway.audit.fsync is False  # the REMIT_AUDIT_* group
     assert gateway.instance.pod == "pod-a"
+    assert (operator.kube.log_level, gateway.logs.level) == ("info", "INFO")
 
 
 @pytest.mark.parametrize(
@@ -80,6 +110,7 @@ def test_operator_and_gateway_load_through_the_same_rules() -> None:
         ({"REMIT_ASGI_SERVER": "gunicorn"}, "REMIT_ASGI_SERVER"),
         ({"REMIT_MAX_BODY_BYTES": "-1"}, "REMIT_MAX_BODY_BYTES"),
         ({"REMIT_LISTEN": "nowhere"}, "REMIT_LISTEN"),
+        ({"REMIT_LOG_LEVEL": "LOUD"}, "REMIT_LOG_LEVEL"),
         ({"REMIT_AUDIT_SINK": "file"}, "REMIT_AUDIT_"),  # a file sink needs REMIT_AUDIT_FILE
     ],
 )

@@ -388,7 +388,6 @@ class Sidecar:
             "REMIT_UPSTREAM": upstream,
             "REMIT_BUNDLE_PUBLIC_KEY": str(key_file),
             "REMIT_POD_NAME": pod["metadata"]["name"],
-            "REMIT_POD_NAMESPACE": NAMESPACE,
         }
         self.restarts = 0
         self.proc: subprocess.Popen[bytes] | None = None
