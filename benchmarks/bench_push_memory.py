@@ -61,10 +61,10 @@ async def main(size: int, pods: list[int]) -> None:
     shared = jws.encode()
     with tempfile.TemporaryDirectory() as tmp, sink() as port:
         settings = operator_settings(
-            Path(tmp), push_timeout_seconds=60.0, push_deadline_seconds=600.0
+            Path(tmp), {"REMIT_PUSH_TIMEOUT_SECONDS": "60", "REMIT_PUSH_DEADLINE_SECONDS": "600"}
         )
         pusher = Pusher(settings)
-        print(f"bundle {size / 1024:.0f} KiB, per-server concurrency {settings.push_concurrency}")
+        print(f"bundle {size / 1024:.0f} KiB, per-server concurrency {settings.push.concurrency}")
         print(f"{'pods':>6} {'shared MiB':>11} {'per-pod MiB':>12}")
         try:
             for count in pods:

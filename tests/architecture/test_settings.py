@@ -12,6 +12,7 @@ from scripts.settings_docs import TABLES, documented, generated
 
 import remit
 import remit_operator
+from remit.api.mcpserver import MCPServer
 from remit.errors import SettingsError
 from remit.gateway.settings import GatewaySettings, from_environment
 from remit.gateway.values import Address
@@ -56,6 +57,7 @@ def test_every_variable_is_in_exactly_one_documented_group(cls: type) -> None:
 
 def test_every_variable_the_webhook_injects_is_one_the_gateway_reads() -> None:
     (files,) = resources(server("files"))
+    assert isinstance(files, MCPServer)
     injected = {e["name"] for e in gateway_container(files, Settings())["env"]}
     assert "REMIT_SERVER" in injected
     assert injected <= {v.name for v in variables(GatewaySettings)}
