@@ -160,3 +160,118 @@ def _outside_macros(code: str, name: str) -> int | None:
         if not any(start <= use.start() < end for start, end in scopes):
             return use.start()
     return None
+
+
+# -- result type: a condition must be boolean ------------------------------------------------
+# The binding has no type checker, so the type of a condition's result is read off the top of
+# its syntax: a comparison or logical operator is boolean; arithmetic, a literal or a call known
+# to return something else is not. Anything undecidable here (a bare variable, an index) passes:
+# ``args.flag`` may well hold a boolean, and the engine still denies if it does not.
+_BOOL_CALLS = frozenset(
+    {"contains", "startsWith", "endsWith", "matches", "all", "exists", "exists_one", "has"}
+)
+_OTHER_CALLS = frozenset(FUNCTIONS - _BOOL_CALLS - {"dyn"})
+_NUMBER = re.compile(r"-?(?:0x[0-9a-fA-F]+|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+)[uU]?")
+_RELATIONS = ("==", "!=", "<=", ">=", "<", ">", " in ")
+
+
+def _quoted_blank(source: str) -> str:
+    """``source`` with the inside of every string literal blanked (quotes kept)."""
+    return _STRING.sub(lambda m: m.group()[0] + " " * (len(m.group()) - 2) + m.group()[-1], source)
+
+
+def _top(code: str) -> list[int]:
+    """Offsets of the characters of ``code`` outside every bracket and string."""
+    depth, quote, found = 0, "", []
+    for index, char in enumerate(code):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif depth == 0:
+            found.append(index)
+    return found
+
+
+def _balanced_prefix(code: str) -> bool:
+    depth = 0
+    for char in code:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _result(code: str) -> str | None:
+    """``"bool"``, ``"other"`` or None (cannot tell) for a blanked expression."""
+    code = code.strip()
+    while code.startswith("(") and code.endswith(")") and _balanced_prefix(code[1:-1]):
+        code = code[1:-1].strip()
+    top = _top(code)
+    kept = set(top)
+    text = "".join(code[i] if i in kept else "#" for i in range(len(code)))
+    if "?" in text:
+        question = text.index("?")
+        colon = text.find(":", question)
+        if colon > 0:
+            kinds = {_result(code[question + 1 : colon]), _result(code[colon + 1 :])}
+            return "other" if kinds == {"other"} else ("bool" if "bool" in kinds else None)
+    if "||" in text or "&&" in text or any(op in text for op in _RELATIONS):
+        return "bool"
+    for index in range(1, len(text)):
+        char, before = text[index], text[:index].rstrip()
+        if char in "+*/%" or (char == "-" and before and before[-1] not in "+-*/%!<>=(,?:"):
+            if char == "-" and re.search(r"\d[eE]$", before):
+                continue  # an exponent, not a subtraction
+            return "other"
+    if code.startswith("!"):
+        return "bool"
+    if code.startswith("-") or _NUMBER.fullmatch(code) or code == "null":
+        return "other"
+    if code in ("true", "false"):
+        return "bool"
+    if code[:1] in "[{" and _balanced_prefix(code) and code[-1:] in "]}":
+        return "other"
+    quote = re.match(r"[bBrR]{0,2}([\"'])", code)
+    if quote and code.endswith(quote.group(1)) and len(top) == 0:
+        return "other"  # a whole string or bytes literal
+    call = re.search(r"(?:^|\.)\s*([A-Za-z_]\w*)\s*\($", code[: _last_open(code)] + "(")
+    if code.endswith(")") and call:
+        name = call.group(1)
+        if name in _BOOL_CALLS:
+            return "bool"
+        if name in _OTHER_CALLS:
+            return "other"
+    return None
+
+
+def _last_open(code: str) -> int:
+    """Offset of the ``(`` that the final ``)`` of ``code`` closes (or the length)."""
+    depth = 0
+    for index in range(len(code) - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(code[index], 0)
+        if depth == 0 and code[index] == "(":
+            return index
+    return len(code)
+
+
+def non_boolean(source: str) -> str | None:
+    """Why ``source`` can never be a boolean condition, or None when it may be one."""
+    checked, problem = check(source)
+    if checked is None or problem is not None:
+        return None
+    if not checked.variables:
+        try:
+            value = checked.program.execute(cel.Context())
+        except Exception:  # noqa: BLE001 - evaluation errors are the engine's to report
+            return None
+        if not isinstance(value, bool):
+            return f"always evaluates to {type(value).__name__} {value!r}, not a boolean"
+        return None
+    if _result(_quoted_blank(source)) == "other":
+        return "its result is not a boolean (a comparison, a logical operator or a test is)"
+    return None

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from remit.api.agentpolicy import AgentPolicy
 from remit.api.common import API_VERSION, GROUP, Resource
 from remit.api.consentgrant import ConsentGrant
+from remit.api.lint import Finding
 from remit.api.mcpserver import MCPServer
 from remit.errors import LoadError, ResourceError
 
@@ -35,6 +36,10 @@ class Loaded:
     resources: list[Resource] = field(default_factory=list)
     errors: list[ResourceError | LoadError] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    # Where each resource was read: (kind, namespace/name) -> "file#document".
+    sources: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Valid but suspicious: a resource without a namespace, a directory with no resources.
+    warnings: list[Finding] = field(default_factory=list)
 
     def of(self, kind: type[Resource]) -> list[Any]:
         """The valid resources of one kind."""
@@ -95,6 +100,31 @@ def _documents(path: Path) -> Iterable[tuple[str, Any]]:
         raise LoadError(f"{path}: invalid YAML: {exc}") from exc
 
 
+def _no_namespace(document: Mapping[str, Any], resource: Resource, source: str) -> Finding | None:
+    metadata = document.get("metadata")
+    if isinstance(metadata, Mapping) and metadata.get("namespace"):
+        return None
+    return Finding(
+        resource.KIND,
+        resource.ref,
+        "metadata.namespace",
+        "no namespace: read as 'default' here, while kubectl apply puts it in the current "
+        "context's namespace; name it",
+        "NoNamespace",
+        source,
+    )
+
+
+def _empty(root: Path, recursive: bool) -> Finding:
+    nested = (
+        root.is_dir()
+        and not recursive
+        and any(p.suffix in (".yaml", ".yml") for p in root.rglob("*") if p.parent != root)
+    )
+    hint = " (its subdirectories hold YAML files: add -R to read them)" if nested else ""
+    return Finding("", str(root), "-f", f"no Remit resources found{hint}", "NoResources", "")
+
+
 def _files(root: Path, recursive: bool) -> list[Path]:
     if root.is_file():
         return [root]
@@ -120,6 +150,7 @@ def load(paths: Iterable[Path | str], *, recursive: bool = False) -> Loaded:
         except LoadError as exc:
             loaded.errors.append(exc)
             continue
+        before = len(loaded.resources) + len(loaded.errors)
         for file in files:
             try:
                 documents = list(_documents(file))
@@ -139,14 +170,28 @@ def load(paths: Iterable[Path | str], *, recursive: bool = False) -> Loaded:
                 try:
                     resource = parse(document, source)
                 except ResourceError as exc:
-                    loaded.errors.append(exc)
+                    kind = document.get("kind", "?")
+                    named = f"{source}: {kind} {_resource_name(document, source)}"
+                    if named.endswith(f" {source}"):
+                        named = f"{source}: {kind}"
+                    loaded.errors.append(ResourceError(named, exc.field, exc.reason))
                     continue
                 key = (resource.KIND, resource.ref)
                 if key in seen:
                     loaded.errors.append(
-                        ResourceError(resource.ref, "metadata.name", f"duplicate {resource.KIND}")
+                        ResourceError(
+                            f"{source}: {resource.KIND} {resource.ref}",
+                            "metadata.name",
+                            f"duplicate {resource.KIND} (first in {seen[key]})",
+                        )
                     )
                     continue
                 seen[key] = source
+                loaded.sources[key] = source
                 loaded.resources.append(resource)
+                missing = _no_namespace(document, resource, source)
+                if missing is not None:
+                    loaded.warnings.append(missing)
+        if len(loaded.resources) + len(loaded.errors) == before:
+            loaded.warnings.append(_empty(Path(root), recursive))
     return loaded

@@ -143,17 +143,22 @@ def render(decision: DecisionRecord, outcome: OutcomeRecord | None) -> str:
         f"{detail} on server {decision.server} in pod {decision.pod or '-'}."
     ]
     verdict = "ALLOWED" if decision.decision == "allow" else "DENIED"
+    # Consent is mentioned only where it played a part: a rule's Deny is not a missing grant.
     if decision.grant is not None:
         grant = decision.grant
         consent = (
-            f"under consent grant {grant.name} (uid {grant.uid or '-'}, resourceVersion "
+            f" under consent grant {grant.name} (uid {grant.uid or '-'}, resourceVersion "
             f"{grant.resource_version or '-'}, expires {grant.expires_at})"
         )
+    elif decision.reason == "consent_required":
+        consent = " with no consent grant"
+    elif decision.decision == "allow":
+        consent = " without consent (none was required)"
     else:
-        consent = "with no consent grant"
+        consent = ""
     rules = ", ".join(decision.rules) if decision.rules else "no rule"
     why = f"reason {decision.reason}" + (f": {decision.message}" if decision.message else "")
-    sentences.append(f"It was {verdict} {consent}, by {rules}; {why}.")
+    sentences.append(f"It was {verdict}{consent}, by {rules}; {why}.")
     serial = f", serial {decision.serial}" if decision.serial is not None else ""
     scopes = " ".join(decision.scopes) or "none"
     sentences.append(f"Policy bundle {_short(decision.bundle)}{serial}; scopes: {scopes}.")

@@ -17,11 +17,11 @@ from typing import Annotated, Any
 
 import msgspec
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from remit.audit.explain import explain as explain_record
 from remit.audit.verify import VerifyResult, verify_file, verify_lines
+from remit.cli.common import console, errors
 from remit.errors import AuditError
 
 audit_app = typer.Typer(
@@ -48,7 +48,7 @@ def _print_json(value: Any) -> None:
 
 
 def _fail_to_read(error: AuditError) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {escape(str(error))}")
+    errors.print(f"[red]error:[/red] {escape(str(error))}")
     return typer.Exit(2)
 
 
@@ -95,23 +95,21 @@ def verify(
             raise _fail_to_read(exc) from exc
     if output is Output.json:
         _print_json(result.to_dict())
+    elif result.ok:
+        anchor = (
+            f"; starts after {result.anchor}"
+            if partial and result.anchor and set(result.anchor) != {"0"}
+            else ""
+        )
+        skipped = f"; {result.skipped} other lines skipped" if result.skipped else ""
+        console.print(f"[green]OK[/green] {escape(result.message)}{skipped}{anchor}")
+        for gap in result.gaps:
+            console.print(f"[yellow]gap[/yellow] {escape(gap.describe())}")
+        console.print(f"head {result.head}")
     else:
-        console = Console()
-        if result.ok:
-            anchor = (
-                f"; starts after {result.anchor}"
-                if partial and result.anchor and set(result.anchor) != {"0"}
-                else ""
-            )
-            skipped = f"; {result.skipped} other lines skipped" if result.skipped else ""
-            console.print(f"[green]OK[/green] {escape(result.message)}{skipped}{anchor}")
-            for gap in result.gaps:
-                console.print(f"[yellow]gap[/yellow] {escape(gap.describe())}")
-            console.print(f"head {result.head}")
-        else:
-            console.print(f"[red]BROKEN[/red] {escape(result.message)}")
-            if result.records:
-                console.print(f"{result.records} records verified before it")
+        console.print(f"[red]BROKEN[/red] {escape(result.message)}")
+        if result.records:
+            console.print(f"{result.records} records verified before it")
     if not result.ok:
         raise typer.Exit(1)
 
@@ -130,12 +128,12 @@ def explain(
     except AuditError as exc:
         if not file.is_file():
             raise _fail_to_read(exc) from exc
-        Console(stderr=True).print(f"[red]not found:[/red] {escape(str(exc))}")
+        errors.print(f"[red]not found:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
     if output is Output.json:
         _print_json(explanation.to_dict())
         return
-    console = Console()
+
     console.print(escape(explanation.text), soft_wrap=True)
     if not explanation.intact:
         console.print(

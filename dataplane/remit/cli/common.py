@@ -14,8 +14,9 @@ from rich.console import Console
 
 from remit.api.loader import Loaded, load
 
-console = Console()
-errors = Console(stderr=True)
+# Piped or redirected output is not wrapped at 80 columns: a line a program reads stays a line.
+console = Console(width=None if sys.stdout.isatty() else 100_000)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 100_000)
 
 # Exit codes, like `kubectl auth can-i`: 0 allowed/ok, 1 denied/failed check, 2 bad input.
 EXIT_OK = 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +12,7 @@ from rich.table import Table
 
 from remit.api.agentpolicy import AgentPolicy
 from remit.api.consentgrant import ConsentGrant
+from remit.api.lint import lint
 from remit.api.loader import load
 from remit.api.mcpserver import MCPServer
 from remit.cli.common import (
@@ -106,6 +107,8 @@ def check(
         print_json({"request": {"method": method, "name": name}, **decision.document()})
     else:
         _print_decision(decision, bool(hints) or method != "tools/call")
+        if decision.reason == Reason.CONSENT_REQUIRED:
+            _left_out(loaded.of(ConsentGrant), bundle.server.namespace, server, identity, at)
     raise typer.Exit(EXIT_OK if decision.allowed else EXIT_DENY)
 
 
@@ -135,6 +138,31 @@ def _print_decision(decision: Decision, annotated: bool) -> None:
         )
 
 
+def _left_out(
+    grants: list[ConsentGrant],
+    namespace: str,
+    server: str,
+    identity: Identity,
+    at: datetime | None,
+) -> None:
+    """Name the grants for this subject and agent that the bundle left out, and why."""
+    now = at or datetime.now(UTC)
+    for grant in grants:
+        spec = grant.spec
+        if (grant.metadata.namespace, spec.server, spec.subject, spec.agent) != (
+            namespace, server, identity.subject, identity.agent,
+        ):  # fmt: skip
+            continue
+        phase = grant.phase(now)
+        if phase == "Expired":
+            why = f"expired at {spec.expires_at.isoformat()}"
+        elif phase == "Revoked":
+            why = "was revoked"
+        else:
+            continue
+        console.print(f"  grant:   {grant.ref} {why}", style="yellow", highlight=False)
+
+
 def compile_(
     files: PolicyDir,
     server: ServerOption,
@@ -156,15 +184,41 @@ def compile_(
 
 
 def validate(
-    files: PolicyDir, recursive: RecursiveOption = False, output: OutputOption = Output.text
+    files: PolicyDir,
+    recursive: RecursiveOption = False,
+    output: OutputOption = Output.text,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail (exit 1) on warnings too, not only errors.")
+    ] = False,
 ) -> None:
-    """Validate every resource; list every problem; exit 1 if there is any."""
+    """Validate every resource; list every problem and warning; exit 1 on an error.
+
+    Warnings are resources that load but cannot do what they say: a server that does not
+    exist, a glob that never matches, a non-boolean `when`, a grant already expired, a
+    resource without a namespace, a directory without resources. --strict fails on them.
+    """
     loaded = load(files, recursive=recursive)
+    warnings = [
+        *loaded.warnings,
+        *lint(loaded.resources, now=datetime.now(UTC), sources=loaded.sources),
+    ]
     if output == Output.json:
         print_json(
             {
                 "valid": [f"{r.KIND} {r.ref}" for r in loaded.resources],
                 "errors": [str(e) for e in loaded.errors],
+                "warnings": [
+                    {
+                        "kind": w.kind,
+                        "resource": w.ref,
+                        "field": w.field,
+                        "reason": w.reason,
+                        "message": w.message,
+                        "source": w.source,
+                        "text": str(w),
+                    }
+                    for w in warnings
+                ],
                 "skipped": loaded.skipped,
             }
         )
@@ -172,15 +226,22 @@ def validate(
         table = Table("kind", "resource", "status", box=None, pad_edge=False)
         for r in loaded.resources:
             table.add_row(r.KIND, r.ref, "[green]valid[/]")
-        console.print(table)
+        if loaded.resources:
+            console.print(table)
         for problem in loaded.errors:
             errors.print(f"[red]✗[/] {problem}", highlight=False, soft_wrap=True)
+        for warning in warnings:
+            errors.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
         for skipped in loaded.skipped:
             console.print(f"[dim]skipped (not a Remit resource): {skipped}[/]", highlight=False)
         counts = {
             kind.KIND: len(loaded.of(kind)) for kind in (MCPServer, AgentPolicy, ConsentGrant)
         }
         summary = ", ".join(f"{n} {k}" for k, n in counts.items())
-        console.print(f"{summary}; {len(loaded.errors)} error(s)", highlight=False)
-    if loaded.errors:
+        console.print(
+            f"{summary}; {len(loaded.errors)} error(s), {len(warnings)} warning(s)"
+            + (" (--strict: warnings fail)" if strict and warnings else ""),
+            highlight=False,
+        )
+    if loaded.errors or (strict and warnings):
         raise typer.Exit(EXIT_DENY)

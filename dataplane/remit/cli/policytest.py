@@ -16,8 +16,16 @@ from xml.etree import ElementTree as ET
 
 import typer
 
-from remit.cli.common import EXIT_DENY, EXIT_OK, PolicyDir, console, fail, load_valid, print_json
-from remit.errors import LoadError
+from remit.cli.common import (
+    EXIT_DENY,
+    EXIT_OK,
+    PolicyDir,
+    console,
+    errors,
+    fail,
+    load_valid,
+    print_json,
+)
 from remit.policy.testing import CaseResult, load_cases, run_cases, split_files
 
 
@@ -49,10 +57,11 @@ def test(
     tables = list(tests) if tests else found
     if not tables:
         fail("no test tables: put them in a tests/ folder, name them *_test.yaml, or pass --tests")
-    try:
-        cases = load_cases(tables)
-    except LoadError as exc:
-        fail(str(exc))
+    cases, problems = load_cases(tables)
+    if problems:
+        for problem in problems:
+            errors.print(f"[red]✗[/] {problem}", highlight=False, soft_wrap=True)
+        fail(f"{len(problems)} bad test case(s) or table(s); nothing was run")
     if not cases:
         fail(f"no test cases in {', '.join(str(t) for t in tables)}")
     loaded = load_valid(resource_files)

@@ -20,6 +20,7 @@ from remit.policy.expressions import Bindings
 from remit.policy.index import GrantIndex, RuleEntry, RuleIndex, effective_hints
 from remit.policy.methods import DECIDED, LISTS, classify
 from remit.policy.request import Identity, Request
+from remit.times import utc_text
 
 _NOUN = {"tool": "tool", "resource": "resource", "prompt": "prompt"}
 
@@ -124,13 +125,19 @@ class Engine:
         identity = request.identity
         ids = tuple(e.rule.id for e in rules)
         failure = ""
+        expired: list[str] = []  # covering grants past expiresAt (since the bundle was built)
+        unmet: list[str] = []  # covering grants whose own condition did not hold
         for entry in self._grants.lookup(identity.subject, identity.agent):
             grant = entry.grant
-            if grant.expires_at <= now or not entry.covers(target, request.name):
+            if not entry.covers(target, request.name):
+                continue
+            if grant.expires_at <= now:
+                expired.append(f"{grant.id} expired at {utc_text(grant.expires_at, 'seconds')}")
                 continue
             if entry.condition is not None:
                 try:
                     if not entry.condition.evaluate(bindings):
+                        unmet.append(f"{grant.id} (when: {grant.when})")
                         continue
                 except EvaluationError as exc:
                     failure = f"grant {grant.id}: condition failed: {exc}"
@@ -157,11 +164,24 @@ class Engine:
         if failure:
             return deny(Reason.EXPRESSION_ERROR, failure, self.digest, ids)
         server = f"{self.bundle.server.namespace}/{self.bundle.server.name}"
-        message = (
-            f"consent required: {identity.subject!r} has no active ConsentGrant letting agent "
-            f"{identity.agent!r} use {_NOUN[target]} {request.name!r} on server {server} "
-            f"(rule {ids[0]})"
+        wanted = (
+            f"lets agent {identity.agent!r} use {_NOUN[target]} {request.name!r} on server "
+            f"{server} (rule {ids[0]})"
         )
+        if unmet:
+            message = (
+                f"consent required: the condition of ConsentGrant {', '.join(unmet)} did not "
+                f"hold for this call, and no other active grant of {identity.subject!r} {wanted}"
+            )
+        elif expired:
+            message = (
+                f"consent required: ConsentGrant {', '.join(expired)}, and no other active "
+                f"grant of {identity.subject!r} {wanted}"
+            )
+        else:
+            message = (
+                f"consent required: {identity.subject!r} has no active ConsentGrant that {wanted}"
+            )
         return deny(Reason.CONSENT_REQUIRED, message, self.digest, ids)
 
     def _applicable(

@@ -161,8 +161,12 @@ def _case(item: Any, where: str) -> Case:
     return Case(spec, where)
 
 
-def load_table(path: Path) -> list[Case]:
-    """The cases of one test file: a YAML list (or a mapping with a ``cases`` list)."""
+def load_table(path: Path, problems: list[LoadError] | None = None) -> list[Case]:
+    """The cases of one test file: a YAML list (or a mapping with a ``cases`` list).
+
+    With ``problems``, every bad case is appended there and the good ones are returned;
+    without, the first bad case raises.
+    """
     try:
         text = path.read_text(encoding="utf-8")
         data = yaml.safe_load(text)
@@ -180,7 +184,15 @@ def load_table(path: Path) -> list[Case]:
     if not isinstance(data, list):
         raise LoadError(f"{path}: expected a list of cases")
     lines = [item.start_mark.line + 1 for item in node.value]  # type: ignore[union-attr]
-    return [_case(item, f"{path}:{line}") for item, line in zip(data, lines, strict=True)]
+    cases = []
+    for item, line in zip(data, lines, strict=True):
+        try:
+            cases.append(_case(item, f"{path}:{line}"))
+        except LoadError as exc:
+            if problems is None:
+                raise
+            problems.append(exc)
+    return cases
 
 
 def is_table(path: Path) -> bool:
@@ -205,9 +217,16 @@ def split_files(roots: Iterable[Path]) -> tuple[list[Path], list[Path]]:
     return resources, tables
 
 
-def load_cases(paths: Sequence[Path]) -> list[Case]:
-    """Every case of every file; raises ``LoadError`` for the first bad one."""
-    return [case for path in paths for case in load_table(path)]
+def load_cases(paths: Sequence[Path]) -> tuple[list[Case], list[LoadError]]:
+    """Every good case of every file, and every problem: each bad case, each unreadable file."""
+    cases: list[Case] = []
+    problems: list[LoadError] = []
+    for path in paths:
+        try:
+            cases += load_table(path, problems)
+        except LoadError as exc:
+            problems.append(exc)
+    return cases, problems
 
 
 def run_cases(resources: Sequence[Resource], cases: Iterable[Case]) -> list[CaseResult]:

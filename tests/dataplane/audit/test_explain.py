@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from remit.audit import DecisionRecord, build_outcome, explain, open_chain
+from remit.audit.explain import render
 from remit.errors import AuditError
 from tests.dataplane.audit.helpers import allowed_by_consent, clock, denied, file_settings
 
@@ -93,3 +95,17 @@ async def test_unknown_id_raises(log_path: Path) -> None:
     await write(log_path)
     with pytest.raises(AuditError, match="no decision record with id 'nope'"):
         explain(log_path, "nope")
+
+
+def test_rule_denial_does_not_mention_consent() -> None:
+    record = msgspec.structs.replace(
+        denied(),
+        reason="denied_by_rule",
+        message="denied by rule agents/guardrails/never-destructive",
+        rules=("agents/guardrails/never-destructive",),
+    )
+
+    text = render(record, None)
+
+    assert "It was DENIED, by agents/guardrails/never-destructive; reason denied_by_rule" in text
+    assert "consent" not in text.split("; reason")[0]

@@ -272,10 +272,16 @@ def test_load_collects_every_error_and_skips_foreign_documents(tmp_path: Path) -
     assert len(loaded.skipped) == 1
     assert "(Deployment)" in loaded.skipped[0]
     messages = [str(e) for e in loaded.errors]
-    assert any(m.startswith("agents/bad: spec.rules[0].when: invalid CEL") for m in messages)
+    # Errors name the file (and document), the kind and the resource.
+    where = f"{tmp_path / 'a.yaml'}#1: AgentPolicy agents/bad"
+    assert any(m.startswith(f"{where}: spec.rules[0].when: invalid CEL") for m in messages)
     assert any("expected a mapping" in m for m in messages)
     assert any("b.yml: invalid YAML" in m for m in messages)
-    assert any(m == "agents/ok: metadata.name: duplicate AgentPolicy" for m in messages)
+    first, second = f"{sub / 'c.yaml'}#0", f"{sub / 'c.yaml'}#1"
+    assert (
+        f"{second}: AgentPolicy agents/ok: metadata.name: duplicate AgentPolicy (first in {first})"
+        in messages
+    )
     assert any("missing: no such file or directory" in m for m in messages)
     assert all(isinstance(e, ResourceError | LoadError) for e in loaded.errors)
     assert len(loaded.errors) == 5
