@@ -37,6 +37,7 @@ from remit_operator.errors import InjectionError, KubeError
 from remit_operator.index import SERVER_ANNOTATION, SERVER_LABEL, ref, sidecar_from_pod
 from remit_operator.kube import object_path
 from remit_operator.leader import Leadership
+from remit_operator.lint_status import warn
 from remit_operator.resync import refresh_index
 from remit_operator.runtime import Runtime
 from remit_operator.status import grant_status, policy_status, rejection, unchanged
@@ -130,10 +131,13 @@ async def on_resource(
         accepted = (body.get("status") or {}).get("conditions") or []
         if not any(c.get("type") == "Accepted" and c.get("status") == "True" for c in accepted):
             rt.event(dict(body), "Normal", "Accepted", "policy accepted")
-        await _patch_status(rt, kind, body, policy_status(body, now))
+        status = policy_status(body, now)
+        warn(rt, body, resource, status, now)
+        await _patch_status(rt, kind, body, status)
     elif isinstance(resource, ConsentGrant):
         status = grant_status(body, resource, now)
         rt.grant_phases[key] = status["phase"]
+        warn(rt, body, resource, status, now)
         await _patch_status(rt, kind, body, status)
 
 

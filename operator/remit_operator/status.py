@@ -8,6 +8,8 @@ same status is a no-op the caller can skip (``unchanged``).
   serial, sidecars desired/ready/in sync, observed tool pins.
 - AgentPolicy: ``Accepted``, or the validation error naming the field and the CEL column.
 - ConsentGrant: phase Active/Expired/Revoked, ``expiresAt``, and an ``Active`` condition.
+- AgentPolicy and ConsentGrant: a ``Warnings`` condition for what loads but cannot work
+  (``remit.api.lint``), True with the list, False when there is none.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from remit.api.consentgrant import ConsentGrant
+from remit.api.lint import Finding
 from remit.errors import RemitError, ResourceError
 from remit.times import utc_text
 
@@ -147,6 +150,28 @@ def grant_status(
         "conditions": [cond],
         "observedGeneration": generation,
     }
+
+
+def warnings_condition(
+    body: Mapping[str, Any], found: Sequence[Finding], now: datetime
+) -> dict[str, Any]:
+    """The ``Warnings`` condition: True, naming each mistake, when the resource loads but
+    cannot work as written (no such server, a glob that never matches, a non-boolean ``when``,
+    a grant already expired when created); False (``None``) otherwise."""
+    if found:
+        reason = found[0].reason if len({f.reason for f in found}) == 1 else "Several"
+        message = "; ".join(f"{f.field}: {f.message}" for f in found)[:1000]
+    else:
+        reason, message = "None", "no warnings"
+    return condition(
+        "Warnings",
+        bool(found),
+        reason,
+        message,
+        generation=_generation(body),
+        now=now,
+        previous=_conditions(body),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,3 +85,44 @@ async def test_unreachable_sidecar_is_reported_and_an_event_posted(
     assert status["conditions"][0]["status"] == "False"
     event = (await eventually(lambda: events(k8s, "PushFailed")))[0]
     assert "agents/files-0" in event["message"]
+
+
+def _warnings(status: dict[str, object]) -> dict[str, str]:
+    found = [c for c in status.get("conditions") or [] if c["type"] == "Warnings"]  # type: ignore[attr-defined]
+    return found[0] if found else {}
+
+
+async def test_policy_naming_a_missing_server_and_a_broken_glob_gets_a_warning(
+    k8s: kmock.KubernetesEmulator, operator: RunningOperator
+) -> None:
+    await apply(k8s, server("files"))
+    await eventually(lambda: status_of(k8s, "MCPServer", "files"))
+    bad = policy("typo", rule("read", tools=["search_[a-"], when='"EU"'), servers=["file"])
+    await apply(k8s, bad)
+    status = await eventually(lambda: _warnings(status_of(k8s, "AgentPolicy", "typo")))
+    assert (status["status"], status["reason"]) == ("True", "Several")
+    assert "spec.servers: names no MCPServer in namespace" in status["message"]
+    assert "spec.rules[0].tools[0]: malformed glob 'search_[a-'" in status["message"]
+    assert "spec.rules[0].when: '\"EU\"' is not a boolean condition" in status["message"]
+    assert status_of(k8s, "AgentPolicy", "typo")["conditions"][0]["type"] == "Accepted"
+    # (Its Warning event is posted beside the Accepted one; kmock names both alike and keeps
+    # one, so the event is checked for the grant below, which posts no other.)
+
+    await apply(k8s, policy("fine", rule("read", tools=["read_*"])))
+    clean = await eventually(lambda: _warnings(status_of(k8s, "AgentPolicy", "fine")))
+    assert (clean["status"], clean["reason"]) == ("False", "None")
+
+
+async def test_grant_expired_when_created_gets_a_warning(
+    k8s: kmock.KubernetesEmulator, operator: RunningOperator
+) -> None:
+    await apply(k8s, server("files"))
+    expired = grant("late", expires_at=datetime(2020, 1, 1, tzinfo=UTC))
+    expired["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+    await apply(k8s, expired)
+    status = await eventually(lambda: _warnings(status_of(k8s, "ConsentGrant", "late")))
+    assert (status["status"], status["reason"]) == ("True", "ExpiredWhenApplied")
+    assert "already expired" in status["message"]
+    assert "its creation (2026-01-01T00:00:00Z)" in status["message"]
+    event = (await eventually(lambda: events(k8s, "ExpiredWhenApplied")))[0]
+    assert (event["type"], event["involvedObject"]["name"]) == ("Warning", "late")
