@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 import uvloop
 
-from remit.cli.common import fail
+from remit.cli.common import errors, fail
 from remit.errors import RemitError
 from remit.gateway.app import Gateway
 from remit.gateway.logs import log_to_stderr
@@ -104,6 +106,9 @@ def gateway(
             if not server:
                 fail("standalone mode (-f) needs --server NAME")
             built = build_standalone(settings, server, namespace)
+            problem = unreachable(settings.upstream.url)
+            if problem:
+                fail(problem, code=1)
         else:
             if settings.bundle.public_key is None:
                 fail("sidecar mode needs REMIT_BUNDLE_PUBLIC_KEY or --public-key (or use -f DIR)")
@@ -119,9 +124,58 @@ def gateway(
     except RemitError as exc:
         fail(str(exc))
     try:
-        uvloop.run(run(built))
+        uvloop.run(
+            run(
+                built,
+                started=lambda: errors.print(
+                    started_line(built), soft_wrap=True, highlight=False, markup=False
+                ),
+            )
+        )
     except RemitError as exc:  # a port in use, an audit file that cannot be opened
         fail(str(exc), code=1)
+
+
+def unreachable(url: str, timeout: float = 3.0) -> str | None:
+    """Why the upstream at ``url`` cannot be reached now (a TCP connect), or None.
+
+    Standalone mode checks at start: a typo in --upstream is one line and exit 1, not a
+    gateway that answers every call with upstream_unavailable. (A sidecar does not: its MCP
+    server container may start after it.)
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"--upstream: expected an http(s) URL, got {url!r}"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return f"cannot reach the upstream {url} ({parts.hostname}:{port}): {reason}"
+    return None
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def started_line(gateway: Gateway) -> str:
+    """The one line a healthy start prints: what it serves, for which server, which bundle."""
+    s = gateway.settings
+    policy = gateway.state.current
+    bundle = (
+        f"bundle sha256:{policy.bundle.digest[:12]} (serial {policy.bundle.serial})"
+        if policy is not None
+        else "no bundle yet: denying every call until the operator pushes one"
+    )
+    mcp, admin = s.listen.mcp, s.listen.admin
+    records = str(s.audit.path) if s.audit.sink == "file" else s.audit.sink
+    return (
+        f"remit gateway: serving {s.instance.server or '?'} at "
+        f"http://{_url_host(mcp.host)}:{mcp.port}{s.upstream.mcp_path} -> {s.upstream.url}; "
+        f"admin http://{_url_host(admin.host)}:{admin.port}; {bundle}; "
+        f"decision records to {records}"
+    )
 
 
 def with_flags(

@@ -97,11 +97,16 @@ def listeners(gateway: Gateway) -> list[ListenerSettings]:
     ]
 
 
-async def run(gateway: Gateway, stop: asyncio.Event | None = None) -> None:
+async def run(
+    gateway: Gateway,
+    stop: asyncio.Event | None = None,
+    started: Callable[[], None] | None = None,
+) -> None:
     """Serve ``gateway`` until ``stop`` is set or SIGINT/SIGTERM arrives.
 
     Ports are bound and the gateway started (audit chain, upstream client) before anything is
-    served: a taken port or an unusable audit file is one ``StartupError`` naming it.
+    served: a taken port or an unusable audit file is one ``StartupError`` naming it. Then
+    ``started`` is called (``remit gateway`` prints its one line there).
     """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -117,6 +122,8 @@ async def run(gateway: Gateway, stop: asyncio.Event | None = None) -> None:
         await gateway.stop()
         raise StartupError(f"cannot start the gateway: {exc}") from exc
     apps: list[App] = [gateway.mcp_app, gateway.admin_app]
+    if started is not None:
+        started()
     try:
         await serve_many(list(zip(apps, servers, strict=True)), stop, sockets)
     finally:
