@@ -8,6 +8,7 @@ from remit.cli import policy
 from remit.cli.audit import audit_app
 from remit.cli.crds import crds_app
 from remit.cli.demo import demo
+from remit.cli.dev import dev_app
 from remit.cli.gateway import gateway
 from remit.cli.keys import keys_app
 from remit.cli.operator import operator
@@ -30,6 +31,7 @@ app.command("operator")(operator)
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(crds_app, name="crds")
+app.add_typer(dev_app, name="dev")
 
 
 def main() -> None:

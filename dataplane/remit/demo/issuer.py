@@ -55,6 +55,8 @@ class Issuer:
         *,
         algorithms: Sequence[str] = ("EdDSA", "ES256", "RS256"),
         clock: Callable[[], float] = time.time,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         self.path = "/" + path.strip("/") if path.strip("/") else ""
         self.clock = clock
@@ -65,6 +67,7 @@ class Issuer:
         self._lock = threading.Lock()
         for alg in algorithms:
             self.add_key(alg)
+        self._host, self._wanted_port = host, port
         self._port: int | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -163,7 +166,8 @@ class Issuer:
         """The issuer URL (``iss``); available once started."""
         if self._port is None:
             raise RuntimeError("the issuer is not running; call start() first")
-        return f"http://127.0.0.1:{self._port}{self.path}"
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}{self.path}"
 
     @property
     def jwks_uri(self) -> str:
@@ -230,11 +234,15 @@ class Issuer:
         app.router.add_get(self.path + "/.well-known/openid-configuration", self._oidc)
         app.router.add_get("/.well-known/oauth-authorization-server" + self.path, self._oauth)
         app.router.add_get(self.path + "/jwks", self._jwks)
+        self.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, self._host, self._wanted_port)
         await site.start()
         self._port = int(self._runner.addresses[0][1])
+
+    def add_routes(self, app: web.Application) -> None:
+        """More endpoints (``remit dev`` adds its login page and token endpoint)."""
 
     def _metadata(self) -> dict[str, Any]:
         return {
