@@ -10,6 +10,7 @@ from remit.cli.crds import crds_app
 from remit.cli.demo import demo
 from remit.cli.dev import dev_app
 from remit.cli.gateway import gateway
+from remit.cli.grant import grant_app
 from remit.cli.keys import keys_app
 from remit.cli.operator import operator
 from remit.cli.policytest import test
@@ -32,6 +33,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(crds_app, name="crds")
 app.add_typer(dev_app, name="dev")
+app.add_typer(grant_app, name="grant")
 
 
 def main() -> None:
