@@ -97,21 +97,36 @@ def walkthrough(examples: Path) -> int:
     return surprises
 
 
+def examples_dir(given: Path | None) -> Path:
+    """``--examples``, else ``examples/`` here, else the examples of this source checkout."""
+    if given is not None:
+        return given
+    here = Path("examples")
+    if (here / "policies.yaml").is_file():
+        return here
+    checkout = Path(__file__).resolve().parents[3] / "examples"
+    if (checkout / "policies.yaml").is_file():
+        return checkout
+    fail("no examples/ directory here or in the Remit checkout: pass --examples DIR")
+
+
 def demo(
     examples: Annotated[
-        Path, typer.Option("--examples", help="Directory of example resources.")
-    ] = Path("examples"),
+        Path | None,
+        typer.Option("--examples", help="Directory of example resources [the repo's examples/]."),
+    ] = None,
     policy_only: Annotated[
         bool, typer.Option("--policy-only", help="Only the policy walkthrough; start nothing.")
     ] = False,
 ) -> None:
     """Show Remit governing a real agent: an MCP server, an issuer, the gateway, the audit trail."""
+    folder = examples_dir(examples)
     if policy_only:
-        surprises = walkthrough(examples)
+        surprises = walkthrough(folder)
     else:
         from remit.cli.live_demo import live  # noqa: PLC0415 - needs the demo extras
 
-        surprises = live(examples)
+        surprises = live(folder)
     if surprises:
         fail(f"{surprises} step(s) did not decide as expected", 1)
     console.print("\n[bold green]Every decision was as expected.[/]")

@@ -53,6 +53,9 @@ async def play(scene: Scene, issuer: Issuer, url: str, audience: str) -> Seen:
         try:
             result = await client.call_tool(scene.tool, scene.args)
         except MCPError as exc:
-            return Seen(False, f"error {exc.code}: {exc.message}")
+            data = exc.data
+            record = data.get("decisionId") if isinstance(data, dict) else None
+            suffix = f" (decision record {record})" if record else ""
+            return Seen(False, f"error {exc.code}: {exc.message}{suffix}")
         text = " ".join(getattr(c, "text", "") for c in result.content)
         return Seen(not result.is_error, text)

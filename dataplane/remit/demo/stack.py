@@ -1,6 +1,7 @@
 """The demo's moving parts as real processes: an OIDC issuer, an MCP server, the gateway.
 
-Used by ``remit demo``; every part listens on 127.0.0.1 on a free port and is stopped on exit.
+Used by ``remit demo``; every part listens on 127.0.0.1 on a free port and is stopped on exit,
+and the run's temporary directory (policies, logs, decision records) is removed.
 The policy directory is ``examples/`` with its MCPServer pointed at the local issuer.
 """
 
@@ -103,6 +104,10 @@ def running_stack(examples: Path) -> Iterator[Stack]:
     finally:
         for process in reversed(processes):
             process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
+            try:
                 process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         issuer.stop()
+        shutil.rmtree(work, ignore_errors=True)  # a demo run leaves nothing behind
