@@ -28,7 +28,7 @@ from remit.api.common import Resource
 from remit.api.consentgrant import ConsentGrant
 from remit.api.mcpserver import MCPServer
 from remit.cli.common import PolicyDir, console, errors, fail, load_valid
-from remit.cli.dev_token import state_path, token
+from remit.cli.dev_token import call, state_path, token
 from remit.cli.gateway import started_line, unreachable
 from remit.demo.dev_issuer import DevIssuer
 from remit.errors import RemitError
@@ -43,6 +43,7 @@ dev_app = typer.Typer(
     no_args_is_help=False,
 )
 dev_app.command("token")(token)
+dev_app.command("call")(call)
 
 
 def _server(resources: list[Resource], name: str | None, namespace: str | None) -> MCPServer:
@@ -172,9 +173,9 @@ def dev(
 
         def started() -> None:
             state.parent.mkdir(parents=True, exist_ok=True)
-            state.write_text(issuer.issuer + "\n")
             listen = gateway.settings.listen
             url = f"http://{listen.host}:{listen.port}{gateway.settings.mcp_path}"
+            state.write_text(f"{issuer.issuer}\n{url}\n")
             _banner(url, issuer, loaded.resources, target)
             sys.stdout.flush()
             errors.print(started_line(gateway), soft_wrap=True, highlight=False, markup=False)
@@ -184,7 +185,7 @@ def dev(
         except RemitError as exc:
             fail(str(exc), code=1)
     finally:
-        if state.is_file() and state.read_text().strip() == issuer.issuer:
+        if state.is_file() and state.read_text().startswith(issuer.issuer + "\n"):
             state.unlink()
         issuer.stop()
         shutil.rmtree(copy, ignore_errors=True)

@@ -42,16 +42,22 @@ async def play(scene: Scene, issuer: Issuer, url: str, audience: str) -> Seen:
     token = issuer.mint(
         scene.subject, agent=scene.agent, audience=audience, scopes=["mcp:tools"], expires_in=600
     )
+    return await act(url, token, scene.tool, scene.args)
+
+
+async def act(url: str, token: str, tool: str = "", args: dict[str, Any] | None = None) -> Seen:
+    """Call ``tool`` with ``args`` through the gateway at ``url`` as the bearer of ``token``
+    (``tools/list`` when no tool is named), with a real MCP SDK client."""
     headers = {"Authorization": f"Bearer {token}"}
     async with (
         httpx2.AsyncClient(headers=headers, timeout=30) as http,
         Client(streamable_http_client(url, http_client=http)) as client,
     ):
-        if not scene.tool:
+        if not tool:
             tools = await client.list_tools()
             return Seen(True, ", ".join(t.name for t in tools.tools) or "(none)")
         try:
-            result = await client.call_tool(scene.tool, scene.args)
+            result = await client.call_tool(tool, args or {})
         except MCPError as exc:
             data = exc.data
             record = data.get("decisionId") if isinstance(data, dict) else None
