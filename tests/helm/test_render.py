@@ -315,3 +315,16 @@ def test_operator_pods_carry_the_label_sidecar_network_policies_admit() -> None:
         deployment = find(release, "Deployment")
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert OPERATOR_POD_LABELS.items() <= labels.items()
+
+
+def test_notes_name_only_columns_kubectl_shows() -> None:
+    import yaml  # noqa: PLC0415
+
+    columns = {"NAME", "AGE"}
+    for crd in (CHART / "files" / "crds").glob("*.yaml"):
+        for version in yaml.safe_load(crd.read_text())["spec"]["versions"]:
+            columns |= {c["name"].upper() for c in version.get("additionalPrinterColumns", [])}
+    notes = render()["remit/templates/NOTES.txt"]
+    named = set(re.findall(r"\b([A-Z][A-Z-]{3,})\b", notes)) - {"NOTE", "JSON"}
+    assert named, notes
+    assert named <= columns, named - columns
