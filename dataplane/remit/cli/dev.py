@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -122,13 +123,18 @@ def dev(
     ] = "http://127.0.0.1:8080/mcp",
     server: Annotated[str | None, typer.Option("--server", "-s", help="MCPServer name.")] = None,
     namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
-    listen: Annotated[str, typer.Option(help="host:port for MCP clients.")] = "127.0.0.1:9000",
-    admin_listen: Annotated[str, typer.Option(help="host:port of the admin API.")] = (
-        "127.0.0.1:9901"
-    ),
-    issuer_listen: Annotated[str, typer.Option(help="host:port of the local issuer.")] = (
-        "127.0.0.1:9902"
-    ),
+    listen: Annotated[
+        str, typer.Option(envvar="REMIT_DEV_LISTEN", help="host:port for MCP clients.")
+    ] = "127.0.0.1:9000",
+    admin_listen: Annotated[
+        str, typer.Option(envvar="REMIT_DEV_ADMIN_LISTEN", help="host:port of the admin API.")
+    ] = "127.0.0.1:9901",
+    issuer_listen: Annotated[
+        str, typer.Option(envvar="REMIT_DEV_ISSUER_LISTEN", help="host:port of the issuer.")
+    ] = "127.0.0.1:9902",
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the MCP server to accept connections.")
+    ] = 15.0,
     audit_file: Annotated[Path, typer.Option(help="Decision records go to this file.")] = Path(
         "remit-dev.audit.jsonl"
     ),
@@ -153,7 +159,9 @@ def dev(
     settings = dataclasses.replace(
         settings, audit=dataclasses.replace(settings.audit, sink="file", path=audit_file)
     )
-    problem = unreachable(upstream)
+    deadline = time.monotonic() + wait
+    while (problem := unreachable(upstream)) and time.monotonic() < deadline:
+        time.sleep(0.25)  # the MCP server may still be starting (`... &` just before)
     if problem:
         fail(problem, code=1)
     issuer = DevIssuer(auth.audience, auth.required_scopes, host=issuer_address.host,
