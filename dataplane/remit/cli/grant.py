@@ -24,6 +24,7 @@ from remit.api.common import API_VERSION, DNS_LABEL, duration_seconds
 from remit.api.consentgrant import ConsentGrant
 from remit.api.loader import field_path, load
 from remit.cli.common import console, errors, fail, print_json
+from remit.times import utc_text
 
 grant_app = typer.Typer(help="Create, revoke and list ConsentGrants (a directory or a cluster).")
 
@@ -99,9 +100,7 @@ def create(
             spec[key] = _split(values)
     if when:
         spec["when"] = when
-    spec["expiresAt"] = (
-        _expiry(expires_in, expires_at, datetime.now(UTC)).isoformat().replace("+00:00", "Z")
-    )
+    spec["expiresAt"] = utc_text(_expiry(expires_in, expires_at, datetime.now(UTC)), "seconds")
     if reason:
         spec["reason"] = reason
     if directory is None:
@@ -178,7 +177,7 @@ def list_(
     rows = [
         {"namespace": g.metadata.namespace, "name": g.metadata.name, "phase": g.phase(now),
          "subject": g.spec.subject, "agent": g.spec.agent, "server": g.spec.server,
-         "expiresAt": g.spec.expires_at.isoformat().replace("+00:00", "Z"),
+         "expiresAt": utc_text(g.spec.expires_at, "seconds"),
          "grantedBy": g.spec.granted_by}
         for g in sorted(grants, key=lambda g: g.ref)
     ]  # fmt: skip
