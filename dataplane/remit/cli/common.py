@@ -50,6 +50,8 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 def load_valid(paths: Sequence[Path], recursive: bool = False) -> Loaded:
     """Load resources; on any validation error list them all and exit 2."""
     loaded = load(paths, recursive=recursive)
+    for empty in (w for w in loaded.warnings if w.reason == "NoResources"):
+        errors.print(f"[yellow]warning:[/] {empty}", highlight=False, soft_wrap=True)
     if loaded.errors:
         for problem in loaded.errors:
             errors.print(f"[red]✗[/] {problem}", highlight=False, soft_wrap=True)
