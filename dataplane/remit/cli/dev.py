@@ -30,11 +30,12 @@ from remit.api.consentgrant import ConsentGrant
 from remit.api.mcpserver import MCPServer
 from remit.cli.common import PolicyDir, console, errors, fail, load_valid
 from remit.cli.dev_token import call, state_path, token
-from remit.cli.gateway import started_line, unreachable
+from remit.cli.gateway import started_line, unreachable, with_flags
 from remit.demo.dev_issuer import DevIssuer
 from remit.errors import RemitError
 from remit.gateway.serve import build_standalone, run
-from remit.gateway.settings import Address, from_environment
+from remit.gateway.settings import from_environment
+from remit.gateway.values import Address
 
 MAX_TOKENS = 8
 
@@ -147,18 +148,17 @@ def dev(
     auth = target.spec.authentication
     try:
         issuer_address = Address.parse(issuer_listen, "--issuer-listen")
-        settings = from_environment(dict(os.environ))
-        settings = dataclasses.replace(
-            settings,
+        settings = with_flags(
+            from_environment(dict(os.environ)),
             upstream=upstream,
-            listen=Address.parse(listen, "--listen"),
-            admin_listen=Address.parse(admin_listen, "--admin-listen"),
+            listen=listen,
+            admin_listen=admin_listen,
+            public_key=None,
+            audit_file=audit_file,
+            files=None,
         )
     except RemitError as exc:
         fail(str(exc))
-    settings = dataclasses.replace(
-        settings, audit=dataclasses.replace(settings.audit, sink="file", path=audit_file)
-    )
     deadline = time.monotonic() + wait
     while (problem := unreachable(upstream)) and time.monotonic() < deadline:
         time.sleep(0.25)  # the MCP server may still be starting (`... &` just before)
@@ -173,7 +173,8 @@ def dev(
     state = state_path()
     copy = _policy_copy(loaded.resources, target, issuer)
     try:
-        settings = dataclasses.replace(settings, policy_dirs=(copy,))
+        bundle = dataclasses.replace(settings.bundle, policy_dirs=(copy,))
+        settings = dataclasses.replace(settings, bundle=bundle)
         try:
             gateway = build_standalone(settings, target.metadata.name, target.metadata.namespace)
         except RemitError as exc:
@@ -181,8 +182,8 @@ def dev(
 
         def started() -> None:
             state.parent.mkdir(parents=True, exist_ok=True)
-            listen = gateway.settings.listen
-            url = f"http://{listen.host}:{listen.port}{gateway.settings.mcp_path}"
+            mcp = gateway.settings.listen.mcp
+            url = f"http://{mcp.host}:{mcp.port}{gateway.settings.upstream.mcp_path}"
             state.write_text(f"{issuer.issuer}\n{url}\n")
             _banner(url, issuer, loaded.resources, target)
             sys.stdout.flush()
