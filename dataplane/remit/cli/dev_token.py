@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -20,13 +20,23 @@ from urllib.parse import urlsplit
 import typer
 
 from remit.cli.common import fail
+from remit.settings import load, setting
 
 MAX_ANSWER = 64 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class DevSettings:
+    """Where ``remit dev`` leaves its issuer URL and MCP URL for the commands that follow."""
+
+    state: str = setting(
+        "", env="DEV_STATE", doc="File naming the running `remit dev` (default under ~/.cache)."
+    )
+
+
 def state_path() -> Path:
     """Where ``remit dev`` leaves its issuer URL and MCP URL (two lines)."""
-    configured = os.environ.get("REMIT_DEV_STATE")
+    configured = load(DevSettings).state
     return Path(configured) if configured else Path.home() / ".cache/remit/dev/issuer"
 
 
