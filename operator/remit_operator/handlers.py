@@ -24,7 +24,7 @@ import copy
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -37,7 +37,7 @@ from remit_operator.errors import InjectionError, KubeError
 from remit_operator.index import SERVER_ANNOTATION, SERVER_LABEL, ref, sidecar_from_pod
 from remit_operator.kube import object_path
 from remit_operator.leader import Leadership
-from remit_operator.lint_status import warn
+from remit_operator.lint_status import recheck, warn
 from remit_operator.resync import refresh_index
 from remit_operator.runtime import Runtime
 from remit_operator.status import grant_status, policy_status, rejection, unchanged
@@ -110,11 +110,20 @@ async def on_resource(
     if event_type == "DELETED" or meta.get("deletionTimestamp"):  # gone, or going
         if kind == "ConsentGrant":
             rt.grant_phases.pop(key, None)
+        gone = rt.index.servers.get(key) if kind == "MCPServer" else None
         if kind == "MCPServer":
             syncers.forget(key)  # a re-created server starts afresh
             with contextlib.suppress(RemitError):  # not started yet: nothing kept
                 rt.pusher.forget(key)
         syncers.touch(rt.index.remove(kind, key))
+        if gone is not None:
+            await recheck(
+                rt,
+                gone,
+                lambda k, b: on_resource(
+                    rt, syncers, k, "MODIFIED", kopf.Body(cast("kopf.RawBody", b))
+                ),
+            )
         return
     try:
         resource = parse(_document(body, kind), key)
@@ -125,6 +134,14 @@ async def on_resource(
     log.debug("%s %s %s affects %s", event_type, kind, key, sorted(affected))
     if isinstance(resource, MCPServer):
         syncers.ensure(resource.ref)  # its loop runs (if this replica leads); syncs at once
+        if event_type == "ADDED":  # created (not listed): what names it may have warned
+            await recheck(
+                rt,
+                resource,
+                lambda k, b: on_resource(
+                    rt, syncers, k, "MODIFIED", kopf.Body(cast("kopf.RawBody", b))
+                ),
+            )
     syncers.touch(affected)
     now = rt.clock()
     if kind == "AgentPolicy":

@@ -5,19 +5,28 @@ that does not exist in its namespace, a glob that can never match, a ``when`` th
 boolean, a grant already expired when it was created. ``remit validate`` warns about these
 offline (``remit.api.lint``); here the same checks become a status condition that
 ``kubectl describe`` shows, and a Warning event when they first appear or change. The server
-names come from the operator's index, as the resource's own event is handled.
+names come from the operator's index, as the resource's own event is handled; when an
+MCPServer appears or goes, the policies and grants that name it are read again and re-checked
+(``recheck``), so a ``NoServer`` warning clears once the server exists.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from fnmatch import fnmatchcase
 from typing import Any
 
 import kopf
 
-from remit.api.common import Resource
+from remit.api.agentpolicy import AgentPolicy
+from remit.api.common import API_VERSION, Resource
 from remit.api.lint import findings
+from remit.api.mcpserver import MCPServer
+from remit_operator.errors import KubeError
+from remit_operator.kube import object_path
 from remit_operator.runtime import Runtime
 from remit_operator.status import warnings_condition
 
@@ -41,3 +50,31 @@ def warn(
               if c.get("type") == "Warnings"]  # fmt: skip
     if found and (not before or before[0].get("message") != cond["message"]):
         rt.event(dict(body), "Warning", cond["reason"], cond["message"])
+
+
+log = logging.getLogger(__name__)
+MAX_RECHECK = 512  # resources re-read per server event; more wait for their own next event
+
+
+async def recheck(
+    rt: Runtime, server: MCPServer, handle: Callable[[str, dict[str, Any]], Awaitable[None]]
+) -> None:
+    """Re-read and re-handle the policies and grants naming ``server`` (it appeared or went)."""
+    namespace, name = server.metadata.namespace, server.metadata.name
+    named: list[tuple[str, str, str]] = [
+        ("AgentPolicy", "agentpolicies", p.metadata.name)
+        for p in rt.index.policies.values()
+        if isinstance(p, AgentPolicy) and p.metadata.namespace == namespace
+        and any(fnmatchcase(name, s) for s in p.spec.servers)
+    ]  # fmt: skip
+    named += [("ConsentGrant", "consentgrants", g.metadata.name)
+              for g in rt.index.grants_for(server.ref)]  # fmt: skip
+    if len(named) > MAX_RECHECK:
+        log.info("%s: re-checking %d of %d resources", server.ref, MAX_RECHECK, len(named))
+    for kind, plural, resource in named[:MAX_RECHECK]:
+        try:
+            body = await rt.kube.get(object_path(API_VERSION, plural, namespace, resource))
+        except KubeError as exc:  # deleted meanwhile, or the API is away: its event will come
+            log.debug("cannot re-read %s %s/%s: %s", kind, namespace, resource, exc)
+            continue
+        await handle(kind, body)

@@ -11,6 +11,7 @@ from tests.operator.support import (
     RunningOperator,
     app_pod,
     apply,
+    delete,
     events,
     eventually,
     gateway_status,
@@ -126,3 +127,24 @@ async def test_grant_expired_when_created_gets_a_warning(
     assert "its creation (2026-01-01T00:00:00Z)" in status["message"]
     event = (await eventually(lambda: events(k8s, "ExpiredWhenApplied")))[0]
     assert (event["type"], event["involvedObject"]["name"]) == ("Warning", "late")
+
+
+async def test_no_server_warning_clears_when_the_server_is_created_and_returns_when_deleted(
+    k8s: kmock.KubernetesEmulator, operator: RunningOperator
+) -> None:
+    await apply(k8s, policy("early", rule("read", tools=["read_*"]), servers=["later"]))
+    await apply(k8s, grant("early-grant", server="later"))
+    for kind, name in (("AgentPolicy", "early"), ("ConsentGrant", "early-grant")):
+        warned = await eventually(lambda k=kind, n=name: _warnings(status_of(k8s, k, n)))
+        assert (warned["status"], warned["reason"]) == ("True", "NoServer")
+
+    await apply(k8s, server("later"))
+    for kind, name in (("AgentPolicy", "early"), ("ConsentGrant", "early-grant")):
+        await eventually(
+            lambda k=kind, n=name: _warnings(status_of(k8s, k, n)).get("status") == "False"
+        )
+
+    await delete(k8s, "MCPServer", "later")
+    await eventually(
+        lambda: _warnings(status_of(k8s, "ConsentGrant", "early-grant")).get("reason") == "NoServer"
+    )
