@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
+from remit.api.claimpath import parse_claim_path
 from remit.api.common import Model, NonEmptyStr, Resource, StatusCondition
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -98,6 +99,27 @@ class GatewayPorts(Model):
     )
 
 
+class GroupClaim(Model):
+    """One place in the token that holds group or role names for ``subject.groups``."""
+
+    claim: NonEmptyStr = Field(
+        description="A top-level claim name (`groups`, `roles`, `https://example.com/roles`) "
+        "or an RFC 6901 JSON Pointer into the token (`/realm_access/roles`, "
+        "`/resource_access/my-client/roles`). Its value must be a list of strings."
+    )
+    prefix: Annotated[str, StringConstraints(max_length=64)] = Field(
+        "",
+        description="Put before each name from this claim (e.g. `role:`), so roles and groups "
+        "with the same name stay apart in policies.",
+    )
+
+    @field_validator("claim")
+    @classmethod
+    def _valid_path(cls, value: str) -> str:
+        parse_claim_path(value)
+        return value
+
+
 class Authentication(Model):
     """How callers authenticate: OAuth 2.1 access tokens (JWT) from one issuer."""
 
@@ -112,6 +134,29 @@ class Authentication(Model):
     )
     required_scopes: list[NonEmptyStr] = Field(
         default_factory=list, alias="requiredScopes", description="Scopes every token must carry."
+    )
+    group_claims: list[GroupClaim] = Field(
+        default_factory=lambda: [GroupClaim.model_validate({"claim": "groups"})],
+        alias="groupClaims",
+        max_length=16,
+        description="Where `subject.groups` come from: every listed claim, names merged in "
+        "order (duplicates dropped). Default: the top-level `groups` claim. See docs/identity.md.",
+    )
+    jwks_cache_seconds: int = Field(
+        300,
+        alias="jwksCacheSeconds",
+        ge=1,
+        le=86400,
+        description="How long the issuer's key set is trusted before it is fetched again "
+        "(a key removed at the issuer stops verifying tokens at most this long after).",
+    )
+    jwks_min_refresh_seconds: int = Field(
+        10,
+        alias="jwksMinRefreshSeconds",
+        ge=1,
+        le=3600,
+        description="Least time between two key set fetches caused by tokens naming an "
+        "unknown key id (a new key at the issuer is picked up on its first token).",
     )
 
 

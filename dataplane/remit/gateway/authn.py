@@ -33,6 +33,7 @@ from joserfc.jws import JWSRegistry
 from joserfc.jwt import JWTClaimsRegistry
 
 from remit.errors import AuthenticationError, InsufficientScopeError, MissingCredentialsError
+from remit.gateway.claims import DEFAULT_GROUP_SOURCES, GroupSource, group_sources, groups_from
 from remit.gateway.jwks import KEY_TYPES, JwksCache
 from remit.policy.bundle import ServerSettings
 from remit.policy.request import Identity
@@ -48,7 +49,8 @@ class AuthSettings:
     ``audience`` is the server's RFC 8707 resource identifier, accepted when the token's ``aud``
     (string or list) contains it. ``jwks_uri`` is optional: without it the key set URL comes
     from OIDC discovery, falling back to RFC 8414 metadata. ``verified_token_cache_size`` bounds
-    the verified-token cache (0 turns it off).
+    the verified-token cache (0 turns it off). ``group_sources`` say where ``subject.groups``
+    come from (``remit.gateway.claims``).
     """
 
     issuer: str
@@ -60,6 +62,7 @@ class AuthSettings:
     jwks_cache_seconds: float = 300.0
     jwks_min_refresh_interval_seconds: float = 10.0
     verified_token_cache_size: int = 10_000
+    group_sources: tuple[GroupSource, ...] = DEFAULT_GROUP_SOURCES
 
     def __post_init__(self) -> None:
         if not self.issuer:
@@ -241,14 +244,11 @@ class Authenticator:
 
     def _identity(self, claims: dict[str, Any]) -> Identity:
         agent, chain = _actors(claims)
-        groups = claims.get("groups")
         return Identity(
             subject=claims["sub"],
             agent=agent,
             issuer=claims["iss"],
-            groups=tuple(g for g in groups if isinstance(g, str))
-            if isinstance(groups, list)
-            else (),
+            groups=groups_from(claims, self.settings.group_sources),
             scopes=tuple(_scopes(claims)),
             chain=chain,
             claims=MappingProxyType(claims),
@@ -349,6 +349,9 @@ def auth_settings_for(server: ServerSettings) -> AuthSettings:
         audience=server.audience,
         jwks_uri=server.jwks_uri,
         required_scopes=tuple(server.required_scopes),
+        jwks_cache_seconds=float(server.jwks_cache_seconds),
+        jwks_min_refresh_interval_seconds=float(server.jwks_min_refresh_seconds),
+        group_sources=group_sources(server.group_claims),
     )
 
 

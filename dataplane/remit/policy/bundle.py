@@ -44,6 +44,13 @@ class GatewayLimits(Frozen, frozen=True, kw_only=True):
     max_json_depth: int = 64
 
 
+class GroupClaim(Frozen, frozen=True, kw_only=True):
+    """Where group or role names are read from in a token (``authentication.groupClaims``)."""
+
+    claim: str
+    prefix: str = ""
+
+
 class ServerSettings(Frozen, frozen=True, kw_only=True):
     """The MCPServer's settings the gateway enforces."""
 
@@ -58,6 +65,9 @@ class ServerSettings(Frozen, frozen=True, kw_only=True):
     audience: str
     jwks_uri: str | None = None
     required_scopes: tuple[str, ...] = ()
+    group_claims: tuple[GroupClaim, ...] = (GroupClaim(claim="groups"),)
+    jwks_cache_seconds: int = 300
+    jwks_min_refresh_seconds: int = 10
     tool_pinning: Literal["Enforce", "Audit", "Disabled"]
     audit_failure_policy: Literal["Fail", "Ignore"]
     audit_arguments: Literal["Digest", "Redacted"]

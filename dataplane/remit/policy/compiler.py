@@ -25,6 +25,7 @@ from remit.policy.bundle import (
     CompiledRule,
     ExcludedGrants,
     GatewayLimits,
+    GroupClaim,
     ServerSettings,
     TargetKind,
 )
@@ -62,6 +63,11 @@ def _settings(server: MCPServer) -> ServerSettings:
         audience=spec.authentication.audience,
         jwks_uri=spec.authentication.jwks_uri,
         required_scopes=tuple(spec.authentication.required_scopes),
+        group_claims=tuple(
+            GroupClaim(claim=g.claim, prefix=g.prefix) for g in spec.authentication.group_claims
+        ),
+        jwks_cache_seconds=spec.authentication.jwks_cache_seconds,
+        jwks_min_refresh_seconds=spec.authentication.jwks_min_refresh_seconds,
         tool_pinning=spec.tool_pinning,
         audit_failure_policy=spec.audit.failure_policy,
         audit_arguments=spec.audit.arguments,
