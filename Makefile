@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format crds bench clean control-plane
+.PHONY: demo test lint format crds bench clean control-plane keycloak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,11 +31,17 @@ format: $(STAMP)
 # make test goes on and tests/kube skips, saying why; CI (.ci/run) requires them.
 test: lint
 	$(BIN)/python scripts/control_plane.py || echo "control-plane: not built; tests/kube will skip"
+	$(BIN)/python scripts/keycloak.py || echo "keycloak: not installed; tests/idp will skip"
 	$(BIN)/python -m pytest
 
 # Build (or find in the cache) the pinned kube-apiserver and etcd; fails if it cannot.
 control-plane: $(STAMP)
 	$(BIN)/python scripts/control_plane.py
+
+# Install (or find in the cache) the pinned Keycloak the identity-provider tier (tests/idp)
+# runs: from Maven Central with mvn, built once for Java 21+ into ~/.cache/remit/keycloak.
+keycloak: $(STAMP)
+	$(BIN)/python scripts/keycloak.py
 
 crds: $(STAMP)
 	$(BIN)/remit crds generate --output crds
