@@ -31,7 +31,7 @@ format: $(STAMP)
 # make test goes on and tests/kube skips, saying why; CI (.ci/run) requires them.
 test: lint
 	$(BIN)/python scripts/control_plane.py || echo "control-plane: not built; tests/kube will skip"
-	$(BIN)/python scripts/keycloak.py || echo "keycloak: not installed; tests/idp will skip"
+	$(BIN)/python scripts/keycloak.py --realm tests/idp/realm-remit.json || echo "keycloak: not installed; tests/idp will skip"
 	$(BIN)/python -m pytest
 
 # Build (or find in the cache) the pinned kube-apiserver and etcd; fails if it cannot.
@@ -39,9 +39,10 @@ control-plane: $(STAMP)
 	$(BIN)/python scripts/control_plane.py
 
 # Install (or find in the cache) the pinned Keycloak the identity-provider tier (tests/idp)
-# runs: from Maven Central with mvn, built once for Java 21+ into ~/.cache/remit/keycloak.
+# runs: from Maven Central with mvn, built once for Java 21+ into ~/.cache/remit/keycloak,
+# with the tier's realm imported once into a database template.
 keycloak: $(STAMP)
-	$(BIN)/python scripts/keycloak.py
+	$(BIN)/python scripts/keycloak.py --realm tests/idp/realm-remit.json
 
 crds: $(STAMP)
 	$(BIN)/remit crds generate --output crds

@@ -6,16 +6,19 @@ client (``mvn dependency:copy``, checksum-checked by Maven), and its sha256 is c
 against the pinned value. Keycloak 26 needs Java 21 or later: the first JDK found among
 ``$REMIT_KEYCLOAK_JAVA_HOME``, ``$JAVA_HOME`` and ``/usr/lib/jvm/*`` whose ``release`` file
 says 21+ is used. The distribution is then built once (``kc.sh build``) for what the tests
-need (an in-memory database, standard token exchange), so each test session starts it with
-``start --optimized``:
+need (a file database, standard token exchange), so each test session starts it with
+``start --optimized``. With ``--realm`` a realm file is also imported once into a database
+template (``kc.sh import``), which sessions copy instead of creating schema and realms:
 
     python scripts/keycloak.py            # install if missing; print the Keycloak home
     python scripts/keycloak.py --check    # exit 1 unless it is installed
     python scripts/keycloak.py --java     # print the JDK home Keycloak runs on
+    python scripts/keycloak.py --realm tests/idp/realm-remit.json   # also a realm template
 
 The cache is ``$REMIT_KEYCLOAK_CACHE`` or ``~/.cache/remit/keycloak``, one folder per
 version with ``keycloak-<version>/`` (the built server), ``java-home`` (the JDK it was built
-with) and ``build.json`` (how long download and build took). A lock file makes two worktrees
+with), ``build.json`` (how long download and build took) and ``realm-<name>-<sha256>/``
+templates. A lock file makes two worktrees
 asking at once install once.
 """
 
@@ -38,7 +41,9 @@ VERSION = "26.7.3"
 ARTIFACT = f"org.keycloak:keycloak-quarkus-dist:{VERSION}:zip"
 SHA256 = "27a6535553c3cdcd083872ba40629efafb3475e3b758e0c6f691395561dd0f1f"
 MIN_JAVA = 21
-BUILD_OPTIONS = ("--db=dev-mem", "--features=token-exchange-standard")
+BUILD_OPTIONS = ("--db=dev-file", "--features=token-exchange-standard")
+#: The audience in a realm template, replaced by each test session (see tests/idp/keycloak.py).
+AUDIENCE_PLACEHOLDER = "urn:remit:audience-unset"
 
 
 def cache_root() -> Path:
@@ -59,8 +64,15 @@ def home(root: Path | None = None) -> Path:
 
 
 def present(root: Path | None = None) -> bool:
-    folder = version_dir(root)
-    return (folder / "build.json").is_file() and (home(root) / "bin" / "kc.sh").is_file()
+    """Whether Keycloak is installed and built with today's ``BUILD_OPTIONS``."""
+    record = version_dir(root) / "build.json"
+    if not record.is_file() or not (home(root) / "bin" / "kc.sh").is_file():
+        return False
+    try:
+        options = json.loads(record.read_text()).get("buildOptions")
+    except ValueError:
+        return False
+    return options == list(BUILD_OPTIONS)
 
 
 def java_home(root: Path | None = None) -> Path:
@@ -172,10 +184,61 @@ def install(root: Path | None = None) -> Path:
         return home(root)
 
 
+def realm_template(realm: Path, root: Path | None = None) -> Path:
+    """Where the database with ``realm`` imported is kept (named by the file's sha256)."""
+    digest = _sha256(realm)[:16]
+    return version_dir(root) / f"realm-{realm.stem}-{digest}"
+
+
+def prepare_realm(realm: Path, root: Path | None = None) -> Path:
+    """A database (H2 file) with the schema, the master realm and ``realm`` imported, made once
+    with ``kc.sh import``; a test session copies it and starts in a fraction of the time a
+    fresh database takes (schema, master realm and import are most of a start).
+
+    ``${REMIT_IDP_AUDIENCE}`` in the realm file becomes ``AUDIENCE_PLACEHOLDER``.
+    Returns the folder to pass (a copy of) as the ``kc.db-url-path`` system property.
+    """
+    realm = realm.resolve()
+    target = realm_template(realm, root)
+    with (version_dir(root).parent / f".{VERSION}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / "data").is_dir():
+            return target
+        if not present(root):
+            raise SystemExit("keycloak: not installed (run python scripts/keycloak.py)")
+        scratch = Path(tempfile.mkdtemp(dir=version_dir(root), prefix=".realm-"))
+        try:
+            env = {
+                **os.environ,
+                "JAVA_HOME": str(java_home(root)),
+                "REMIT_IDP_AUDIENCE": AUDIENCE_PLACEHOLDER,
+                # Where the file database goes (the property behind Keycloak's default URL).
+                "JAVA_OPTS_APPEND": f"-Dkc.db-url-path={scratch}",
+            }
+            kc = str(home(root) / "bin" / "kc.sh")
+            argv = ["nice", "-n", "10", kc, "import", "--optimized", f"--file={realm}"]
+            argv += ["--log-level=warn"]
+            print("keycloak: $", " ".join(argv[3:]), flush=True)
+            started = time.monotonic()
+            done = subprocess.run(argv, check=False, env=env, capture_output=True, text=True)
+            if done.returncode != 0 or not (scratch / "data").is_dir():
+                sys.stderr.write(done.stdout[-6000:] + done.stderr[-4000:])
+                raise SystemExit(f"keycloak: importing {realm} failed (exit {done.returncode})")
+            (scratch / "import.json").write_text(
+                json.dumps({"realm": str(realm), "seconds": round(time.monotonic() - started, 1)})
+                + "\n"
+            )
+            scratch.rename(target)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return target
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 unless installed")
     parser.add_argument("--java", action="store_true", help="print the JDK Keycloak runs on")
+    parser.add_argument("--realm", type=Path, help="also import this realm file into a template")
     args = parser.parse_args()
     if args.check:
         raise SystemExit(0 if present() else 1)
@@ -183,6 +246,8 @@ def main() -> None:
         print(java_home())
         return
     print(install())
+    if args.realm is not None:
+        print(prepare_realm(args.realm))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """A real Keycloak on loopback for the identity-provider tier, and the calls a test makes to it.
 
-``Keycloak.start`` runs the server that ``scripts/keycloak.py`` installed and built (in-memory
-database, so every start is fresh) with ``kc.sh start --optimized``, importing the realm file
-from this folder (``realm-remit.json``, placed in the installation's ``data/import/``). The
-gateway's audience is a ``${REMIT_IDP_AUDIENCE}`` placeholder in that file, resolved by
-Keycloak from the environment. HTTP listens on a random port of 127.0.0.1; nothing else
-listens (local caches, no management interface).
+``Keycloak.start`` runs the server that ``scripts/keycloak.py`` installed and built, with
+``kc.sh start --optimized`` on a copy of the database template into which that script
+imported the realm file of this folder (``realm-remit.json``), so every session starts from
+the same state without paying for schema creation and import. The gateway's audience differs
+per session (its port): the template holds a placeholder, which the session replaces through
+the admin REST API. HTTP listens on a random port of 127.0.0.1; nothing else listens (local
+caches, no management interface).
 
 The helpers speak to Keycloak as real clients do: ``login`` drives the browser part of the
 authorization code flow (GET the authorization URL, POST the login form with the user's
@@ -41,7 +42,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 import keycloak as installer
 
 REALM = "remit"
-ADMIN_CLIENT = "remit-test-admin"
+ADMIN_CLIENT = "remit-admin"
+ADMIN_SECRET = "remit-admin-secret"
 REALM_FILE = Path(__file__).with_name("realm-remit.json")
 CLIENT = "remit-mcp-client"
 REDIRECT_URI = "http://127.0.0.1/callback"
@@ -109,26 +111,12 @@ def _group_gone(group: int) -> bool:
     return False
 
 
-def _place_realm(folder: Path) -> None:
-    """Put the realm file where ``--import-realm`` reads it, in the installed Keycloak's home
-    (shared by sessions: the file is the same for all, written atomically; what differs per
-    session, the audience, comes from the environment)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / REALM_FILE.name
-    if target.is_file() and target.read_bytes() == REALM_FILE.read_bytes():
-        return
-    partial = folder / f".{REALM_FILE.name}.{os.getpid()}"
-    shutil.copy(REALM_FILE, partial)
-    partial.replace(target)
-
-
 @dataclass
 class Keycloak:
     """A running Keycloak: its process, port and realm ``remit``."""
 
     process: Process
     port: int
-    admin_secret: str
     started_in: float
 
     @property
@@ -148,14 +136,11 @@ class Keycloak:
         """Start Keycloak with the realm imported; return once its discovery document is
         served (``ProcessError`` with the log if it dies or takes longer than ``timeout``)."""
         home = installer.home()
-        java = installer.java_home()
-        _place_realm(home / "data" / "import")
-        secret = secrets.token_urlsafe(24)
+        template = installer.prepare_realm(REALM_FILE)  # made by `make keycloak`, else now
+        database = log_dir / "keycloak-db"
+        shutil.copytree(template / "data", database / "data")
         env = {
-            "JAVA_HOME": str(java),
-            "REMIT_IDP_AUDIENCE": audience,
-            "KC_BOOTSTRAP_ADMIN_CLIENT_ID": ADMIN_CLIENT,
-            "KC_BOOTSTRAP_ADMIN_CLIENT_SECRET": secret,
+            "JAVA_HOME": str(installer.java_home()),
             # Start fast on two cores: C1 only and a serial collector.
             "JAVA_OPTS": " ".join(
                 (
@@ -168,6 +153,7 @@ class Keycloak:
                     "-Djava.security.egd=file:/dev/urandom",
                     "-XX:+UseSerialGC",
                     "-XX:TieredStopAtLevel=1",
+                    f"-Dkc.db-url-path={database}",  # the copy of the database template
                 )
             ),
         }
@@ -180,16 +166,19 @@ class Keycloak:
             f"--http-port={port}",
             "--hostname-strict=false",
             "--cache=local",
-            "--import-realm",
-            "--log-level=warn",
+            "--log-level=" + os.environ.get("REMIT_KEYCLOAK_LOG_LEVEL", "warn"),
         ]
         began = time.monotonic()
         # Its own process group: kc.sh runs java as a child, and stop() ends both.
-        process = Process.start("keycloak", argv, log_dir, env=env, preexec_fn=os.setsid)
-        keycloak = cls(process, port, secret, 0.0)
+        with (log_dir / "keycloak.stdout").open("wb") as stdout:  # Keycloak logs to stdout
+            process = Process.start(
+                "keycloak", argv, log_dir, env=env, stdout=stdout, preexec_fn=os.setsid
+            )
+        keycloak = cls(process, port, 0.0)
         try:
             process.wait_for_port(port, timeout=timeout)
             keycloak._wait_for_realm(began + timeout)
+            keycloak.set_audience(audience)
         except BaseException:
             keycloak.stop()
             raise
@@ -205,7 +194,10 @@ class Keycloak:
             except httpx.HTTPError:
                 pass
             if self.process.popen.poll() is not None or time.monotonic() > deadline:
-                raise ProcessError(f"keycloak never served {url}:\n{self.process.stderr()}")
+                log = self.process.log.with_name("keycloak.stdout").read_text(errors="replace")
+                raise ProcessError(
+                    f"keycloak never served {url}:\n{self.process.stderr()}\n{log[-3000:]}"
+                )
             time.sleep(0.1)
 
     def stop(self) -> None:
@@ -271,19 +263,37 @@ class Keycloak:
     # --- administration ---------------------------------------------------------------------
 
     def _admin(self) -> httpx.Client:
+        """The admin REST API of realm ``remit``, as its ``remit-admin`` service account."""
         answer = httpx.post(
-            f"{self.base}/realms/master/protocol/openid-connect/token",
+            self.token_endpoint,
             data={"grant_type": "client_credentials"},
-            auth=(ADMIN_CLIENT, self.admin_secret),
+            auth=(ADMIN_CLIENT, ADMIN_SECRET),
             timeout=20,
         )
-        answer.raise_for_status()
+        if answer.status_code != 200:
+            raise KeycloakError(f"admin token: HTTP {answer.status_code}: {answer.text[:500]}")
         token = answer.json()["access_token"]
         return httpx.Client(
             base_url=f"{self.base}/admin/realms/{REALM}",
             headers={"Authorization": f"Bearer {token}"},
             timeout=20,
         )
+
+    def set_audience(self, audience: str) -> None:
+        """Point the realm's "gateway audience" mappers at ``audience`` (the template holds a
+        placeholder: the gateway's port differs per session)."""
+        changed = 0
+        with self._admin() as admin:
+            for client in admin.get("/clients").raise_for_status().json():
+                mappers = f"/clients/{client['id']}/protocol-mappers/models"
+                for mapper in admin.get(mappers).raise_for_status().json():
+                    if mapper["name"] != "gateway audience":
+                        continue
+                    mapper["config"]["included.custom.audience"] = audience
+                    admin.put(f"{mappers}/{mapper['id']}", json=mapper).raise_for_status()
+                    changed += 1
+        if changed != 2:
+            raise KeycloakError(f"expected two 'gateway audience' mappers, changed {changed}")
 
     def signing_kids(self) -> list[str]:
         """The key ids the realm publishes for RS256 signatures, as its JWKS lists them."""
