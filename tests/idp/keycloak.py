@@ -117,7 +117,7 @@ class Keycloak:
 
     process: Process
     port: int
-    started_in: float
+    started_in: float  # seconds from kc.sh start to the realm's discovery document
 
     @property
     def base(self) -> str:
@@ -178,11 +178,11 @@ class Keycloak:
         try:
             process.wait_for_port(port, timeout=timeout)
             keycloak._wait_for_realm(began + timeout)
+            keycloak.started_in = time.monotonic() - began
             keycloak.set_audience(audience)
         except BaseException:
             keycloak.stop()
             raise
-        keycloak.started_in = time.monotonic() - began
         return keycloak
 
     def _wait_for_realm(self, deadline: float) -> None:
