@@ -201,8 +201,8 @@ class Keycloak:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        """End kc.sh and java (its in-memory database needs no orderly shutdown): TERM to the
-        process group, then KILL what is left after a few seconds."""
+        """End kc.sh and java (the session's copy of the database is thrown away, so nothing
+        needs an orderly shutdown): TERM to the process group, then KILL what is left."""
         popen = self.process.popen
         for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 10.0)):
             with contextlib.suppress(ProcessLookupError):
