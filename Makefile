@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format crds bench clean control-plane keycloak
+.PHONY: demo test lint format crds bench clean control-plane keycloak browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,12 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python scripts/control_plane.py || echo "control-plane: not built; tests/kube will skip"
 	$(BIN)/python scripts/keycloak.py --realm tests/idp/realm-remit.json || echo "keycloak: not installed; tests/idp will skip"
+	$(BIN)/python scripts/browser.py || echo "chromium: not installed; tests/consent will skip"
 	$(BIN)/python -m pytest
+
+# Debian's Chromium for the consent page's browser tests (tests/consent); fails if it cannot.
+browser: $(STAMP)
+	$(BIN)/python scripts/browser.py
 
 # Build (or find in the cache) the pinned kube-apiserver and etcd; fails if it cannot.
 control-plane: $(STAMP)

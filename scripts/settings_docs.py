@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from remit.consent.settings import ConsentSettings
 from remit.gateway.settings import GatewaySettings
 from remit.settings import markdown_table
 from remit_operator.settings import Settings
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TABLES: dict[str, tuple[Path, type[Any]]] = {
     "operator": (ROOT / "docs" / "operator.md", Settings),
     "gateway": (ROOT / "docs" / "gateway.md", GatewaySettings),
+    "consent": (ROOT / "docs" / "consent.md", ConsentSettings),
 }
 
 

@@ -24,7 +24,9 @@
     ├── MediaTypeError           a Content-Type that is not one RFC 9110 media type
     ├── JsonDepthError           JSON nested deeper than the gateway's limit
     ├── SseEventTooLargeError    an SSE event grew past the gateway's limit
-    └── AuditError               a decision record cannot be written or verified
+    ├── AuditError               a decision record cannot be written or verified
+    ├── ConsentRequestError      a consent request link is forged, altered, expired or malformed
+    └── GrantStoreError          the consent service cannot write or read ConsentGrants
 
 The operator's errors (``remit_operator.errors``) hang below ``RemitError`` too.
 
@@ -210,3 +212,12 @@ class MissingCredentialsError(AuthenticationError):
 
     def __init__(self, description: str) -> None:
         super().__init__("invalid_request", description)
+
+
+class ConsentRequestError(RemitError):
+    """A consent request the consent page must refuse: not sealed by the gateway's key,
+    altered, expired, or malformed."""
+
+
+class GrantStoreError(RemitError):
+    """The consent service cannot create, change or list ConsentGrants."""

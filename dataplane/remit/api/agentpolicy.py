@@ -18,6 +18,7 @@ from remit.api.common import (
 from remit.api.validators import valid_condition
 
 RuleEffect = Literal["Allow", "Deny"]
+DEFAULT_CONSENT_MAX = "1d"
 ANNOTATION_HINTS = ("readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint")
 
 
@@ -67,11 +68,22 @@ class Rule(Model):
     )
     when: str | None = Field(None, description="CEL condition; the rule applies only if true.")
     rate_limit: RateLimit | None = Field(None, alias="rateLimit")
+    consent_max_duration: Annotated[str, StringConstraints(pattern=DURATION)] | None = Field(
+        None,
+        alias="consentMaxDuration",
+        description="The longest consent a human may give on the consent page for this rule "
+        "(a number and s, m, h or d); omitted: 1d. Only with requireConsent.",
+    )
 
     @field_validator("when")
     @classmethod
     def _check_when(cls, value: str | None) -> str | None:
         return valid_condition(value)
+
+    @property
+    def consent_max_seconds(self) -> int:
+        """The longest consent the consent page may grant under this rule, in seconds."""
+        return duration_seconds(self.consent_max_duration or DEFAULT_CONSENT_MAX)
 
     @field_validator("annotations")
     @classmethod
@@ -92,6 +104,8 @@ class Rule(Model):
             raise ValueError("annotations only apply to tools")
         if self.require_consent and self.effect == "Deny":
             raise ValueError("requireConsent only applies to Allow rules")
+        if self.consent_max_duration is not None and not self.require_consent:
+            raise ValueError("consentMaxDuration only applies to rules with requireConsent")
         if self.rate_limit is not None and self.effect == "Deny":
             raise ValueError("rateLimit only applies to Allow rules")
         return self

@@ -11,6 +11,40 @@ from remit.api.common import Glob, Model, NonEmptyStr, Resource, StatusCondition
 from remit.api.validators import valid_condition
 
 Phase = Literal["Active", "Expired", "Revoked"]
+ConsentScope = Literal["call", "arguments", "tool"]
+
+
+class ConsentEvidence(Model):
+    """How the consent was captured, from the human's login rather than from a form field.
+
+    The consent service fills it from the verified ID token (``iss``, ``sub``, ``auth_time``)
+    and the consent request the gateway issued; the grant's ``when`` holds the chosen scope as
+    CEL. This model is the single source of these fields for every writer of grants.
+    """
+
+    method: Literal["ConsentPage"] = Field(
+        "ConsentPage", description="Where the human answered: the consent page."
+    )
+    issuer: NonEmptyStr = Field(description="The ID token's `iss`: who vouched for the login.")
+    subject: NonEmptyStr = Field(description="The ID token's `sub`: who logged in and approved.")
+    authenticated_at: datetime | None = Field(
+        None, alias="authenticatedAt", description="The ID token's `auth_time`, when present."
+    )
+    consented_at: datetime = Field(alias="consentedAt", description="When the human approved.")
+    request: NonEmptyStr = Field(
+        description="The consent request answered: the id of the decision record that denied "
+        "the call with consent_required."
+    )
+    scope: ConsentScope = Field(
+        description="call: this exact call (its arguments); arguments: the chosen arguments "
+        "fixed; tool: the tool within the rule's condition."
+    )
+    revoked_at: datetime | None = Field(
+        None, alias="revokedAt", description="When it was revoked on the consent page."
+    )
+    revoked_by: str | None = Field(
+        None, alias="revokedBy", description="The `sub` of the login that revoked it."
+    )
 
 
 class ConsentGrantSpec(Model):
@@ -29,6 +63,9 @@ class ConsentGrantSpec(Model):
     granted_by: NonEmptyStr = Field(alias="grantedBy", description="Who approved: evidence.")
     reason: str = Field("", description="Why, e.g. a ticket id.")
     revoked: bool = Field(False, description="Revoke without losing the evidence.")
+    evidence: ConsentEvidence | None = Field(
+        None, description="Set by the consent service: the login and request behind the grant."
+    )
 
     @field_validator("when")
     @classmethod

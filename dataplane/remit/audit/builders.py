@@ -16,6 +16,7 @@ from remit.audit.arguments import ArgumentMode, evidence_for
 from remit.audit.records import (
     DecisionRecord,
     OutcomeRecord,
+    RecordedEvidence,
     RecordedGrant,
     format_time,
     hash_session,
@@ -23,7 +24,7 @@ from remit.audit.records import (
     utc_now,
 )
 from remit.policy import decision as policy_decision
-from remit.policy.bundle import Bundle
+from remit.policy.bundle import Bundle, GrantEvidence
 from remit.policy.decision import Effect
 from remit.policy.request import Request
 from remit.times import utc_text
@@ -97,6 +98,19 @@ def recorded_grant(grant: policy_decision.GrantRef) -> RecordedGrant:
         uid=grant.uid,
         resource_version=grant.resource_version,
         expires_at=utc_text(grant.expires_at),
+        granted_by=grant.granted_by or None,
+        evidence=None if grant.evidence is None else _evidence(grant.evidence),
+    )
+
+
+def _evidence(evidence: GrantEvidence) -> RecordedEvidence:
+    return RecordedEvidence(
+        method=evidence.method,
+        issuer=evidence.issuer,
+        subject=evidence.subject,
+        consented_at=utc_text(evidence.consented_at),
+        request=evidence.request,
+        scope=evidence.scope,
     )
 
 

@@ -42,6 +42,7 @@ from remit.audit.records import (
     GENESIS,
     ChainRecord,
     ChainStart,
+    ConsentRecord,
     DecisionRecord,
     OutcomeRecord,
     format_time,
@@ -128,7 +129,7 @@ class AuditChain:
         await future
         return entry
 
-    async def append(self, record: DecisionRecord | OutcomeRecord) -> Entry:
+    async def append(self, record: DecisionRecord | OutcomeRecord | ConsentRecord) -> Entry:
         """Seal ``record`` after the head and return once its line is written (and synced).
 
         After lost records, a ``recover`` marker goes first. Raises :class:`AuditError` when

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from remit.audit.lines import parse_line, recompute_hash
-from remit.audit.records import AuditRecord, DecisionRecord, OutcomeRecord
+from remit.audit.records import AuditRecord, DecisionRecord, OutcomeRecord, RecordedEvidence
 from remit.errors import AuditError
 
 
@@ -121,6 +121,23 @@ def _short(digest: str | None) -> str:
     return "unknown" if not digest else digest[:12]
 
 
+_SCOPES = {
+    "call": "this exact call (bound to its arguments)",
+    "arguments": "the tool with the chosen arguments fixed",
+    "tool": "the tool within the rule's condition",
+}
+
+
+def consented(evidence: RecordedEvidence) -> str:
+    """Who consented where, when, to what scope, for which request."""
+    scope = _SCOPES.get(evidence.scope, evidence.scope)
+    where = "on the consent page" if evidence.method == "ConsentPage" else evidence.method
+    return (
+        f"{evidence.subject} (logged in at {evidence.issuer}) consented {where} at "
+        f"{evidence.consented_at} to {scope}, for consent request {evidence.request}"
+    )
+
+
 def render(decision: DecisionRecord, outcome: OutcomeRecord | None) -> str:
     """Describe a decision and its outcome in one paragraph."""
     actor = f"Agent {decision.agent or '(unknown)'}"
@@ -148,8 +165,12 @@ def render(decision: DecisionRecord, outcome: OutcomeRecord | None) -> str:
         grant = decision.grant
         consent = (
             f" under consent grant {grant.name} (uid {grant.uid or '-'}, resourceVersion "
-            f"{grant.resource_version or '-'}, expires {grant.expires_at})"
+            f"{grant.resource_version or '-'}, expires {grant.expires_at}"
+            + (f", granted by {grant.granted_by}" if grant.granted_by else "")
+            + ")"
         )
+        if grant.evidence is not None:
+            consent += f"; {consented(grant.evidence)}"
     elif decision.reason == "consent_required":
         consent = " with no consent grant"
     elif decision.decision == "allow":

@@ -65,13 +65,29 @@ def hash_session(session_id: str | None) -> str | None:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-class RecordedGrant(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
-    """The ConsentGrant a decision relied on, exactly as the bundle named it."""
+class RecordedEvidence(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    """How the grant was captured on the consent page: the login and the request answered."""
+
+    method: str
+    issuer: str
+    subject: str
+    consented_at: str
+    request: str
+    scope: str
+
+
+class RecordedGrant(
+    msgspec.Struct, frozen=True, rename="camel", omit_defaults=True, forbid_unknown_fields=True
+):
+    """The ConsentGrant a decision relied on, exactly as the bundle named it. ``granted_by``
+    and ``evidence`` are omitted when absent (and from lines written before they existed)."""
 
     name: str
     uid: str
     resource_version: str
     expires_at: str
+    granted_by: str | None = None
+    evidence: RecordedEvidence | None = None
 
 
 class _Record(
@@ -162,5 +178,26 @@ class ChainRecord(_Record, frozen=True, kw_only=True, tag="chain"):
     lost: int | None = None
 
 
-AuditRecord = DecisionRecord | OutcomeRecord | ChainRecord
+class ConsentRecord(_Record, frozen=True, kw_only=True, tag="consent"):
+    """A human's answer on the consent page to the consent request ``request`` (the id of the
+    decision that denied the call with ``consent_required``).
+
+    ``answer`` is ``approved``, ``refused`` or ``revoked``; ``login_issuer`` and
+    ``login_subject`` come from the verified ID token; ``subject`` and ``agent`` are the
+    request's; ``grant`` the ConsentGrant created or revoked, with its ``scope`` and expiry.
+    """
+
+    request: str
+    answer: str
+    subject: str
+    agent: str
+    tool: str
+    login_issuer: str
+    login_subject: str
+    scope: str | None = None
+    grant: str | None = None
+    expires_at: str | None = None
+
+
+AuditRecord = DecisionRecord | OutcomeRecord | ChainRecord | ConsentRecord
 """Any line of a decision log."""

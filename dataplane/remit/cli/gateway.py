@@ -6,13 +6,14 @@ import dataclasses
 import os
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
 import uvloop
 
 from remit.cli.common import errors, fail
+from remit.cli.consent import standalone_listen, standalone_page, standalone_settings
 from remit.errors import RemitError
 from remit.gateway.app import Gateway
 from remit.gateway.logs import log_to_stderr
@@ -72,6 +73,16 @@ def gateway(
         float | None,
         typer.Option(help="Refuse pushed bundles issued longer ago, seconds [604800]."),
     ] = None,
+    consent_listen: Annotated[
+        str,
+        typer.Option(
+            help="host:port of the consent page (standalone; needs -f DIR): 'auto' picks a "
+            "free loopback port, 'off' serves none."
+        ),
+    ] = "auto",
+    consent_client_id: Annotated[
+        str, typer.Option(help="The consent page's OIDC client id at the issuer (standalone).")
+    ] = "remit-consent",
 ) -> None:
     """Run the gateway. Decision records go to stdout (or --audit-file); logs to stderr.
 
@@ -102,13 +113,19 @@ def gateway(
             files=files,
         )
         log_to_stderr(settings.logs.level, "%(asctime)s %(levelname)s %(message)s")
+        extra: list[Any] = []
         if settings.bundle.policy_dirs:
             if not server:
                 fail("standalone mode (-f) needs --server NAME")
+            page = standalone_listen(settings, consent_listen)
+            if page is not None:
+                settings = standalone_settings(settings, page)
             built = build_standalone(settings, server, namespace)
             problem = unreachable(settings.upstream.url)
             if problem:
                 fail(problem, code=1)
+            if page is not None:
+                extra.append(standalone_page(built, page, consent_client_id))
         else:
             if settings.bundle.public_key is None:
                 fail("sidecar mode needs REMIT_BUNDLE_PUBLIC_KEY or --public-key (or use -f DIR)")
@@ -130,6 +147,7 @@ def gateway(
                 started=lambda: errors.print(
                     started_line(built), soft_wrap=True, highlight=False, markup=False
                 ),
+                extra=extra,
             )
         )
     except RemitError as exc:  # a port in use, an audit file that cannot be opened

@@ -6,6 +6,7 @@ import typer
 
 from remit.cli import policy
 from remit.cli.audit import audit_app
+from remit.cli.consent import consent
 from remit.cli.crds import crds_app
 from remit.cli.demo import demo
 from remit.cli.dev import dev_app
@@ -29,6 +30,7 @@ app.command("test")(test)
 app.command("demo")(demo)
 app.command("gateway")(gateway)
 app.command("operator")(operator)
+app.command("consent")(consent)
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(crds_app, name="crds")

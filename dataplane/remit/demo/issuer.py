@@ -3,7 +3,9 @@
 ``Issuer`` generates signing keys (Ed25519 by default, plus ES256 and RS256), serves OIDC
 discovery, RFC 8414 metadata and the JWKS over HTTP on ``127.0.0.1`` with an ephemeral port, and
 mints JWT access tokens with joserfc. The server runs its own event loop in a background thread,
-so it works the same from synchronous code (the demo) and from async tests. It counts requests
+so it works the same from synchronous code (the demo) and from async tests. For people it
+serves an OpenID Connect login (authorization code + PKCE, ``remit.demo.login``), which the
+consent page uses. It counts requests
 per endpoint and can simulate an outage or a key rotation, which is what the gateway's JWKS
 cache must cope with.
 """
@@ -24,6 +26,8 @@ from aiohttp import web
 from joserfc import jwt
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, Key, KeySet, OKPKey, RSAKey
+
+from remit.demo.login import Login
 
 DEFAULT_AUDIENCE = "http://127.0.0.1/mcp"
 
@@ -72,6 +76,7 @@ class Issuer:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
+        self.login = Login(self._id_token, clock)
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -151,6 +156,15 @@ class Issuer:
         with warnings.catch_warnings():  # joserfc flags "EdDSA" as superseded by RFC 9864
             warnings.simplefilter("ignore", SecurityWarning)
             return jwt.encode({"alg": alg, "kid": key.kid}, claims, key, algorithms=[alg])
+
+    def _id_token(self, claims: dict[str, Any]) -> str:
+        """An ID token for the login flow (``remit.demo.login``), signed RS256."""
+        alg = "RS256" if any(k.get("alg") == "RS256" for k, _ in self._keys) else "EdDSA"
+        key = self._signing_key(None, alg)
+        payload = {"iss": self.issuer, **claims}
+        with warnings.catch_warnings():  # joserfc flags "EdDSA" as superseded by RFC 9864
+            warnings.simplefilter("ignore", SecurityWarning)
+            return jwt.encode({"alg": alg, "kid": key.kid}, payload, key, algorithms=[alg])
 
     def _signing_key(self, kid: str | None, alg: str) -> Key:
         with self._lock:
@@ -234,6 +248,7 @@ class Issuer:
         app.router.add_get(self.path + "/.well-known/openid-configuration", self._oidc)
         app.router.add_get("/.well-known/oauth-authorization-server" + self.path, self._oauth)
         app.router.add_get(self.path + "/jwks", self._jwks)
+        self.login.add_routes(app, self.path)
         self.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -251,7 +266,15 @@ class Issuer:
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["EdDSA", "ES256", "RS256"],
-            "grant_types_supported": ["urn:ietf:params:oauth:grant-type:token-exchange"],
+            "grant_types_supported": [
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+                "authorization_code",
+            ],
+            "authorization_endpoint": f"{self.issuer}/authorize",
+            "token_endpoint": f"{self.issuer}/oauth/token",
+            "code_challenge_methods_supported": ["S256"],
+            "scopes_supported": ["openid"],
+            "token_endpoint_auth_methods_supported": ["none"],
         }
 
     async def _oidc(self, request: web.Request) -> web.Response:

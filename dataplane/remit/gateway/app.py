@@ -16,10 +16,12 @@ from remit.gateway.admin import AdminApp
 from remit.gateway.asgi import Receive, Scope, Send, reply_json, serve_lifespan
 from remit.gateway.authn import auth_settings_for
 from remit.gateway.bounds import ResponseLimits, limits_for
+from remit.gateway.consent import ConsentLinks
 from remit.gateway.guard import RemitGuard
 from remit.gateway.metrics import Metrics
 from remit.gateway.proxy import McpProxy, ProxySettings
 from remit.gateway.refusals import RefusalAggregator
+from remit.gateway.reload import PolicyReloader
 from remit.gateway.replies import no_bundle
 from remit.gateway.resource_metadata import WELL_KNOWN, build_metadata, metadata_paths
 from remit.gateway.settings import GatewaySettings
@@ -45,6 +47,7 @@ class Gateway:
         self.proxy: McpProxy | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.admin_app = AdminApp(self.state, self.metrics, self)
+        self.reloader: PolicyReloader | None = None  # standalone: the policy directory's
 
     def status(self) -> dict[str, Any]:
         """Extra fields for ``GET /v1/status`` (pins, audit head and sink, counters)."""
@@ -92,6 +95,7 @@ class Gateway:
             pod=settings.instance.pod,
             upstream=upstream,
             refusals=refusals,
+            consent=ConsentLinks.from_settings(settings),
         )
         self.proxy = McpProxy(proxy_settings, self.guard, upstream, limits=self.limits)
         await upstream.start()

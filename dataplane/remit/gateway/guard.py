@@ -20,6 +20,7 @@ from remit.audit import AuditChain
 from remit.errors import AuthenticationError, ProtocolError
 from remit.gateway.authn import AuthenticatorCache
 from remit.gateway.batches import Judged, abandon_batch, refuse_batch
+from remit.gateway.consent import ConsentLinks
 from remit.gateway.discovery import Discovery
 from remit.gateway.events import EventIds
 from remit.gateway.hooks import ADMIT, Admit, Deny, HttpRequest, Outcome, Rejection
@@ -63,6 +64,7 @@ class RemitGuard:
         upstream: Upstream | None = None,
         refusals: RefusalAggregator | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        consent: ConsentLinks | None = None,
     ) -> None:
         self.state = state
         self.metrics = metrics
@@ -76,6 +78,7 @@ class RemitGuard:
         self.event_ids = EventIds()
         self.progress = ProgressTokens()
         self._clock = clock
+        self.consent = consent  # answers consent_required with a consent request (consent.py)
 
     async def close(self) -> None:
         """Release the JWKS client (called from the app's lifespan shutdown)."""
@@ -168,10 +171,14 @@ class RemitGuard:
     async def bind_session(self, identity: Identity, session_id: str) -> None:
         """Remember who created the session the upstream just issued."""
         self.sessions.bind(session_id, identity)
+        if self.consent is not None:
+            self.consent.bind(session_id, identity)
 
     async def end_session(self, identity: Identity, session_id: str) -> None:
         """Forget an ended session."""
         self.sessions.end(session_id)
+        if self.consent is not None:
+            self.consent.end(session_id)
 
     # -- 3. decide, 4. record, 5. forward -------------------------------------------------
 
@@ -199,7 +206,10 @@ class RemitGuard:
         if any(not j.decision.allowed for j in judged):
             self.metrics.decision_seconds.observe(self._clock() - started)
             visible = functools.partial(self._visible, policy)
-            return await refuse_batch(self.recorder, policy, judged, session, visible)
+            refused = await refuse_batch(self.recorder, policy, judged, session, visible)
+            if self.consent is not None:
+                return self.consent.rewrite(policy, judged, refused, request, session)
+            return refused
         verdicts: list[Admit | Deny] = []
         for j in judged:
             record, recorded = await self.recorder.decision(
@@ -222,6 +232,8 @@ class RemitGuard:
             return Judged(
                 call, request, Decision("allow", Reason.ALLOWED, text, policy.bundle.digest), None
             )
+        if self.consent is not None:
+            self.consent.observe(identity, call)
         request = await self._request(policy, identity, call)
         return Judged(call, request, *self._decide(policy, request))
 

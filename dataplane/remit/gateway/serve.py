@@ -1,7 +1,8 @@
 """Run a gateway: both apps on their ports in one event loop, until a signal stops them.
 
 Standalone mode compiles the policy directory, signs the bundle with a key made for this run
-and installs it through the same verification path a pushed bundle takes; sidecar mode starts
+and installs it through the same verification path a pushed bundle takes, then reloads the
+directory whenever it changes (``reload.py``); sidecar mode starts
 empty (not ready, denying everything) and waits for the operator's push.
 """
 
@@ -11,11 +12,12 @@ import asyncio
 import dataclasses
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from remit.errors import CompileError, InvalidResourcesError, RemitError, StartupError
 from remit.gateway.app import Gateway
+from remit.gateway.reload import PolicyReloader, compile_dirs
 from remit.gateway.runner import App, ListenerSettings, bind_all, fit_descriptors, serve_many
 from remit.gateway.settings import GatewaySettings
 from remit.gateway.state import PolicyState
@@ -48,15 +50,20 @@ def compile_standalone(
 
 
 def build_standalone(settings: GatewaySettings, server: str, namespace: str | None) -> Gateway:
-    """A gateway enforcing the policy directory in ``settings`` for ``server``."""
-    if not settings.bundle.policy_dirs:
+    """A gateway enforcing the policy directory in ``settings`` for ``server``, reloading it
+    whenever it changes (``gateway.reloader``, started by :func:`run`)."""
+    dirs = settings.bundle.policy_dirs
+    if not dirs:
         raise CompileError("standalone mode needs a policy directory (-f DIR)")
-    bundle, token, state = compile_standalone(settings.bundle.policy_dirs, server, namespace)
+    key = generate_key()
+    bundle = compile_dirs(dirs, server, namespace, int(time.time() * 1000))
     server_ref = f"{bundle.server.namespace}/{bundle.server.name}"
+    state = PolicyState(public_key(key), server=server_ref)
     instance = dataclasses.replace(settings.instance, server=settings.instance.server or server_ref)
     gateway = Gateway(dataclasses.replace(settings, instance=instance), state)
-    state.install_signed(token)  # also returns the memory of parsing the YAML
+    state.install_signed(sign(bundle, key))  # also returns the memory of parsing the YAML
     gateway.metrics.bundle_serial.set(bundle.serial)
+    gateway.reloader = PolicyReloader(dirs, server, namespace, key, state, gateway.metrics)
     return gateway
 
 
@@ -101,8 +108,10 @@ async def run(
     gateway: Gateway,
     stop: asyncio.Event | None = None,
     started: Callable[[], None] | None = None,
+    extra: Sequence[tuple[App, ListenerSettings]] = (),
 ) -> None:
-    """Serve ``gateway`` until ``stop`` is set or SIGINT/SIGTERM arrives.
+    """Serve ``gateway`` (and ``extra`` apps, e.g. the standalone consent page) until ``stop``
+    is set or SIGINT/SIGTERM arrives; a standalone gateway reloads its directory meanwhile.
 
     Ports are bound and the gateway started (audit chain, upstream client) before anything is
     served: a taken port or an unusable audit file is one ``StartupError`` naming it. Then
@@ -112,7 +121,7 @@ async def run(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    servers = listeners(gateway)
+    servers = listeners(gateway) + [settings for _, settings in extra]
     sockets = bind_all(servers)
     try:
         await gateway.start()
@@ -121,10 +130,15 @@ async def run(
             sock.close()
         await gateway.stop()
         raise StartupError(f"cannot start the gateway: {exc}") from exc
-    apps: list[App] = [gateway.mcp_app, gateway.admin_app]
+    apps: list[App] = [gateway.mcp_app, gateway.admin_app, *(app for app, _ in extra)]
+    reloading = None
+    if gateway.reloader is not None:
+        reloading = asyncio.create_task(gateway.reloader.run(stop))
     if started is not None:
         started()
     try:
         await serve_many(list(zip(apps, servers, strict=True)), stop, sockets)
     finally:
+        if reloading is not None:
+            reloading.cancel()
         await gateway.stop()

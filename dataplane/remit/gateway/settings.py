@@ -122,6 +122,31 @@ class BundleSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsentLinkSettings:
+    """Where a call denied with `consent_required` sends the human (docs/consent.md)."""
+
+    url: str = setting(
+        "",
+        env="CONSENT_URL",
+        doc="Public URL of the consent service: a call denied with `consent_required` is "
+        "answered with a link to it (empty: no link).",
+    )
+    key_file: Path | None = setting(
+        None,
+        env="CONSENT_KEY_FILE",
+        doc="File holding the 32-byte key (raw or base64) that seals consent requests; the "
+        "consent service has the same key.",
+    )
+    request_seconds: float = setting(
+        900.0,
+        env="CONSENT_REQUEST_SECONDS",
+        doc="How long a consent request link stays valid.",
+        parse=values.positive_seconds,
+    )
+    key: bytes | None = None  # standalone: made for the run, shared in-process
+
+
+@dataclass(frozen=True, slots=True)
 class AuditVariables:
     """Decision records: where they go, how durable, and how long writing one may take.
 
@@ -320,6 +345,7 @@ class GatewaySettings:
         Listeners, title="Connection limits", source=LimitVariables, build=_listeners
     )
     logs: LogSettings = group(LogSettings, title="Logs")
+    consent: ConsentLinkSettings = group(ConsentLinkSettings, title="Consent")
 
 
 def from_environment(env: Mapping[str, str] | None = None) -> GatewaySettings:

@@ -93,6 +93,7 @@ class CompiledRule(Frozen, frozen=True, kw_only=True):
     require_consent: bool = False
     when: str | None = None
     rate_limit: CompiledRateLimit | None = None
+    consent_max_seconds: int | None = None  # requireConsent rules: the consent page's maximum
 
 
 class CompiledPolicy(Frozen, frozen=True, kw_only=True):
@@ -105,6 +106,17 @@ class CompiledPolicy(Frozen, frozen=True, kw_only=True):
     users: tuple[str, ...] | None = None
     groups: tuple[str, ...] | None = None
     rules: tuple[CompiledRule, ...]
+
+
+class GrantEvidence(Frozen, frozen=True, kw_only=True):
+    """How a grant was captured on the consent page (``spec.evidence``): login and request."""
+
+    method: str
+    issuer: str
+    subject: str
+    consented_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    request: str
+    scope: str
 
 
 class CompiledGrant(Frozen, frozen=True, kw_only=True):
@@ -122,6 +134,7 @@ class CompiledGrant(Frozen, frozen=True, kw_only=True):
     expires_at: Annotated[datetime, msgspec.Meta(tz=True)]
     granted_by: str
     reason: str = ""
+    evidence: GrantEvidence | None = None
 
     def patterns(self, target: TargetKind) -> tuple[str, ...]:
         """The names this grant covers for one kind of target."""

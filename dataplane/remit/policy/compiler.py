@@ -14,7 +14,7 @@ from itertools import pairwise
 
 from remit.api.agentpolicy import AgentPolicy, Rule
 from remit.api.common import Resource
-from remit.api.consentgrant import ConsentGrant
+from remit.api.consentgrant import ConsentEvidence, ConsentGrant
 from remit.api.mcpserver import MCPServer
 from remit.errors import CompileError
 from remit.policy.bundle import (
@@ -25,6 +25,7 @@ from remit.policy.bundle import (
     CompiledRule,
     ExcludedGrants,
     GatewayLimits,
+    GrantEvidence,
     GroupClaim,
     ServerSettings,
     TargetKind,
@@ -102,6 +103,7 @@ def _rule(policy: AgentPolicy, rule: Rule) -> CompiledRule:
         rate_limit=CompiledRateLimit(calls=limit.calls, per_seconds=limit.per_seconds)
         if limit
         else None,
+        consent_max_seconds=rule.consent_max_seconds if rule.require_consent else None,
     )
 
 
@@ -133,6 +135,20 @@ def _grant(grant: ConsentGrant) -> CompiledGrant:
         expires_at=spec.expires_at,
         granted_by=spec.granted_by,
         reason=spec.reason,
+        evidence=_evidence(spec.evidence),
+    )
+
+
+def _evidence(evidence: ConsentEvidence | None) -> GrantEvidence | None:
+    if evidence is None:
+        return None
+    return GrantEvidence(
+        method=evidence.method,
+        issuer=evidence.issuer,
+        subject=evidence.subject,
+        consented_at=evidence.consented_at,
+        request=evidence.request,
+        scope=evidence.scope,
     )
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from remit.policy.bundle import CompiledRateLimit
+from remit.policy.bundle import CompiledRateLimit, GrantEvidence
 from remit.times import utc_text
 
 Effect = Literal["allow", "deny"]
@@ -104,10 +104,11 @@ class GrantRef:
     expires_at: datetime
     granted_by: str
     reason: str
+    evidence: GrantEvidence | None = None
 
     def document(self) -> dict[str, Any]:
         """JSON form, as decision records and ``--output json`` show it."""
-        return {
+        document: dict[str, Any] = {
             "name": self.name,
             "uid": self.uid,
             "resourceVersion": self.resource_version,
@@ -115,6 +116,16 @@ class GrantRef:
             "grantedBy": self.granted_by,
             "reason": self.reason,
         }
+        if self.evidence is not None:
+            document["evidence"] = {
+                "method": self.evidence.method,
+                "issuer": self.evidence.issuer,
+                "subject": self.evidence.subject,
+                "consentedAt": utc_text(self.evidence.consented_at),
+                "request": self.evidence.request,
+                "scope": self.evidence.scope,
+            }
+        return document
 
 
 @dataclass(frozen=True, slots=True)

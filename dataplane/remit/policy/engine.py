@@ -149,6 +149,7 @@ class Engine:
                 grant.expires_at,
                 grant.granted_by,
                 grant.reason,
+                grant.evidence,
             )
             noun = f"{_NOUN[target]} {request.name!r}"
             message = f"{noun} allowed by rule {ids[0]} under consent {grant.id}"

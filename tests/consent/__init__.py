@@ -1,0 +1,1 @@
+"""Browser tests of the consent loop (docs/consent.md)."""
