@@ -39,6 +39,7 @@ def test_default_render_has_every_part() -> None:
         + ["ClusterRoleBinding"] * 7
         + ["Role", "RoleBinding", "ServiceAccount", "Deployment", "Service", "Service"]
         + ["Secret", "MutatingWebhookConfiguration"]
+        + ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
     )
 
 

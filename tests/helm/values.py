@@ -55,6 +55,17 @@ PINNED: dict[str, Any] = {
     "webhook": {"failurePolicy": "Ignore", "excludeNamespaces": ["legacy"]},
     "serviceAccount": {"annotations": {"example.com/role": "remit"}},
 }
+CONSENT: dict[str, Any] = {
+    "consent": {
+        "enabled": True,
+        "publicUrl": "https://consent.example",
+        "issuer": "https://idp.example",
+        "clientSecretName": "consent-client",
+        "sessionKeySecretName": "consent-session",
+        "admins": ["auditor@example.com"],
+    },
+    "admission": {"grantedBy": {"usernamePrefix": "oidc:", "exemptGroups": []}},
+}
 
 NON_DEFAULT: dict[str, dict[str, Any]] = {
     "ha": HA,
@@ -68,5 +79,6 @@ NON_DEFAULT: dict[str, dict[str, Any]] = {
     "no-crds": NO_CRDS,
     "monitored": MONITORED,
     "pinned": PINNED,
+    "consent": CONSENT,
 }
 ALL: dict[str, dict[str, Any]] = {"default": {}, **NON_DEFAULT}

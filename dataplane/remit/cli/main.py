@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from remit.cli import policy
+from remit.cli.access import access_app
 from remit.cli.audit import audit_app
 from remit.cli.consent import consent
 from remit.cli.crds import crds_app
@@ -36,6 +37,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(crds_app, name="crds")
 app.add_typer(dev_app, name="dev")
 app.add_typer(grant_app, name="grant")
+app.add_typer(access_app, name="access")
 
 
 def main() -> None:

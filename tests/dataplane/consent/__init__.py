@@ -1,0 +1,1 @@
+"""The consent service and the access review, without a browser."""
