@@ -43,9 +43,9 @@ def test_the_consent_service_may_only_create_and_patch_grants_and_read_the_rest(
 def test_the_admission_policy_exempts_only_the_consent_service_and_maps_user_names() -> None:
     policy = find(manifests(CONSENT), "ValidatingAdmissionPolicy")
     conditions = {c["name"]: c["expression"] for c in policy["spec"]["matchConditions"]}
-    assert "system:serviceaccount:remit-system:remit-consent" in conditions[
-        "not-the-consent-service"
-    ]
+    assert (
+        "system:serviceaccount:remit-system:remit-consent" in conditions["not-the-consent-service"]
+    )
     assert "[]" in conditions["not-exempt"]
     (user,) = policy["spec"]["variables"]
     assert 'startsWith("oidc:")' in user["expression"]
