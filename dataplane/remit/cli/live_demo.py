@@ -1,13 +1,16 @@
 """The live part of ``remit demo``: a scripted agent through a real gateway, then the audit.
 
 It starts a local OIDC issuer, the files MCP server and ``remit gateway`` with the example
-policies, lets a real MCP client act for Alice and Bob, then verifies the decision records'
-hash chain and explains the consent-backed write.
+policies, lets a real MCP client act for Alice and Bob, runs the consent loop (Bob's write is
+denied with a consent page link, Bob approves on the page, the retry is allowed), then verifies
+the decision records' hash chain and explains the consent-backed writes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from pathlib import Path
 
 import orjson
@@ -16,6 +19,7 @@ from rich.panel import Panel
 from remit.audit import explain, verify_file
 from remit.cli.common import console
 from remit.demo.agent import Scene, Seen, play
+from remit.demo.human import approve
 from remit.demo.stack import Stack, running_stack
 
 SCENES = (
@@ -34,12 +38,15 @@ SCENES = (
 )  # fmt: skip
 
 
-def _consent_decision(audit: Path) -> str | None:
+def _consent_decision(audit: Path, *, last: bool = False) -> str | None:
+    found = None
     for line in audit.read_bytes().splitlines():
         record = orjson.loads(line)
         if record.get("type") == "decision" and record.get("grant"):
-            return str(record["id"])
-    return None
+            found = str(record["id"])
+            if not last:
+                return found
+    return found
 
 
 async def _scenes(stack: Stack) -> int:
@@ -48,11 +55,52 @@ async def _scenes(stack: Stack) -> int:
         seen: Seen = await play(scene, stack.issuer, stack.gateway_url, stack.audience)
         verdict = "[green]ALLOWED[/]" if seen.allowed else "[red]DENIED[/]"
         console.print(f"\n[bold]{number}. {scene.title}[/]", highlight=False)
-        console.print(f"   {verdict}  {seen.text}", highlight=False, soft_wrap=True)
+        console.print(f"   {verdict}  {_short(seen.text)}", highlight=False, soft_wrap=True)
         if ("allow" if seen.allowed else "deny") != scene.expect:
             surprises += 1
             console.print(f"   [bold red]unexpected: wanted {scene.expect}[/]")
     return surprises
+
+
+LINK = re.compile(r"(https?://\S+/consent\?r=[A-Za-z0-9_.%-]+)")
+BOB_WRITES = Scene("For Bob it writes: Bob's grant has expired, so the answer carries a link "
+                   "to the consent page", "bob@example.com", "write_file",
+                   {"path": "/data/bob/todo.txt", "content": "done"}, expect="deny")  # fmt: skip
+RETRY = Scene("The agent retries the same call", "bob@example.com", "write_file",
+              {"path": "/data/bob/todo.txt", "content": "done"})  # fmt: skip
+
+
+def _short(text: str) -> str:
+    """Consent links shortened for the screen (the sealed request is long)."""
+    return LINK.sub(lambda m: m.group(1)[:70] + "…", text)
+
+
+async def _consent_loop(stack: Stack) -> tuple[int, str | None]:
+    """Denied with a link, approved by Bob on the page, allowed on retry."""
+    console.print("\n[bold]The consent loop[/]")
+    seen = await play(BOB_WRITES, stack.issuer, stack.gateway_url, stack.audience)
+    found = LINK.search(seen.text)
+    console.print(f"\n[bold]7. {BOB_WRITES.title}[/]", highlight=False)
+    console.print(f"   [red]DENIED[/]  {_short(seen.text)}", highlight=False, soft_wrap=True)
+    if seen.allowed or found is None:
+        console.print("   [bold red]unexpected: wanted a denial with a consent link[/]")
+        return 1, None
+    console.print("\n[bold]8. Bob opens the link, signs in at the issuer and approves this "
+                  "exact call for 15 minutes[/]", highlight=False)  # fmt: skip
+    notice = await asyncio.to_thread(approve, found.group(1), "bob@example.com")
+    console.print(f"   {notice}", highlight=False)
+    console.print(f"\n[bold]9. {RETRY.title}[/]", highlight=False)
+    deadline = time.monotonic() + 5  # the gateway reloads its directory within a second
+    while True:
+        seen = await play(RETRY, stack.issuer, stack.gateway_url, stack.audience)
+        if seen.allowed or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    verdict = "[green]ALLOWED[/]" if seen.allowed else "[red]DENIED[/]"
+    console.print(f"   {verdict}  {seen.text}", highlight=False, soft_wrap=True)
+    if not seen.allowed:
+        return 1, None
+    return 0, _consent_decision(stack.audit_file, last=True)
 
 
 def live(examples: Path) -> int:
@@ -67,6 +115,8 @@ def live(examples: Path) -> int:
             )
         )
         surprises = asyncio.run(_scenes(stack))
+        failed, looped = asyncio.run(_consent_loop(stack))
+        surprises += failed
         console.print("\n[bold]The evidence[/]")
         result = verify_file(stack.audit_file)
         mark = "[green]intact[/]" if result.ok else f"[red]BROKEN[/]: {result.message}"
@@ -82,4 +132,7 @@ def live(examples: Path) -> int:
             return surprises + 1
         console.print(f"   remit audit explain {stack.audit_file} {record_id}:", highlight=False)
         console.print(f"   {explain(stack.audit_file, record_id).text}", soft_wrap=True)
+        if looped is not None:
+            console.print(f"   remit audit explain {stack.audit_file} {looped}:", highlight=False)
+            console.print(f"   {explain(stack.audit_file, looped).text}", soft_wrap=True)
     return surprises

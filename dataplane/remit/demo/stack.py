@@ -44,6 +44,7 @@ class Stack:
     audience: str
     audit_file: Path
     policy_dir: Path
+    consent_url: str = ""
 
 
 def _start(args: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -66,6 +67,9 @@ def running_stack(examples: Path) -> Iterator[Stack]:
     issuer.start()
     try:
         upstream_port, port, admin_port = free_port(), free_port(), free_port()
+        consent_port = free_port()
+        consent_url = f"http://127.0.0.1:{consent_port}"
+        issuer.login.register("remit-consent", f"{consent_url}/callback")
         audience = f"http://127.0.0.1:{port}/mcp"
         policy = work / "policy"
         policy.mkdir()
@@ -88,7 +92,7 @@ def running_stack(examples: Path) -> Iterator[Stack]:
                 [python, "-m", "remit", "gateway", "-f", str(policy), "--server", "files",
                  "--upstream", f"http://127.0.0.1:{upstream_port}/mcp",
                  "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin_port}",
-                 "--audit-file", str(audit)],
+                 "--audit-file", str(audit), "--consent-listen", f"127.0.0.1:{consent_port}"],
                 port,
                 work / "gateway.log",
             )
@@ -100,6 +104,7 @@ def running_stack(examples: Path) -> Iterator[Stack]:
             audience,
             audit,
             policy,
+            consent_url,
         )
     finally:
         for process in reversed(processes):
