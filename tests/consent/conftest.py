@@ -27,6 +27,7 @@ ARTIFACTS = stack.REPO / "tmp" / "artifacts" / "consent"
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
 BOT = "support-bot"
+AUDITOR = "auditor@example.com"
 
 CONSENT_POLICY = """\
 apiVersion: remit.dev/v1alpha1
@@ -91,7 +92,10 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
             logs / "policy", server, examples=False, extra={"notes.yaml": CONSENT_POLICY}
         )
         audit = logs / "decisions.jsonl"
-        env = {"REMIT_CONSENT_KEY_FILE": str(logs / "consent.key")}
+        env = {
+            "REMIT_CONSENT_KEY_FILE": str(logs / "consent.key"),
+            "REMIT_CONSENT_ADMINS": AUDITOR,
+        }
         argv_extra = ["--consent-listen", f"{stack.HOST}:{consent_port}"]
         with _gateway(logs, upstream, ports, policy, audit, env, argv_extra) as gateway:
             gateway.process.wait_for_port(consent_port)

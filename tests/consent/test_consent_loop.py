@@ -14,7 +14,7 @@ import orjson
 
 from remit.audit.explain import explain
 from remit.policy.consentrequest import ConsentSealer
-from tests.consent.conftest import ALICE, BOB, Loop, screenshot
+from tests.consent.conftest import ALICE, AUDITOR, BOB, Loop, screenshot
 from tests.support import mcp_wire
 
 REVOCATION_SECONDS = 2.0
@@ -205,3 +205,22 @@ def test_refusing_records_the_refusal_and_grants_nothing(loop: Loop, page: Any) 
     assert (refusal["loginSubject"], refusal["loginIssuer"]) == (ALICE, loop.issuer.issuer)
     assert not (loop.policy_dir / f"consent-{request_id.lower()}.yaml").exists()
     assert allowed(loop, path)["isError"] is True
+
+
+def test_the_access_review_page_is_for_administrators_only(loop: Loop, page: Any) -> None:
+    url, request_id = denied_with_link(loop, "/data/alice/reviewed.txt")
+    log_in(page, url, ALICE)
+    page.click("#approve")
+    page.wait_for_selector("#grants")
+    page.goto(f"{loop.consent_url}/admin/review")
+    assert "Only administrators" in page.text_content("#message")
+    page.context.clear_cookies()
+    page.goto(f"{loop.consent_url}/admin/review")
+    page.fill("#username", AUDITOR)
+    page.click("#sign-in")
+    page.wait_for_selector("#review")
+    table = page.text_content("#review")
+    assert f"agents/consent-{request_id.lower()}" in table
+    assert "agents/notes-bot#write-with-consent" in table
+    assert f"ConsentPage: {ALICE}" in table
+    screenshot(page, "admin-review-page")

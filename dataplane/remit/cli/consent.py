@@ -66,7 +66,9 @@ def standalone_page(gateway: Gateway, listen: str, client_id: str) -> tuple[Any,
         fail("the standalone consent page needs a compiled policy directory")
     directory = settings.bundle.policy_dirs[0]
     public = settings.consent.url
+    from_env = load(ConsentSettings, os.environ)  # REMIT_CONSENT_ADMINS applies here too
     consent_settings = ConsentSettings(
+        admins=from_env.admins,
         public_url=public,
         listen=listen,
         issuer=policy.bundle.server.issuer,

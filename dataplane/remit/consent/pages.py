@@ -29,6 +29,7 @@ table { border-collapse: collapse; width: 100%; font-size: .92rem; }
 th, td { border-bottom: 1px solid #ddd; text-align: left; padding: .35rem .4rem;
   vertical-align: top; }
 .muted { color: #5d5d66; } .error { color: #8a1c1c; font-weight: 600; }
+body:has(#review) { max-width: none; }
 .who { float: right; font-size: .9rem; color: #5d5d66; }
 """
 
