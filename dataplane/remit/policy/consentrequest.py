@@ -32,8 +32,10 @@ from remit.errors import ConsentRequestError, SettingsError
 AUDIENCE = "remit-consent"
 _HEADER = {"alg": "dir", "enc": "A256GCM"}
 _ALGORITHMS = ["dir", "A256GCM"]
-MAX_TOKEN_CHARS = 12_000
-"""A request whose token would be longer drops its argument bindings (links must stay short)."""
+MAX_TOKEN_CHARS = 2_400
+"""A request whose token would be longer drops its arguments and their bindings: links must
+stay short, and the consent page keeps the link in its session cookie across the login
+(browsers refuse cookies over 4 KiB). Only the tool scope is then offered."""
 KEY_BYTES = 32
 
 

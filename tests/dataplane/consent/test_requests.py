@@ -95,3 +95,14 @@ def test_the_page_offers_only_scopes_it_can_bind_and_durations_up_to_the_rule() 
     assert grant.spec.granted_by == "alice"
     assert grant.spec.evidence is not None
     assert (grant.spec.evidence.request, grant.spec.evidence.scope) == ("01ABC", "arguments")
+
+
+def test_a_request_too_long_for_a_link_drops_its_arguments_but_stays_answerable() -> None:
+    key = new_key()
+    big = {"path": "/data/a.txt", "content": "x" * 5000}
+    call, fields = bindings(big, is_secret_key)
+    token = ConsentSealer(key).seal(_request(shown=big, call=call, fields=fields))
+    assert len(token) <= 2_400
+    opened = ConsentSealer(key).open(token, NOW)
+    assert (opened.shown, opened.call, dict(opened.fields)) == (None, None, {})
+    assert scopes(opened) == ["tool"]
