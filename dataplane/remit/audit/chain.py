@@ -23,11 +23,20 @@ preceded by a newline in case a line was torn) naming the gap: ``after`` is the 
 last record that was written and ``lost`` how many were not. The chain continues as a new
 segment, and ``remit audit verify`` checks that the marker follows that record and reports the
 gap.
+
+Unconfirmed allows. A stalled sink fails its waiting callers while the write in progress still
+completes: an allow record can reach the log although the gateway, told it was not written,
+failed closed and never forwarded the call. The gateway reports each such decision with
+:meth:`AuditChain.not_forwarded`; the next ``recover`` marker names them (``notForwarded``),
+written even when no record was lost, so the log never says "allowed" without saying that the
+call did not happen.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -53,6 +62,9 @@ from remit.audit.sinks import AuditSettings, Sink, sink_from_settings
 from remit.audit.verify import verify_tail
 from remit.errors import AuditError
 
+MAX_NOT_FORWARDED = 1000
+"""How many decision ids one ``recover`` marker names; more are counted in its message."""
+
 
 class AuditChain:
     """Appends sealed records to a sink, one chain per process.
@@ -76,6 +88,8 @@ class AuditChain:
         self._head = head
         self._clock = clock
         self._lock = threading.Lock()
+        self._unsent: list[str] = []  # allow decisions not forwarded, for the next marker
+        self._unsent_dropped = 0  # beyond MAX_NOT_FORWARDED: counted in the marker's message
 
     @property
     def head(self) -> str:
@@ -83,7 +97,12 @@ class AuditChain:
         return self._head
 
     def _marker(
-        self, start: ChainStart, message: str, after: str | None = None, lost: int | None = None
+        self,
+        start: ChainStart,
+        message: str,
+        after: str | None = None,
+        lost: int | None = None,
+        unsent: tuple[str, ...] = (),
     ) -> ChainRecord:
         return ChainRecord(
             id=new_record_id(),
@@ -94,7 +113,17 @@ class AuditChain:
             message=message,
             after=after,
             lost=lost,
+            not_forwarded=unsent,
         )
+
+    def not_forwarded(self, decision_id: str) -> None:
+        """The allow ``decision_id`` was refused or unconfirmed by the sink and its call was
+        not forwarded: the next ``recover`` marker says so (see the module docstring)."""
+        with self._lock:
+            if len(self._unsent) < MAX_NOT_FORWARDED:
+                self._unsent.append(decision_id)
+            else:
+                self._unsent_dropped += 1
 
     def _submit(
         self, entry: Entry, follows: str | None, *, marker: bool = False, newline: bool = False
@@ -113,11 +142,30 @@ class AuditChain:
         """If records were lost since the sink's tail, queue the ``recover`` marker naming the
         gap (lock held); raises :class:`AuditError` when the sink refuses it."""
         lost, tail, reason = self.sink.gap
-        if not lost:
+        unsent, dropped = tuple(self._unsent), self._unsent_dropped
+        if not lost and not unsent and not dropped:
             return None
-        message = f"{lost} record(s) not written: {reason}"
-        entry = seal(self._marker("recover", message, after=tail, lost=lost), GENESIS)
-        return self._submit(entry, tail, marker=True, newline=True)
+        message = f"{lost} record(s) not written" + (f": {reason}" if lost else "")
+        if unsent or dropped:
+            message += (
+                f"; {len(unsent) + dropped} allowed call(s) not forwarded: their records "
+                "were not confirmed by the audit sink, so the gateway denied them"
+            )
+            if dropped:
+                message += f" ({dropped} not named)"
+        marker = self._marker("recover", message, after=tail, lost=lost, unsent=unsent)
+        entry = seal(marker, GENESIS)
+        future = self._submit(entry, tail, marker=True, newline=True)
+        self._unsent, self._unsent_dropped = [], 0
+        future.add_done_callback(functools.partial(self._restore, unsent, dropped))
+        return future
+
+    def _restore(self, unsent: tuple[str, ...], dropped: int, future: asyncio.Future[None]) -> None:
+        """A marker naming ``unsent`` failed: name them again in the next one."""
+        if future.cancelled() or future.exception() is not None:
+            with self._lock:
+                self._unsent[:0] = unsent
+                self._unsent_dropped += dropped
 
     async def mark(self, start: ChainStart, message: str = "") -> Entry:
         """Write a ``chain`` record; ``resume`` links to the head, other starts to genesis."""
@@ -169,7 +217,8 @@ class AuditChain:
         not get).
         """
         health = self.sink.health()
-        if health.state == "failing" and health.queued == 0:  # and no probe in flight
+        owed = health.state == "ok" and bool(self._unsent)  # a stall ended with nothing lost
+        if (health.state == "failing" or owed) and health.queued == 0:  # and no probe in flight
             with self._lock:
                 try:
                     probe = self._recover()
@@ -180,7 +229,16 @@ class AuditChain:
         return health
 
     async def close(self) -> None:
-        """Flush and close the sink."""
+        """Write a marker still owed for calls not forwarded (if the sink can), then flush
+        and close the sink."""
+        with self._lock:
+            try:
+                owed = self._recover() if self._unsent else None
+            except AuditError:
+                owed = None
+        if owed is not None:
+            with contextlib.suppress(AuditError):
+                await owed
         await self.sink.close()
 
 

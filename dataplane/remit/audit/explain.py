@@ -16,7 +16,13 @@ from typing import Any
 import msgspec
 
 from remit.audit.lines import parse_line, recompute_hash
-from remit.audit.records import AuditRecord, DecisionRecord, OutcomeRecord, RecordedEvidence
+from remit.audit.records import (
+    AuditRecord,
+    ChainRecord,
+    DecisionRecord,
+    OutcomeRecord,
+    RecordedEvidence,
+)
 from remit.errors import AuditError
 
 
@@ -39,11 +45,15 @@ class Found:
 
 @dataclass(frozen=True, slots=True)
 class Explanation:
-    """A decision, its outcome (``None`` if none was recorded) and a paragraph about them."""
+    """A decision, its outcome (``None`` if none was recorded) and a paragraph about them.
+
+    ``voided`` is the ``recover`` marker naming the decision as not forwarded (its outcome
+    when the sink stalled before confirming the decision, see ``chain.py``)."""
 
     decision: Found
     outcome: Found | None
     text: str
+    voided: Found | None = None
 
     @property
     def intact(self) -> bool:
@@ -58,6 +68,7 @@ class Explanation:
             "summary": self.text,
             "decision": self.decision.to_dict(),
             "outcome": None if self.outcome is None else self.outcome.to_dict(),
+            "notForwardedBy": None if self.voided is None else self.voided.to_dict(),
         }
 
 
@@ -78,12 +89,15 @@ def _scan(path: Path, needle: str) -> Iterator[Found]:
         raise AuditError(f"cannot read audit file {path}: {exc.strerror}") from exc
 
 
-def _find(path: Path, record_id: str) -> tuple[Found | None, Found | None]:
+def _find(path: Path, record_id: str) -> tuple[Found | None, Found | None, Found | None]:
     decision: Found | None = None
     outcome: Found | None = None
+    voided: Found | None = None
     for found in _scan(path, record_id):
         record = found.record
-        if isinstance(record, DecisionRecord) and record.id == record_id and decision is None:
+        if isinstance(record, ChainRecord) and record_id in record.not_forwarded:
+            voided = voided or found
+        elif isinstance(record, DecisionRecord) and record.id == record_id and decision is None:
             decision = found
         elif (
             isinstance(record, OutcomeRecord)
@@ -99,7 +113,7 @@ def _find(path: Path, record_id: str) -> tuple[Found | None, Found | None]:
             if isinstance(record, DecisionRecord) and record.id == wanted.decision_id:
                 decision = found
                 break
-    return decision, outcome
+    return decision, outcome, voided
 
 
 def explain(path: Path, record_id: str) -> Explanation:
@@ -107,14 +121,15 @@ def explain(path: Path, record_id: str) -> Explanation:
 
     Raises :class:`AuditError` when the file cannot be read or no such decision is in it.
     """
-    decision, outcome = _find(path, record_id)
+    decision, outcome, voided = _find(path, record_id)
     if decision is None:
         raise AuditError(f"no decision record with id {record_id!r} in {path}")
     record = decision.record
     assert isinstance(record, DecisionRecord)
     result = None if outcome is None else outcome.record
     assert result is None or isinstance(result, OutcomeRecord)
-    return Explanation(decision, outcome, render(record, result))
+    text = render(record, result, None if voided is None else voided.line)
+    return Explanation(decision, outcome, text, voided)
 
 
 def _short(digest: str | None) -> str:
@@ -138,8 +153,11 @@ def consented(evidence: RecordedEvidence) -> str:
     )
 
 
-def render(decision: DecisionRecord, outcome: OutcomeRecord | None) -> str:
-    """Describe a decision and its outcome in one paragraph."""
+def render(
+    decision: DecisionRecord, outcome: OutcomeRecord | None, voided: int | None = None
+) -> str:
+    """Describe a decision and its outcome in one paragraph; ``voided`` is the line of a
+    ``recover`` marker that names the decision as not forwarded."""
     actor = f"Agent {decision.agent or '(unknown)'}"
     if decision.chain:
         actor += f" (delegated through {' → '.join(decision.chain)})"
@@ -183,7 +201,12 @@ def render(decision: DecisionRecord, outcome: OutcomeRecord | None) -> str:
     serial = f", serial {decision.serial}" if decision.serial is not None else ""
     scopes = " ".join(decision.scopes) or "none"
     sentences.append(f"Policy bundle {_short(decision.bundle)}{serial}; scopes: {scopes}.")
-    if outcome is not None:
+    if voided is not None:
+        sentences.append(
+            f"Outcome: NOT FORWARDED (recover marker on line {voided}): the audit sink did not "
+            "confirm this record in time, so the gateway denied the call after all."
+        )
+    elif outcome is not None:
         status = f", status {outcome.status}" if outcome.status is not None else ""
         error = f" ({outcome.error})" if outcome.error else ""
         sentences.append(

@@ -170,12 +170,18 @@ class ChainRecord(_Record, frozen=True, kw_only=True, tag="chain"):
     before the failure (the line just before the marker, which ``remit audit verify`` checks)
     and ``lost`` how many records were not written between them. Both are absent in markers
     written before they existed.
+
+    ``not_forwarded`` lists the ids of allow decisions whose calls were then *not* forwarded
+    because the sink did not confirm their records in time (the gateway failed closed): such a
+    record may still have reached the log after the stall, so the marker is its outcome. A
+    marker is written for these even when no record was lost (``lost`` 0).
     """
 
     start: ChainStart
     message: str
     after: str | None = None
     lost: int | None = None
+    not_forwarded: tuple[str, ...] = ()
 
 
 class ConsentRecord(_Record, frozen=True, kw_only=True, tag="consent"):

@@ -15,7 +15,7 @@ Rules, applied line by line (blank lines are ignored):
    stdout). When it names the record it follows (``after``), that must be the record just
    before it, so nothing is missing but the ``lost`` records it declares; one line that is not
    valid JSON (a write torn by the failure) may stand between them. Gaps are reported, not
-   failures.
+   failures, with the allow decisions the marker says were not forwarded (``notForwarded``).
 
 Truncation at the end cannot be seen from the file alone: pass ``expect_head`` (the chain head
 a gateway reports) to check it. The hash is not keyed, so the chain proves integrity against
@@ -50,7 +50,8 @@ class Gap:
     """Records a gateway could not write, declared by the ``recover`` marker on ``line``.
 
     ``lost`` is how many (``None`` for markers that predate the count), ``after`` the hash of
-    the record before the gap, ``torn`` the line number of a partly written line, if any.
+    the record before the gap, ``torn`` the line number of a partly written line, if any, and
+    ``not_forwarded`` the allow decisions whose calls the gateway then did not forward.
     """
 
     line: int
@@ -58,6 +59,7 @@ class Gap:
     after: str | None
     message: str
     torn: int | None = None
+    not_forwarded: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""
@@ -67,13 +69,17 @@ class Gap:
             "after": self.after,
             "message": self.message,
             "torn": self.torn,
+            "notForwarded": list(self.not_forwarded),
         }
 
     def describe(self) -> str:
         """One line for people."""
         count = "an unknown number of" if self.lost is None else str(self.lost)
         torn = f", torn line {self.torn}" if self.torn else ""
-        return f"line {self.line}: {count} record(s) not written{torn} ({self.message})"
+        unsent = ""
+        if self.not_forwarded:
+            unsent = f"; not forwarded despite an allow record: {', '.join(self.not_forwarded)}"
+        return f"line {self.line}: {count} record(s) not written{torn}{unsent} ({self.message})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +111,9 @@ class VerifyResult:
             known = [gap.lost for gap in self.gaps if gap.lost is not None]
             lost = f"{sum(known)} record(s)" if len(known) == len(self.gaps) else "records"
             summary += f"; {len(self.gaps)} gap(s) where {lost} could not be written"
+            unsent = sum(len(gap.not_forwarded) for gap in self.gaps)
+            if unsent:
+                summary += f"; {unsent} allowed call(s) not forwarded"
         return summary
 
     def to_dict(self) -> dict[str, Any]:
@@ -189,7 +198,9 @@ def verify_lines(
                 )
             if torn is not None and record.after is None:
                 return fail(torn, TORN)
-            gaps.append(Gap(number, record.lost, record.after, record.message, torn))
+            gaps.append(
+                Gap(number, record.lost, record.after, record.message, torn, record.not_forwarded)
+            )
             torn = None
         elif torn is not None:
             return fail(torn, TORN)

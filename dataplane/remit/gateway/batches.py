@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from remit.audit.records import DecisionRecord
 from remit.gateway.hooks import Admit, Deny
 from remit.gateway.protocol import Message
 from remit.gateway.recorder import Recorder, Ticket
@@ -69,10 +70,13 @@ async def refuse_batch(
 
 
 async def abandon_batch(
-    recorder: Recorder, admitted: Sequence[Admit | Deny], record_id: str, size: int
+    recorder: Recorder, admitted: Sequence[Admit | Deny], record: DecisionRecord, size: int
 ) -> list[Admit | Deny]:
-    """A decision of the batch could not be written (``Fail``): deny all ``size`` calls and
-    complete the allows already written as not forwarded."""
+    """A decision of the batch (``record``) could not be written (``Fail``): deny all ``size``
+    calls, complete the allows already written as not forwarded, and have the chain name
+    ``record`` as not forwarded too (a stalled sink may still write it)."""
+    record_id = record.id
+    recorder.unconfirmed(record)
     recorder.metrics.decisions.labels("deny", Reason.AUDIT_UNAVAILABLE).inc()
     for verdict in admitted:
         if isinstance(verdict, Admit) and isinstance(verdict.token, Ticket):

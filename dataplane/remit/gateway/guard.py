@@ -152,6 +152,7 @@ class RemitGuard:
         record, recorded = await self.recorder.decision(policy, req, decision, None, session)
         if not recorded and policy.bundle.server.audit_failure_policy == "Fail":
             self.metrics.decisions.labels("deny", Reason.AUDIT_UNAVAILABLE).inc()
+            self.recorder.unconfirmed(record)
             return stream_refusal(500, "decision could not be recorded", record.id)
         headers["x-remit-decision"] = record.id
         return Admit(upstream_headers=headers, token=Ticket(record, self._clock()))
@@ -216,7 +217,7 @@ class RemitGuard:
                 policy, j.request, j.decision, j.tool_hash, session
             )
             if not recorded and policy.bundle.server.audit_failure_policy == "Fail":
-                return await abandon_batch(self.recorder, verdicts, record.id, len(calls))
+                return await abandon_batch(self.recorder, verdicts, record, len(calls))
             token = progress_token(j.call.params)
             if token is not None and j.call.kind == "request":
                 self.progress.remember(identity, token)

@@ -27,6 +27,7 @@ PARSE_ERROR: Final = -32700
 INVALID_REQUEST: Final = -32600
 INTERNAL_ERROR: Final = -32603
 HEADER_MISMATCH: Final = -32020
+_MISMATCH_REASON: Final = Reason.HEADER_MISMATCH
 UPSTREAM_ERROR: Final = -32000
 SESSION_NOT_FOUND: Final = -32001
 
@@ -263,7 +264,7 @@ def check_response_headers(body: Body, headers: Iterable[tuple[str, str]]) -> No
     for name, _value in headers:
         if name in (METHOD_HEADER, NAME_HEADER) or name.startswith(PARAM_HEADER_PREFIX):
             text = f"Header mismatch: {name} header sent on a body of responses"
-            raise ProtocolError(HEADER_MISMATCH, text)
+            raise ProtocolError(HEADER_MISMATCH, text, reason=_MISMATCH_REASON)
 
 
 def _check_param_headers(message: Message, params: list[tuple[str, str]]) -> None:
@@ -316,7 +317,9 @@ def decode_header_value(value: str | None) -> str | None:
 
 
 def _mismatch(message: Message, text: str) -> ProtocolError:
-    return ProtocolError(HEADER_MISMATCH, f"Header mismatch: {text}", id_=message.id)
+    return ProtocolError(
+        HEADER_MISMATCH, f"Header mismatch: {text}", id_=message.id, reason=_MISMATCH_REASON
+    )
 
 
 def error_object(code: int, message: str, data: Any = None) -> dict[str, Any]:

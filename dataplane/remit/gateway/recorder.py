@@ -111,9 +111,17 @@ class Recorder:
 
     async def not_forwarded(self, ticket: Ticket, why: str) -> None:
         """Complete an allow whose request was then not forwarded after all (e.g. a later
-        record of its batch could not be written)."""
+        record of its batch could not be written); if even that outcome cannot be written,
+        the chain's next ``recover`` marker names the decision."""
         record = build_outcome(ticket.record, outcome="not_forwarded", latency_ms=0.0, error=why)
-        await self.append(record, "outcome")
+        if not await self.append(record, "outcome"):
+            self.chain.not_forwarded(ticket.record.id)
+
+    def unconfirmed(self, record: DecisionRecord) -> None:
+        """The allow ``record`` was not confirmed written and the gateway denies its call:
+        it may still reach the log (a stalled sink finishes its write), so the chain's next
+        ``recover`` marker names it as not forwarded."""
+        self.chain.not_forwarded(record.id)
 
     async def outcome(self, ticket: Ticket, outcome: Outcome) -> None:
         """Write the outcome line that completes the call's decision record."""

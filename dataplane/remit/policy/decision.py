@@ -19,7 +19,7 @@ class Reason(StrEnum):
     Allowed decisions all use ``allowed``; the grant field says when consent was used. The
     engine decides the first eight; the gateway adds the others around it (before the engine is
     asked, or after it allowed, or for what a client sent: duplicate headers, batches, event
-    ids). ``internal_error`` is the engine's catch-all for a bug. The last nine say why a
+    ids). ``internal_error`` is the engine's catch-all for a bug. The last ten say why a
     forwarded call failed at the upstream (``UPSTREAM_REASONS``): an outcome record's
     ``error`` starts with one.
     """
@@ -42,6 +42,12 @@ class Reason(StrEnum):
     BATCH_TOO_LARGE = "batch_too_large"  # more messages in a batch than the gateway accepts
     BATCH_REJECTED = "batch_rejected"  # refused because of another message in its batch
     EVENT_ID_MISMATCH = "event_id_mismatch"  # a Last-Event-ID not issued to the caller
+    HEADER_MISMATCH = "header_mismatch"  # Mcp-Method/Mcp-Name/Mcp-Param-* disagree with the body
+    SESSION_QUOTA = "session_quota"  # the caller holds its quota of sessions (or one was moved)
+    STREAM_QUOTA = "stream_quota"  # the caller holds its quota of open GET streams
+    STREAM_CLOSED = "stream_closed"  # the gateway closed a stream: lifetime or idle time spent
+    UNATTRIBUTED_MESSAGE = "unattributed_message"  # a server message no session can be named for
+    UNMATCHED_RESPONSE = "unmatched_response"  # a client response to no server request sent to it
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"  # could not be reached
     UPSTREAM_TIMEOUT = "upstream_timeout"  # no answer, or no complete body or event, in time
     UPSTREAM_BROKEN = "upstream_broken"  # the answer broke off
@@ -51,6 +57,7 @@ class Reason(StrEnum):
     RESPONSE_TOO_DEEP = "response_too_deep"  # past maxJsonDepth
     INVALID_RESPONSE = "invalid_response"  # not JSON
     UNINSPECTABLE_RESPONSE = "uninspectable_response"  # a body the gateway cannot read
+    INVALID_SESSION_ID = "invalid_session_id"  # an Mcp-Session-Id not 1-256 visible ASCII chars
 
 
 ENGINE_REASONS = frozenset(
@@ -79,6 +86,7 @@ UPSTREAM_REASONS = frozenset(
         Reason.RESPONSE_TOO_DEEP,
         Reason.INVALID_RESPONSE,
         Reason.UNINSPECTABLE_RESPONSE,
+        Reason.INVALID_SESSION_ID,
     }
 )
 """Why a forwarded call failed at the upstream: outcome records and metrics, never decisions."""

@@ -204,3 +204,71 @@ async def test_a_real_full_filesystem_leaves_a_log_that_verifies_with_the_gap(
     marker_line = 1 + written + 2  # genesis, the records, the newline before the marker
     assert f"gap line {marker_line}: {failed} record(s) not written" in text
     assert "No space left on device" in text
+
+
+async def test_an_allow_written_after_a_stall_is_named_not_forwarded_by_the_marker(
+    tmp_path: Path,
+) -> None:
+    """The stall fails the caller while the line is still being written: the line lands, the
+    gateway denies the call, and the recover marker (with no record lost) is its outcome."""
+    read_end, write_end = os.pipe()
+    chain = AuditChain(StdoutSink(write_end, timeout=0.1), server="s/s", pod="p", clock=clock)
+    await chain.mark("genesis")
+    unconfirmed = None
+    while unconfirmed is None:  # fill the pipe until one write blocks past the timeout
+        record = allowed_by_consent()
+        try:
+            await chain.append(record)
+        except AuditError:
+            unconfirmed = record.id
+    chain.not_forwarded(unconfirmed)  # what the gateway does when it fails closed
+    received = bytearray()
+
+    def drain() -> None:
+        os.set_blocking(read_end, False)
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(read_end, 1 << 16):
+                received.extend(chunk)
+
+    await asyncio.to_thread(wait_until, lambda: (drain(), chain.health().ok)[1])
+    await chain.append(allowed_by_consent())
+    await chain.close()
+    drain()
+    os.close(read_end)
+    os.close(write_end)
+
+    assert unconfirmed.encode() in received  # the allow record did reach the log
+    result = verify_lines(bytes(received).splitlines())
+    assert result.ok, result.message
+    assert [(gap.lost, gap.not_forwarded) for gap in result.gaps] == [(0, (unconfirmed,))]
+    assert "1 allowed call(s) not forwarded" in result.message
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(bytes(received))
+    explained = CliRunner().invoke(audit_app, ["explain", str(log), unconfirmed])
+    assert explained.exit_code == 0, explained.output
+    text = " ".join(explained.output.split())
+    assert "It was ALLOWED" in text
+    assert "Outcome: NOT FORWARDED (recover marker on line" in text
+    printed = CliRunner().invoke(audit_app, ["verify", str(log)])
+    assert printed.exit_code == 0, printed.output
+    assert "1 allowed call(s) not forwarded" in " ".join(printed.output.split())
+
+
+async def test_a_marker_that_fails_names_its_decisions_again_in_the_next(log_path: Path) -> None:
+    disk = DiskFillingAfter(limit=None)
+    chain = AuditChain(FileSink(log_path, write=disk), server="s/s", pod="p", clock=clock)
+    await chain.mark("genesis")
+    disk.limit = disk.written
+    refused = allowed_by_consent()
+    with pytest.raises(AuditError):
+        await chain.append(refused)
+    chain.not_forwarded(refused.id)
+    with pytest.raises(AuditError):  # the marker naming it fails on the full disk too
+        await chain.append(allowed_by_consent())
+    await asyncio.sleep(0)
+    disk.limit = None
+    await chain.append(allowed_by_consent())
+    await chain.close()
+    result = verify_file(log_path)
+    assert result.ok, result.message
+    assert [gap.not_forwarded for gap in result.gaps] == [(refused.id,)]
