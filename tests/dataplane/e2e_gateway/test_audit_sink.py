@@ -43,6 +43,7 @@ class Reader:
         self.pipe = pipe
         self.data = bytearray()
         self.calls_before = 0
+        self.denied: list[str] = []  # decision ids of calls denied with audit_unavailable
         self.errors: Reader | None = None  # the stderr reader, started with this one
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -106,6 +107,8 @@ def test_a_stalled_stdout_denies_calls_and_the_gateway_keeps_answering(
     assert denied["code"] == -32603
     assert denied["data"]["reason"] == "audit_unavailable"
     assert "could not be recorded" in denied["message"]
+    _, _, reader = unread
+    reader.denied.append(denied["data"]["decisionId"])
 
     forwarded = upstream.count()
     started = time.monotonic()
@@ -142,7 +145,7 @@ def test_a_stalled_stdout_denies_calls_and_the_gateway_keeps_answering(
 
 
 def test_when_the_reader_resumes_the_gateway_recovers_and_its_log_verifies(
-    unread: tuple[GatewayProcess, str, Reader], upstream: Upstream
+    unread: tuple[GatewayProcess, str, Reader], upstream: Upstream, logs: Path
 ) -> None:
     gateway, token, reader = unread
     reader.start()  # the log collector comes back
@@ -178,6 +181,20 @@ def test_when_the_reader_resumes_the_gateway_recovers_and_its_log_verifies(
     for request in forwarded:  # every forwarded call has its allow record in the log
         decision = decisions[request["headers"]["x-remit-decision"]]
         assert decision["decision"] == "allow"
+    # The first denied call's allow record was being written when the sink stalled: it lands
+    # once the reader resumes, and the recover marker is its outcome (not forwarded).
+    first = reader.denied[0]
+    assert first in result["gaps"][0]["notForwarded"]
+    assert first not in {r["headers"]["x-remit-decision"] for r in forwarded}
+    if first in decisions:
+        assert decisions[first]["decision"] == "allow"
+        log_file = logs / "stalled-stdout.jsonl"
+        log_file.write_bytes(log)
+        explained = subprocess.run(
+            [stack.REMIT, "audit", "explain", str(log_file), first],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert "NOT FORWARDED" in explained.stdout, explained.stdout + explained.stderr
 
 
 @pytest.fixture(scope="module")
