@@ -83,6 +83,8 @@ class Gateway:
             path=settings.upstream.mcp_path,
             max_body_bytes=settings.limits.max_body_bytes,
             max_batch=settings.limits.max_batch,
+            stream_lifetime=settings.callers.stream_lifetime,
+            notice_stream_timeout=settings.callers.notice_stream_timeout,
         )
         upstream = Upstream(proxy_settings.upstream)
         refusals = RefusalAggregator(
@@ -96,6 +98,7 @@ class Gateway:
             upstream=upstream,
             refusals=refusals,
             consent=ConsentLinks.from_settings(settings),
+            callers=settings.callers,
         )
         self.proxy = McpProxy(proxy_settings, self.guard, upstream, limits=self.limits)
         await upstream.start()

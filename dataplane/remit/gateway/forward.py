@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
-from remit.errors import ClientGoneError, UpstreamError
+from remit.errors import ClientGoneError, ProtocolError, UpstreamError
 from remit.gateway.asgi import Send
 from remit.gateway.hooks import GatewayHooks, HttpRequest, Identity
-from remit.gateway.protocol import SESSION_HEADER
+from remit.gateway.protocol import INTERNAL_ERROR, SESSION_HEADER
 from remit.gateway.relay import Call, Exchange
+from remit.gateway.sessions import MAX_SESSION_ID_CHARS, valid_session_id
+from remit.gateway.stream import STREAM_CLOSED
 from remit.gateway.upstream import HTTP_ERROR, Upstream
 from remit.gateway.watch import CANCELLED, CLIENT_GONE, ClientWatch
+from remit.policy.decision import Reason
 
 log = logging.getLogger(__name__)
+CLOSED: Final = "closed"  # the outcome of a stream the gateway ended (its lifetime, idle time)
 
 
 class Sender:
@@ -68,10 +72,14 @@ async def forward(
             await exchange.ended(call, 0, exc.detail)
         await exchange.refuse(exc, send)
         return
+    issued = response.header(SESSION_HEADER.encode())
+    if issued is not None and not valid_session_id(issued):
+        await _invalid_session(exchange, hooks, request, identity, ends, response.status, send)
+        response.abort()
+        return
     for call in notices:  # the upstream answered the POST: that is all a notification gets
         failed = None if 200 <= response.status < 300 else _http_error(response.status)
         await exchange.ended(call, response.status, failed)
-    issued = response.header(SESSION_HEADER.encode())
     if issued is not None and issued != session and 200 <= response.status < 300:
         await hooks.bind_session(identity, issued)
     if request.method == "DELETE" and session is not None and 200 <= response.status < 300:
@@ -94,7 +102,36 @@ async def forward(
         return
     if stream is not None:
         failed = None if response.status < 400 else _http_error(response.status)
-        await exchange.ended(stream, response.status, failed)
+        kind = CLOSED if exchange.closed is not None else None
+        await exchange.ended(stream, response.status, exchange.closed or failed, kind=kind)
+    elif exchange.closed is not None:  # a POST of notifications whose stream the gateway ended
+        closed = ProtocolError(INTERNAL_ERROR, exchange.closed, 200, reason=STREAM_CLOSED)
+        await hooks.refuse(identity, request, closed)
+
+
+async def _invalid_session(
+    exchange: Exchange,
+    hooks: GatewayHooks,
+    request: HttpRequest,
+    identity: Identity,
+    ends: Sequence[Call],
+    status: int,
+    send: Send,
+) -> None:
+    """The upstream issued a session id the gateway will not bind nor relay: every decided
+    message ends with ``invalid_session_id`` (a refusal record if none was decided)."""
+    text = (
+        f"upstream issued an invalid {SESSION_HEADER} (1-{MAX_SESSION_ID_CHARS} visible ASCII "
+        "characters required)"
+    )
+    exc = UpstreamError(502, text, Reason.INVALID_SESSION_ID)
+    log.warning("%s", exc.detail)
+    if not ends and not exchange.calls:
+        error = ProtocolError(INTERNAL_ERROR, exc.detail, 502, reason=Reason.INVALID_SESSION_ID)
+        await hooks.refuse(identity, request, error)
+    for call in ends:
+        await exchange.ended(call, status, exc.detail)
+    await exchange.refuse(exc, send)
 
 
 async def _cancelled(exchange: Exchange, ends: Sequence[Call], status: int = 0) -> None:

@@ -18,17 +18,20 @@ from urllib.parse import quote
 
 from remit.audit import AuditChain
 from remit.errors import AuthenticationError, ProtocolError
+from remit.gateway.attribution import POST_ORIGIN, Origin, ServerRequests, key_of
 from remit.gateway.authn import AuthenticatorCache
 from remit.gateway.batches import Judged, abandon_batch, refuse_batch
+from remit.gateway.callers import judge_response, session_quota, stream_quota, unattributed
 from remit.gateway.consent import ConsentLinks
 from remit.gateway.discovery import Discovery
 from remit.gateway.events import EventIds
 from remit.gateway.hooks import ADMIT, Admit, Deny, HttpRequest, Outcome, Rejection
 from remit.gateway.lists import filter_list
 from remit.gateway.metrics import Metrics
-from remit.gateway.notices import ProgressTokens, judge, progress_token
+from remit.gateway.notices import UNATTRIBUTED, ProgressTokens, judge, progress_token
 from remit.gateway.pins import PinEnforcer, ToolCatalog
 from remit.gateway.protocol import SESSION_HEADER, Message
+from remit.gateway.quotas import CallerLimits, OpenStreams
 from remit.gateway.ratelimit import RateLimiter
 from remit.gateway.recorder import Recorder, Ticket
 from remit.gateway.refusals import AnonymousRefusals, RefusalAggregator
@@ -65,12 +68,16 @@ class RemitGuard:
         refusals: RefusalAggregator | None = None,
         clock: Callable[[], float] = time.perf_counter,
         consent: ConsentLinks | None = None,
+        callers: CallerLimits | None = None,
     ) -> None:
         self.state = state
         self.metrics = metrics
         self.recorder = Recorder(chain, metrics, pod)
         self.authenticators = AuthenticatorCache()
-        self.sessions = SessionBindings()
+        self.callers = callers = callers if callers is not None else CallerLimits()
+        self.sessions = SessionBindings(callers.max_sessions, callers.sessions_per_identity)
+        self.streams = OpenStreams(callers)
+        self.server_requests = ServerRequests()
         self.pins = PinEnforcer(ToolCatalog(), metrics.tool_pin_mismatches.inc)
         self.discovery = Discovery(upstream, clock=clock)
         self.limiter = RateLimiter()
@@ -122,8 +129,10 @@ class RemitGuard:
             await self.refusals.refuse(policy, request, reason, kind, error.message)
             return
         session = request.header(SESSION_HEADER)
-        req = Request(identity, "")
-        await self.recorder.refusal(policy, req, reason, error.message, session=session)
+        kind = f"{reason.value}/{error.status}"
+        await self.refusals.refuse(
+            policy, request, reason, kind, error.message, identity=identity, session=session
+        )
 
     async def admit_stream(self, identity: Identity, request: HttpRequest) -> Admit | Rejection:
         """GET (server stream) and DELETE (end session) need an authenticated caller, and a
@@ -147,10 +156,15 @@ class RemitGuard:
                 )
                 return stream_refusal(400, f"Invalid Request: {text}", record.id)
             headers["last-event-id"] = upstream_id
+        lease = self.streams.reserve(identity) if request.method == "GET" else ""
+        if lease is None:
+            return await stream_quota(self.recorder, policy, req, session, self.callers)
         message = f"{request.method} {request.path} is allowed to authenticated callers"
         decision = Decision("allow", Reason.ALLOWED, message, policy.bundle.digest)
         record, recorded = await self.recorder.decision(policy, req, decision, None, session)
+        self.streams.attach(lease, record.id)  # released with the stream's outcome
         if not recorded and policy.bundle.server.audit_failure_policy == "Fail":
+            self.streams.release(record.id)
             self.metrics.decisions.labels("deny", Reason.AUDIT_UNAVAILABLE).inc()
             self.recorder.unconfirmed(record)
             return stream_refusal(500, "decision could not be recorded", record.id)
@@ -170,8 +184,15 @@ class RemitGuard:
         return False
 
     async def bind_session(self, identity: Identity, session_id: str) -> None:
-        """Remember who created the session the upstream just issued."""
-        self.sessions.bind(session_id, identity)
+        """Remember who created the session the upstream just issued (never moved to another
+        caller: recorded and left with its owner)."""
+        if not self.sessions.bind(session_id, identity):
+            text = "the upstream issued a session id bound to another identity; not rebound"
+            await self.recorder.refusal(
+                self.state.current, Request(identity, ""), Reason.SESSION_QUOTA, text,
+                session=session_id,
+            )  # fmt: skip
+            return
         if self.consent is not None:
             self.consent.bind(session_id, identity)
 
@@ -180,6 +201,7 @@ class RemitGuard:
         self.sessions.end(session_id)
         if self.consent is not None:
             self.consent.end(session_id)
+        self.server_requests.forget(session_id)
 
     # -- 3. decide, 4. record, 5. forward -------------------------------------------------
 
@@ -203,7 +225,7 @@ class RemitGuard:
                 )
             rejection = no_bundle()
             return [Deny(error=rejection.body.get("error"), status=rejection.status)] * len(calls)
-        judged = [await self._judge(policy, identity, call) for call in calls]
+        judged = [await self._judge(policy, identity, call, session) for call in calls]
         if any(not j.decision.allowed for j in judged):
             self.metrics.decision_seconds.observe(self._clock() - started)
             visible = functools.partial(self._visible, policy)
@@ -226,13 +248,15 @@ class RemitGuard:
         self.metrics.decision_seconds.observe(self._clock() - started)
         return verdicts
 
-    async def _judge(self, policy: Policy, identity: Identity, call: Message) -> Judged:
-        if call.kind == "response":  # carries no action: allowed, but recorded like one
+    async def _judge(
+        self, policy: Policy, identity: Identity, call: Message, session: str | None
+    ) -> Judged:
+        if call.kind == "response":  # carries no action: allowed if it answers a server request
             request = Request(identity, RESPONSE_METHOD, str(call.id))
-            text = f"the client's response {call.id!r} to a server request is relayed"
-            return Judged(
-                call, request, Decision("allow", Reason.ALLOWED, text, policy.bundle.digest), None
+            decision = judge_response(
+                self.server_requests, identity, session, call.id, policy.bundle.digest
             )
+            return Judged(call, request, decision, None)
         if self.consent is not None:
             self.consent.observe(identity, call)
         request = await self._request(policy, identity, call)
@@ -256,6 +280,8 @@ class RemitGuard:
     def _decide(self, policy: Policy, request: Request) -> tuple[Decision, str | None]:
         """Tool pins, then the policy engine, then rate limits; and the tool's definition hash."""
         tool_hash = None
+        if request.method == "initialize" and not self.sessions.has_room(request.identity):
+            return session_quota(self.sessions, policy.bundle.digest), None
         if request.method == "tools/call":
             mode = policy.bundle.server.tool_pinning
             usable, tool_hash = self.pins.check_call(request.name, mode)
@@ -289,13 +315,19 @@ class RemitGuard:
         return filter_list(policy, self.pins, identity, call.method, response)
 
     async def server_message(
-        self, identity: Identity, message: dict[str, Any]
+        self, identity: Identity, message: dict[str, Any], origin: Origin = POST_ORIGIN
     ) -> dict[str, Any] | None:
-        """Relay a server notification or request only if the caller may see it (notices)."""
+        """Relay a server notification or request only if the caller may see it (notices),
+        and one that speaks to a session only to that session (attribution)."""
         policy = self.state.current
         engine = policy.engine if policy is not None else None
-        why = judge(message, identity, engine, self.progress)
+        owned = origin.session is not None and self.sessions.allows(origin.session, identity)
+        why = judge(message, identity, engine, self.progress, origin, owned=owned)
+        if why == UNATTRIBUTED:
+            await unattributed(self.refusals, policy, identity, message, origin)
         if why is None:
+            if "id" in message:  # a server request: its answer must come back to this session
+                self.server_requests.sent(key_of(identity, origin.session), message["id"])
             return message
         self.metrics.server_messages_dropped.labels(why).inc()
         log.info("dropped server message %r for %s: %s", message.get("method"), identity, why)
@@ -313,6 +345,7 @@ class RemitGuard:
         if progress is not None:
             self.progress.forget(identity, progress)
         if isinstance(token, Ticket):
+            self.streams.release(token.record.id)
             await self.recorder.outcome(token, outcome)
 
     async def flush_refusals(self, *, final: bool = False) -> None:
@@ -325,6 +358,7 @@ class RemitGuard:
             "pins": self.pins.catalog.pins,
             "audit": {"head": self.recorder.chain.head},
             "sessions": len(self.sessions),
+            "streams": len(self.streams),
             "rateLimitBuckets": len(self.limiter),
             "refusalWindows": len(self.refusals.aggregator),
             "refusalsAggregated": self.refusals.aggregator.aggregated,

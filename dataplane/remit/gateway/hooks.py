@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from remit.errors import ProtocolError
+from remit.gateway.attribution import POST_ORIGIN, Origin
 from remit.gateway.protocol import Message, RequestId
 from remit.policy.request import Identity
 
@@ -138,9 +139,10 @@ class GatewayHooks(Protocol):
         ...
 
     async def server_message(
-        self, identity: Identity, message: dict[str, Any]
+        self, identity: Identity, message: dict[str, Any], origin: Origin = POST_ORIGIN
     ) -> dict[str, Any] | None:
-        """A server→client notification or request as the caller may see it; None drops it."""
+        """A server→client notification or request as the caller may see it; None drops it.
+        ``origin`` says where it arrived (the request's session, and whether on a GET stream)."""
         ...
 
     async def event_id(self, identity: Identity, upstream_id: str) -> str:
@@ -204,7 +206,7 @@ class AllowAllHooks:
         """Not recorded."""
 
     async def server_message(
-        self, identity: Identity, message: dict[str, Any]
+        self, identity: Identity, message: dict[str, Any], origin: Origin = POST_ORIGIN
     ) -> dict[str, Any] | None:
         """Unchanged."""
         return message
@@ -244,6 +246,7 @@ __all__ = [
     "HttpRequest",
     "Identity",
     "Message",
+    "Origin",
     "Outcome",
     "Rejection",
     "RequestId",

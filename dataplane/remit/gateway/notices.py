@@ -7,11 +7,15 @@ another's stream saw that user's progress. Each one is now judged for the caller
 - ``notifications/progress`` only for a progress token one of the caller's own forwarded
   requests carried (``ProgressTokens``, remembered while that request is in flight);
 - ``notifications/resources/updated`` only for a resource the caller may read now;
-- the other notifications and requests the protocol lets a server send (list changes,
-  logging, cancellation, sampling, elicitation, roots, tasks) pass;
+- server requests (sampling, elicitation, roots, ping, tasks) and ``notifications/message``
+  (logging) only to the session they arrived on (``attribution.py``): on a GET stream they need
+  a session the caller owns; without one they are dropped as ``unattributed_message``;
+- the other notifications the protocol lets a server send (list changes, cancellation,
+  elicitation completion, task status) pass;
 - any other method is dropped (fail closed): the gateway cannot judge what it does not know.
 
-A dropped message is logged and counted, not recorded (a chatty server would fill the log).
+A dropped message is logged and counted; an unattributed one is also recorded, aggregated
+per caller (``refusals.py``), so a chatty server cannot fill the log.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any, Final
 
 import orjson
 
+from remit.gateway.attribution import POST_ORIGIN, SESSION_BOUND_NOTIFICATIONS, Origin
 from remit.policy.decision import Reason
 from remit.policy.engine import Engine
 from remit.policy.request import Identity, Request
@@ -57,6 +62,7 @@ SERVER_REQUESTS: Final = frozenset(
 PROGRESS_NOT_THEIRS: Final = "progress_not_theirs"
 RESOURCE_NOT_READABLE: Final = "resource_not_readable"
 UNKNOWN_METHOD: Final = "unknown_method"
+UNATTRIBUTED: Final = Reason.UNATTRIBUTED_MESSAGE
 
 
 def progress_token(params: Mapping[str, Any]) -> str | None:
@@ -103,12 +109,19 @@ def judge(
     identity: Identity,
     engine: Engine | None,
     progress: ProgressTokens,
+    origin: Origin = POST_ORIGIN,
+    *,
+    owned: bool = False,
 ) -> str | None:
     """None when ``identity`` may see the server's ``message``; else why it is dropped.
-    ``engine`` None means no bundle is in force: nothing is judged visible."""
+    ``engine`` None means no bundle is in force: nothing is judged visible. ``origin`` is
+    where it arrived; ``owned`` whether its session (if any) is bound to ``identity`` now."""
     if engine is None:
         return Reason.NO_BUNDLE
     method = message.get("method")
+    session_bound = "id" in message or method in SESSION_BOUND_NOTIFICATIONS
+    if session_bound and origin.standalone and not owned:
+        return UNATTRIBUTED
     params = message.get("params")
     params = params if isinstance(params, Mapping) else {}
     if method == "notifications/progress":

@@ -62,6 +62,8 @@ class ProxySettings:
     path: str = "/mcp"
     max_body_bytes: int = 4 * 1024 * 1024
     max_batch: int = DEFAULT_MAX_BATCH
+    stream_lifetime: float | None = None  # a GET stream is closed after this (quotas.py)
+    notice_stream_timeout: float | None = None  # a notices-only POST's stream, without events
 
 
 class McpProxy:
@@ -245,8 +247,13 @@ class McpProxy:
         DELETE) ends with its response."""
         limits = self.limits()
         exchange = Exchange(
-            self.hooks, identity, calls, self.pending, session=session, limits=limits
-        )
+            self.hooks, identity, calls, self.pending, session=session, limits=limits,
+            standalone=stream is not None,
+        )  # fmt: skip
+        if request.method == "GET":
+            exchange.lifetime = self.settings.stream_lifetime
+        elif not calls:
+            exchange.idle_timeout = self.settings.notice_stream_timeout
         watch = ClientWatch(receive)  # from here on, a client that leaves cancels the call
         try:
             await forward(self.upstream, self.hooks, request, identity, session, exchange,

@@ -1,10 +1,13 @@
-"""Aggregate identical refusals of unauthenticated callers, so they cannot fill the audit disk.
+"""Aggregate identical refusals, so a flood of them cannot fill the audit disk.
 
 Every refusal must stay accountable, but a refusal of a caller without a valid token costs the
 caller nothing and cost the gateway one fsynced ~630-byte record: an anonymous client could
 write the disk full at thousands of records a second. So refusals before authentication (bad
 or missing token, duplicate identity headers, no bundle in force) are aggregated per *window*:
-(source address, reason code, error kind) for ``interval`` seconds.
+(source address, reason code, error kind) for ``interval`` seconds. Protocol refusals of an
+authenticated caller (a malformed body, a header mismatch, a client response nobody asked for)
+and server messages dropped as unattributable are aggregated the same way, per (caller, source,
+reason, kind): a valid token does not buy the right to fill the disk either.
 
 - The first refusal of a window gets its own record, written at once, as before.
 - Identical refusals while the window is open are only counted (``remit_refusals_aggregated``).
@@ -32,7 +35,7 @@ from remit.gateway.metrics import Metrics
 from remit.gateway.recorder import Recorder
 from remit.gateway.state import Policy
 from remit.policy.decision import Reason
-from remit.policy.request import Request
+from remit.policy.request import Identity, Request
 
 OVERFLOW_SOURCE: Final = "*"
 DEFAULT_INTERVAL: Final = 60.0
@@ -41,11 +44,13 @@ DEFAULT_MAX_WINDOWS: Final = 4096
 
 @dataclass(frozen=True, slots=True)
 class RefusalKey:
-    """What makes two refusals identical: where from, the reason code, the error kind."""
+    """What makes two refusals identical: where from, the reason code, the error kind, and
+    the caller (empty before authentication)."""
 
     source: str
     reason: Reason
     kind: str
+    owner: tuple[str, str, str] = ("", "", "")
 
 
 @dataclass(slots=True)
@@ -57,6 +62,8 @@ class Window:
     opened: float
     record_id: str = ""
     suppressed: int = 0
+    identity: Identity = ANONYMOUS
+    method: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +75,8 @@ class Summary:
     message: str
     record_id: str
     seconds: float
+    identity: Identity = ANONYMOUS
+    method: str = ""
 
     def describe(self) -> str:
         """The summary record's message."""
@@ -106,7 +115,7 @@ class RefusalAggregator:
         if window is None and key not in self._windows and len(self._windows) >= self.max_windows:
             self._close_expired(now)
             if len(self._windows) >= self.max_windows:
-                key = RefusalKey(OVERFLOW_SOURCE, key.reason, key.kind)
+                key = RefusalKey(OVERFLOW_SOURCE, key.reason, key.kind, key.owner)
                 window = self._windows.get(key)
         if window is None:
             window = Window(key, message, now)
@@ -143,8 +152,11 @@ class RefusalAggregator:
         del self._windows[window.key]
         if window.suppressed:
             seconds = round(min(now - window.opened, self.interval), 3)
+            key, message, first = window.key, window.message, window.record_id
             self._closed.append(
-                Summary(window.key, window.suppressed, window.message, window.record_id, seconds)
+                Summary(
+                    key, window.suppressed, message, first, seconds, window.identity, window.method
+                )
             )
 
 
@@ -154,7 +166,7 @@ def source_of(request: HttpRequest) -> str:
 
 
 class AnonymousRefusals:
-    """Records refusals of unauthenticated callers, aggregated per window."""
+    """Records refusals, aggregated per window (``identity`` None: not authenticated)."""
 
     def __init__(
         self, recorder: Recorder, metrics: Metrics, aggregator: RefusalAggregator | None = None
@@ -164,30 +176,45 @@ class AnonymousRefusals:
         self.aggregator = aggregator if aggregator is not None else RefusalAggregator()
 
     async def refuse(
-        self, policy: Policy | None, request: HttpRequest, reason: Reason, kind: str, message: str
+        self,
+        policy: Policy | None,
+        request: HttpRequest | None,
+        reason: Reason,
+        kind: str,
+        message: str,
+        *,
+        identity: Identity | None = None,
+        session: str | None = None,
+        method: str = "",
     ) -> None:
-        """Count one refusal; record it if it opens a window; write summaries now due."""
+        """Count one refusal; record it if it opens a window; write summaries now due.
+        ``request`` None: not an HTTP request of the caller (a server message)."""
         self.metrics.decisions.labels("deny", reason).inc()
-        source = source_of(request)
-        window = self.aggregator.note(RefusalKey(source, reason, kind), message)
+        source = source_of(request) if request is not None else "upstream"
+        caller = identity if identity is not None else ANONYMOUS
+        owner = (caller.issuer, caller.subject, caller.agent)
+        window = self.aggregator.note(RefusalKey(source, reason, kind, owner), message)
         if window is None:
             self.metrics.refusals_aggregated.labels(reason).inc()
         else:
+            window.identity, window.method = caller, method
             record = await self.recorder.refusal(
-                policy, Request(ANONYMOUS, ""), reason, message, source=source, counted=True
-            )
+                policy, Request(caller, method), reason, message, session=session,
+                source=source if identity is None else None, counted=True,
+            )  # fmt: skip
             window.record_id = record.id
         await self.flush(policy)
 
     async def flush(self, policy: Policy | None, *, final: bool = False) -> None:
         """Write one summary record per closed window that counted refusals."""
         for summary in self.aggregator.due(final=final):
+            anonymous = summary.identity == ANONYMOUS
             await self.recorder.refusal(
                 policy,
-                Request(ANONYMOUS, ""),
+                Request(summary.identity, summary.method),
                 summary.key.reason,
                 summary.describe(),
-                source=summary.key.source,
+                source=summary.key.source if anonymous else None,
                 count=summary.count,
                 counted=True,
             )

@@ -31,6 +31,7 @@ import orjson
 
 from remit.errors import ClientGoneError, JsonDepthError, JsonKeyCollisionError, UpstreamError
 from remit.gateway.asgi import Send
+from remit.gateway.attribution import Origin
 from remit.gateway.bounds import DEFAULT_LIMITS, ResponseLimits, loads
 from remit.gateway.hooks import GatewayHooks, Identity, Outcome
 from remit.gateway.protocol import (
@@ -106,8 +107,13 @@ class Exchange:
         session: str | None,
         limits: ResponseLimits = DEFAULT_LIMITS,
         clock: Callable[[], float] = time.perf_counter,
+        standalone: bool = False,
     ) -> None:
         self.hooks = hooks
+        self.origin = Origin(session, standalone)  # where server messages arrive (a GET stream?)
+        self.lifetime: float | None = None  # a stream closed after this many seconds (GET)
+        self.idle_timeout: float | None = None  # ... or this long without an event (notices)
+        self.closed: str | None = None  # why the gateway closed the stream, if it did
         self.identity = identity
         self.calls = calls
         self.pending = pending
@@ -147,7 +153,7 @@ class Exchange:
             log.warning("dropped a malformed JSON-RPC message from the upstream")
             return None
         if kind != "response":  # a server notification or request: the caller may not see all
-            return await self.hooks.server_message(self.identity, value)
+            return await self.hooks.server_message(self.identity, value, self.origin)
         id_ = value["id"]
         if id_ is None:  # an error about the whole request (e.g. a rejected batch)
             return _own_error(value)

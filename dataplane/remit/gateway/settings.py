@@ -21,6 +21,7 @@ from remit.errors import RemitError, SettingsError
 from remit.gateway import values
 from remit.gateway.connections import ADMIN_LIMITS, ConnectionLimits
 from remit.gateway.protocol import DEFAULT_MAX_BATCH
+from remit.gateway.quotas import CallerLimits
 from remit.gateway.refusals import DEFAULT_INTERVAL, DEFAULT_MAX_WINDOWS
 from remit.gateway.state import DEFAULT_MAX_BUNDLE_AGE
 from remit.gateway.values import Address
@@ -215,13 +216,13 @@ class RequestLimits:
 
 @dataclass(frozen=True, slots=True)
 class RefusalRecords:
-    """Records of refused unauthenticated callers, aggregated per source."""
+    """Records of refused callers, aggregated per source (and per caller once authenticated)."""
 
     interval: float = setting(
         DEFAULT_INTERVAL,
         env="REFUSAL_INTERVAL",
-        doc="Seconds during which identical refusals of unauthenticated callers from one "
-        "source share one summary record (`0`: one record each).",
+        doc="Seconds during which identical refusals from one source (and caller, once "
+        "authenticated) share one summary record (`0`: one record each).",
         parse=values.interval,
     )
     windows: int = setting(
@@ -329,6 +330,60 @@ def _listeners(variables: LimitVariables) -> Listeners:
     return Listeners(mcp, admin, fit=variables.max_connections is None)
 
 
+_CALLERS = CallerLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class CallerVariables:
+    """What one caller (issuer, subject, agent) may hold open: sessions and GET streams, and
+    how long a stream may stay open (remit.gateway.quotas, remit.gateway.sessions)."""
+
+    max_sessions: int = setting(
+        _CALLERS.max_sessions,
+        env="MAX_SESSIONS",
+        doc="Session bindings kept in all; when full, the caller holding the most loses its "
+        "least recently used one.",
+        parse=values.count,
+    )
+    sessions_per_identity: int = setting(
+        _CALLERS.sessions_per_identity,
+        env="MAX_SESSIONS_PER_IDENTITY",
+        doc="Sessions one caller (issuer, subject, agent) may hold; a further `initialize` is "
+        "refused (`session_quota`).",
+        parse=values.count,
+    )
+    streams_per_identity: int = setting(
+        _CALLERS.streams_per_identity,
+        env="MAX_STREAMS_PER_IDENTITY",
+        doc="GET streams one caller may hold open; more are refused with 429 (`stream_quota`).",
+        parse=values.count,
+    )
+    stream_lifetime: float = setting(
+        _CALLERS.stream_lifetime,
+        env="STREAM_LIFETIME_SECONDS",
+        doc="Seconds after which the gateway closes a GET stream cleanly (`stream_closed`); "
+        "clients resume with `Last-Event-ID`.",
+        parse=values.positive_seconds,
+    )
+    notice_stream_timeout: float = setting(
+        _CALLERS.notice_stream_timeout,
+        env="NOTICE_STREAM_TIMEOUT_SECONDS",
+        doc="Seconds without an event after which an event stream answering a POST of only "
+        "notifications or responses is closed (`stream_closed`).",
+        parse=values.positive_seconds,
+    )
+
+
+def _callers(variables: CallerVariables) -> CallerLimits:
+    return CallerLimits(
+        max_sessions=variables.max_sessions,
+        sessions_per_identity=variables.sessions_per_identity,
+        streams_per_identity=variables.streams_per_identity,
+        stream_lifetime=variables.stream_lifetime,
+        notice_stream_timeout=variables.notice_stream_timeout,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
     """Everything one gateway process needs, one group per concern; nothing is read from
@@ -346,6 +401,9 @@ class GatewaySettings:
     )
     logs: LogSettings = group(LogSettings, title="Logs")
     consent: ConsentLinkSettings = group(ConsentLinkSettings, title="Consent")
+    callers: CallerLimits = group(
+        CallerLimits, title="Caller quotas", source=CallerVariables, build=_callers
+    )
 
 
 def from_environment(env: Mapping[str, str] | None = None) -> GatewaySettings:

@@ -5,7 +5,10 @@ priming event) or one JSON-RPC message or batch, which goes through ``Exchange.m
 (responses hooked, malformed or unmatched messages dropped) and is written again as one
 canonical event. The stream is bounded: one event may not exceed ``max_response_bytes``; on a
 POST, the upstream must complete an event within ``read_timeout`` (on a GET stream, an event
-once begun must complete within it), and the relay ends once every request is answered.
+once begun must complete within it), and the relay ends once every request is answered. A
+GET stream ends cleanly after ``exchange.lifetime`` seconds, and a stream answering a POST of
+only notifications after ``exchange.idle_timeout`` seconds without an event; either sets
+``exchange.closed`` (``stream_closed: ...``) for the record (``quotas.py``).
 When the stream fails or ends early, each request still unanswered gets its outcome and, in
 the stream, the gateway's own JSON-RPC error, so no client waits on a stream that is gone.
 """
@@ -22,8 +25,9 @@ import orjson
 from remit.errors import SseEventTooLargeError, UpstreamError
 from remit.gateway.protocol import UPSTREAM_ERROR, error_object, error_response
 from remit.gateway.sse import SseEvent, SseParser, encode_event
-from remit.gateway.upstream import NO_RESPONSE, TOO_LARGE, UpstreamResponse
+from remit.gateway.upstream import NO_RESPONSE, TIMEOUT, TOO_LARGE, UpstreamResponse
 from remit.gateway.watch import CANCELLED, CLIENT_GONE
+from remit.policy.decision import Reason
 
 if TYPE_CHECKING:
     from remit.gateway.asgi import Send
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
     from remit.gateway.watch import ClientWatch
 
 log = logging.getLogger(__name__)
+STREAM_CLOSED: Final = Reason.STREAM_CLOSED
 
 # The gateway writes the stream, so it says how to carry it: never cached nor transformed,
 # never buffered by a reverse proxy (nginx), as the MCP transport asks of an SSE stream.
@@ -53,6 +58,8 @@ async def relay_sse(
     failure: UpstreamError | None = None
     try:
         await _pump(exchange, response, parser, send)
+        if exchange.closed is not None:
+            response.abort()  # the upstream sees the stream end too
     except UpstreamError as exc:
         failure = exc
     except SseEventTooLargeError as exc:
@@ -79,15 +86,26 @@ async def _pump(
     awaiting = bool(exchange.calls)
     loop = asyncio.get_running_loop()
     progress = pending_since = loop.time()
+    idle = exchange.idle_timeout if not awaiting else None
+    ends = None if exchange.lifetime is None else progress + exchange.lifetime
     while not (awaiting and not exchange.calls):
         if awaiting:
             deadline: float | None = progress + timeout
         else:
             deadline = pending_since + timeout if parser.pending else None
+        closing = _closing(progress, idle, ends, deadline)
+        if closing is not None:
+            deadline, why = closing
         was_pending = parser.pending
-        chunk = await response.next_chunk(
-            None if deadline is None else max(deadline - loop.time(), 0.0)
-        )
+        try:
+            chunk = await response.next_chunk(
+                None if deadline is None else max(deadline - loop.time(), 0.0)
+            )
+        except UpstreamError as exc:
+            if closing is None or exc.code != TIMEOUT:
+                raise
+            exchange.closed = f"{STREAM_CLOSED}: {why}"
+            return
         if not chunk:
             return
         events = parser.feed(chunk)
@@ -103,6 +121,22 @@ async def _pump(
                 break  # every request answered: what follows belongs to no call
         if any(out):
             await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+
+
+def _closing(
+    progress: float, idle: float | None, ends: float | None, deadline: float | None
+) -> tuple[float, str] | None:
+    """When the gateway itself closes the stream, and why, if that comes before ``deadline``
+    (the upstream's own timeout, which fails the stream instead)."""
+    options = []
+    if idle is not None:
+        options.append((progress + idle, f"no event for {idle:g}s on a stream no call awaits"))
+    if ends is not None:
+        options.append((ends, "the stream reached its lifetime; resume with Last-Event-ID"))
+    if not options:
+        return None
+    chosen = min(options)
+    return chosen if deadline is None or chosen[0] < deadline else None
 
 
 async def _event(exchange: Exchange, event: SseEvent) -> bytes:

@@ -40,6 +40,10 @@ class FakeChain:
         self.records: list[DecisionRecord | OutcomeRecord] = []
         self.broken = False
         self.head = "0" * 64
+        self.not_sent: list[str] = []  # what the next recover marker would name
+
+    def not_forwarded(self, decision_id: str) -> None:
+        self.not_sent.append(decision_id)
 
     async def append(self, record: DecisionRecord | OutcomeRecord) -> None:
         if self.broken:
@@ -136,6 +140,8 @@ async def test_an_unwritable_decision_record_denies_the_call() -> None:
     assert _sample(metrics, "remit_audit_failures_total") == 1
     labels = {"effect": "deny", "reason": "audit_unavailable"}
     assert _sample(metrics, "remit_decisions_total", labels) == 1
+    # the allow may still land (a stalled sink): the next recover marker names it not forwarded
+    assert chain.not_sent == [verdict.error["data"]["decisionId"]]
 
 
 async def test_with_failure_policy_ignore_an_unwritable_record_does_not_deny() -> None:
@@ -143,6 +149,7 @@ async def test_with_failure_policy_ignore_an_unwritable_record_does_not_deny() -
     await _list(guard, ALICE, READ_TOOL)
     chain.broken = True
     assert isinstance(await guard.decide(ALICE, _tool_call("read_file"), _http()), Admit)
+    assert chain.not_sent == []  # forwarded after all: its outcome says how it ended
 
 
 class RecordingUpstream:
