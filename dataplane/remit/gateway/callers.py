@@ -61,7 +61,7 @@ async def stream_quota(
     """Record and answer (429) a GET stream beyond the caller's quota of open streams."""
     text = f"the caller has {limits.streams_per_identity} streams open, its quota"
     record = await recorder.refusal(policy, request, Reason.STREAM_QUOTA, text, session=session)
-    return stream_refusal(429, f"Too Many Streams: {text}", record.id)
+    return stream_refusal(429, f"Too Many Streams: {text}", record.id, Reason.STREAM_QUOTA)
 
 
 async def unattributed(

@@ -94,8 +94,12 @@ def authentication_refusal(exc: AuthenticationError, server: ServerSettings) -> 
     return Rejection(status_for(exc), body, {"WWW-Authenticate": challenge})
 
 
-def stream_refusal(status: int, message: str, record_id: str) -> Rejection:
-    """A refused GET stream or DELETE: a JSON-RPC error without id naming its record."""
+def stream_refusal(
+    status: int, message: str, record_id: str, reason: str | None = None
+) -> Rejection:
+    """A refused GET stream or DELETE: a JSON-RPC error without id naming its record (and
+    its reason code, when given)."""
     error = {"code": INVALID_REQUEST if status < 500 else INTERNAL, "message": message}
-    body = {"jsonrpc": "2.0", "id": None, "error": {**error, "data": {"decisionId": record_id}}}
+    data = {"decisionId": record_id, **({"reason": reason} if reason else {})}
+    body = {"jsonrpc": "2.0", "id": None, "error": {**error, "data": data}}
     return Rejection(status, body)
