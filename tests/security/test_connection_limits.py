@@ -331,3 +331,35 @@ def test_600_idle_sockets_with_512_descriptors_leave_healthz_and_calls_answering
             for sock in idle:
                 sock.close()
     assert "Too many open files" not in gateway.process.stderr()
+
+
+def test_a_duplicate_content_length_is_answered_400_and_recorded(
+    limited: tuple[GatewayProcess, str], upstream: Upstream
+) -> None:
+    """llhttp refuses the request before uvicorn (and the app) sees it: the protocol layer
+    answers it and hands it to the decision log, aggregated per source like any refusal of a
+    caller not yet identified."""
+    gateway, token = limited
+    forwarded = upstream.count()
+    before = len(gateway.records())
+    body = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+    head = _post_head(gateway, token, len(body))
+    smuggled = head.replace(b"\r\n\r\n", f"\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+    sock = _connect(gateway.port)
+    try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(smuggled + body)
+        answer = _read_all(sock)
+    finally:
+        sock.close()
+    status, reply = _status_and_body(answer)
+    assert status == 400
+    assert "Content-Length" in str(reply["error"])
+    assert upstream.count() == forwarded
+    deadline = time.monotonic() + 5
+    while not (new := gateway.records()[before:]) and time.monotonic() < deadline:
+        time.sleep(0.05)  # recorded on the gateway's loop just after the answer
+    (record,) = new
+    assert (record["decision"], record["reason"]) == ("deny", "invalid_request")
+    assert "Content-Length" in record["message"]
+    assert record["source"] == "127.0.0.1"

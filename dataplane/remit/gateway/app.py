@@ -46,6 +46,7 @@ class Gateway:
         self.chain: AuditChain | None = None
         self.proxy: McpProxy | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()  # connection refusals being recorded
         self.admin_app = AdminApp(self.state, self.metrics, self)
         self.reloader: PolicyReloader | None = None  # standalone: the policy directory's
 
@@ -65,6 +66,17 @@ class Gateway:
         """The audit sink's health, for ``/readyz`` (a failing sink also retries, see
         :meth:`AuditChain.health`)."""
         return self.chain.health() if self.chain is not None else None
+
+    def connection_refusal(self, reason: str, message: str, client: Any) -> None:
+        """Record a request the HTTP protocol refused before the app saw it (``connections``):
+        aggregated per source like every refusal of a caller not yet identified."""
+        if self.guard is None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self.guard.connection_refusal(reason, message, client)
+        )
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     def limits(self) -> ResponseLimits:
         """The response limits of the bundle in force (``spec.gateway.limits``)."""

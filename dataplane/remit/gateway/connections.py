@@ -17,8 +17,12 @@ adds, per listener (the MCP port and the admin port each have their own):
 - at most ``MAX_PIPELINED`` requests pipelined behind the one in progress (uvicorn queues them
   without bound): the connection is refused (503) and closed.
 
-Every refusal is counted through ``on_refusal(reason)`` (the gateway's metrics). Time is the
-event loop's clock; nothing here sleeps.
+Every refusal is counted through ``on_refusal(reason)`` (the gateway's metrics), and every
+answered one is also handed to ``record(reason, message, client)`` (the gateway's decision log,
+aggregated per source like other unauthenticated refusals): a request llhttp rejects before
+uvicorn sees it (a duplicate ``Content-Length``, a malformed request line) is answered 400
+here, and recorded with the parser's own description. Time is the event loop's clock; nothing
+here sleeps.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from remit.errors import RemitError
 
 Refusal = Callable[[str], None]
+Record = Callable[[str, str, Any], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +64,17 @@ class _RefusedError(RemitError):
 
 
 def protocol_class(
-    limits: ConnectionLimits, on_refusal: Refusal, *, jsonrpc: bool
+    limits: ConnectionLimits, on_refusal: Refusal, *, jsonrpc: bool, record: Record | None = None
 ) -> type[HttpToolsProtocol]:
     """A ``LimitedProtocol`` subclass bound to one listener's limits (for ``uvicorn.Config``)."""
-    return type(
-        "BoundLimitedProtocol",
-        (LimitedProtocol,),
-        {"limits": limits, "on_refusal": staticmethod(on_refusal), "jsonrpc": jsonrpc},
-    )
+    attributes: dict[str, Any] = {
+        "limits": limits,
+        "on_refusal": staticmethod(on_refusal),
+        "jsonrpc": jsonrpc,
+    }
+    if record is not None:
+        attributes["record"] = staticmethod(record)
+    return type("BoundLimitedProtocol", (LimitedProtocol,), attributes)
 
 
 def error_body(message: str, *, jsonrpc: bool) -> bytes:
@@ -87,6 +95,14 @@ class LimitedProtocol(HttpToolsProtocol):
     def on_refusal(reason: str) -> None:
         """Count a refusal (replaced by ``protocol_class``)."""
 
+    @staticmethod
+    def record(reason: str, message: str, client: Any) -> None:
+        """Record an answered refusal (replaced by ``protocol_class``)."""
+
+    def _refused(self, reason: str) -> None:
+        self.on_refusal(reason)
+        self._reason = reason
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._app = self.app
@@ -98,6 +114,7 @@ class LimitedProtocol(HttpToolsProtocol):
         self._head_size = 0
         self._body_done = True
         self._refusal: tuple[int, str, str] | None = None
+        self._reason = ""
         self.waiting_since = 0.0
 
     # -- connection lifecycle -------------------------------------------------------------
@@ -108,7 +125,7 @@ class LimitedProtocol(HttpToolsProtocol):
         if len(self.connections) > self.limits.max_connections and self._over_limit():
             victim = self._longest_waiting()
             if victim is None:
-                self.on_refusal("too_many_connections")
+                self._refused("too_many_connections")
                 self._respond_and_close(503, "Too many connections; retry later")
                 return
             self.on_refusal("evicted_waiting")
@@ -161,10 +178,10 @@ class LimitedProtocol(HttpToolsProtocol):
         except httptools.HttpParserUpgrade:
             self._unsupported_upgrade_warning()
             return
-        except httptools.HttpParserError:
+        except httptools.HttpParserError as exc:
             if self._refusal is None:
-                self.on_refusal("malformed")
-                self._respond_and_close(400, "Invalid HTTP request")
+                self._refused("malformed")
+                self._respond_and_close(400, f"Invalid HTTP request: {str(exc)[:200]}")
             else:
                 self._refuse()
             return
@@ -229,7 +246,7 @@ class LimitedProtocol(HttpToolsProtocol):
     def _head_timed_out(self) -> None:
         self._head_timer = None
         if self._in_head and not self.transport.is_closing():
-            self.on_refusal("header_timeout")
+            self._refused("header_timeout")
             timeout = self.limits.header_timeout
             self._respond_and_close(408, f"Request headers not received within {timeout:g} s")
 
@@ -237,7 +254,7 @@ class LimitedProtocol(HttpToolsProtocol):
         self._body_timer = None
         if self._body_done or self.transport.is_closing():
             return
-        self.on_refusal("body_timeout")
+        self._refused("body_timeout")
         cycle = self.cycle
         if cycle is not None and not cycle.response_started:
             timeout = self.limits.body_timeout
@@ -264,7 +281,7 @@ class LimitedProtocol(HttpToolsProtocol):
     def _refuse(self) -> None:
         assert self._refusal is not None
         status, reason, message = self._refusal
-        self.on_refusal(reason)
+        self._refused(reason)
         self._respond_and_close(status, message)
 
     def _respond_and_close(self, status: int, message: str) -> None:
@@ -277,6 +294,9 @@ class LimitedProtocol(HttpToolsProtocol):
             cycle.message_event.set()
         if self.transport.is_closing():
             return
+        if self._reason:
+            self.record(self._reason, message, self.client)
+            self._reason = ""
         if cycle is None or cycle.response_complete or not cycle.response_started:
             body = error_body(message, jsonrpc=self.jsonrpc)
             head = [
@@ -292,6 +312,7 @@ class LimitedProtocol(HttpToolsProtocol):
         """The app for a request over ``max_concurrent_requests``: 503, body unread."""
         limit = self.limits.max_concurrent_requests
         message = f"More than {limit} requests in progress; retry later"
+        self.record("busy", message, scope.get("client"))
         body = error_body(message, jsonrpc=self.jsonrpc)
         headers = [
             (b"content-type", b"application/json"),

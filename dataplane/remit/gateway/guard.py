@@ -134,6 +134,13 @@ class RemitGuard:
             policy, request, reason, kind, error.message, identity=identity, session=session
         )
 
+    async def connection_refusal(self, reason: str, message: str, client: Any) -> None:
+        """Record (aggregated per source) a request the HTTP protocol refused (connections)."""
+        request = HttpRequest("", "", b"", (), client if isinstance(client, tuple) else None)
+        await self.refusals.refuse(
+            self.state.current, request, Reason.INVALID_REQUEST, f"http/{reason}", message
+        )
+
     async def admit_stream(self, identity: Identity, request: HttpRequest) -> Admit | Rejection:
         """GET (server stream) and DELETE (end session) need an authenticated caller, and a
         ``Last-Event-ID`` issued to that caller; both are recorded like calls."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from remit.errors import StartupError
-from remit.gateway.connections import ConnectionLimits, Refusal, protocol_class
+from remit.gateway.connections import ConnectionLimits, Record, Refusal, protocol_class
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class ListenerSettings:
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     jsonrpc_errors: bool = True
     on_refusal: Refusal = _uncounted
+    record: Record | None = None  # refusals answered by the HTTP protocol, for the log
     name: str = "listen"
     lifespan: bool = True  # False when the caller starts and stops the app itself
 
@@ -187,7 +188,9 @@ async def serve_app(
         log_level="warning",
         lifespan="on" if settings.lifespan else "off",
         loop="none",
-        http=protocol_class(limits, settings.on_refusal, jsonrpc=settings.jsonrpc_errors),
+        http=protocol_class(
+            limits, settings.on_refusal, jsonrpc=settings.jsonrpc_errors, record=settings.record
+        ),
         ws="none",
         timeout_keep_alive=limits.idle_timeout,  # type: ignore[arg-type] # seconds, float is fine
         interface="asgi3",  # never guess: a bound method looks like an ASGI2 app to uvicorn

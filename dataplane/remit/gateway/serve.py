@@ -89,6 +89,7 @@ def listeners(gateway: Gateway) -> list[ListenerSettings]:
             settings.listen.asgi_server,
             limits=limits,
             on_refusal=counter("mcp"),
+            record=gateway.connection_refusal,
             name="REMIT_LISTEN (--listen)",
             lifespan=False,  # run() starts and stops the gateway itself
         ),
