@@ -23,6 +23,8 @@ from remit.gateway.refusals import (
     RefusalAggregator,
     RefusalKey,
 )
+from remit.policy.decision import Reason
+from remit.policy.request import Identity
 from tests.support.stack import metric_value
 
 
@@ -146,3 +148,38 @@ async def test_records_add_up_to_every_refusal(chain: AuditChain, tmp_path: Path
     assert (
         metric_value(text, "remit_decisions_total", effect="deny", reason="unauthenticated") == 101
     )
+
+
+async def test_an_authenticated_flood_is_aggregated_per_caller(
+    chain: AuditChain, tmp_path: Path
+) -> None:
+    """A valid token does not buy the right to fill the disk: identical protocol refusals of
+    one caller share a window (and its summary names the caller), another caller has its own."""
+    clock = Clock()
+    metrics = Metrics()
+    refusals = AnonymousRefusals(
+        Recorder(chain, metrics, "p"), metrics, RefusalAggregator(60, clock=clock)
+    )
+    alice, bob = Identity("alice", "bot", "https://idp"), Identity("bob", "bot", "https://idp")
+    for _ in range(500):
+        await refusals.refuse(
+            None, _request("10.0.0.9"), Reason.INVALID_REQUEST, "invalid_request/400",
+            "Parse error", identity=alice, session="s-1",
+        )  # fmt: skip
+    await refusals.refuse(
+        None, _request("10.0.0.9"), Reason.INVALID_REQUEST, "invalid_request/400", "Parse error",
+        identity=bob,
+    )  # fmt: skip
+    clock.now += 61
+    await refusals.flush(None)
+    await chain.close()
+    lines = (tmp_path / "audit.jsonl").read_bytes().splitlines()
+    records = [orjson.loads(line) for line in lines][1:]
+    assert [(r["subject"], r.get("count", 1)) for r in records] == [
+        ("alice", 1),
+        ("bob", 1),
+        ("alice", 499),
+    ]
+    assert records[0]["session"] is not None  # the first keeps its session (hashed)
+    assert "source" not in records[0]  # an identified caller is named, not its address
+    assert sum(r.get("count", 1) for r in records) == 501
