@@ -144,7 +144,12 @@ def hostile_upstream(
 
 @contextmanager
 def hostile_gateway(
-    log_dir: Path, issuer: Issuer, name: str, max_depth: int = MAX_DEPTH, *options: str
+    log_dir: Path,
+    issuer: Issuer,
+    name: str,
+    max_depth: int = MAX_DEPTH,
+    *options: str,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Hostile]:
     """The hostile server (started with ``options``) behind a gateway with tight limits;
     records in ``<name>.jsonl``."""
@@ -164,6 +169,7 @@ def hostile_gateway(
             policy_dir=policy,
             server="hostile",
             audit_file=audit_file,
+            env=env,
         ) as gateway:
             token = issuer.mint(
                 AGENT + "-user", agent=AGENT, audience=audience, scopes=["mcp:tools"]

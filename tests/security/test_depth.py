@@ -24,6 +24,10 @@ def deep_bytes(levels: int) -> bytes:
     return b'{"d":' * levels + b'"bottom"' + b"}" * levels
 
 
+# Each refusal its own record (no aggregation window): every test counts the one it caused.
+EACH = {"REMIT_REFUSAL_INTERVAL": "0"}
+
+
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("depth")
@@ -37,13 +41,13 @@ def issuer() -> Iterator[Issuer]:
 
 @pytest.fixture(scope="module")
 def hostile(logs: Path, issuer: Issuer) -> Iterator[Hostile]:
-    with hostile_gateway(logs, issuer, "depth") as running:
+    with hostile_gateway(logs, issuer, "depth", env=EACH) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def shallow(logs: Path, issuer: Issuer) -> Iterator[Hostile]:
-    with hostile_gateway(logs, issuer, "shallow", max_depth=16) as running:
+    with hostile_gateway(logs, issuer, "shallow", max_depth=16, env=EACH) as running:
         yield running
 
 
@@ -72,11 +76,9 @@ def post_raw(hostile: Hostile, arguments: bytes, **headers: str | bytes) -> http
     return httpx.post(hostile.gateway.url, content=body, headers=sent, timeout=30)
 
 
-def refusals(hostile: Hostile) -> list[dict[str, Any]]:
+def refusals(hostile: Hostile, reason: str = "invalid_request") -> list[dict[str, Any]]:
     return [
-        r
-        for r in hostile.gateway.records()
-        if r["type"] == "decision" and r["reason"] == "invalid_request"
+        r for r in hostile.gateway.records() if r["type"] == "decision" and r["reason"] == reason
     ]
 
 
@@ -155,8 +157,8 @@ def test_parse_body_counts_the_message_itself() -> None:
 def test_a_non_ascii_base64_routing_header_is_a_clear_error_not_a_500(hostile: Hostile) -> None:
     # Found by the routing-header fuzzer: base64 decoding raised ValueError on a non-ASCII
     # payload, which escaped as a 500 with no record.
-    before = len(refusals(hostile))
+    before = len(refusals(hostile, "header_mismatch"))
     response = post_raw(hostile, b"{}", **{"mcp-name": b"=?base64?\x80?="})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == -32020
-    assert len(refusals(hostile)) == before + 1
+    assert len(refusals(hostile, "header_mismatch")) == before + 1

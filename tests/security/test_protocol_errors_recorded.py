@@ -37,7 +37,8 @@ def setup(
             ports=ports,
             policy_dir=policy,
             audit_file=logs / "audit.jsonl",
-            env={"REMIT_MAX_BODY_BYTES": str(MAX_BODY)},
+            # One record per refusal (no aggregation window): each case must name its own.
+            env={"REMIT_MAX_BODY_BYTES": str(MAX_BODY), "REMIT_REFUSAL_INTERVAL": "0"},
         ) as gateway:
             yield gateway, token, upstream
 
@@ -98,6 +99,7 @@ CASES: dict[str, tuple[Callable[[GatewayProcess, str], httpx.Response], int, str
 
 # JSON-RPC parse error; the 2026-07-28 header-mismatch code; everything else Invalid Request.
 CODES = {"malformed-json": -32700, "routing-header-mismatch": -32020}
+REASONS = {"routing-header-mismatch": "header_mismatch"}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -115,7 +117,7 @@ def test_a_request_refused_for_its_form_is_recorded(
     refusals = [r for r in new if r.get("decision") == "deny"]
     assert len(refusals) == 1, new
     assert refusals[0]["decision"] == "deny"
-    assert refusals[0]["reason"] == "invalid_request"
+    assert refusals[0]["reason"] == REASONS.get(case, "invalid_request")
     assert text in refusals[0]["message"]
     assert upstream.count() == forwarded
 
