@@ -335,8 +335,11 @@ _CALLERS = CallerLimits()
 
 @dataclass(frozen=True, slots=True)
 class CallerVariables:
-    """What one caller (issuer, subject, agent) may hold open: sessions and GET streams, and
-    how long a stream may stay open (remit.gateway.quotas, remit.gateway.sessions)."""
+    """What one caller (issuer, subject, agent) may hold open, and for how long.
+
+    Sessions and GET streams per caller, and stream lifetimes (remit.gateway.quotas,
+    remit.gateway.sessions), turned into ``CallerLimits`` by ``_callers``.
+    """
 
     max_sessions: int = setting(
         _CALLERS.max_sessions,
