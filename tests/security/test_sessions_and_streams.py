@@ -150,7 +150,9 @@ def test_one_caller_cannot_evict_another_callers_session(sessions: Stack) -> Non
     refused = sessions.initialize("carol")
     assert refused.status_code == 200  # a JSON-RPC error: the quota is a policy answer
     assert "mcp-session-id" not in refused.headers
-    assert "error" in refused.json()
+    error = refused.json()["error"]
+    assert error["data"]["reason"] == "session_quota"
+    assert f"holds {SESSIONS_PER_CALLER} sessions, its quota" in error["message"]
     assert sessions.upstream.count() == forwarded  # the upstream never saw the initialize
     (record,) = [r for r in sessions.new_records(before) if r.get("type") == "decision"]
     assert (record["decision"], record["reason"], record["subject"]) == (
@@ -185,7 +187,7 @@ def test_the_upstream_cannot_move_a_session_to_another_caller(sessions: Stack) -
     assert first.headers["mcp-session-id"] == FIXED_SESSION
     before = len(sessions.gateway.records())
     sessions.initialize("dave", "fixed")  # the upstream hands Dave Alice's session id
-    moved = [r for r in sessions.new_records(before) if r.get("reason") == "session_quota"]
+    moved = [r for r in sessions.new_records(before) if r.get("reason") == "session_mismatch"]
     assert [(r["subject"], r["message"]) for r in moved] == [
         ("dave", "the upstream issued a session id bound to another identity; not rebound")
     ]

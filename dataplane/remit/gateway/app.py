@@ -72,8 +72,9 @@ class Gateway:
         aggregated per source like every refusal of a caller not yet identified."""
         if self.guard is None:
             return
+        refusals, policy = self.guard.refusals, self.state.current
         task = asyncio.get_running_loop().create_task(
-            self.guard.connection_refusal(reason, message, client)
+            refusals.connection(policy, reason, message, client)
         )
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

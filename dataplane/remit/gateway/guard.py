@@ -134,13 +134,6 @@ class RemitGuard:
             policy, request, reason, kind, error.message, identity=identity, session=session
         )
 
-    async def connection_refusal(self, reason: str, message: str, client: Any) -> None:
-        """Record (aggregated per source) a request the HTTP protocol refused (connections)."""
-        request = HttpRequest("", "", b"", (), client if isinstance(client, tuple) else None)
-        await self.refusals.refuse(
-            self.state.current, request, Reason.INVALID_REQUEST, f"http/{reason}", message
-        )
-
     async def admit_stream(self, identity: Identity, request: HttpRequest) -> Admit | Rejection:
         """GET (server stream) and DELETE (end session) need an authenticated caller, and a
         ``Last-Event-ID`` issued to that caller; both are recorded like calls."""
@@ -196,7 +189,7 @@ class RemitGuard:
         if not self.sessions.bind(session_id, identity):
             text = "the upstream issued a session id bound to another identity; not rebound"
             await self.recorder.refusal(
-                self.state.current, Request(identity, ""), Reason.SESSION_QUOTA, text,
+                self.state.current, Request(identity, ""), Reason.SESSION_MISMATCH, text,
                 session=session_id,
             )  # fmt: skip
             return

@@ -28,7 +28,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from remit.gateway.hooks import ANONYMOUS, HttpRequest
 from remit.gateway.metrics import Metrics
@@ -204,6 +204,14 @@ class AnonymousRefusals:
             )  # fmt: skip
             window.record_id = record.id
         await self.flush(policy)
+
+    async def connection(
+        self, policy: Policy | None, reason: str, message: str, client: Any
+    ) -> None:
+        """A request the HTTP protocol refused before the app saw it (``connections.py``):
+        aggregated per source, kind ``http/<reason>``."""
+        request = HttpRequest("", "", b"", (), client if isinstance(client, tuple) else None)
+        await self.refuse(policy, request, Reason.INVALID_REQUEST, f"http/{reason}", message)
 
     async def flush(self, policy: Policy | None, *, final: bool = False) -> None:
         """Write one summary record per closed window that counted refusals."""
