@@ -122,7 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     app = web.Application()
     app.router.add_get("/__requests", server.listing)
     app.router.add_route("*", "/mcp", server.mcp)
-    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
+    web.run_app(
+        app, host="127.0.0.1", port=args.port, print=None, access_log=None,
+        handler_cancellation=True,  # a stream the gateway closed ends here too
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
