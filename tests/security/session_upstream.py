@@ -9,6 +9,7 @@ Run as ``python -m tests.security.session_upstream --port N``. What it does, by 
 - a GET opens the server's stream and at once sends, on it, a sampling request, an
   elicitation request, a log message and a list change — to whoever holds the stream, with
   or without a session (a session-less stream is shared by every caller) — then keeps it open;
+- a GET (``half_event``) begins an event and never finishes it;
 - a POST of only notifications or responses is answered 202, or (``sse_notice``) with an
   event stream that never sends an event and never ends;
 - everything else answers an empty result. Every request is listed at ``/__requests``.
@@ -75,6 +76,8 @@ class Server:
         session = request.headers.get("mcp-session-id")
         if request.method == "DELETE":
             return web.Response(status=200)
+        if request.method == "GET" and mode == "half_event":
+            return await self.half_event(request)
         if request.method == "GET":
             return await self.stream(request, session or "no-session")
         messages = rpc if isinstance(rpc, list) else [rpc]
@@ -104,6 +107,14 @@ class Server:
         await response.prepare(request)
         for index, message in enumerate(server_messages(tag)):
             await response.write(sse(message, f"{tag}-{index}"))
+        await asyncio.sleep(OPEN_SECONDS)
+        return response
+
+    async def half_event(self, request: web.Request) -> web.StreamResponse:
+        """An event begun and never finished: the stream fails at the gateway's read timeout."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b'data: {"jsonrpc": "2.0", ')
         await asyncio.sleep(OPEN_SECONDS)
         return response
 

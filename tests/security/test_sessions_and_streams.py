@@ -31,7 +31,7 @@ from tests.support.mcp_wire import LEGACY
 
 SESSIONS_PER_CALLER = 3
 STREAMS_PER_CALLER = 2
-LIFETIME = 1.5
+LIFETIME = 2.5  # above the policy's read timeout (2 s), so a broken event fails first
 NOTICE_TIMEOUT = 1.0
 ENV = {
     "REMIT_MAX_SESSIONS_PER_IDENTITY": str(SESSIONS_PER_CALLER),
@@ -289,6 +289,18 @@ def test_streams_are_bounded_per_caller_and_end_cleanly_at_their_lifetime(
     # Both streams have ended: Bob may open streams again.
     with httpx.stream("GET", sessions.gateway.url, headers=headers, timeout=10) as again:
         assert again.status_code == 200
+
+
+def test_a_get_stream_the_upstream_breaks_is_recorded_as_failed_not_ok(sessions: Stack) -> None:
+    session = sessions.session("dave")
+    before = len(sessions.gateway.records())
+    headers = sessions.headers("dave", session, **{MODE_HEADER: "half_event"})
+    with httpx.stream("GET", sessions.gateway.url, headers=headers, timeout=30) as stream:
+        assert stream.status_code == 200
+        b"".join(stream.iter_bytes())  # ends at the read timeout (READ_TIMEOUT in the policy)
+    (outcome,) = _eventually(sessions, before, lambda r: r.get("type") == "outcome")
+    assert outcome["outcome"] == "upstream_error"
+    assert outcome["error"].startswith("upstream_timeout: ")
 
 
 def test_a_notifications_only_post_answered_with_a_stream_is_closed_when_idle(

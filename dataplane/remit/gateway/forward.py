@@ -101,11 +101,15 @@ async def forward(
         await exchange.refuse(exc, send)
         return
     if stream is not None:
-        failed = None if response.status < 400 else _http_error(response.status)
+        failed = exchange.failed or (
+            None if response.status < 400 else _http_error(response.status)
+        )
         kind = CLOSED if exchange.closed is not None else None
         await exchange.ended(stream, response.status, exchange.closed or failed, kind=kind)
-    elif exchange.closed is not None:  # a POST of notifications whose stream the gateway ended
-        closed = ProtocolError(INTERNAL_ERROR, exchange.closed, 200, reason=STREAM_CLOSED)
+    elif not exchange.awaits_responses and (exchange.closed or exchange.failed):
+        # a POST of notifications whose event stream the gateway closed, or that failed
+        why = exchange.closed or exchange.failed or ""
+        closed = ProtocolError(INTERNAL_ERROR, why, 200, reason=STREAM_CLOSED)
         await hooks.refuse(identity, request, closed)
 
 

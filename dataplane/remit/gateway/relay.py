@@ -114,6 +114,8 @@ class Exchange:
         self.lifetime: float | None = None  # a stream closed after this many seconds (GET)
         self.idle_timeout: float | None = None  # ... or this long without an event (notices)
         self.closed: str | None = None  # why the gateway closed the stream, if it did
+        self.failed: str | None = None  # why the upstream's stream failed, if it did
+        self.awaits_responses = bool(calls)  # False: a GET, DELETE, or notices-only POST
         self.identity = identity
         self.calls = calls
         self.pending = pending

@@ -70,6 +70,7 @@ async def relay_sse(
     if failure is not None:
         log.warning("upstream SSE stream failed: %s", failure.detail)
         code, reason = failure.code, failure.detail
+        exchange.failed = failure.detail  # a stream no call awaits still records how it ended
     else:
         code, reason = NO_RESPONSE, f"{NO_RESPONSE}: the upstream's stream ended without one"
     missing = await exchange.fail(reason)
