@@ -30,6 +30,15 @@ def taken() -> Iterator[int]:
 
 
 @pytest.fixture
+def upstream() -> Iterator[str]:
+    """An upstream that accepts connections, so a standalone start gets past its reachability check."""
+    with socket.socket() as sock:
+        sock.bind((stack.HOST, 0))
+        sock.listen()
+        yield f"http://{stack.HOST}:{sock.getsockname()[1]}/mcp"
+
+
+@pytest.fixture
 def public_key(tmp_path: Path) -> Path:
     path = tmp_path / "bundle.pub.json"
     save_key(generate_key(), path, private=False)
@@ -68,8 +77,9 @@ def _sidecar_env(key: Path, listen: int, admin: int) -> dict[str, str]:
     }
 
 
-def test_standalone_with_the_mcp_port_in_use(taken: int, tmp_path: Path) -> None:
+def test_standalone_with_the_mcp_port_in_use(taken: int, upstream: str, tmp_path: Path) -> None:
     args = ["-f", str(stack.EXAMPLES), "--server", "files", "--namespace", "agents"]
+    args += ["--upstream", upstream]
     args += [
         "--listen",
         f"{stack.HOST}:{taken}",
@@ -127,9 +137,10 @@ def test_sidecar_with_a_malformed_setting(public_key: Path, setting: str, value:
     assert repr(value) in line
 
 
-def test_standalone_with_an_audit_file_that_cannot_be_opened(tmp_path: Path) -> None:
+def test_standalone_with_an_audit_file_that_cannot_be_opened(upstream: str, tmp_path: Path) -> None:
     audit = tmp_path / "missing-dir" / "audit.jsonl"
     args = ["-f", str(stack.EXAMPLES), "--server", "files", "--namespace", "agents"]
+    args += ["--upstream", upstream]
     args += ["--listen", f"{stack.HOST}:{stack.free_port()}"]
     args += ["--admin-listen", f"{stack.HOST}:{stack.free_port()}", "--audit-file", str(audit)]
     result = _run(args, {})
