@@ -159,6 +159,8 @@ def run(settings: Settings) -> None:
         level=settings.kube.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if settings.kube.log_level.upper() != "DEBUG":  # one line per request to every sidecar: noise
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     registry, kopf_settings, runtime = build(settings)
     log.info(
         "webhook on https://%s:%s%s", settings.webhook.host, settings.webhook.port, WEBHOOK_PATH

@@ -23,7 +23,6 @@ import contextlib
 import copy
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any, cast
 
 import kopf
@@ -35,6 +34,7 @@ from remit.api.mcpserver import MCPServer
 from remit.errors import RemitError, ResourceError
 from remit_operator.errors import InjectionError, KubeError
 from remit_operator.index import SERVER_ANNOTATION, SERVER_LABEL, ref, sidecar_from_pod
+from remit_operator.intake import document, parsed
 from remit_operator.kube import object_path
 from remit_operator.leader import Leadership
 from remit_operator.lint_status import recheck, warn
@@ -57,16 +57,10 @@ PLURALS = {
 }
 
 
-def _document(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
-    document = copy.deepcopy(dict(body))
-    document.setdefault("apiVersion", API_VERSION)
-    document.setdefault("kind", kind)
-    return document
-
-
-async def _patch_status(rt: Runtime, kind: str, body: kopf.Body, status: dict[str, Any]) -> None:
+async def _patch_status(rt: Runtime, kind: str, body: kopf.Body, status: dict[str, Any]) -> bool:
+    """Write a status unless the object has it already; False when the write failed."""
     if unchanged(body, status):
-        return
+        return True
     meta = body.get("metadata") or {}
     path = object_path(
         API_VERSION, PLURALS[kind], meta.get("namespace"), meta.get("name"), "status"
@@ -75,6 +69,8 @@ async def _patch_status(rt: Runtime, kind: str, body: kopf.Body, status: dict[st
         await rt.kube.patch(path, {"status": status})
     except KubeError as exc:
         log.warning("cannot write status of %s %s: %s", kind, meta.get("name"), exc)
+        return False
+    return True
 
 
 async def index_resource(rt: Runtime, syncers: Syncers, kind: str, body: kopf.Body) -> None:
@@ -91,7 +87,7 @@ async def index_resource(rt: Runtime, syncers: Syncers, kind: str, body: kopf.Bo
         return
     key = ref(meta.get("namespace"), meta.get("name", ""))
     try:
-        resource = parse(_document(body, kind), key)
+        resource = parsed(rt.index, kind, body, key)
     except ResourceError:
         return
     affected = rt.index.upsert(resource)
@@ -126,7 +122,7 @@ async def on_resource(
             )
         return
     try:
-        resource = parse(_document(body, kind), key)
+        resource = parsed(rt.index, kind, body, key)
     except ResourceError as exc:
         await _rejected(rt, kind, body, exc)
         return
@@ -153,9 +149,9 @@ async def on_resource(
         await _patch_status(rt, kind, body, status)
     elif isinstance(resource, ConsentGrant):
         status = grant_status(body, resource, now)
-        rt.grant_phases[key] = status["phase"]
         warn(rt, body, resource, status, now)
-        await _patch_status(rt, kind, body, status)
+        if await _patch_status(rt, kind, body, status):  # else the syncer writes it later
+            rt.grant_phases[key] = status["phase"]
 
 
 async def _rejected(rt: Runtime, kind: str, body: kopf.Body, error: RemitError) -> None:
@@ -193,7 +189,7 @@ async def servers_in(rt: Runtime, namespace: str) -> list[MCPServer]:
     servers = []
     for item in items:
         try:
-            resource = parse(_document(item, "MCPServer"), "MCPServer")
+            resource = parse(document(item, "MCPServer"), "MCPServer")
         except ResourceError:
             continue
         if isinstance(resource, MCPServer):

@@ -134,6 +134,7 @@ class Index:
         self._grants_by_server: dict[str, dict[str, ConsentGrant]] = {}
         self._policies_by_namespace: dict[str, dict[str, AgentPolicy]] = {}
         self._pods_by_server: dict[str, dict[str, Sidecar]] = {}
+        self._prints: dict[tuple[str, str], bytes] = {}  # (kind, key) → digest of its spec
 
     def _store(self, kind: str) -> dict[str, Any]:
         stores: dict[str, dict[str, Any]] = {
@@ -142,6 +143,22 @@ class Index:
             "ConsentGrant": self.grants,
         }
         return stores[kind]
+
+    def print(self, kind: str, key: str, fingerprint: bytes | None) -> None:
+        """Remember the digest of the spec ``kind`` ``key`` was last parsed from."""
+        if fingerprint is None:
+            self._prints.pop((kind, key), None)
+        else:
+            self._prints[(kind, key)] = fingerprint
+
+    def printed(self, kind: str, key: str) -> bytes | None:
+        """The digest ``print`` remembered, if the resource is still indexed."""
+        return self._prints.get((kind, key))
+
+    def get(self, kind: str, key: str) -> Resource | None:
+        """The indexed ``kind`` resource named ``key`` (``namespace/name``), if any."""
+        found: Resource | None = self._store(kind).get(key)
+        return found
 
     def _group(self, resource: Resource) -> tuple[dict[str, dict[str, Any]], str] | None:
         """The secondary index a resource belongs to, and its key there."""
@@ -191,6 +208,7 @@ class Index:
     def remove(self, kind: str, key: str) -> set[str]:
         """Forget a deleted resource; return the servers it affected."""
         old = self._store(kind).pop(key, None)
+        self._prints.pop((kind, key), None)
         self._file(old, add=False)
         affected = self.affected_by(old)
         if isinstance(old, MCPServer):

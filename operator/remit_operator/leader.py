@@ -8,7 +8,9 @@ same rule themselves: this replica leads when no live peer (``lastseen + lifetim
 future) other than itself has a priority at or above its own (kopf pauses every replica on a
 tie). The peering object is read every ``PEERING_POLL_SECONDS``; a read that fails, or an object
 that is missing, counts as not leading (kopf is paused then too): fail closed. Standalone
-(no ``REMIT_PEERING``) always leads.
+(no ``REMIT_PEERING``) always leads. A replica that finds itself leading waits
+``HANDOVER_SECONDS`` (one poll and a margin: the replica that led until then has stopped its
+loops by then) and reads again before its loops start, so two replicas never push at once.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from remit_operator.kube import KubeClient, object_path
 log = logging.getLogger(__name__)
 PEERING_API = "kopf.dev/v1"
 PEERING_POLL_SECONDS = 2.0
+HANDOVER_SECONDS = PEERING_POLL_SECONDS + 0.5  # a replica that led stops within one poll
 MAX_PEERS = 1000  # a peering object is hostile input too: bound what is read from it
 
 
@@ -123,13 +126,21 @@ class Leadership:
             return
         path = object_path(PEERING_API, "clusterkopfpeerings", None, peering.name)
         while True:
-            try:
-                found = await self._kube().get(path)
-                leading = leads(
-                    found.get("status"), self.identity, int(peering.priority), self._clock()
-                )
-            except RemitError as exc:  # the API, or an operator not started: not leading
-                log.warning("peering: cannot read %s (standing by): %s", peering.name, exc)
-                leading = False
+            leading = await self._read(path, peering)
+            if leading and self.leading is not True:
+                # The replica that led until now learns of this one at its next poll and stops
+                # its loops then: wait that out before pushing, so that no sidecar gets bundles
+                # from two replicas at once, and ask again.
+                await asyncio.sleep(HANDOVER_SECONDS)
+                leading = await self._read(path, peering)
             await self.observe(leading)
             await asyncio.sleep(PEERING_POLL_SECONDS)
+
+    async def _read(self, path: str, peering: Any) -> bool:
+        """Whether the peering object says this replica leads; False when it cannot be read."""
+        try:
+            found = await self._kube().get(path)
+            return leads(found.get("status"), self.identity, int(peering.priority), self._clock())
+        except RemitError as exc:  # the API, or an operator not started: not leading
+            log.warning("peering: cannot read %s (standing by): %s", peering.name, exc)
+            return False

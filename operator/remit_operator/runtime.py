@@ -26,6 +26,7 @@ from remit_operator.errors import OperatorError
 from remit_operator.index import Index
 from remit_operator.keys import Keyring, Publisher, load_or_create
 from remit_operator.kube import KubeClient
+from remit_operator.lanes import Lanes
 from remit_operator.leader import own_identity
 from remit_operator.metrics import OperatorMetrics
 from remit_operator.push import Pusher
@@ -59,6 +60,7 @@ class Runtime:
         self.clock = clock
         self.index = Index()
         self.grant_phases: dict[str, str] = {}
+        self.lanes = Lanes()  # urgent syncs before periodic ones (remit_operator.lanes)
         self._given = connection
         self._connection = connection
         self._login_kwargs: dict[str, Any] = {}

@@ -3,9 +3,11 @@
 An asyncio task owned by ``remit_operator.syncers.Syncers`` runs ``Syncer.run`` for each
 MCPServer (not a kopf daemon: those put a finalizer on the object). It wakes when a resource
 that takes part in the bundle changes (``touch``), at the bundle's ``nextExpiry`` (so an
-expired grant leaves the bundle on time even if nothing is written), and every
-``REMIT_RESYNC_SECONDS`` to read every sidecar's digest and push again to any that differ (a
-restarted sidecar, a drift).
+expired grant leaves the bundle on time even if nothing is written), and about every
+``REMIT_RESYNC_SECONDS`` (spread and jittered) to read every sidecar's digest and push again to
+any that differ (a restarted sidecar, a drift). Wakes and expiries are urgent; the first sync,
+the periodic check and retries wait for a periodic slot (``remit_operator.lanes``). A sync whose
+inputs (the very indexed objects and the pins) are those of the signed bundle compiles nothing.
 
 Serials are wall-clock milliseconds, never lower than the last one used, than the MCPServer's
 ``status.bundleSerial``, or than a serial a sidecar reports in a 409: a restarted operator
@@ -41,14 +43,15 @@ from remit.policy.signing import sign
 from remit_operator.errors import KubeError
 from remit_operator.index import Sidecar
 from remit_operator.kube import object_path
+from remit_operator.lanes import next_wake, wait_any
 from remit_operator.netpol import network_policy
 from remit_operator.push import MAX_PINS, PushResult
 from remit_operator.runtime import Runtime
-from remit_operator.status import ServerReport, grant_status, server_status
+from remit_operator.status import ServerReport
 from remit_operator.trust import plausible_serial, sort_sidecars
+from remit_operator.writes import StatusWriter
 
 log = logging.getLogger(__name__)
-EXPIRY_SLACK_SECONDS = 0.05
 MAX_ROLLBACK_ROUNDS = 3
 RETRY_FIRST_SECONDS = 1.0  # after a failed push; doubles up to REMIT_RESYNC_SECONDS
 
@@ -61,12 +64,21 @@ class Signed:
     tokens: dict[str, bytes] = field(default_factory=dict)  # encoded once, shared by all pushes
 
 
-def next_wake(now: datetime, next_expiry: datetime | None, next_check: datetime) -> float:
-    """Seconds until the syncer must run again on its own: an expiry or the periodic check."""
-    deadline = next_check
-    if next_expiry is not None and next_expiry < deadline:
-        deadline = next_expiry
-    return max(0.0, (deadline - now).total_seconds() + EXPIRY_SLACK_SECONDS)
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """What one bundle is compiled from: the index's objects (the index replaces an object when
+    its spec changes, never edits one) and the tool pins."""
+
+    resources: tuple[Resource, ...]
+    pins: tuple[tuple[str, str], ...]
+
+    def same(self, other: Inputs) -> bool:
+        """The very same objects (identity: held here, so never reused) and equal pins."""
+        return (
+            len(self.resources) == len(other.resources)
+            and all(a is b for a, b in zip(self.resources, other.resources, strict=True))
+            and self.pins == other.pins
+        )
 
 
 class Syncer:
@@ -81,36 +93,62 @@ class Syncer:
         self.held: dict[str, tuple[str, str | None]] = {}  # pod → (incarnation, digest)
         self.pins: dict[str, str] = {}
         self._netpol: dict[str, Any] | None = None
-        self._status_written: dict[str, Any] | None = None
+        self.writes = StatusWriter(server_ref, runtime)
         self._started = False
         self._retry: float | None = None  # seconds until failed sidecars are tried again
         self._untrusted: set[str] = set()  # pods already reported as not injected by us
+        self._inputs: Inputs | None = None  # what ``signed`` was compiled from
 
     def touch(self) -> None:
         """Ask for a sync as soon as possible."""
         self.wake.set()
 
     async def run(self, stopped: Any) -> None:
-        """The task body: sync now, then on every wake, expiry and periodic check, until stopped."""
+        """The task body: sync now, then on every wake, expiry and periodic check, until stopped.
+
+        A wake or an expiry is urgent (``remit_operator.lanes``); the first sync, the periodic
+        check and the retry of failed pushes take the periodic lane, which a wake abandons.
+        """
         await self.rt.ready()  # nothing is signed before the signing key is loaded
-        next_check = self.rt.clock()
+        lanes = self.rt.lanes
+        interval = self.rt.settings.sync.resync_seconds
+        next_check = self.rt.clock()  # the first sync reads what every sidecar holds
+        first = True
+        retry_at: datetime | None = None
+        self.wake.clear()  # what was touched before the loop ran is in the first sync
         while not stopped:
             now = self.rt.clock()
-            full = now >= next_check
-            self.wake.clear()
-            try:
-                await self.sync(check_all=full)
-            except (RemitError, OSError) as exc:
-                log.exception("sync of %s failed: %s", self.ref, exc)
-            if full:
-                next_check = self.rt.clock() + timedelta(
-                    seconds=self.rt.settings.sync.resync_seconds
-                )
             expiry = self.signed.bundle.next_expiry if self.signed else None
-            timeout = next_wake(self.rt.clock(), expiry, next_check)
-            if self._retry is not None:
-                timeout = min(timeout, self._retry)
-            await _wait_any(self.wake, stopped, timeout)
+            ran = False
+            if self.wake.is_set() or (expiry is not None and now >= expiry):
+                self.wake.clear()
+                async with lanes.urgent():
+                    await self._logged(check_all=False)
+                ran = True
+            elif now >= next_check or (retry_at is not None and now >= retry_at):
+                full = now >= next_check
+                async with lanes.periodic(self.wake) as entered:
+                    if entered and not stopped:
+                        await self._logged(check_all=full)
+                if not entered:
+                    continue  # woken meanwhile: that urgent sync goes first
+                ran = True
+                if full:
+                    spread = lanes.spread(interval, first=first)
+                    next_check = self.rt.clock() + timedelta(seconds=spread)
+                    first = False
+            if ran:
+                retry = self._retry
+                retry_at = None if retry is None else self.rt.clock() + timedelta(seconds=retry)
+            expiry = self.signed.bundle.next_expiry if self.signed else None
+            deadline = next_check if retry_at is None else min(next_check, retry_at)
+            await wait_any(self.wake, stopped, next_wake(self.rt.clock(), expiry, deadline))
+
+    async def _logged(self, *, check_all: bool) -> None:
+        try:
+            await self.sync(check_all=check_all)
+        except (RemitError, OSError) as exc:
+            log.exception("sync of %s failed: %s", self.ref, exc)
 
     def _start(self, server: MCPServer) -> None:
         if self._started:
@@ -127,14 +165,23 @@ class Syncer:
         return serial
 
     def _compile(self, server: MCPServer, now: datetime) -> Signed:
+        resources = self.rt.index.resources_for(self.ref)
+        inputs = Inputs(tuple(resources), tuple(sorted(self.pins.items())))
+        if self.signed is not None and self._inputs is not None and self._inputs.same(inputs):
+            bundle = self.signed.bundle
+            age = (now - bundle.issued_at).total_seconds()
+            fresh = age < self.rt.settings.sync.bundle_refresh_seconds
+            if fresh and (bundle.next_expiry is None or now < bundle.next_expiry):
+                return self.signed  # nothing it is compiled from changed, and nothing expired
         bundle = compile_bundle(
-            self.rt.index.resources_for(self.ref),
+            resources,
             server.metadata.name,
             namespace=server.metadata.namespace,
             serial=0,
             now=now,
             tool_pins=self.pins,
         )
+        self._inputs = inputs
         if self.signed is not None and self.signed.bundle.digest == bundle.digest:
             age = (now - self.signed.bundle.issued_at).total_seconds()
             if age < self.rt.settings.sync.bundle_refresh_seconds:
@@ -178,7 +225,7 @@ class Syncer:
         except CompileError as exc:
             self.rt.metrics.syncs.labels(self.ref, "compile_error").inc()
             report = ServerReport(None, None, 0, 0, 0, self.pins, error=str(exc))
-            await self._write_status(server, report)
+            await self.writes.server(server, report)
             return report
         sidecars = self._trusted(server, self.rt.index.sidecars(self.ref))
         live = {s.pod for s in sidecars}
@@ -199,8 +246,8 @@ class Syncer:
         )
         self._retry = self._next_retry(failed)
         report = self._report(sidecars, failed)
-        await self._write_status(server, report)
-        await self._write_grants(now)
+        await self.writes.server(server, report)
+        await self.writes.grants(now)
         self._measure(report, time.perf_counter() - began)
         return report
 
@@ -308,53 +355,3 @@ class Syncer:
             failed=tuple(f"{o.sidecar.pod}: {o.error}" for o in failed),
             refused=any(o.refused for o in failed),
         )
-
-    async def _write_status(self, server: MCPServer, report: ServerReport) -> None:
-        body = {
-            "metadata": {"generation": server.metadata.generation or None},
-            "status": self._status_written or {},
-        }
-        wanted = server_status(body, report, self.rt.clock())
-        if wanted == self._status_written:
-            return
-        if await self._patch_status(server, "mcpservers", wanted):
-            self._status_written = wanted
-
-    async def _write_grants(self, now: datetime) -> None:
-        """Move grants of this server to Expired when their time has come."""
-        for grant in self.rt.index.grants_for(self.ref):
-            phase = grant.phase(now)
-            if self.rt.grant_phases.get(grant.ref) == phase:
-                continue
-            status = grant_status(
-                {"metadata": {"generation": grant.metadata.generation or None}}, grant, now
-            )
-            if await self._patch_status(grant, "consentgrants", status):
-                self.rt.grant_phases[grant.ref] = phase
-
-    async def _patch_status(self, resource: Resource, plural: str, status: Any) -> bool:
-        """Patch one object's status subresource; a failure is logged and returned as False."""
-        meta = resource.metadata
-        path = object_path(resource.api_version, plural, meta.namespace, meta.name, "status")
-        try:
-            await self.rt.kube.patch(path, {"status": status})
-        except KubeError as exc:
-            log.warning("%s: cannot write status: %s", resource.ref, exc)
-            return False
-        return True
-
-
-async def _wait_any(event: asyncio.Event, stopped: Any, timeout: float) -> None:
-    """Wait until ``event`` is set, the loop is stopped, or ``timeout`` seconds pass."""
-
-    async def until_stopped() -> None:
-        await stopped.wait()
-
-    waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(event.wait())}
-    if hasattr(stopped, "wait"):
-        waiters.add(asyncio.ensure_future(until_stopped()))
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

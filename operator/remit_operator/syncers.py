@@ -62,10 +62,15 @@ class Syncers:
         """The servers whose loop runs now."""
         return {ref for ref, (task, _) in self._tasks.items() if not task.done()}
 
+    def is_running(self, server_ref: str) -> bool:
+        """Whether this server's loop runs now (``running`` without building a set)."""
+        entry = self._tasks.get(server_ref)
+        return entry is not None and not entry[0].done()
+
     def ensure(self, server_ref: str) -> Syncer:
         """The syncer of a server kopf reported, its loop started if this replica leads."""
         syncer = self.get(server_ref)
-        if self.leading and self.indexed and server_ref not in self.running():
+        if self.leading and self.indexed and not self.is_running(server_ref):
             stop = Stop()
             task = asyncio.create_task(self._run(syncer, stop), name=f"remit sync {server_ref}")
             self._tasks[server_ref] = (task, stop)

@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 
 from remit_operator.index import Sidecar
+from remit_operator.lanes import next_wake
 from remit_operator.push import Pusher
-from remit_operator.sync import next_wake
 from remit_operator.trust import plausible_serial
 from tests.operator.support import free_port, operator_settings
 

@@ -100,7 +100,13 @@ async def _brief_grant(files: Fleet, token: str, seconds: float) -> tuple[dateti
     await apply(files.k8s, consent_policy())
     expires = datetime.now(UTC) + timedelta(seconds=seconds)
     await apply(files.k8s, grant("alice-brief", tools=["write_file"], expires_at=expires))
-    digest = await files.in_sync(previous=files.server_digest())
+
+    async def granted() -> bool:  # not a bundle of the policy alone, compiled in between
+        statuses = [await s.status() for s in files.sidecars]
+        return all((s.get("bundle") or {}).get("grants") == 1 for s in statuses)
+
+    await eventually(granted, timeout=15)
+    digest = await files.in_sync()
     assert await files.decide_all(token, *WRITE) == {"allowed"}
     return expires, digest
 
