@@ -60,6 +60,7 @@ class Runtime:
         self.clock = clock
         self.index = Index()
         self.grant_phases: dict[str, str] = {}
+        self.grant_writes: dict[str, dict[str, Any]] = {}  # grant → status its syncer writes
         self.lanes = Lanes()  # urgent syncs before periodic ones (remit_operator.lanes)
         self._given = connection
         self._connection = connection

@@ -42,13 +42,16 @@ class StatusWriter:
             self.written = wanted
 
     async def grants(self, now: datetime) -> None:
-        """Write the phase of every grant of this server that changed (expired, or a write that
-        failed before)."""
+        """Write the status of every grant of this server that the watch handler left to it,
+        and the phase of any that changed (expired, or a write that failed before)."""
         for grant in self.rt.index.grants_for(self.ref):
             phase = grant.phase(now)
-            if self.rt.grant_phases.get(grant.ref) == phase:
+            pending = self.rt.grant_writes.pop(grant.ref, None)
+            if pending is not None and pending.get("phase") != phase:
+                pending = None  # its phase changed since (expired): write the current one
+            if pending is None and self.rt.grant_phases.get(grant.ref) == phase:
                 continue
-            status = grant_status(
+            status = pending or grant_status(
                 {"metadata": {"generation": grant.metadata.generation or None}}, grant, now
             )
             if await self._patch(grant, "consentgrants", status):
