@@ -28,6 +28,7 @@ from pathlib import Path
 
 import aiohttp
 
+from nginx_hop import start_nginx  # nginx as a transport-only hop
 from loadgen import (  # the benchmarks' shared load generator (benchmarks/loadgen.py)
     cpu_seconds,
     headers,
@@ -73,27 +74,36 @@ def verdict(ok: bool) -> str:
 
 
 async def measure(
-    direct: str, gateways: dict[str, tuple[str, int]], token: str, n: int, upstream_pid: int
+    direct: str, hops: dict[str, tuple[str, int]], token: str, n: int, upstream_pid: int
 ) -> None:
+    """Latency (interleaved) and throughput (alternating) of every hop against direct.
+
+    ``hops`` maps a name to (URL, pid): nginx and each gateway. CPU per call is the hop
+    process's user+system time over the calls it served, so it stays meaningful when the
+    machine is loaded.
+    """
     sent = headers(token)
-    names = list(gateways)
-    urls = [direct, *(gateways[name][0] for name in names)]
+    names = list(hops)
+    urls = [direct, *(hops[name][0] for name in names)]
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(connector=connector) as session:
         await latencies(session, urls, sent, 300)  # warm up every path (and the token cache)
+        cpu1 = {name: cpu_seconds(hops[name][1]) for name in names}
         results = await latencies(session, urls, sent, n)
+        cpu1 = {name: cpu_seconds(hops[name][1]) - cpu1[name] for name in names}
         d = results[0]
         print(f"\nconcurrency 1, {n} calls each (interleaved)")
         p50, p99 = pct(d, 50) * 1e3, pct(d, 99) * 1e3
-        print(f"  direct            p50 {p50:6.3f} ms  p99 {p99:6.3f} ms")
+        print(f"  direct              p50 {p50:6.3f} ms  p99 {p99:6.3f} ms")
         for name, g in zip(names, results[1:], strict=True):
             added50 = (pct(g, 50) - pct(d, 50)) * 1e3
             added99 = (pct(g, 99) - pct(d, 99)) * 1e3
             print(
-                f"  gateway {name:<9} p50 {pct(g, 50) * 1e3:6.3f} ms"
+                f"  {name:<19} p50 {pct(g, 50) * 1e3:6.3f} ms"
                 f"  p99 {pct(g, 99) * 1e3:6.3f} ms"
-                f"  added p50 {added50:6.3f} ms [{verdict(added50 <= 1)}]"
-                f"  p99 {added99:6.3f} ms [{verdict(added99 <= 3)}]"
+                f"  added p50 {added50:6.3f} ms [{verdict(added50 <= 0.5)}]"
+                f"  p99 {added99:6.3f} ms [{verdict(added99 <= 1)}]"
+                f"  CPU/call {cpu1[name] / n * 1e6:5.0f} us"
             )
         print(f"\nconcurrency 8, {n} calls per round, best of 3 alternating rounds")
         rates: dict[str, list[float]] = {"direct": [], **{name: [] for name in names}}
@@ -102,21 +112,22 @@ async def measure(
         for _ in range(3):
             rates["direct"].append(await throughput(session, direct, sent, n, 8))
             for name in names:
-                url, pid = gateways[name]
+                url, pid = hops[name]
                 before, up_before = cpu_seconds(pid), cpu_seconds(upstream_pid)
                 rates[name].append(await throughput(session, url, sent, n, 8))
                 cpu[name] += cpu_seconds(pid) - before
                 upstream_cpu += cpu_seconds(upstream_pid) - up_before
         best = max(rates["direct"])
-        print(f"  direct            {best:7.0f} req/s")
+        print(f"  direct              {best:7.0f} req/s")
         for name in names:
             rate = max(rates[name])
             print(
-                f"  gateway {name:<9} {rate:7.0f} req/s  ratio {rate / best:.2f}"
+                f"  {name:<19} {rate:7.0f} req/s  ratio {rate / best:.2f}"
                 f" [{verdict(rate / best >= 0.8)}]"
-                f"  gateway CPU/call {cpu[name] / (3 * n) * 1e3:.3f} ms"
+                f"  CPU/call {cpu[name] / (3 * n) * 1e6:5.0f} us"
+                f" [{verdict(cpu[name] / (3 * n) <= 150e-6)}]"
             )
-        print(f"  upstream CPU/call {upstream_cpu / (3 * n * len(names)) * 1e3:.3f} ms")
+        print(f"  upstream CPU/call {upstream_cpu / (3 * n * len(names)) * 1e6:.0f} us")
 
 
 def sidecar_rss(policy: Path, upstream: str, workdir: Path) -> tuple[float, float]:
@@ -161,10 +172,45 @@ def sidecar_rss(policy: Path, upstream: str, workdir: Path) -> tuple[float, floa
         proc.wait(10)
 
 
+def start_gateway(
+    argv: list[str], env: dict[str, str], source: Path | None
+) -> subprocess.Popen[bytes]:
+    """A ``remit gateway`` process; from the source tree ``source`` when given (A/B runs)."""
+    if source is None:
+        return subprocess.Popen([REMIT, *argv], env=env, stdout=subprocess.DEVNULL)
+    launch = (
+        "import sys; sys.path.insert(0, sys.argv.pop(1)); import remit; "
+        "assert remit.__file__.startswith(sys.path[0]), remit.__file__; "
+        "from remit.cli.main import main; sys.argv[0] = 'remit'; main()"
+    )
+    command = [sys.executable, "-c", launch, str(source / "dataplane"), *argv]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Pin ``pid`` and its threads to ``cpus`` (as ``taskset -a -p`` does)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cpus)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--grants", type=int, default=10_000)
+    parser.add_argument(
+        "--sinks", default="file,fsync,stdout",
+        help="Gateways to run, by audit sink: file (fsync off), fsync (file, fsync on), stdout.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--baseline", type=Path, metavar="TREE",
+        help="Also run each gateway from this source tree (e.g. a `git worktree` of main), "
+        "interleaved with this tree's, for an A/B in one run.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pin", action="store_true",
+        help="Pin nginx and the gateways to the last CPU, this process and the upstream to "
+        "the others (a sidecar on its own core).",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="Keep the temporary directory.")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="remit-bench-"))
@@ -174,45 +220,69 @@ def main() -> None:
         up_port = free_port()
         upstream = f"http://127.0.0.1:{up_port}/mcp"
         procs.append(start_upstream(up_port))
-        sinks = {"file": {"REMIT_AUDIT_FSYNC": "false"}, "stdout": {"REMIT_AUDIT_SINK": "stdout"}}
-        gateways: dict[str, tuple[str, int]] = {}
-        for name, env in sinks.items():
-            port, admin = free_port(), free_port()
-            audience = f"http://127.0.0.1:{port}/mcp"
-            policy = workdir / f"policy-{name}"
-            write_policy(policy, issuer.issuer, audience, args.grants)
-            argv = [REMIT, "gateway", "-f", str(policy), "--server", "files", "--upstream",
-                    upstream, "--listen", f"127.0.0.1:{port}", "--admin-listen",
-                    f"127.0.0.1:{admin}"]  # fmt: skip
-            if name == "file":
-                argv += ["--audit-file", str(workdir / "audit.jsonl")]
-            procs.append(
-                subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
-            )
-            gateways[name] = (audience, procs[-1].pid)
-            wait_for_port("127.0.0.1", port, 120)
+        nginx_port = free_port()
+        procs.append(start_nginx(upstream, nginx_port, workdir))
+        hops: dict[str, tuple[str, int]] = {
+            "nginx": (f"http://127.0.0.1:{nginx_port}/mcp", procs[-1].pid)
+        }
+        sinks = {
+            "file": {"REMIT_AUDIT_FSYNC": "false"},
+            "fsync": {"REMIT_AUDIT_FSYNC": "true"},
+            "stdout": {"REMIT_AUDIT_SINK": "stdout"},
+        }
+        trees: dict[str, Path | None] = {"": None}
+        if args.baseline is not None:
+            trees = {"base ": args.baseline.resolve(), "": None}
+        for sink in args.sinks.split(","):
+            for label, tree in trees.items():
+                name = f"{label}gw {sink}"
+                port, admin = free_port(), free_port()
+                audience = f"http://127.0.0.1:{port}/mcp"
+                slug = f"{sink}-{'base' if tree else 'this'}"
+                policy = workdir / f"policy-{slug}"
+                write_policy(policy, issuer.issuer, audience, args.grants)
+                argv = ["gateway", "-f", str(policy), "--server", "files", "--upstream",
+                        upstream, "--listen", f"127.0.0.1:{port}", "--admin-listen",
+                        f"127.0.0.1:{admin}"]  # fmt: skip
+                if sink in ("file", "fsync"):
+                    argv += ["--audit-file", str(workdir / f"audit-{slug}.jsonl")]
+                procs.append(start_gateway(argv, {**os.environ, **sinks[sink]}, tree))
+                hops[name] = (audience, procs[-1].pid)
+                wait_for_port("127.0.0.1", port, 180)
         wait_for_port("127.0.0.1", up_port, 20)
-        # One audience per gateway would need one token each; use a token valid for both.
+        wait_for_port("127.0.0.1", nginx_port, 20)
+        cpus = os.sched_getaffinity(0)
+        if args.pin and len(cpus) >= 2:
+            last = max(cpus)
+            for _, pid in hops.values():
+                pin(pid, {last})
+            for pid in (os.getpid(), procs[0].pid):
+                pin(pid, cpus - {last})
+        # One audience per gateway would need one token each; use a token valid for all.
         token = issuer.mint(
             "alice@example.com",
             agent="support-bot",
-            audience=[gateways[name][0] for name in gateways],
+            audience=[url for name, (url, _) in hops.items() if name != "nginx"],
             scopes=["mcp:tools"],
             expires_in=3600,
         )
-        print(f"grants loaded: {args.grants}; machine CPUs: {os.cpu_count()}")
-        asyncio.run(measure(upstream, gateways, token, args.requests, procs[0].pid))
-        print("\nRSS with the grants loaded (target <= 80 MB)")
-        idle, loaded = sidecar_rss(workdir / "policy-file", upstream, workdir)
-        print(f"  sidecar (pushed)  {loaded:6.1f} MiB [{verdict(loaded * 1.048576 <= 80)}]"
+        load = os.getloadavg()
+        print(
+            f"grants loaded: {args.grants}; machine CPUs: {os.cpu_count()}; "
+            f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; "
+            f"{'pinned: hops on CPU ' + str(max(cpus)) if args.pin else 'unpinned'}"
+        )
+        asyncio.run(measure(upstream, hops, token, args.requests, procs[0].pid))
+        print("\nRSS with the grants loaded (target <= 80 MiB)")
+        policy = next(workdir.glob("policy-*"))
+        idle, loaded = sidecar_rss(policy, upstream, workdir)
+        print(f"  sidecar (pushed)    {loaded:6.1f} MiB [{verdict(loaded <= 80)}]"
               f"  (idle, no bundle: {idle:.1f} MiB)")  # fmt: skip
-        for name, (_, pid) in gateways.items():
+        for name, (_, pid) in hops.items():
             rss = rss_mib(pid)
-            print(
-                f"  standalone {name:<6} {rss:6.1f} MiB [{verdict(rss * 1.048576 <= 80)}]"
-                "  (also parsed the YAML)"
-            )
-        print(f"  upstream          {rss_mib(procs[0].pid):6.1f} MiB")
+            target = "" if name == "nginx" else f" [{verdict(rss <= 80)}]  (also parsed the YAML)"
+            print(f"  {name:<19} {rss:6.1f} MiB{target}")
+        print(f"  upstream            {rss_mib(procs[0].pid):6.1f} MiB")
         if args.keep:
             print(f"\nkept {workdir}")
     finally:

@@ -6,13 +6,15 @@ import enum
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import orjson
 import typer
 from rich.console import Console
 
-from remit.api.loader import Loaded, load
+if TYPE_CHECKING:  # the loader (PyYAML, pydantic) is imported only by commands that read YAML
+    from remit.api.loader import Loaded
+
 
 # Piped or redirected output is not wrapped at 80 columns: a line a program reads stays a line.
 console = Console(width=None if sys.stdout.isatty() else 100_000)
@@ -49,6 +51,8 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 def load_valid(paths: Sequence[Path], recursive: bool = False) -> Loaded:
     """Load resources; on any validation error list them all and exit 2."""
+    from remit.api.loader import load  # noqa: PLC0415
+
     loaded = load(paths, recursive=recursive)
     for empty in (w for w in loaded.warnings if w.reason == "NoResources"):
         errors.print(f"[yellow]warning:[/] {empty}", highlight=False, soft_wrap=True)

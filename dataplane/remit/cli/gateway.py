@@ -229,3 +229,11 @@ def with_flags(
     return dataclasses.replace(
         settings, upstream=target, listen=addresses, bundle=bundle, audit=audit
     )
+
+
+def main() -> None:
+    """``remit gateway ...`` alone (``remit.cli.entry``): the other commands are not loaded."""
+    app = typer.Typer(name="remit", pretty_exceptions_enable=False, add_completion=False)
+    app.callback()(lambda: None)  # keep ``gateway`` a subcommand, as in the full app
+    app.command("gateway")(gateway)
+    app(prog_name="remit")

@@ -1,7 +1,7 @@
 """Run a gateway: both apps on their ports in one event loop, until a signal stops them.
 
-Standalone mode compiles the policy directory, signs the bundle with a key made for this run
-and installs it through the same verification path a pushed bundle takes, then reloads the
+Standalone mode compiles the policy directory in a child process (``standalone.py``), signs
+the bundle with a key made for this run and installs it through the same verification path a pushed bundle takes, then reloads the
 directory whenever it changes (``reload.py``); sidecar mode starts
 empty (not ready, denying everything) and waits for the operator's push.
 """
@@ -17,9 +17,10 @@ from pathlib import Path
 
 from remit.errors import CompileError, InvalidResourcesError, RemitError, StartupError
 from remit.gateway.app import Gateway
-from remit.gateway.reload import PolicyReloader, compile_dirs
+from remit.gateway.reload import PolicyReloader
 from remit.gateway.runner import App, ListenerSettings, bind_all, fit_descriptors, serve_many
 from remit.gateway.settings import GatewaySettings
+from remit.gateway.standalone import compile_in_child
 from remit.gateway.state import PolicyState
 from remit.gateway.upstream import UpstreamSettings
 from remit.policy.bundle import Bundle
@@ -56,12 +57,12 @@ def build_standalone(settings: GatewaySettings, server: str, namespace: str | No
     if not dirs:
         raise CompileError("standalone mode needs a policy directory (-f DIR)")
     key = generate_key()
-    bundle = compile_dirs(dirs, server, namespace, int(time.time() * 1000))
-    server_ref = f"{bundle.server.namespace}/{bundle.server.name}"
+    # Compiled in a child process (standalone.py): the gateway never holds the parse.
+    token, server_ref = compile_in_child(dirs, server, namespace, int(time.time() * 1000), key)
     state = PolicyState(public_key(key), server=server_ref)
     instance = dataclasses.replace(settings.instance, server=settings.instance.server or server_ref)
     gateway = Gateway(dataclasses.replace(settings, instance=instance), state)
-    state.install_signed(sign(bundle, key))  # also returns the memory of parsing the YAML
+    bundle, _ = state.install_signed(token)
     gateway.metrics.bundle_serial.set(bundle.serial)
     gateway.reloader = PolicyReloader(dirs, server, namespace, key, state, gateway.metrics)
     return gateway
