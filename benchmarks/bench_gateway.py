@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,6 @@ from pathlib import Path
 
 import aiohttp
 
-from nginx_hop import start_nginx  # nginx as a transport-only hop
 from loadgen import (  # the benchmarks' shared load generator (benchmarks/loadgen.py)
     cpu_seconds,
     headers,
@@ -38,6 +38,7 @@ from loadgen import (  # the benchmarks' shared load generator (benchmarks/loadg
     start_upstream,
     throughput,
 )
+from nginx_hop import start_nginx  # nginx as a transport-only hop
 from remit.demo.issuer import Issuer
 from remit.gateway.runner import free_port, wait_for_port
 
@@ -181,7 +182,7 @@ def start_gateway(
     launch = (
         "import sys; sys.path.insert(0, sys.argv.pop(1)); import remit; "
         "assert remit.__file__.startswith(sys.path[0]), remit.__file__; "
-        "from remit.cli.main import main; sys.argv[0] = 'remit'; main()"
+        "from remit.cli.entry import main; sys.argv[0] = 'remit'; main()"
     )
     command = [sys.executable, "-c", launch, str(source / "dataplane"), *argv]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
@@ -193,13 +194,14 @@ def pin(pid: int, cpus: set[int]) -> None:
         os.sched_setaffinity(int(task.name), cpus)
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--grants", type=int, default=10_000)
     parser.add_argument(
         "--sinks", default="file,fsync,stdout",
-        help="Gateways to run, by audit sink: file (fsync off), fsync (file, fsync on), stdout.",
+        help="Gateways to run, by audit sink: file (fsync off), fsync (file, fsync on), behind "
+        "(file, synced behind the call: REMIT_AUDIT_FSYNC_WAIT=false), stdout.",
     )  # fmt: skip
     parser.add_argument(
         "--baseline", type=Path, metavar="TREE",
@@ -211,8 +213,78 @@ def main() -> None:
         help="Pin nginx and the gateways to the last CPU, this process and the upstream to "
         "the others (a sidecar on its own core).",
     )  # fmt: skip
+    parser.add_argument(
+        "--profile", action="store_true",
+        help="Record each gateway with py-spy (--nonblocking; raw stacks next to the workdir).",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="Keep the temporary directory.")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+SINKS = {
+    "file": {"REMIT_AUDIT_FSYNC": "false"},
+    "fsync": {"REMIT_AUDIT_FSYNC": "true"},
+    "behind": {"REMIT_AUDIT_FSYNC": "true", "REMIT_AUDIT_FSYNC_WAIT": "false"},
+    "stdout": {"REMIT_AUDIT_SINK": "stdout"},
+}
+
+
+def start_gateways(
+    args: argparse.Namespace, workdir: Path, issuer: str, upstream: str,
+    procs: list[subprocess.Popen[bytes]],
+) -> dict[str, tuple[str, int]]:  # fmt: skip
+    """Every gateway ``args`` asks for (per sink, per source tree), started together."""
+    trees: dict[str, Path | None] = {"": None}
+    if args.baseline is not None:
+        trees = {"base ": args.baseline.resolve(), "": None}
+    hops: dict[str, tuple[str, int]] = {}
+    ports: list[int] = []
+    for sink in args.sinks.split(","):
+        for label, tree in trees.items():
+            port, admin = free_port(), free_port()
+            audience = f"http://127.0.0.1:{port}/mcp"
+            slug = f"{sink}-{'base' if tree else 'this'}"
+            policy = workdir / f"policy-{slug}"
+            write_policy(policy, issuer, audience, args.grants)
+            argv = ["gateway", "-f", str(policy), "--server", "files", "--upstream",
+                    upstream, "--listen", f"127.0.0.1:{port}", "--admin-listen",
+                    f"127.0.0.1:{admin}"]  # fmt: skip
+            if sink != "stdout":
+                argv += ["--audit-file", str(workdir / f"audit-{slug}.jsonl")]
+            procs.append(start_gateway(argv, {**os.environ, **SINKS[sink]}, tree))
+            hops[f"{label}gw {sink}"] = (audience, procs[-1].pid)
+            ports.append(port)
+    for port in ports:  # started together: each compiles its grants at start-up
+        wait_for_port("127.0.0.1", port, 600)
+    return hops
+
+
+def profilers(hops: dict[str, tuple[str, int]], where: Path) -> list[subprocess.Popen[bytes]]:
+    """py-spy on every gateway (``--nonblocking``: the gateway is never paused)."""
+    spy = str(Path(sys.executable).parent / "py-spy")
+    return [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--nonblocking",
+                "-f",
+                "raw",
+                "--pid",
+                str(pid),
+                "-o",
+                str(where / f"profile-{name.replace(' ', '-')}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, (_, pid) in hops.items()
+        if "gw" in name
+    ]
+
+
+def main() -> None:
+    args = arguments()
     workdir = Path(tempfile.mkdtemp(prefix="remit-bench-"))
     issuer = Issuer().start()
     procs: list[subprocess.Popen[bytes]] = []
@@ -222,33 +294,8 @@ def main() -> None:
         procs.append(start_upstream(up_port))
         nginx_port = free_port()
         procs.append(start_nginx(upstream, nginx_port, workdir))
-        hops: dict[str, tuple[str, int]] = {
-            "nginx": (f"http://127.0.0.1:{nginx_port}/mcp", procs[-1].pid)
-        }
-        sinks = {
-            "file": {"REMIT_AUDIT_FSYNC": "false"},
-            "fsync": {"REMIT_AUDIT_FSYNC": "true"},
-            "stdout": {"REMIT_AUDIT_SINK": "stdout"},
-        }
-        trees: dict[str, Path | None] = {"": None}
-        if args.baseline is not None:
-            trees = {"base ": args.baseline.resolve(), "": None}
-        for sink in args.sinks.split(","):
-            for label, tree in trees.items():
-                name = f"{label}gw {sink}"
-                port, admin = free_port(), free_port()
-                audience = f"http://127.0.0.1:{port}/mcp"
-                slug = f"{sink}-{'base' if tree else 'this'}"
-                policy = workdir / f"policy-{slug}"
-                write_policy(policy, issuer.issuer, audience, args.grants)
-                argv = ["gateway", "-f", str(policy), "--server", "files", "--upstream",
-                        upstream, "--listen", f"127.0.0.1:{port}", "--admin-listen",
-                        f"127.0.0.1:{admin}"]  # fmt: skip
-                if sink in ("file", "fsync"):
-                    argv += ["--audit-file", str(workdir / f"audit-{slug}.jsonl")]
-                procs.append(start_gateway(argv, {**os.environ, **sinks[sink]}, tree))
-                hops[name] = (audience, procs[-1].pid)
-                wait_for_port("127.0.0.1", port, 180)
+        hops = {"nginx": (f"http://127.0.0.1:{nginx_port}/mcp", procs[-1].pid)}
+        hops.update(start_gateways(args, workdir, issuer.issuer, upstream, procs))
         wait_for_port("127.0.0.1", up_port, 20)
         wait_for_port("127.0.0.1", nginx_port, 20)
         cpus = os.sched_getaffinity(0)
@@ -272,7 +319,11 @@ def main() -> None:
             f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; "
             f"{'pinned: hops on CPU ' + str(max(cpus)) if args.pin else 'unpinned'}"
         )
+        spies = profilers(hops, workdir.parent) if args.profile else []
         asyncio.run(measure(upstream, hops, token, args.requests, procs[0].pid))
+        for spy in spies:  # py-spy writes its profile on SIGINT
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
         print("\nRSS with the grants loaded (target <= 80 MiB)")
         policy = next(workdir.glob("policy-*"))
         idle, loaded = sidecar_rss(policy, upstream, workdir)
@@ -280,7 +331,7 @@ def main() -> None:
               f"  (idle, no bundle: {idle:.1f} MiB)")  # fmt: skip
         for name, (_, pid) in hops.items():
             rss = rss_mib(pid)
-            target = "" if name == "nginx" else f" [{verdict(rss <= 80)}]  (also parsed the YAML)"
+            target = "" if name == "nginx" else f" [{verdict(rss <= 80)}]  (standalone, -f DIR)"
             print(f"  {name:<19} {rss:6.1f} MiB{target}")
         print(f"  upstream            {rss_mib(procs[0].pid):6.1f} MiB")
         if args.keep:

@@ -20,6 +20,7 @@ import errno
 import logging
 import math
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,9 @@ class AuditSettings:
     """How a gateway writes its decision records.
 
     ``sink`` is ``stdout`` or ``file`` (then ``path`` is required). ``fsync`` makes each
-    record durable before the call proceeds (file sink only). ``arguments`` chooses what is kept
+    record durable before the call proceeds (file sink only); with ``fsync_wait`` off a record
+    is written before the call proceeds and synced right behind it by a sync thread (group
+    commit, not awaited: see :class:`FileSink`). ``arguments`` chooses what is kept
     of call arguments (``digest`` or ``redacted``). ``failure_policy`` tells the gateway what to
     do when a record cannot be written: ``Fail`` denies the call (the default), ``Ignore``
     forwards it anyway. ``resume_broken`` lets a gateway append to a file whose tail does not
@@ -53,6 +56,7 @@ class AuditSettings:
     sink: Literal["stdout", "file"] = "stdout"
     path: Path | None = None
     fsync: bool = True
+    fsync_wait: bool = True
     arguments: ArgumentMode = "digest"
     failure_policy: FailurePolicy = "Fail"
     resume_broken: bool = False
@@ -168,6 +172,14 @@ class StdoutSink(LineWriter):
 class FileSink(LineWriter):
     """An append-only file (``O_APPEND``) with group-committed ``fsync``.
 
+    With ``fsync_wait`` (the default) a caller resumes once its line is written and synced.
+    Without it, a caller resumes once its line is written (in the page cache: a gateway that
+    crashes loses nothing, a machine that loses power may lose the last few milliseconds) and a
+    sync thread ``fsync``s behind the writer, one sync for every line written while the last
+    one ran. A sync that fails marks the sink failing and refuses every later line (the
+    gateway denies with ``audit_unavailable``): after a failed ``fsync`` nothing says what
+    reached the disk.
+
     ``fsync_function`` and ``write`` are injectable so tests can count syncs and make the
     operating system's write fail part-way (as a full disk does).
     """
@@ -177,6 +189,7 @@ class FileSink(LineWriter):
         path: Path,
         *,
         fsync: bool = True,
+        fsync_wait: bool = True,
         timeout: float = 5.0,
         max_queue_bytes: int = DEFAULT_QUEUE_BYTES,
         fsync_function: Callable[[int], None] = os.fsync,
@@ -185,7 +198,8 @@ class FileSink(LineWriter):
         super().__init__(timeout=timeout, max_queue_bytes=max_queue_bytes)
         self.path = path
         self.name = f"audit file {path}"
-        self._fsync = fsync
+        self._fsync = fsync and fsync_wait
+        self._behind: _SyncBehind | None = None
         self._fsync_function = fsync_function
         self._os_write = write
         self._start_size: int | None = None
@@ -194,6 +208,8 @@ class FileSink(LineWriter):
             self._fd = os.open(path, flags, 0o640)
         except OSError as exc:
             raise AuditError(f"cannot open audit file {path}: {exc.strerror}") from exc
+        if fsync and not fsync_wait:
+            self._behind = _SyncBehind(self._fd, self.name, fsync_function)
 
     async def write(self, line: bytes) -> None:
         """Append ``line`` outside any chain (never refused for earlier losses, nor counted as
@@ -206,6 +222,20 @@ class FileSink(LineWriter):
         _write_all(self._os_write, self._fd, data)
         if self._fsync:
             self._fsync_function(self._fd)
+        elif self._behind is not None:
+            self._behind.wake()
+
+    def _refusal(self, size: int, follows: str | None, *, segment: bool) -> str:
+        if self._behind is not None and self._behind.error:
+            return f"{self.name}: fsync failed ({self._behind.error}); records may not be on disk"
+        return super()._refusal(size, follows, segment=segment)
+
+    def health(self) -> SinkHealth:
+        health = super().health()
+        if self._behind is not None and self._behind.error and health.state == "ok":
+            reason = f"fsync failed: {self._behind.error}"
+            return SinkHealth("failing", reason, health.queued, health.lost, health.failures)
+        return health
 
     def _undo(self) -> None:
         """Truncate back to the end of the last complete line (a full disk frees blocks)."""
@@ -218,7 +248,51 @@ class FileSink(LineWriter):
             log.error("audit file %s: cannot remove a partly written line: %s", self.path, exc)
 
     def _release(self) -> None:
+        if self._behind is not None:
+            self._behind.stop()
         os.close(self._fd)
+
+
+class _SyncBehind:
+    """The sync thread of a :class:`FileSink` without ``fsync_wait``: ``fsync`` whenever lines
+    were written since the last sync began (group commit; never on the event loop)."""
+
+    def __init__(self, fd: int, name: str, fsync_function: Callable[[int], None]) -> None:
+        self._fd = fd
+        self._name = name
+        self._fsync_function = fsync_function
+        self._dirty = threading.Event()
+        self._stopping = False
+        self.error = ""
+        self.syncs = 0
+        self._thread = threading.Thread(target=self._run, name=f"{name} sync", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Lines were written: sync them (called by the writer thread)."""
+        self._dirty.set()
+
+    def _run(self) -> None:
+        while True:
+            self._dirty.wait()
+            self._dirty.clear()
+            if self.error:
+                return
+            try:
+                self._fsync_function(self._fd)
+            except OSError as exc:
+                self.error = exc.strerror or str(exc)
+                log.error("%s: fsync failed: %s", self._name, self.error)
+                return
+            self.syncs += 1
+            if self._stopping and not self._dirty.is_set():
+                return
+
+    def stop(self) -> None:
+        """Sync what was written and stop (the writer thread has stopped)."""
+        self._stopping = True
+        self._dirty.set()
+        self._thread.join()
 
 
 def sink_from_settings(
@@ -230,6 +304,7 @@ def sink_from_settings(
         return FileSink(
             settings.path,
             fsync=settings.fsync,
+            fsync_wait=settings.fsync_wait,
             timeout=settings.timeout,
             max_queue_bytes=settings.max_queue_bytes,
             fsync_function=fsync_function,

@@ -1,9 +1,9 @@
 """Run a gateway: both apps on their ports in one event loop, until a signal stops them.
 
 Standalone mode compiles the policy directory in a child process (``standalone.py``), signs
-the bundle with a key made for this run and installs it through the same verification path a pushed bundle takes, then reloads the
-directory whenever it changes (``reload.py``); sidecar mode starts
-empty (not ready, denying everything) and waits for the operator's push.
+the bundle with a key made for this run and installs it through the same verification path a
+pushed bundle takes, then reloads the directory whenever it changes (``reload.py``); sidecar
+mode starts empty (not ready, denying everything) and waits for the operator's push.
 """
 
 from __future__ import annotations

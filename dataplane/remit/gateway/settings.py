@@ -162,6 +162,12 @@ class AuditVariables:
     fsync: bool = setting(
         True, env="AUDIT_FSYNC", doc="Make each record durable before the call proceeds."
     )
+    fsync_wait: bool = setting(
+        True,
+        env="AUDIT_FSYNC_WAIT",
+        doc="With `false`, each record is written before the call proceeds and synced right "
+        "behind it (group commit, not awaited): no fsync on the call's path.",
+    )
     resume_broken: bool = setting(
         False,
         env="AUDIT_RESUME_BROKEN",
@@ -188,6 +194,7 @@ def _audit(variables: AuditVariables) -> AuditSettings:
             sink=variables.sink,
             path=variables.file,
             fsync=variables.fsync,
+            fsync_wait=variables.fsync_wait,
             resume_broken=variables.resume_broken,
             timeout=variables.timeout,
             max_queue_bytes=variables.queue_bytes,

@@ -290,3 +290,42 @@ async def test_stdout_redirected_to_a_file_is_written_in_order(tmp_path: Path) -
     await sink.close()
     os.close(fd)
     assert (tmp_path / "out").read_bytes() == b"0\n1\n2\n"
+
+
+async def test_sync_behind_resumes_callers_once_written_and_syncs_behind_them(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "log"
+    started, release = threading.Event(), threading.Event()
+    synced: list[int] = []
+
+    def slow_fsync(fd: int) -> None:
+        started.set()
+        release.wait(timeout=10)
+        os.fsync(fd)
+        synced.append(path.stat().st_size)
+
+    sink = FileSink(path, fsync_wait=False, fsync_function=slow_fsync)
+    await sink.write(b"a\n")  # resumes while its fsync is still held
+    assert path.read_bytes() == b"a\n"
+    await asyncio.to_thread(started.wait, 10)
+    await asyncio.gather(*(sink.write(b"b\n") for _ in range(5)))  # written during the sync
+    assert path.read_bytes() == b"a\n" + b"b\n" * 5
+    assert synced == []
+    release.set()
+    await sink.close()  # syncs what the held sync did not cover before releasing the file
+    assert synced[-1] == 12
+    assert len(synced) <= 3  # group commit: not one sync per line
+
+
+async def test_a_failed_sync_behind_refuses_every_later_line(tmp_path: Path) -> None:
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    sink = FileSink(tmp_path / "log", fsync_wait=False, fsync_function=failing_fsync)
+    await sink.write(b"a\n")
+    await asyncio.to_thread(wait_until, lambda: sink.health().state == "failing")
+    assert "fsync failed: Input/output error" in sink.health().reason
+    with pytest.raises(AuditError, match="fsync failed"):
+        sink.submit(b"b\n", key="b", follows="")
+    await sink.close()
