@@ -209,6 +209,9 @@ def arguments() -> argparse.Namespace:
         "interleaved with this tree's, for an A/B in one run.",
     )  # fmt: skip
     parser.add_argument(
+        "--baseline-sinks", default="file,fsync,stdout", help="The sinks --baseline runs."
+    )
+    parser.add_argument(
         "--pin", action="store_true",
         help="Pin nginx and the gateways to the last CPU, this process and the upstream to "
         "the others (a sidecar on its own core).",
@@ -241,6 +244,8 @@ def start_gateways(
     ports: list[int] = []
     for sink in args.sinks.split(","):
         for label, tree in trees.items():
+            if tree is not None and sink not in args.baseline_sinks.split(","):
+                continue
             port, admin = free_port(), free_port()
             audience = f"http://127.0.0.1:{port}/mcp"
             slug = f"{sink}-{'base' if tree else 'this'}"

@@ -33,6 +33,7 @@ http {{
       proxy_pass http://mcp;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      proxy_set_header Host {upstream};
       proxy_buffering off;
     }}
   }}
