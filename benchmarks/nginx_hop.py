@@ -2,7 +2,8 @@
 
 Debian's nginx (``apt-get install -y nginx``) started on loopback with a generated config on a
 free port, proxying to the upstream over kept-alive HTTP/1.1 connections: no TLS, no logging,
-one worker (a sidecar gets about one core). It parses and forwards HTTP and nothing else, so
+one process (``master_process off``: the process the benchmark starts is the one serving, so
+its CPU time is the hop's; a sidecar gets about one core). It parses and forwards HTTP and nothing else, so
 its cost per call is what the transport alone costs.
 """
 
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 
 CONFIG = """\
 daemon off;
+master_process off;
 worker_processes 1;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
