@@ -3,8 +3,8 @@
 Debian's nginx (``apt-get install -y nginx``) started on loopback with a generated config on a
 free port, proxying to the upstream over kept-alive HTTP/1.1 connections: no TLS, no logging,
 one process (``master_process off``: the process the benchmark starts is the one serving, so
-its CPU time is the hop's; a sidecar gets about one core). It parses and forwards HTTP and nothing else, so
-its cost per call is what the transport alone costs.
+its CPU time is the hop's; a sidecar gets about one core). It parses and forwards HTTP and
+nothing else, so its cost per call is what the transport alone costs.
 """
 
 from __future__ import annotations
