@@ -31,7 +31,7 @@ def taken() -> Iterator[int]:
 
 @pytest.fixture
 def upstream() -> Iterator[str]:
-    """An upstream that accepts connections, so a standalone start gets past its reachability check."""
+    """An upstream that accepts connections: a standalone start gets past its reachability check."""
     with socket.socket() as sock:
         sock.bind((stack.HOST, 0))
         sock.listen()
