@@ -26,6 +26,7 @@ from remit.gateway.replies import no_bundle
 from remit.gateway.resource_metadata import WELL_KNOWN, build_metadata, metadata_paths
 from remit.gateway.settings import GatewaySettings
 from remit.gateway.state import PolicyState
+from remit.gateway.tracing import Tracing, start_tracing
 from remit.gateway.upstream import Upstream, UpstreamSettings
 from remit.policy.signing import load_key
 
@@ -47,6 +48,7 @@ class Gateway:
         self.proxy: McpProxy | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()  # connection refusals being recorded
+        self.tracing: Tracing | None = None  # None: no span, no OpenTelemetry import
         self.admin_app = AdminApp(self.state, self.metrics, self)
         self.reloader: PolicyReloader | None = None  # standalone: the policy directory's
 
@@ -99,11 +101,19 @@ class Gateway:
             stream_lifetime=settings.callers.stream_lifetime,
             notice_stream_timeout=settings.callers.notice_stream_timeout,
         )
+        instance = settings.instance
+        self.tracing = start_tracing(settings.tracing, server=instance.server, pod=instance.pod)
+        guard_class: type[RemitGuard] = RemitGuard
         upstream = Upstream(proxy_settings.upstream)
+        if self.tracing is not None:
+            from remit.gateway.traced import TracedGuard, TracedUpstream  # noqa: PLC0415
+
+            guard_class = TracedGuard
+            upstream = TracedUpstream(proxy_settings.upstream, self.tracing)
         refusals = RefusalAggregator(
             settings.refusals.interval, max_windows=settings.refusals.windows
         )
-        self.guard = RemitGuard(
+        self.guard = guard_class(
             self.state,
             self.chain,
             self.metrics,
@@ -113,6 +123,8 @@ class Gateway:
             consent=ConsentLinks.from_settings(settings),
             callers=settings.callers,
         )
+        if self.tracing is not None and isinstance(self.guard, TracedGuard):
+            self.guard.trace_with(self.tracing)
         self.proxy = McpProxy(proxy_settings, self.guard, upstream, limits=self.limits)
         await upstream.start()
         guard = self.guard
@@ -130,6 +142,8 @@ class Gateway:
             await self.guard.close()
         if self.chain is not None:
             await self.chain.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()  # flushes the spans still batched
 
     async def mcp_app(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI app for MCP clients: metadata, then the proxy."""
@@ -144,7 +158,10 @@ class Gateway:
         if self.proxy is None:  # served without lifespan: start on first use
             await self.start()
         assert self.proxy is not None
-        await self.proxy(scope, receive, send)
+        if self.tracing is None:
+            await self.proxy(scope, receive, send)
+        else:
+            await self.tracing.serve(self.proxy, scope, receive, send)
 
     async def _metadata(self, scope: Scope, send: Send) -> None:
         policy = self.state.current

@@ -9,9 +9,10 @@ guard can deny when the bundle says audit failures fail closed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from remit.audit import AuditChain, build_outcome, record_decision
+from remit.audit import AuditChain, Entry, build_outcome, record_decision
 from remit.audit.records import DecisionRecord, OutcomeRecord
 from remit.errors import AuditError
 from remit.gateway.hooks import Outcome
@@ -39,6 +40,8 @@ class Recorder:
         self.chain = chain
         self.metrics = metrics
         self.pod = pod
+        #: Told of every record and its sealed line (None: not written); set when tracing.
+        self.observe: Callable[[DecisionRecord | OutcomeRecord, Entry | None], None] | None = None
 
     def build(
         self,
@@ -147,10 +150,12 @@ class Recorder:
 
     async def append(self, record: DecisionRecord | OutcomeRecord, what: str) -> bool:
         """Append ``record`` to the chain; a failure is counted, logged and returned as False."""
+        entry: Entry | None = None
         try:
-            await self.chain.append(record)
+            entry = await self.chain.append(record)
         except AuditError as exc:
             self.metrics.audit_failures.inc()
             log.error("%s record not written: %s", what, exc)
-            return False
-        return True
+        if self.observe is not None:
+            self.observe(record, entry)
+        return entry is not None

@@ -24,6 +24,7 @@ from remit.gateway.protocol import DEFAULT_MAX_BATCH
 from remit.gateway.quotas import CallerLimits
 from remit.gateway.refusals import DEFAULT_INTERVAL, DEFAULT_MAX_WINDOWS
 from remit.gateway.state import DEFAULT_MAX_BUNDLE_AGE
+from remit.gateway.tracing import TracingSettings
 from remit.gateway.values import Address
 from remit.settings import group, load, setting
 
@@ -414,6 +415,7 @@ class GatewaySettings:
     callers: CallerLimits = group(
         CallerLimits, title="Caller quotas", source=CallerVariables, build=_callers
     )
+    tracing: TracingSettings = group(TracingSettings, title="Tracing")
 
 
 def from_environment(env: Mapping[str, str] | None = None) -> GatewaySettings:
