@@ -100,6 +100,12 @@ class GatewayInjection:
         env="GATEWAY_IMAGE",
         doc="Image of the injected gateway container.",
     )
+    otlp_endpoint: str = setting(
+        "",
+        env="GATEWAY_OTLP_ENDPOINT",
+        doc="OTLP/HTTP base URL injected sidecars send traces to when their MCPServer sets no "
+        "`spec.telemetry.otlpEndpoint`; empty: no tracing.",
+    )
     cpu_request: str = setting(
         "50m",
         env="GATEWAY_CPU_REQUEST",

@@ -97,6 +97,19 @@ def native_sidecars(setting: str, version: Mapping[str, Any] | None) -> bool:
     return (major, minor) >= (1, 29)
 
 
+def telemetry_env(server: MCPServer, settings: Settings) -> list[dict[str, Any]]:
+    """The sidecar's tracing variables: none without an endpoint (no tracing, no cost)."""
+    telemetry = server.spec.telemetry
+    endpoint = telemetry.otlp_endpoint or settings.gateway.otlp_endpoint
+    if not endpoint:
+        return []
+    return [
+        {"name": "REMIT_OTLP_ENDPOINT", "value": endpoint},
+        {"name": "REMIT_TRACE_SAMPLE_RATIO", "value": str(telemetry.sample_ratio)},
+        {"name": "REMIT_OTLP_LOGS", "value": "true" if telemetry.export_records else "false"},
+    ]
+
+
 def gateway_container(
     server: MCPServer, settings: Settings, *, native: bool = False
 ) -> dict[str, Any]:
@@ -115,6 +128,7 @@ def gateway_container(
         {"name": "REMIT_BUNDLE_PUBLIC_KEY", "value": f"{KEY_MOUNT}/public.jwk"},
         {"name": "REMIT_POD_NAME", **field("metadata.name")},
         {"name": "REMIT_AUDIT_SINK", "value": "stdout"},
+        *telemetry_env(server, settings),
     ]
     container: dict[str, Any] = {
         "name": GATEWAY_CONTAINER,

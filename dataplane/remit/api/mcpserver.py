@@ -174,6 +174,29 @@ class Audit(Model):
     )
 
 
+class Telemetry(Model):
+    """Where this server's gateways send OpenTelemetry traces (docs/observability.md)."""
+
+    otlp_endpoint: Annotated[str, StringConstraints(pattern=r"^https?://[^/\s]+")] | None = Field(
+        None,
+        alias="otlpEndpoint",
+        description="OTLP/HTTP base URL (e.g. http://otel-collector.observability:4318); "
+        "unset: the operator's default (chart value gateway.tracing.otlpEndpoint), or none.",
+    )
+    sample_ratio: float = Field(
+        1.0,
+        alias="sampleRatio",
+        ge=0.0,
+        le=1.0,
+        description="Share of new traces sampled; a caller's sampled flag is followed.",
+    )
+    export_records: bool = Field(
+        False,
+        alias="exportRecords",
+        description="Also export every decision record as an OTLP log record.",
+    )
+
+
 class MCPServerSpec(Model):
     """The desired state of an MCPServer."""
 
@@ -187,6 +210,7 @@ class MCPServerSpec(Model):
         description="Changed tool definitions: hidden and denied, only recorded, or ignored.",
     )
     audit: Audit = Field(default_factory=lambda: Audit.model_validate({}))
+    telemetry: Telemetry = Field(default_factory=lambda: Telemetry.model_validate({}))
     max_body_bytes: int = Field(
         4 * 1024 * 1024, alias="maxBodyBytes", ge=1024, description="Largest accepted request."
     )

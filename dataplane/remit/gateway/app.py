@@ -9,6 +9,7 @@ its loop), serves RFC 9728 metadata, and hands everything else to the proxy with
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from remit.audit import AuditChain, SinkHealth, open_chain
@@ -18,7 +19,7 @@ from remit.gateway.authn import auth_settings_for
 from remit.gateway.bounds import ResponseLimits, limits_for
 from remit.gateway.consent import ConsentLinks
 from remit.gateway.guard import RemitGuard
-from remit.gateway.metrics import Metrics
+from remit.gateway.metrics import BundleTimes, Metrics
 from remit.gateway.proxy import McpProxy, ProxySettings
 from remit.gateway.refusals import RefusalAggregator
 from remit.gateway.reload import PolicyReloader
@@ -80,6 +81,17 @@ class Gateway:
         )
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+    def _bundle_times(self) -> BundleTimes | None:
+        policy = self.state.current
+        if policy is None:
+            return None
+        expiry = policy.bundle.next_expiry
+        return BundleTimes(
+            policy.bundle.issued_at.timestamp(),
+            expiry.timestamp() if expiry is not None else None,
+            time.time(),
+        )
+
 
     def limits(self) -> ResponseLimits:
         """The response limits of the bundle in force (``spec.gateway.limits``)."""
@@ -93,6 +105,7 @@ class Gateway:
             settings.audit, server=settings.instance.server, pod=settings.instance.pod
         )
         self.metrics.watch_audit(self.chain.sink.health)
+        self.metrics.watch_bundle(self._bundle_times)
         proxy_settings = ProxySettings(
             upstream=UpstreamSettings(url=settings.upstream.url),
             path=settings.upstream.mcp_path,

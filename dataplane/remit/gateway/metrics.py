@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -28,6 +29,14 @@ class Metrics:
             "remit_decisions",
             "Decisions by effect and reason code.",
             ["effect", "reason"],
+            registry=self.registry,
+        )
+        self.call_decisions = Counter(
+            "remit_call_decisions",
+            "Decisions by server, agent, tool (tool name, resource URI or prompt name), effect "
+            "and reason code. Agents and tools the bundle in force does not name are counted as "
+            "`other` (bounded cardinality); `none` when there is no agent or target.",
+            ["server", "agent", "tool", "effect", "reason"],
             registry=self.registry,
         )
         self.decision_seconds = Histogram(
@@ -111,6 +120,10 @@ class Metrics:
             registry=self.registry,
         )
 
+    def watch_bundle(self, bundle: Callable[[], BundleTimes | None]) -> None:
+        """Report the age of the bundle in force and its next grant expiry, at scrape time."""
+        self.registry.register(_BundleCollector(bundle))
+
     def watch_audit(self, health: Callable[[], SinkHealth]) -> None:
         """Report the audit sink's health, queue and lost records, read at scrape time."""
         self.registry.register(_AuditCollector(health))
@@ -118,6 +131,41 @@ class Metrics:
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class BundleTimes(NamedTuple):
+    """When the bundle in force was issued and when its next grant expires (Unix times)."""
+
+    issued: float
+    next_expiry: float | None
+    now: float
+
+
+class _BundleCollector(Collector):
+    """The bundle's age and next grant expiry, computed at each scrape."""
+
+    def __init__(self, bundle: Callable[[], BundleTimes | None]) -> None:
+        self._bundle = bundle
+
+    def collect(self) -> Iterator[Metric]:
+        times = self._bundle()
+        age = GaugeMetricFamily(
+            "remit_bundle_age_seconds",
+            "Seconds since the bundle in force was issued (absent without a bundle); the "
+            "operator re-signs a bundle well before REMIT_MAX_BUNDLE_AGE_SECONDS, so an age "
+            "near that limit means pushes stopped.",
+        )
+        expiry = GaugeMetricFamily(
+            "remit_grant_next_expiry_timestamp_seconds",
+            "When the first ConsentGrant in the bundle in force expires (Unix time; absent "
+            "when no grant expires).",
+        )
+        if times is not None:
+            age.add_metric([], max(0.0, times.now - times.issued))
+            if times.next_expiry is not None:
+                expiry.add_metric([], times.next_expiry)
+        yield age
+        yield expiry
 
 
 class _AuditCollector(Collector):

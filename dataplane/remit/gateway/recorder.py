@@ -16,6 +16,7 @@ from remit.audit import AuditChain, Entry, build_outcome, record_decision
 from remit.audit.records import DecisionRecord, OutcomeRecord
 from remit.errors import AuditError
 from remit.gateway.hooks import Outcome
+from remit.gateway.labels import OTHER, LabelCache
 from remit.gateway.metrics import JSONRPC_ERROR, Metrics
 from remit.gateway.state import Policy
 from remit.policy.decision import Decision, Reason, upstream_reason
@@ -40,6 +41,7 @@ class Recorder:
         self.chain = chain
         self.metrics = metrics
         self.pod = pod
+        self.labels = LabelCache()
         #: Told of every record and its sealed line (None: not written); set when tracing.
         self.observe: Callable[[DecisionRecord | OutcomeRecord, Entry | None], None] | None = None
 
@@ -79,6 +81,7 @@ class Recorder:
             tool_hash, session,
         )  # fmt: skip
         self.metrics.decisions.labels(decision.effect, decision.reason).inc()
+        self.count(policy, record)
         return record, await self.append(record, "decision")
 
     async def refusal(
@@ -109,8 +112,18 @@ class Recorder:
             count=count,
             source=source,
         )
+        if not counted:
+            self.count(policy, record)
         await self.append(record, "deny")
         return record
+
+    def count(self, policy: Policy | None, record: DecisionRecord) -> None:
+        """Count ``record`` by server, agent, tool, effect and reason (bounded: labels.py)."""
+        known = self.labels.names(policy.bundle if policy is not None else None)
+        agent = known.agent(record.agent) if known is not None else OTHER
+        tool = known.target(record.tool) if known is not None else OTHER
+        labels = (record.server, agent, tool, record.decision, record.reason)
+        self.metrics.call_decisions.labels(*labels).inc()
 
     async def not_forwarded(self, ticket: Ticket, why: str) -> None:
         """Complete an allow whose request was then not forwarded after all (e.g. a later
