@@ -8,6 +8,7 @@ under a key that looks secret replaced by ``[REDACTED]``.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -37,13 +38,16 @@ SECRET_KEY_PARTS = (
 class ArgumentEvidence(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
     """The ``arguments`` field of a decision record.
 
-    ``digest`` is the sha256 hex of the canonical JSON of the arguments exactly as received.
-    ``values`` is ``None`` (and left out of the line) in ``digest`` mode, else the arguments
-    with secrets redacted.
+    ``digest`` is the sha256 hex of the canonical JSON of the arguments exactly as received,
+    or, when the gateway has a digest key, their HMAC-SHA256 under it; then ``key`` names the
+    key (:func:`key_id`) so an investigator holding it can recompute the digest of a value,
+    and nobody without it can test guesses. ``values`` is ``None`` (and left out of the line)
+    in ``digest`` mode, else the arguments with secrets redacted.
     """
 
     digest: str
     values: dict[str, Any] | None = None
+    key: str | None = None
 
 
 def is_secret_key(key: str) -> bool:
@@ -79,8 +83,15 @@ def redact(value: Any) -> Any:
     return root[0]
 
 
+def key_id(key: bytes) -> str:
+    """A short public name of a digest key: the first 16 hex digits of sha256("remit-key:"+key)."""
+    return hashlib.sha256(b"remit-key:" + key).hexdigest()[:16]
+
+
 def evidence_for(
-    arguments: Mapping[str, Any] | None, mode: ArgumentMode = "digest"
+    arguments: Mapping[str, Any] | None,
+    mode: ArgumentMode = "digest",
+    key: bytes | None = None,
 ) -> ArgumentEvidence | None:
     """Build the record's ``arguments`` field; ``None`` when the request had no arguments.
 
@@ -91,9 +102,10 @@ def evidence_for(
     if not isinstance(arguments, dict):
         arguments = dict(arguments)
     try:
-        digest = digest_json(arguments)
+        digest = digest_json(arguments, key)
     except (TypeError, msgspec.EncodeError, RecursionError) as exc:
         raise AuditError(f"call arguments cannot be recorded: {exc}") from exc
+    named = key_id(key) if key is not None else None
     if mode == "redacted":
-        return ArgumentEvidence(digest=digest, values=redact(arguments))
-    return ArgumentEvidence(digest=digest)
+        return ArgumentEvidence(digest=digest, values=redact(arguments), key=named)
+    return ArgumentEvidence(digest=digest, key=named)

@@ -51,6 +51,7 @@ def build_decision(
     clock: Callable[[], datetime] = utc_now,
     count: int = 1,
     source: str | None = None,
+    argument_key: bytes | None = None,
 ) -> DecisionRecord:
     """Describe one decision about ``request``.
 
@@ -60,7 +61,7 @@ def build_decision(
     """
     identity = request.identity
     arguments = (
-        evidence_for(request.arguments, argument_mode)
+        evidence_for(request.arguments, argument_mode, argument_key)
         if request.method in METHODS_WITH_ARGUMENTS
         else None
     )
@@ -128,6 +129,7 @@ def record_decision(
     session_id: str | None = None,
     count: int = 1,
     source: str | None = None,
+    argument_key: bytes | None = None,
 ) -> DecisionRecord:
     """The record of a decision made under ``bundle`` (None: no bundle in force).
 
@@ -154,6 +156,7 @@ def record_decision(
         else "digest",
         count=count,
         source=source,
+        argument_key=argument_key,
     )
 
 

@@ -9,6 +9,7 @@ serialiser is part of the log format.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from typing import Any
 
 import msgspec
@@ -21,6 +22,9 @@ def canonical_json(value: Any) -> bytes:
     return ENCODER.encode(value)
 
 
-def digest_json(value: Any) -> str:
-    """Return the sha256 hex digest of ``value``'s canonical JSON."""
+def digest_json(value: Any, key: bytes | None = None) -> str:
+    """Return the sha256 hex digest of ``value``'s canonical JSON, or with ``key`` its
+    HMAC-SHA256 (so a low-entropy value cannot be found by hashing guesses)."""
+    if key is not None:
+        return hmac.new(key, ENCODER.encode(value), hashlib.sha256).hexdigest()
     return hashlib.sha256(ENCODER.encode(value)).hexdigest()

@@ -17,6 +17,10 @@ Segments. Every process start writes a ``chain`` record first:
   a damaged chain would bury the damage. The damaged lines stay in place, so ``remit audit
   verify`` still reports them.
 
+A ``genesis`` marker written by a restarted sidecar names, in ``after``, the head of its pod's
+previous chain as the operator last anchored it (``AuditSettings.anchor``), so a verifier given
+both logs and the anchors sees the two segments as one pod's history.
+
 If records are lost (a write failed and was undone, the sink stalled, or its queue was full:
 see ``writer.py``), the next append first writes a ``recover`` record (``prev`` = 64 zeros,
 preceded by a newline in case a line was torn) naming the gap: ``after`` is the hash of the
@@ -90,6 +94,8 @@ class AuditChain:
         self._lock = threading.Lock()
         self._unsent: list[str] = []  # allow decisions not forwarded, for the next marker
         self._unsent_dropped = 0  # beyond MAX_NOT_FORWARDED: counted in the marker's message
+        #: Keys the argument digests of records built for this chain (None: plain sha256).
+        self.digest_key: bytes | None = None
 
     @property
     def head(self) -> str:
@@ -167,11 +173,12 @@ class AuditChain:
                 self._unsent[:0] = unsent
                 self._unsent_dropped += dropped
 
-    async def mark(self, start: ChainStart, message: str = "") -> Entry:
-        """Write a ``chain`` record; ``resume`` links to the head, other starts to genesis."""
+    async def mark(self, start: ChainStart, message: str = "", after: str | None = None) -> Entry:
+        """Write a ``chain`` record; ``resume`` links to the head, other starts to genesis.
+        ``after`` on a ``genesis`` names the previous anchored head of this pod."""
         with self._lock:
             prev = self._head if start == "resume" else GENESIS
-            entry = seal(self._marker(start, message), prev)
+            entry = seal(self._marker(start, message, after=after), prev)
             newline = start not in ("genesis", "resume")
             future = self._submit(entry, self.sink.gap[1], marker=True, newline=newline)
         await future
@@ -290,8 +297,13 @@ async def open_chain(
         head, start, message = resume_point(settings.path, settings.resume_broken)
     sink = sink_from_settings(settings, fsync_function=fsync_function)
     chain = AuditChain(sink, server=server, pod=pod, head=head, clock=clock)
+    chain.digest_key = settings.digest_key
+    after = None
+    if start == "genesis" and settings.anchor:
+        after = settings.anchor
+        message = message or "this pod restarted; its previous chain was anchored at after"
     try:
-        await chain.mark(start, message)
+        await chain.mark(start, message, after)
     except AuditError:
         await sink.close()
         raise

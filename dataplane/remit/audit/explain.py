@@ -8,7 +8,7 @@ each found line's own hash (``intact``); whether the whole file is unbroken is
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from remit.audit.lines import parse_line, recompute_hash
+from remit.audit.reading import SourceLine, record_lines
 from remit.audit.records import (
     AuditRecord,
     ChainRecord,
@@ -72,48 +73,76 @@ class Explanation:
         }
 
 
-def _scan(path: Path, needle: str) -> Iterator[Found]:
-    """Yield every record in ``path`` whose line mentions ``needle`` (others are not parsed)."""
+Lines = Callable[[], Iterable[SourceLine]]
+MIN_PREFIX = 4
+
+
+def _scan(lines: Lines, needle: str) -> Iterator[Found]:
+    """Yield every record whose line mentions ``needle`` (others are not parsed)."""
     key = needle.encode()
-    try:
-        with path.open("rb") as stream:
-            for number, line in enumerate(stream, start=1):
-                if key not in line:
-                    continue
-                try:
-                    record = parse_line(line)
-                except ValueError:  # not a record: other output, or damaged
-                    continue
-                yield Found(record, number, recompute_hash(record) == record.hash)
-    except OSError as exc:
-        raise AuditError(f"cannot read audit file {path}: {exc.strerror}") from exc
+    for item in lines():
+        if key not in item.line:
+            continue
+        try:
+            record = parse_line(item.line)
+        except ValueError:  # not a record: other output, or damaged
+            continue
+        yield Found(record, item.number, recompute_hash(record) == record.hash)
 
 
-def _find(path: Path, record_id: str) -> tuple[Found | None, Found | None, Found | None]:
-    decision: Found | None = None
-    outcome: Found | None = None
-    voided: Found | None = None
-    for found in _scan(path, record_id):
+def _unique(found: list[Found], prefix: str, what: str) -> Found | None:
+    ids = sorted({f.record.id for f in found})
+    if len(ids) > 1:
+        shown = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
+        raise AuditError(f"{len(ids)} {what} ids start with {prefix!r}: {shown}; give more of it")
+    return found[0] if found else None
+
+
+def _find(lines: Lines, prefix: str) -> tuple[Found | None, Found | None, Found | None]:
+    if len(prefix) < MIN_PREFIX:
+        raise AuditError(f"give at least {MIN_PREFIX} characters of the id")
+    decisions: list[Found] = []
+    outcomes: list[Found] = []
+    markers: list[Found] = []
+    for found in _scan(lines, prefix):
         record = found.record
-        if isinstance(record, ChainRecord) and record_id in record.not_forwarded:
-            voided = voided or found
-        elif isinstance(record, DecisionRecord) and record.id == record_id and decision is None:
-            decision = found
-        elif (
-            isinstance(record, OutcomeRecord)
-            and outcome is None
-            and record_id in (record.decision_id, record.id)
+        if isinstance(record, ChainRecord):
+            markers.append(found)
+        elif isinstance(record, DecisionRecord) and record.id.startswith(prefix):
+            decisions.append(found)
+        elif isinstance(record, OutcomeRecord) and (
+            record.decision_id.startswith(prefix) or record.id.startswith(prefix)
         ):
-            outcome = found
-    if decision is None and outcome is not None:
+            outcomes.append(found)
+    decision = _unique(decisions, prefix, "decision")
+    if decision is None:
+        outcome = _unique(outcomes, prefix, "outcome")
+        if outcome is None:
+            return None, None, None
         wanted = outcome.record
         assert isinstance(wanted, OutcomeRecord)
-        for found in _scan(path, wanted.decision_id):
-            record = found.record
-            if isinstance(record, DecisionRecord) and record.id == wanted.decision_id:
+        for found in _scan(lines, wanted.decision_id):
+            if isinstance(found.record, DecisionRecord) and found.record.id == wanted.decision_id:
                 decision = found
                 break
+        if decision is None:
+            return None, outcome, None
+    else:
+        outcome = next(
+            (o for o in outcomes if o.record.decision_id == decision.record.id),  # type: ignore[union-attr]
+            None,
+        )
+    identifier = decision.record.id
+    voided = next(
+        (
+            m
+            for m in markers
+            if isinstance(m.record, ChainRecord) and identifier in m.record.not_forwarded
+        ),
+        None,
+    )
     return decision, outcome, voided
+
 
 
 def explain(path: Path, record_id: str) -> Explanation:
@@ -121,9 +150,18 @@ def explain(path: Path, record_id: str) -> Explanation:
 
     Raises :class:`AuditError` when the file cannot be read or no such decision is in it.
     """
-    decision, outcome, voided = _find(path, record_id)
+    return explain_lines(lambda: record_lines([str(path)]), record_id, str(path))
+
+
+def explain_lines(lines: Lines, record_id: str, where: str = "the records") -> Explanation:
+    """Explain the decision whose id (or whose outcome's id) is or starts with ``record_id``
+    among ``lines`` (called again when the decision must be looked up after its outcome).
+
+    Raises :class:`AuditError` when no such decision is there, or the prefix is ambiguous.
+    """
+    decision, outcome, voided = _find(lines, record_id)
     if decision is None:
-        raise AuditError(f"no decision record with id {record_id!r} in {path}")
+        raise AuditError(f"no decision record with id {record_id!r} in {where}")
     record = decision.record
     assert isinstance(record, DecisionRecord)
     result = None if outcome is None else outcome.record
@@ -169,7 +207,8 @@ def render(
     if decision.tool_hash:
         details.append(f"tool definition {_short(decision.tool_hash)}")
     if decision.arguments is not None:
-        details.append(f"arguments sha256 {_short(decision.arguments.digest)}")
+        keyed = "hmac" if decision.arguments.key else "sha256"
+        details.append(f"arguments {keyed} {_short(decision.arguments.digest)}")
     if decision.session:
         details.append(f"session {_short(decision.session)}")
     detail = f" ({'; '.join(details)})" if details else ""

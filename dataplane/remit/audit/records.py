@@ -175,6 +175,8 @@ class ChainRecord(_Record, frozen=True, kw_only=True, tag="chain"):
     because the sink did not confirm their records in time (the gateway failed closed): such a
     record may still have reached the log after the stall, so the marker is its outcome. A
     marker is written for these even when no record was lost (``lost`` 0).
+    On a ``genesis`` marker, ``after`` is the head of the same pod's previous chain as last
+    anchored by the operator (a restarted sidecar).
     """
 
     start: ChainStart

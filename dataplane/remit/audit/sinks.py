@@ -22,7 +22,7 @@ import math
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -51,6 +51,8 @@ class AuditSettings:
     ``timeout`` bounds how long a caller waits for its line to be durable: a line not written
     by then fails its caller and marks the sink stalled. ``max_queue_bytes`` bounds the lines
     waiting for the writer; beyond it new lines are refused (the call is denied).
+    ``digest_key`` keys argument digests (HMAC-SHA256; see ``arguments.py``); ``anchor`` is
+    the head this pod's previous chain was last anchored at, named by the new chain's marker.
     """
 
     sink: Literal["stdout", "file"] = "stdout"
@@ -62,6 +64,8 @@ class AuditSettings:
     resume_broken: bool = False
     timeout: float = 5.0
     max_queue_bytes: int = DEFAULT_QUEUE_BYTES
+    digest_key: bytes | None = field(default=None, repr=False)
+    anchor: str | None = None
 
     def __post_init__(self) -> None:
         if self.sink not in ("stdout", "file"):

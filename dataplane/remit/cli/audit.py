@@ -10,7 +10,6 @@ gateway could not write, declared by a ``recover`` marker) are listed; they do n
 
 from __future__ import annotations
 
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,8 +18,13 @@ import msgspec
 import typer
 from rich.markup import escape
 
+from remit.audit.anchors import parse_anchors
+from remit.audit.collection import CollectionResult, verify_collection
 from remit.audit.explain import explain as explain_record
-from remit.audit.verify import VerifyResult, verify_file, verify_lines
+from remit.audit.explain import explain_lines
+from remit.audit.reading import SourceLine, record_lines
+from remit.audit.verify import VerifyResult, verify_lines
+from remit.cli.audit_search import register
 from remit.cli.common import console, errors
 from remit.errors import AuditError
 
@@ -54,7 +58,13 @@ def _fail_to_read(error: AuditError) -> typer.Exit:
 
 @audit_app.command()
 def verify(
-    file: Annotated[str, typer.Argument(help="A decision log, or - for standard input.")],
+    files: Annotated[
+        list[str],
+        typer.Argument(
+            help="Decision logs (- for standard input): one sidecar's, or many sidecars' in "
+            "any order, e.g. kubectl logs --prefix output."
+        ),
+    ],
     output: OutputOption = Output.text,
     partial: Annotated[
         bool,
@@ -78,21 +88,46 @@ def verify(
             help="The chain head the gateway reported; detects records cut from the end.",
         ),
     ] = None,
+    anchors: Annotated[
+        Path | None,
+        typer.Option(
+            "--anchors",
+            help="The operator's anchors (kubectl get configmap remit-anchors-SERVER -o yaml): "
+            "every anchored head must be among its pod's records.",
+        ),
+    ] = None,
+    by_chain: Annotated[
+        bool,
+        typer.Option(
+            "--by-chain",
+            help="Group records into chains by their links, whatever their order (implied by "
+            "several files, --anchors, or records of more than one pod).",
+        ),
+    ] = False,
 ) -> None:
     """Check that every record is unedited and that none was deleted, inserted or reordered."""
-    options: dict[str, Any] = {
-        "partial": partial,
-        "skip_non_records": skip_non_records,
-        "expect_head": head,
-    }
-    result: VerifyResult
-    if file == "-":
-        result = verify_lines(sys.stdin.buffer, **options)
-    else:
-        try:
-            result = verify_file(Path(file), **options)
-        except AuditError as exc:
-            raise _fail_to_read(exc) from exc
+    try:
+        lines = _gathered(files)
+        anchored = parse_anchors(anchors.read_bytes()) if anchors is not None else []
+    except (AuditError, OSError) as exc:
+        error = exc if isinstance(exc, AuditError) else AuditError(f"cannot read {anchors}: {exc}")
+        raise _fail_to_read(error) from exc
+    result: VerifyResult | None = None
+    if not (by_chain or anchors is not None or len(files) > 1):
+        result = verify_lines(
+            (item.line for item in lines),
+            partial=partial,
+            skip_non_records=skip_non_records,
+            expect_head=head,
+        )
+    if result is None or (not result.ok and _pods(lines) > 1):  # many sidecars' records
+        collected = verify_collection(
+            lines, anchors=anchored, partial=partial, skip_non_records=skip_non_records
+        )
+        _report_collection(collected, output)
+        if not collected.ok:
+            raise typer.Exit(1)
+        return
     if output is Output.json:
         _print_json(result.to_dict())
     elif result.ok:
@@ -114,19 +149,79 @@ def verify(
         raise typer.Exit(1)
 
 
+def _gathered(files: list[str]) -> list[SourceLine]:
+    """Every line of ``files`` (prefixes of ``kubectl logs`` removed), read once."""
+    return list(record_lines(files, blank=True))
+
+
+def _pods(lines: list[SourceLine]) -> int:
+    """How many pods wrote ``lines`` (a quick look at each record's ``pod``)."""
+    pods: set[str] = set()
+    for item in lines:
+        if not item.line:
+            continue
+        try:
+            pods.add(str(_POD.decode(item.line).pod))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        if len(pods) > 1:
+            break
+    return len(pods)
+
+
+class _Pod(msgspec.Struct):
+    pod: str
+
+
+_POD = msgspec.json.Decoder(_Pod)
+
+
+def _report_collection(result: CollectionResult, output: Output) -> None:
+    if output is Output.json:
+        _print_json(result.to_dict())
+        return
+    for chain in result.chains:
+        start = "continues the chain anchored at " + chain.continues[:16] if chain.continues else ""
+        console.print(
+            f"chain {chain.start[:16]} [{escape(chain.server)} {escape(chain.pod)}] "
+            f"{chain.kind}: {chain.records} records {chain.started} .. {chain.ended}, "
+            f"head {chain.head} {start}".rstrip()
+        )
+        for gap in chain.gaps:
+            console.print(f"  [yellow]gap[/yellow] {escape(gap)}")
+    for line in result.anchors:
+        console.print(f"anchor {escape(line)}")
+    if result.skipped:
+        console.print(f"{result.skipped} other lines skipped")
+    if result.ok:
+        console.print(f"[green]OK[/green] {len(result.chains)} chain(s) intact")
+        return
+    for problem in result.problems:
+        console.print(f"[red]BROKEN[/red] {escape(problem)}")
+
+
 @audit_app.command()
 def explain(
-    file: Annotated[Path, typer.Argument(help="A decision log.")],
+    file: Annotated[str, typer.Argument(help="A decision log, or - for standard input.")],
     record_id: Annotated[
-        str, typer.Argument(metavar="ID", help="A decision id, or the id of its outcome.")
+        str,
+        typer.Argument(
+            metavar="ID", help="A decision id or its outcome's id, or a unique start of one."
+        ),
     ],
     output: OutputOption = Output.text,
 ) -> None:
     """Say who acted, on whose behalf, under which consent, by which rule, and what happened."""
     try:
-        explanation = explain_record(file, record_id)
+        if file == "-":
+            lines = list(record_lines([file]))
+            explanation = explain_lines(lambda: lines, record_id, "standard input")
+        else:
+            if not Path(file).is_file():
+                raise _fail_to_read(AuditError(f"cannot read audit file {file}: not a file"))
+            explanation = explain_record(Path(file), record_id)
     except AuditError as exc:
-        if not file.is_file():
+        if "cannot read" in str(exc):
             raise _fail_to_read(exc) from exc
         errors.print(f"[red]not found:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
@@ -140,3 +235,6 @@ def explain(
             "[red]warning:[/red] this record's hash does not match its content (edited); "
             "run `remit audit verify`."
         )
+
+
+register(audit_app)  # query and tail (audit_search.py)

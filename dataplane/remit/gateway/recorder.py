@@ -68,6 +68,7 @@ class Recorder:
             decision=decision,
             tool_hash=tool_hash,
             session_id=session,
+            argument_key=self.chain.digest_key,
         )
 
     async def decision(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from remit.audit.anchors import digest_key, read_anchor
 from remit.audit.sinks import AuditSettings
 from remit.audit.writer import DEFAULT_QUEUE_BYTES
 from remit.errors import RemitError, SettingsError
@@ -187,11 +188,31 @@ class AuditVariables:
         doc="Bytes of records waiting to be written beyond which calls are denied.",
         parse=values.size,
     )
+    digest_key_file: Path | None = setting(
+        None,
+        env="AUDIT_DIGEST_KEY_FILE",
+        doc="File holding the key (at least 32 bytes) that argument digests are HMAC-SHA256 "
+        "under; the operator mounts a per-server Secret here. Unset: `REMIT_AUDIT_DIGEST_KEY`.",
+    )
+    digest_key: str = setting(
+        "",
+        env="AUDIT_DIGEST_KEY",
+        doc="The digest key itself (at least 32 characters), for a standalone gateway. Neither "
+        "set: digests are plain sha256, which a guessable argument can be found from.",
+    )
+    anchor_file: Path | None = setting(
+        None,
+        env="AUDIT_ANCHOR_FILE",
+        doc='File holding this pod\'s last anchored chain head (`{"head": ...}`, written by '
+        "the operator): a restarted sidecar's new chain names it. Missing file: none.",
+    )
 
 
 def _audit(variables: AuditVariables) -> AuditSettings:
     try:
         return AuditSettings(
+            digest_key=digest_key(variables.digest_key_file, variables.digest_key),
+            anchor=read_anchor(variables.anchor_file),
             sink=variables.sink,
             path=variables.file,
             fsync=variables.fsync,
