@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format crds bench clean control-plane keycloak browser
+.PHONY: demo test lint format crds bench clean control-plane keycloak browser rulecheck
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,7 @@ test: lint
 	$(BIN)/python scripts/control_plane.py || echo "control-plane: not built; tests/kube will skip"
 	$(BIN)/python scripts/keycloak.py --realm tests/idp/realm-remit.json || echo "keycloak: not installed; tests/idp will skip"
 	$(BIN)/python scripts/browser.py || echo "chromium: not installed; tests/consent will skip"
+	$(BIN)/python scripts/rulecheck.py || echo "rulecheck: not built; the alert rule checks will skip"
 	$(BIN)/python -m pytest
 
 # Debian's Chromium for the consent page's browser tests (tests/consent); fails if it cannot.
@@ -48,6 +49,10 @@ control-plane: $(STAMP)
 # with the tier's realm imported once into a database template.
 keycloak: $(STAMP)
 	$(BIN)/python scripts/keycloak.py --realm tests/idp/realm-remit.json
+
+# Build (or find in the cache) the Prometheus rule checker tests/helm uses; fails if it cannot.
+rulecheck: $(STAMP)
+	$(BIN)/python scripts/rulecheck.py
 
 crds: $(STAMP)
 	$(BIN)/remit crds generate --output crds

@@ -10,8 +10,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 )
@@ -23,10 +25,12 @@ func main() {
 	}
 	failed := false
 	count := 0
+	promql := parser.NewParser(parser.Options{})
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	switch os.Args[1] {
 	case "rules":
 		for _, file := range os.Args[2:] {
-			groups, errs := rulefmt.ParseFile(file, false, parser.NewParser(parser.Options{}))
+			groups, errs := rulefmt.ParseFile(file, false, model.UTF8Validation, promql, logger)
 			for _, err := range errs {
 				fmt.Printf("%s: %v\n", file, err)
 				failed = true
@@ -44,7 +48,7 @@ func main() {
 			os.Exit(1)
 		}
 		for _, expr := range exprs {
-			if _, err := parser.ParseExpr(expr); err != nil {
+			if _, err := promql.ParseExpr(expr); err != nil {
 				fmt.Printf("%q: %v\n", expr, err)
 				failed = true
 			}

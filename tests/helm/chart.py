@@ -20,7 +20,9 @@ RELEASE = "remit"
 NAMESPACE = "remit-system"
 
 # Kinds that only exist with a CRD installed: not in Kubernetes' own schemas.
-CUSTOM_KINDS = frozenset({"ServiceMonitor", "Certificate", "Issuer", "ClusterKopfPeering"})
+CUSTOM_KINDS = frozenset(
+    {"ServiceMonitor", "Certificate", "Issuer", "ClusterKopfPeering", "PrometheusRule"}
+)
 
 
 @functools.cache

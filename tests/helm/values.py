@@ -42,6 +42,13 @@ NO_CRDS: dict[str, Any] = {"crds": {"enabled": False}}
 MONITORED: dict[str, Any] = {
     "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}
 }
+OBSERVED: dict[str, Any] = {
+    "gateway": {"tracing": {"otlpEndpoint": "http://otel-collector.observability:4318"}},
+    "monitoring": {
+        "dashboard": {"enabled": True, "annotations": {"grafana_folder": "Remit"}},
+        "alerts": {"enabled": True, "labels": {"release": "prom"}},
+    },
+}
 PINNED: dict[str, Any] = {
     "image": {"repository": "registry.example/remit", "digest": "sha256:" + "a" * 64},
     "gateway": {"image": {"tag": "0.1.1"}},
@@ -78,6 +85,7 @@ NON_DEFAULT: dict[str, dict[str, Any]] = {
     "operator-key": OPERATOR_KEY,
     "no-crds": NO_CRDS,
     "monitored": MONITORED,
+    "observed": OBSERVED,
     "pinned": PINNED,
     "consent": CONSENT,
 }
