@@ -99,6 +99,20 @@ def verify_collection(
 ) -> CollectionResult:
     """Verify every chain in ``lines`` (see the module docstring)."""
     problems: list[str] = []
+    by_hash, children, skipped = _index(lines, problems, skip_non_records)
+    chains = _walk(by_hash, children, problems, partial)
+    checked: list[str] = []
+    _check_anchors(anchors, by_hash, chains, problems, checked)
+    return CollectionResult(chains, problems, skipped, checked)
+
+
+Index = dict[str, tuple[AuditRecord, str]]
+
+
+def _index(
+    lines: Iterable[SourceLine], problems: list[str], skip_non_records: bool
+) -> tuple[Index, dict[str, list[str]], int]:
+    """Records by hash and hashes by ``prev``, each record's own hash checked."""
     skipped = 0
     by_hash: dict[str, tuple[AuditRecord, str]] = {}
     children: dict[str, list[str]] = {}
@@ -123,6 +137,13 @@ def verify_collection(
             continue  # the same line gathered twice
         by_hash[record.hash] = (record, item.where)
         children.setdefault(record.prev, []).append(record.hash)
+    return by_hash, children, skipped
+
+
+def _walk(
+    by_hash: Index, children: dict[str, list[str]], problems: list[str], partial: bool
+) -> list[ChainReport]:
+    """Follow each chain from its start; forks and undeclared gaps become problems."""
     for prev, hashes in children.items():
         if prev != GENESIS and len(hashes) > 1:
             places = ", ".join(sorted(by_hash[h][1] for h in hashes))
@@ -162,14 +183,12 @@ def verify_collection(
             chain.head, chain.ended = digest, record.time
             following = children.get(digest, [])
             digest = following[0] if following else recovers.get(digest)
-    checked: list[str] = []
-    _check_anchors(anchors, by_hash, chains, problems, checked)
-    return CollectionResult(chains, problems, skipped, checked)
+    return chains
 
 
 def _check_anchors(
     anchors: Sequence[Anchor],
-    by_hash: dict[str, tuple[AuditRecord, str]],
+    by_hash: Index,
     chains: Sequence[ChainReport],
     problems: list[str],
     checked: list[str],

@@ -48,13 +48,15 @@ async def _sidecar(path: Path, pod: str, calls: int, **settings: object) -> Audi
 
 async def _three(tmp_path: Path) -> tuple[list[Path], list[AuditChain]]:
     paths = [tmp_path / f"{pod}.jsonl" for pod in PODS]
-    chains = [await _sidecar(p, pod, 3 + n) for n, (p, pod) in enumerate(zip(paths, PODS))]
+    chains = [
+        await _sidecar(p, pod, 3 + n) for n, (p, pod) in enumerate(zip(paths, PODS, strict=True))
+    ]
     return paths, chains
 
 
 def _anchors(path: Path, chains: list[AuditChain]) -> Path:
     data = {pod: Anchor(pod, c.head, "2026-03-01T12:00:00Z").to_json().decode()
-            for pod, c in zip(PODS, chains)}  # fmt: skip
+            for pod, c in zip(PODS, chains, strict=True)}  # fmt: skip
     document = {"apiVersion": "v1", "kind": "ConfigMap", "data": data,
                 "metadata": {"name": "remit-anchors-files"}}  # fmt: skip
     path.write_text(yaml.safe_dump(document))
@@ -76,7 +78,7 @@ async def test_three_sidecars_records_shuffled_together_verify_chain_by_chain(
     assert report["ok"]
     by_pod = {c["pod"]: c for c in report["chains"]}
     assert set(by_pod) == set(PODS)
-    for pod, chain in zip(PODS, chains):
+    for pod, chain in zip(PODS, chains, strict=True):
         assert by_pod[pod]["head"] == chain.head
     assert [by_pod[p]["records"] for p in PODS] == [1 + 3 * 3, 1 + 4 * 3, 1 + 5 * 3]
 
@@ -115,7 +117,8 @@ async def test_a_truncated_log_verifies_alone_but_not_against_the_anchors(tmp_pa
     text = " ".join(anchored.output.split())
     assert f"files-b: the head anchored at 2026-03-01T12:00:00Z ({chains[1].head})" in text
     assert "cut before it or rewritten" in text
-    assert "files-a: anchored head" in text and "present" in text
+    assert "files-a: anchored head" in text
+    assert "present" in text
 
 
 async def test_a_wholly_rewritten_log_fails_against_the_anchors(tmp_path: Path) -> None:
@@ -141,7 +144,8 @@ async def test_a_restarted_sidecar_names_its_previous_anchored_head(tmp_path: Pa
     first = await _sidecar(tmp_path / "old.jsonl", "files-a", 2)
     await _sidecar(tmp_path / "new.jsonl", "files-a", 1, anchor=first.head)
     marker = json.loads((tmp_path / "new.jsonl").read_text().splitlines()[0])
-    assert marker["start"] == "genesis" and marker["after"] == first.head
+    assert marker["start"] == "genesis"
+    assert marker["after"] == first.head
     result = runner.invoke(
         audit_app, ["verify", str(tmp_path / "new.jsonl"), str(tmp_path / "old.jsonl")]
     )
@@ -165,7 +169,8 @@ async def test_a_keyed_digest_differs_from_the_sha256_of_the_value(tmp_path: Pat
     await chain.close()
 
     sha256 = hashlib.sha256(canonical_json(value)).hexdigest()
-    assert plain.arguments is not None and plain.arguments.digest == sha256
+    assert plain.arguments is not None
+    assert plain.arguments.digest == sha256
     written = json.loads((tmp_path / "keyed.jsonl").read_text().splitlines()[1])["arguments"]
     assert written["digest"] != sha256
     assert written["digest"] == hmac.new(key, canonical_json(value), "sha256").hexdigest()
