@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 import orjson
 
+from remit_operator.anchors import valid_head
 from remit_operator.index import Sidecar
 from remit_operator.settings import Settings
 
@@ -55,6 +56,7 @@ class PushResult:
     rollback_serial: int | None = None  # set when the sidecar refused a rollback (409)
     pins: dict[str, str] | None = None
     refused: str | None = None  # the sidecar's reason for refusing the bundle (4xx)
+    head: str | None = None  # the sidecar's audit chain head (status), for the anchors
 
     @property
     def ok(self) -> bool:
@@ -159,6 +161,7 @@ class Pusher:
             digest=_digest(bundle.get("digest")),
             serial=_serial(bundle.get("serial")),
             pins=_pins(data.get("pins")),
+            head=_head(data.get("audit")),
         )
 
     async def push(self, sidecar: Sidecar, admin_port: int, tokens: Sequence[bytes]) -> PushResult:
@@ -259,6 +262,10 @@ def _pins(value: Any) -> dict[str, str] | None:
         if isinstance(tool, str) and 0 < len(tool) <= MAX_TOOL_NAME and _digest(digest):
             pins[tool] = digest
     return pins
+
+
+def _head(audit: Any) -> str | None:
+    return valid_head(audit.get("head")) if isinstance(audit, dict) else None
 
 
 def _describe(exc: BaseException) -> str:

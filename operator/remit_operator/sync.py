@@ -40,6 +40,8 @@ from remit.errors import CompileError, RemitError
 from remit.policy.bundle import Bundle
 from remit.policy.compiler import compile_bundle
 from remit.policy.signing import sign
+from remit.times import utc_text
+from remit_operator.anchors import AnchorKeeper
 from remit_operator.errors import KubeError
 from remit_operator.index import Sidecar
 from remit_operator.kube import object_path
@@ -98,6 +100,7 @@ class Syncer:
         self._retry: float | None = None  # seconds until failed sidecars are tried again
         self._untrusted: set[str] = set()  # pods already reported as not injected by us
         self._inputs: Inputs | None = None  # what ``signed`` was compiled from
+        self.anchors = AnchorKeeper(runtime)
 
     def touch(self) -> None:
         """Ask for a sync as soon as possible."""
@@ -202,6 +205,7 @@ class Syncer:
         """Publish the public key in the namespace and apply the NetworkPolicy (when changed)."""
         namespace = server.metadata.namespace
         await self.rt.publisher.publish(self.rt.keyring, namespace)
+        await self.anchors.ensure_key(self.ref)
         policy = network_policy(server, self.rt.settings)
         if policy != self._netpol:
             collection = object_path("networking.k8s.io/v1", "networkpolicies", namespace)
@@ -295,6 +299,11 @@ class Syncer:
         server = self.rt.index.servers[self.ref]
         outcomes = await self.rt.pusher.status_all(sidecars, server.spec.gateway.admin_port)
         learned = False
+        heads = [(o.sidecar.pod, o.head) for o in outcomes if o.error is None and o.head]
+        try:
+            await self.anchors.anchor(self.ref, heads, utc_text(self.rt.clock(), "seconds"))
+        except KubeError as exc:
+            log.warning("%s: cannot write the chain anchors: %s", self.ref, exc)
         for outcome in outcomes:
             if outcome.error is None:
                 self.held[outcome.sidecar.pod] = (outcome.sidecar.incarnation, outcome.digest)

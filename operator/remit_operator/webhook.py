@@ -21,6 +21,7 @@ import jsonpatch
 from joserfc.jwk import OKPKey
 
 from remit.api.mcpserver import LabelSelector, MCPServer
+from remit_operator.anchors import ANCHORS_CONFIGMAP, KEY_SECRET
 from remit_operator.errors import InjectionError
 from remit_operator.index import (
     GATEWAY_CONTAINER,
@@ -36,6 +37,10 @@ from remit_operator.settings import Settings
 POD_LABEL = "remit.dev/inject"
 NAMESPACE_LABEL = "remit.dev/injection"
 KEY_MOUNT = "/etc/remit/bundle-key"
+AUDIT_KEY_VOLUME = "remit-audit-key"
+AUDIT_KEY_MOUNT = "/etc/remit/audit-key"
+ANCHORS_VOLUME = "remit-anchors"
+ANCHORS_MOUNT = "/etc/remit/anchors"
 WEBHOOK_PATH = "/inject"
 CONFIGURATION_NAME = "remit-sidecar-injector"
 GATEWAY_UID = 65532
@@ -97,6 +102,19 @@ def native_sidecars(setting: str, version: Mapping[str, Any] | None) -> bool:
     return (major, minor) >= (1, 29)
 
 
+def evidence_volumes(server: MCPServer) -> list[dict[str, Any]]:
+    """The server's argument digest key (required: the pod waits for the operator to make
+    it, rather than record guessable digests) and the namespace's anchors (optional)."""
+    key = {"key": server.metadata.name, "path": "key"}
+    return [
+        {
+            "name": AUDIT_KEY_VOLUME,
+            "secret": {"secretName": KEY_SECRET, "items": [key], "optional": False},
+        },
+        {"name": ANCHORS_VOLUME, "configMap": {"name": ANCHORS_CONFIGMAP, "optional": True}},
+    ]
+
+
 def telemetry_env(server: MCPServer, settings: Settings) -> list[dict[str, Any]]:
     """The sidecar's tracing variables: none without an endpoint (no tracing, no cost)."""
     telemetry = server.spec.telemetry
@@ -128,6 +146,11 @@ def gateway_container(
         {"name": "REMIT_BUNDLE_PUBLIC_KEY", "value": f"{KEY_MOUNT}/public.jwk"},
         {"name": "REMIT_POD_NAME", **field("metadata.name")},
         {"name": "REMIT_AUDIT_SINK", "value": "stdout"},
+        {"name": "REMIT_AUDIT_DIGEST_KEY_FILE", "value": f"{AUDIT_KEY_MOUNT}/key"},
+        {
+            "name": "REMIT_AUDIT_ANCHOR_FILE",  # $(...): the pod name, set above
+            "value": f"{ANCHORS_MOUNT}/{server.metadata.name}.$(REMIT_POD_NAME)",
+        },
         *telemetry_env(server, settings),
     ]
     container: dict[str, Any] = {
@@ -172,7 +195,11 @@ def gateway_container(
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumeMounts": [{"name": KEY_VOLUME, "mountPath": KEY_MOUNT, "readOnly": True}],
+        "volumeMounts": [
+            {"name": KEY_VOLUME, "mountPath": KEY_MOUNT, "readOnly": True},
+            {"name": AUDIT_KEY_VOLUME, "mountPath": AUDIT_KEY_MOUNT, "readOnly": True},
+            {"name": ANCHORS_VOLUME, "mountPath": ANCHORS_MOUNT, "readOnly": True},
+        ],
     }
     if native:
         container["restartPolicy"] = "Always"
@@ -223,6 +250,7 @@ def inject(
         volumes.append(
             {"name": KEY_VOLUME, "configMap": {"name": settings.signing.public_key_configmap}}
         )
+    volumes.extend(evidence_volumes(server))
     pull = spec.setdefault("imagePullSecrets", [])
     for name in settings.gateway.pull_secrets:
         if not any(s.get("name") == name for s in pull):

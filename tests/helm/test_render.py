@@ -35,8 +35,8 @@ def _env(objects: list[dict[str, Any]]) -> dict[str, Any]:
 def test_default_render_has_every_part() -> None:
     assert kinds(manifests()) == sorted(
         ["CustomResourceDefinition"] * 3
-        + ["ClusterRole"] * 7
-        + ["ClusterRoleBinding"] * 7
+        + ["ClusterRole"] * 8
+        + ["ClusterRoleBinding"] * 8
         + ["Role", "RoleBinding", "ServiceAccount", "Deployment", "Service", "Service"]
         + ["Secret", "MutatingWebhookConfiguration"]
         + ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
@@ -166,15 +166,18 @@ def test_rbac_is_one_clusterrole_per_concern_and_secrets_are_namespaced() -> Non
         for c in (
             *("resources", "pods", "events", "public-key", "networkpolicies", "discovery"),
             "webhook-ca",
+            "evidence",
         )
     }
     bound = {o["roleRef"]["name"] for o in objects if o["kind"] == "ClusterRoleBinding"}
     assert bound == set(roles)
-    for role in roles.values():
+    for name, role in roles.items():
         for rule in role["rules"]:
             assert "*" not in rule["verbs"]
             assert "*" not in rule["resources"]
-            assert "secrets" not in rule["resources"]
+            if "secrets" in rule["resources"]:  # only the digest keys: create, or that one name
+                assert name == "remit-evidence"
+                assert rule["verbs"] == ["create"] or rule["resourceNames"] == ["remit-audit-key"]
     assert roles["remit-pods"]["rules"] == [
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}
     ]

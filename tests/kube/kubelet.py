@@ -18,6 +18,7 @@ deleted through the API (or with their namespace) have their processes stopped.
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import socket
@@ -162,6 +163,8 @@ class Kubelet:
                 value = value.replace(mount, local)
             for here in ("0.0.0.0", "127.0.0.1", "localhost"):
                 value = value.replace(here, running.ip)
+            for name, known in env.items():  # $(VAR): a variable defined before this one
+                value = value.replace(f"$({name})", known)
             env[item["name"]] = value
         return env
 
@@ -177,11 +180,28 @@ class Kubelet:
             if "configMap" in volume:
                 name = volume["configMap"]["name"]
                 found = self.api.get("v1", "ConfigMap", pod["metadata"]["namespace"], name)
-                assert found is not None, f"ConfigMap {name} missing: the pod would not start"
-                for key, text in (found.get("data") or {}).items():
+                optional = volume["configMap"].get("optional", False)
+                assert found is not None or optional, f"ConfigMap {name} missing: no start"
+                for key, text in ((found or {}).get("data") or {}).items():
                     (local / key).write_text(text)
+            elif "secret" in volume:  # a kubelet waits for a required Secret: so do we
+                self._secret(pod, volume["secret"], local)
             mounts[mount["mountPath"]] = str(local)
         return mounts
+
+    def _secret(self, pod: dict[str, Any], source: dict[str, Any], local: Path) -> None:
+        name, namespace = source["secretName"], pod["metadata"]["namespace"]
+        deadline = time.monotonic() + 30
+        while True:
+            found = self.api.get("v1", "Secret", namespace, name)
+            data = (found or {}).get("data") or {}
+            items = source.get("items") or [{"key": k, "path": k} for k in data]
+            if all(item["key"] in data for item in items) and (found or source.get("optional")):
+                break
+            assert time.monotonic() < deadline, f"Secret {name} (keys {items}) never appeared"
+            time.sleep(0.2)
+        for item in items:
+            (local / item["path"]).write_bytes(base64.b64decode(data[item["key"]]))
 
     # --- status -----------------------------------------------------------------------------
 

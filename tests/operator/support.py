@@ -387,6 +387,10 @@ class Sidecar:
             "REMIT_ADMIN_LISTEN": f"{ip}:{self.admin_port}",
             "REMIT_UPSTREAM": upstream,
             "REMIT_BUNDLE_PUBLIC_KEY": str(key_file),
+            # The Secret and ConfigMap volumes a kubelet would mount (tests/kube mounts them).
+            "REMIT_AUDIT_DIGEST_KEY": "operator-test-digest-key-0123456789abcdef",
+            "REMIT_AUDIT_DIGEST_KEY_FILE": "",
+            "REMIT_AUDIT_ANCHOR_FILE": "",
             "REMIT_POD_NAME": pod["metadata"]["name"],
         }
         self.restarts = 0

@@ -1,0 +1,163 @@
+"""Evidence kept outside the pods: chain anchors and the per-server argument digest key.
+
+Anchors. At every resync the syncer reads each sidecar's status (``GET /v1/status`` on the
+admin port it pushes bundles to), which names the sidecar's audit chain head. The heads are
+kept in the namespace's ConfigMap ``remit-anchors`` (one key ``<server>.<pod>`` per sidecar,
+value ``{"head", "time", "server"}``), written only when a head moved. Entries of pods that are
+gone stay (they are what proves those pods' logs were not cut later), up to ``MAX_ANCHORS`` per
+namespace, oldest dropped first. ``remit audit verify --anchors`` reads that ConfigMap; the
+sidecar mounts it (optional) so a restarted container's new chain names its last anchored head.
+
+Digest key. Argument digests are HMAC-SHA256 under a per-server key the operator generates once
+into the namespace's Secret ``remit-audit-key`` (key: the server's name) and never rotates by
+itself: rotating would make digests of the same value differ between old and new records.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+
+from remit_operator.errors import NotFoundError
+from remit_operator.kube import object_path
+
+ANCHORS_CONFIGMAP = "remit-anchors"
+KEY_SECRET = "remit-audit-key"  # noqa: S105 - the Secret's name, not a secret
+MAX_ANCHORS = 2000
+_HEAD = re.compile(r"[0-9a-f]{64}")
+
+
+def anchor_key(server_name: str, pod_name: str) -> str:
+    """The ConfigMap key of one sidecar's anchor (a valid key: names are DNS labels)."""
+    return f"{server_name}.{pod_name}"
+
+
+def valid_head(value: Any) -> str | None:
+    """A chain head a sidecar reported, if it has the shape of one (else it is ignored)."""
+    return value if isinstance(value, str) and _HEAD.fullmatch(value) else None
+
+
+def merge_anchors(
+    current: Mapping[str, str], server: str, heads: Iterable[tuple[str, str]], now: str
+) -> dict[str, str] | None:
+    """``current`` with the ``(pod, head)`` pairs of ``server`` (``namespace/name``) recorded;
+    None when nothing changed. The oldest entries beyond ``MAX_ANCHORS`` are dropped."""
+    name = server.rpartition("/")[2]
+    merged = dict(current)
+    changed = False
+    for pod, head in heads:
+        key = anchor_key(name, pod.rpartition("/")[2])
+        previous = merged.get(key)
+        if previous is not None and _head_of(previous) == head:
+            continue
+        merged[key] = msgspec.json.encode({"head": head, "time": now, "server": server}).decode()
+        changed = True
+    if not changed:
+        return None
+    if len(merged) > MAX_ANCHORS:
+        by_age = sorted(merged, key=lambda k: _time_of(merged[k]))
+        for key in by_age[: len(merged) - MAX_ANCHORS]:
+            del merged[key]
+    return merged
+
+
+def _decoded(value: str) -> dict[str, Any]:
+    try:
+        data = msgspec.json.decode(value)
+    except msgspec.DecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _head_of(value: str) -> Any:
+    return _decoded(value).get("head")
+
+
+def _time_of(value: str) -> str:
+    return str(_decoded(value).get("time", ""))
+
+
+def anchors_configmap(namespace: str, data: Mapping[str, str]) -> dict[str, Any]:
+    """The ConfigMap holding a namespace's anchors."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": ANCHORS_CONFIGMAP,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "remit"},
+        },
+        "data": dict(data),
+    }
+
+
+class AnchorKeeper:
+    """Writes heads into ``remit-anchors`` and makes sure each server has a digest key."""
+
+    def __init__(self, runtime: Any) -> None:
+        self._runtime = runtime  # its API client exists once the operator started
+        self._keyed: set[str] = set()
+
+    @property
+    def kube(self) -> Any:
+        return self._runtime.kube
+
+    async def anchor(self, server: str, heads: list[tuple[str, str]], now: str) -> bool:
+        """Record the heads of ``server``'s sidecars; True if the ConfigMap was written."""
+        if not heads:
+            return False
+        namespace = server.partition("/")[0]
+        collection = object_path("v1", "configmaps", namespace)
+        try:
+            current = await self.kube.get(f"{collection}/{ANCHORS_CONFIGMAP}")
+            data = current.get("data") or {}
+        except NotFoundError:
+            data = {}
+        merged = merge_anchors(data, server, heads, now)
+        if merged is None:
+            return False
+        await self.kube.ensure(collection, anchors_configmap(namespace, merged), ("data",))
+        return True
+
+    async def ensure_key(self, server: str) -> None:
+        """Generate ``server``'s digest key once (kept if present: never rotated here)."""
+        if server in self._keyed:
+            return
+        namespace, _, name = server.partition("/")
+        collection = object_path("v1", "secrets", namespace)
+        try:
+            current = await self.kube.get(f"{collection}/{KEY_SECRET}")
+        except NotFoundError:
+            current = None
+        data = dict((current or {}).get("data") or {})
+        if name not in data:
+            data[name] = base64.b64encode(secrets.token_hex(32).encode()).decode()
+            body = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {
+                    "name": KEY_SECRET,
+                    "namespace": namespace,
+                    "labels": {"app.kubernetes.io/managed-by": "remit"},
+                },
+                "data": data,
+            }
+            await self.kube.ensure(collection, body, ("data",))  # a merge patch: others kept
+        self._keyed.add(server)
+
+
+__all__ = [
+    "ANCHORS_CONFIGMAP",
+    "KEY_SECRET",
+    "AnchorKeeper",
+    "anchor_key",
+    "anchors_configmap",
+    "merge_anchors",
+    "valid_head",
+]
