@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import yaml
 
 from remit.errors import AuditError
 
@@ -98,6 +97,8 @@ def read_anchor(path: Path | None) -> str | None:
 def parse_anchors(data: bytes) -> list[Anchor]:
     """Anchors from ``kubectl get configmap remit-anchors-<server> -o yaml|json`` (or a List of
     them), or a plain ``{pod: {"head": ...}}`` mapping."""
+    import yaml  # noqa: PLC0415 - only the CLI reads anchors; the sidecar never imports YAML
+
     if len(data) > MAX_ANCHORS_BYTES:
         raise AuditError(f"anchors larger than {MAX_ANCHORS_BYTES} bytes")
     try:
