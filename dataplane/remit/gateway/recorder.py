@@ -170,6 +170,9 @@ class Recorder:
         except AuditError as exc:
             self.metrics.audit_failures.inc()
             log.error("%s record not written: %s", what, exc)
+            written = False
+        else:
+            written = True
         if self.observe is not None:
             self.observe(record, entry)
-        return entry is not None
+        return written

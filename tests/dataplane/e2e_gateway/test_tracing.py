@@ -112,7 +112,9 @@ async def test_a_tool_call_is_one_span_in_the_callers_trace_with_identity_and_de
     assert all(s.trace_id == trace_id for s in spans.values())
 
     # ... and on to the MCP server: its request carries the forward span as parent.
-    calls = [r for r in upstream.calls("tools/call") if trace_id in r["headers"]["traceparent"]]
+    calls = [
+        r for r in upstream.calls("tools/call") if trace_id in r["headers"].get("traceparent", "")
+    ]
     assert [r["headers"]["traceparent"] for r in calls] == [f"00-{trace_id}-{forward.span_id}-01"]
 
     # The records themselves left as OTLP log records too, identical to the log's lines.

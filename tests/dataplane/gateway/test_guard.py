@@ -35,6 +35,7 @@ class FakeChain:
     """An audit chain in memory; ``broken`` makes every append fail like a full disk."""
 
     server = "agents/files"
+    digest_key = None  # plain sha256 argument digests
 
     def __init__(self) -> None:
         self.records: list[DecisionRecord | OutcomeRecord] = []
