@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from remit.audit.query import Filter, matching, parse_when, summary
 from remit.audit.reading import STDIN, SourceLine, record_lines, strip_prefix
 from remit.audit.records import AuditRecord
+from remit.cli.common import errors
 from remit.errors import AuditError
 
 Files = Annotated[
@@ -39,7 +39,7 @@ def _filter(options: dict[str, Any]) -> Filter:
             **options,
         )
     except AuditError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}")
+        errors.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
 
 
@@ -86,10 +86,10 @@ def query(
             _print(item, record, as_json)
             found += 1
     except AuditError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}")
+        errors.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     if not found:
-        Console(stderr=True).print("no matching records")
+        errors.print("no matching records")
         raise typer.Exit(1)
 
 
@@ -162,13 +162,13 @@ def tail(
     try:
         last = collections.deque(matching(record_lines(files), wanted), maxlen=lines)
     except AuditError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}")
+        errors.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     for item, record in last:
         _print(item, record, as_json)
     if follow:
         if len(files) != 1:
-            Console(stderr=True).print("[red]error:[/red] --follow takes one file")
+            errors.print("[red]error:[/red] --follow takes one file")
             raise typer.Exit(2)
         try:
             for item, record in matching(_follow(Path(files[0])), wanted):
