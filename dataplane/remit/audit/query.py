@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from remit.audit.lines import parse_line
 from remit.audit.reading import SourceLine
-from remit.audit.records import AuditRecord, DecisionRecord, OutcomeRecord
+from remit.audit.records import AuditRecord, ChainRecord, DecisionRecord, OutcomeRecord
 from remit.errors import AuditError
 
 _RELATIVE = re.compile(r"(\d+)([smhd])")
@@ -133,7 +133,13 @@ def summary(record: AuditRecord) -> str:
             f"{record.time}  {'':5}  outcome {record.outcome}{status}{error} "
             f"after {record.latency_ms} ms  of {record.decision_id}"
         )
-    return f"{record.time}  chain {record.start} [{record.server} {record.pod}] {record.message}"
+    if isinstance(record, ChainRecord):
+        where = f"[{record.server} {record.pod}]"
+        return f"{record.time}  chain {record.start} {where} {record.message}"
+    return (
+        f"{record.time}  consent {record.answer} by {record.login_subject} for {record.subject}"
+        f" / {record.agent} → {record.tool}  of {record.request}"
+    )
 
 
 __all__ = ["Filter", "matching", "parse_when", "record_time", "summary"]
