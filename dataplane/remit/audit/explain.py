@@ -144,7 +144,6 @@ def _find(lines: Lines, prefix: str) -> tuple[Found | None, Found | None, Found 
     return decision, outcome, voided
 
 
-
 def explain(path: Path, record_id: str) -> Explanation:
     """Explain the decision ``record_id`` (a decision id or its outcome's id) in ``path``.
 

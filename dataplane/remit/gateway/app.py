@@ -81,6 +81,7 @@ class Gateway:
         )
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
     def _bundle_times(self) -> BundleTimes | None:
         policy = self.state.current
         if policy is None:
@@ -91,7 +92,6 @@ class Gateway:
             expiry.timestamp() if expiry is not None else None,
             time.time(),
         )
-
 
     def limits(self) -> ResponseLimits:
         """The response limits of the bundle in force (``spec.gateway.limits``)."""
