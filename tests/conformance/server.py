@@ -26,8 +26,8 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.prompts.base import AssistantMessage, Message, Prompt, UserMessage
 from mcp.shared.exceptions import MCPError
 from mcp.types import (
-    AudioContent,
     MISSING_REQUIRED_CLIENT_CAPABILITY,
+    AudioContent,
     CallToolResult,
     ClientCapabilities,
     Completion,
@@ -185,7 +185,9 @@ def build() -> MCPServer:
     def test_error_handling() -> CallToolResult:
         return CallToolResult(
             content=[
-                TextContent(type="text", text="This tool intentionally returns an error for testing")
+                TextContent(
+                    type="text", text="This tool intentionally returns an error for testing"
+                )
             ],
             is_error=True,
         )
@@ -263,7 +265,7 @@ def build() -> MCPServer:
     def json_schema_tool() -> str:
         return "ok"
 
-    tool = mcp._tool_manager.get_tool("json_schema_2020_12_tool")  # noqa: SLF001 - the schema is the fixture
+    tool = mcp._tool_manager.get_tool("json_schema_2020_12_tool")
     assert tool is not None
     tool.parameters = SCHEMA_2020_12
 
@@ -282,14 +284,14 @@ def build() -> MCPServer:
 
     @mcp.tool(description="Adds a tool, so the tool list changes")
     async def test_trigger_tool_change(ctx: Context) -> str:
-        added = f"added_tool_{len(mcp._tool_manager.list_tools())}"  # noqa: SLF001
+        added = f"added_tool_{len(mcp._tool_manager.list_tools())}"
         mcp.add_tool(lambda: "added", name=added, description="Added at run time")
         await ctx.notify_tools_changed()
         return f"added {added}"
 
     @mcp.tool(description="Adds a prompt, so the prompt list changes")
     async def test_trigger_prompt_change(ctx: Context) -> str:
-        added = f"added_prompt_{len(mcp._prompt_manager.list_prompts())}"  # noqa: SLF001
+        added = f"added_prompt_{len(mcp._prompt_manager.list_prompts())}"
         mcp.add_prompt(Prompt.from_function(lambda: "added", name=added, description="Added"))
         await ctx.notify_prompts_changed()
         return f"added {added}"
@@ -318,7 +320,7 @@ def build() -> MCPServer:
     async def set_level(ctx: Any, params: SetLevelRequestParams) -> EmptyResult:
         return EmptyResult()
 
-    lowlevel = mcp._lowlevel_server  # noqa: SLF001 - MCPServer has no subscribe decorator
+    lowlevel = mcp._lowlevel_server
     lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
     lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
@@ -329,7 +331,9 @@ def _input_required_tools(mcp: MCPServer) -> None:
     """The 2026-07-28 multi-round-trip fixtures (InputRequiredResult)."""
 
     @mcp.tool(description="Asks for a name, then greets")
-    def test_input_required_result_elicitation(ctx: Context) -> CallToolResult | InputRequiredResult:
+    def test_input_required_result_elicitation(
+        ctx: Context,
+    ) -> CallToolResult | InputRequiredResult:
         answer = _answer(ctx, "user_name")
         name = (answer or {}).get("content", {}).get("name") if answer else None
         if not isinstance(name, str):
@@ -434,7 +438,7 @@ def _resources(mcp: MCPServer, subscribed: set[str]) -> None:
     @mcp.resource(
         "test://template/{id}/data", description="Data by id", mime_type="application/json"
     )
-    def template(id: str) -> str:  # noqa: A002 - the template's variable name
+    def template(id: str) -> str:
         return json.dumps({"id": id, "templateTest": True, "data": f"Data for ID: {id}"})
 
 

@@ -90,16 +90,21 @@ class NodeTools:
         return env
 
     def start_suite(
-        self, url: str, era: str, out: Path, token: str | None = None
+        self, url: str, era: str, out: Path, token: str | None = None, scenario: str | None = None
     ) -> subprocess.Popen[bytes]:
-        """Start ``conformance server --requirements ERA`` against ``url``; results go to
-        ``out``. With ``token`` every request carries it (authorize.mjs)."""
+        """Start ``conformance server --requirements ERA`` (or just ``scenario`` at ERA)
+        against ``url``; results go to ``out``. With ``token`` every request carries it
+        (authorize.mjs)."""
         out.mkdir(parents=True, exist_ok=True)
         argv = [self.node]
         if token is not None:
             argv += ["--import", str(HERE / "authorize.mjs")]
         argv += [str(self.package("conformance") / "dist" / "index.js"), "server"]
-        argv += ["--url", url, "--requirements", era, "--timeout", "20000", "-o", str(out)]
+        argv += ["--url", url, "--timeout", "20000", "-o", str(out)]
+        if scenario is None:
+            argv += ["--requirements", era]
+        else:
+            argv += ["--scenario", scenario, "--spec-version", era]
         origin = re.sub(r"^(https?://[^/]+).*$", r"\1", url)
         with (out / "suite.log").open("wb") as log:
             return subprocess.Popen(
@@ -144,6 +149,20 @@ class Results:
                 checks[key] = str(check["status"])
                 messages[key] = str(check.get("errorMessage") or "")
         return cls(checks, messages)
+
+    def timed_out(self) -> set[str]:
+        """Scenarios the suite abandoned at its timeout."""
+        return {
+            k[0] for k, v in self.checks.items() if k[1] == "scenario-timeout" and v != "SUCCESS"
+        }
+
+    def replace(self, other: Results, scenario: str) -> Results:
+        """These results with ``scenario``'s checks taken from ``other``."""
+        checks = {k: v for k, v in self.checks.items() if k[0] != scenario}
+        messages = {k: v for k, v in self.messages.items() if k[0] != scenario}
+        checks.update({k: v for k, v in other.checks.items() if k[0] == scenario})
+        messages.update({k: v for k, v in other.messages.items() if k[0] == scenario})
+        return Results(checks, messages)
 
     def scored(self, required: frozenset[str]) -> dict[CheckKey, str]:
         """Checks of the scenarios the requirement set scores (others run unscored)."""

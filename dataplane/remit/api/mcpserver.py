@@ -10,6 +10,15 @@ from remit.api.claimpath import parse_claim_path
 from remit.api.common import Model, NonEmptyStr, Resource, StatusCondition
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+HostPattern = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(\*|[A-Za-z0-9._~-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?)$"
+    ),
+]
+OriginPattern = Annotated[
+    str, StringConstraints(pattern=r"^(\*|null|https?://[^/?#\s]+)$", max_length=2048)
+]
 
 
 class LabelSelectorRequirement(Model):
@@ -96,6 +105,21 @@ class GatewayPorts(Model):
     limits: GatewayLimits = Field(
         default_factory=lambda: GatewayLimits.model_validate({}),
         description="Bounds on upstream responses (size, read time, JSON depth).",
+    )
+    allowed_hosts: list[HostPattern] = Field(
+        default_factory=list,
+        alias="allowedHosts",
+        description="Host header values callers may use (`name` for any port, or `name:port`; "
+        "`*` allows any), besides the safe defaults: IP literals, localhost, single-label and "
+        "`.svc` / `.svc.cluster.local` names, and the audience's host. Guards against DNS "
+        "rebinding.",
+    )
+    allowed_origins: list[OriginPattern] = Field(
+        default_factory=list,
+        alias="allowedOrigins",
+        description="Origin header values browsers may send (`scheme://host[:port]`; `*` allows "
+        "any), besides origins whose host is an allowed host. Requests without Origin are "
+        "unaffected.",
     )
 
 

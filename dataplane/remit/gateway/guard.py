@@ -30,10 +30,12 @@ from remit.gateway.lists import filter_list
 from remit.gateway.metrics import Metrics
 from remit.gateway.notices import UNATTRIBUTED, ProgressTokens, judge, progress_token
 from remit.gateway.pins import PinEnforcer, ToolCatalog
-from remit.gateway.protocol import SESSION_HEADER, Message
+from remit.gateway.protocol import SESSION_HEADER, Message, error_object, error_response
 from remit.gateway.quotas import CallerLimits, OpenStreams
 from remit.gateway.ratelimit import RateLimiter
+from remit.gateway.rebinding import check_host_and_origin
 from remit.gateway.recorder import Recorder, Ticket
+from remit.gateway.references import reference
 from remit.gateway.refusals import AnonymousRefusals, RefusalAggregator
 from remit.gateway.replies import (
     NO_BUNDLE_MESSAGE,
@@ -102,6 +104,12 @@ class RemitGuard:
             )
             return no_bundle()
         server = policy.bundle.server
+        refused = check_host_and_origin(request.header("host"), request.header("origin"), server)
+        if refused is not None:  # DNS rebinding (rebinding.py): before anything else
+            kind = f"{refused.reason}/{refused.status}"
+            await self.refusals.refuse(policy, request, Reason.HOST_NOT_ALLOWED, kind, str(refused))
+            body = error_response(None, error_object(refused.code, refused.message))
+            return Rejection(refused.status, body)
         try:
             return await self.authenticators.for_server(server).authenticate(
                 request.header("authorization"), request.query_string
@@ -275,7 +283,8 @@ class RemitGuard:
                     self.pins.filter_listed(tools, policy.bundle.server.tool_pinning)
             annotations = self.pins.catalog.annotations(call.target)
         arguments = arguments if isinstance(arguments, Mapping) else {}
-        return Request(identity, call.method, call.target, arguments, annotations)
+        name, kind = reference(call.method, call.params)
+        return Request(identity, call.method, name, arguments, annotations, kind=kind)
 
     def _decide(self, policy: Policy, request: Request) -> tuple[Decision, str | None]:
         """Tool pins, then the policy engine, then rate limits; and the tool's definition hash."""

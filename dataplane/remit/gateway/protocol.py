@@ -21,6 +21,7 @@ import orjson
 
 from remit.errors import JsonDepthError, JsonKeyCollisionError, ProtocolError
 from remit.gateway.bounds import DEFAULT_MAX_JSON_DEPTH, loads
+from remit.gateway.references import reference
 from remit.policy.decision import Reason
 
 PARSE_ERROR: Final = -32700
@@ -46,6 +47,7 @@ NAME_HEADER: Final = "mcp-name"
 PARAM_HEADER_PREFIX: Final = "mcp-param-"
 SESSION_HEADER: Final = "mcp-session-id"
 
+OWS: Final = " \t"
 _B64: Final = re.compile(r"^=\?base64\?(?P<payload>.*)\?=$")
 _DECIMAL: Final = re.compile(r"^-?[0-9]+(\.0+)?$")
 
@@ -109,10 +111,9 @@ class Message:
 
     @property
     def target(self) -> str:
-        """The tool name, prompt name or resource URI the request names; empty otherwise."""
-        key = NAME_PARAM.get(self.method)
-        value = self.params.get(key) if key else None
-        return value if isinstance(value, str) else ""
+        """The tool name, prompt name or resource URI the request names (for
+        ``completion/complete``, what its ``ref`` names); empty otherwise."""
+        return reference(self.method, self.params)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +229,8 @@ def check_routing_headers(
     """
     seen: dict[str, str] = {}
     params: list[tuple[str, str]] = []
-    for name, value in headers:
+    for name, raw in headers:
+        value = raw.strip(OWS)  # RFC 9110 §5.5: optional whitespace is not part of the value
         if name.startswith(PARAM_HEADER_PREFIX):
             params.append((name, value))
         elif name in (VERSION_HEADER, METHOD_HEADER, NAME_HEADER):

@@ -25,6 +25,7 @@ from remit.errors import ClientGoneError, ProtocolError
 from remit.gateway.admission import admit, resumable
 from remit.gateway.asgi import Receive, Scope, Send, reply, serve_lifespan
 from remit.gateway.bounds import ResponseLimits
+from remit.gateway.eras import check_removed, denial_status
 from remit.gateway.fields import check_header_fields
 from remit.gateway.forward import Sender, forward
 from remit.gateway.hooks import Deny, GatewayHooks, HttpRequest, Identity, Rejection
@@ -152,6 +153,7 @@ class McpProxy:
             body = await _read_body(request, receive, self.settings.max_body_bytes)
             parsed = parse_body(body, self.settings.max_batch, max_depth=limits.max_json_depth)
             for message in parsed.messages:
+                check_removed(message, request.header(VERSION_HEADER))
                 if message.kind == "request":
                     check_routing_headers(message, request.headers, in_batch=parsed.batch)
                 elif message.kind == "notification":  # optional, but must agree when sent
@@ -200,7 +202,8 @@ class McpProxy:
             await reply(send, deny.status, orjson.dumps(result_response(message.id, result)))
         else:
             denial = deny.error or {"code": INVALID_REQUEST, "message": "Denied"}
-            await reply(send, deny.status, orjson.dumps(error_response(message.id, denial)))
+            status = denial_status("2026-07-28" if modern else None, denial, deny.status)
+            await reply(send, status, orjson.dumps(error_response(message.id, denial)))
 
     async def _stream(
         self,

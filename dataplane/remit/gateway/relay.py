@@ -7,8 +7,10 @@ response hooked, then written again; an SSE stream is parsed event by event as t
 would (see ``sse.py``) and each event written again canonically. Any other body, a body that
 is not valid JSON-RPC, or one past a limit, fails closed: the client gets the gateway's own
 JSON-RPC error, never the upstream's bytes. A non-2xx upstream answer (an error page, a
-traceback) is mapped to the gateway's error too; only its size and sha256 are recorded. On
-every answer only the upstream headers in ``PASSED_BACK`` reach the client.
+traceback) is mapped to the gateway's error too; only its size and sha256 are recorded. The
+exception is a 4xx that is one well-formed JSON-RPC error response to the forwarded call
+(2026-07-28 answers errors with 4xx): it is relayed inspected, like any response, status kept.
+On every answer only the upstream headers in ``PASSED_BACK`` reach the client.
 
 Each forwarded request gets exactly one ``outcome``, with its true end: answered, answered
 with an error, failed at the upstream (reason code first), or cancelled by the client (who
@@ -23,7 +25,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -230,7 +232,9 @@ class Exchange:
         if not body.strip():
             await self._relay_empty(response, send)
             return
-        value = self.decode(body)
+        await self._send_json(self.decode(body), response, send)
+
+    async def _send_json(self, value: Any, response: UpstreamResponse, send: Send) -> None:
         out = await self.message(value)
         missing = await self.fail(f"{NO_RESPONSE}: the upstream's answer held no response")
         messages = [] if out is None else out if isinstance(out, list) else [out]
@@ -273,6 +277,11 @@ class Exchange:
             body, note = await watch.race(response.read(_ERROR_SAMPLE)), ""
         except UpstreamError as exc:
             body, note = b"", f" (body not read: {exc.code})"
+        if rejection_answers(status, response.kind, body, self.calls, self.limits):
+            # a JSON-RPC error answering the call, sent with its 4xx status (2026-07-28 does
+            # so): relayed like any response, inspected, its status kept
+            await self._send_json(self.decode(body), response, send)
+            return
         digest = hashlib.sha256(body).hexdigest()
         await self.fail(
             f"{HTTP_ERROR}: upstream answered HTTP {status}; "
@@ -287,6 +296,22 @@ class Exchange:
             {"reason": HTTP_ERROR, "upstreamStatus": status},
         )
         await _reply(send, client_status, payload, response.client_headers())
+
+
+def rejection_answers(
+    status: int, kind: str | None, body: bytes, calls: Mapping[RequestId, Call], limits: Any
+) -> bool:
+    """Whether a 4xx upstream answer is one well-formed JSON-RPC error response to a forwarded
+    call (a client must see its code, message and data), rather than an error page."""
+    if not 400 <= status < 500 or status in (401, 403, 407) or kind != "json":
+        return False
+    try:
+        value = loads(body, limits.max_json_depth)
+    except (orjson.JSONDecodeError, JsonDepthError, JsonKeyCollisionError):
+        return False
+    if server_message_kind(value) != "response" or "error" not in value:
+        return False
+    return value["id"] in calls
 
 
 def no_response(id_: RequestId) -> dict[str, Any]:

@@ -73,6 +73,8 @@ class ServerSettings(Frozen, frozen=True, kw_only=True):
     audit_arguments: Literal["Digest", "Redacted"]
     max_body_bytes: int
     limits: GatewayLimits = msgspec.field(default_factory=GatewayLimits)
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
 
 class CompiledRateLimit(Frozen, frozen=True, kw_only=True):

@@ -78,6 +78,8 @@ def _settings(server: MCPServer) -> ServerSettings:
             response_read_timeout_seconds=spec.gateway.limits.response_read_timeout_seconds,
             max_json_depth=spec.gateway.limits.max_json_depth,
         ),
+        allowed_hosts=tuple(spec.gateway.allowed_hosts),
+        allowed_origins=tuple(spec.gateway.allowed_origins),
     )
 
 

@@ -48,6 +48,7 @@ class Reason(StrEnum):
     STREAM_CLOSED = "stream_closed"  # the gateway closed a stream: lifetime or idle time spent
     UNATTRIBUTED_MESSAGE = "unattributed_message"  # a server message no session can be named for
     UNMATCHED_RESPONSE = "unmatched_response"  # a client response to no server request sent to it
+    HOST_NOT_ALLOWED = "host_not_allowed"  # Host or Origin not allowed (DNS rebinding)
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"  # could not be reached
     UPSTREAM_TIMEOUT = "upstream_timeout"  # no answer, or no complete body or event, in time
     UPSTREAM_BROKEN = "upstream_broken"  # the answer broke off

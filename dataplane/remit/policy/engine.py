@@ -18,7 +18,7 @@ from remit.policy.bundle import Bundle, TargetKind
 from remit.policy.decision import Decision, GrantRef, RateLimitRef, Reason, deny
 from remit.policy.expressions import Bindings
 from remit.policy.index import GrantIndex, RuleEntry, RuleIndex, effective_hints
-from remit.policy.methods import DECIDED, LISTS, classify
+from remit.policy.methods import DECIDED, LISTS, REFERENCING, classify
 from remit.policy.request import Identity, Request
 from remit.times import utc_text
 
@@ -55,6 +55,13 @@ class Engine:
         if kind == "unknown":
             return deny(
                 Reason.METHOD_NOT_ALLOWED, f"method {request.method!r} is not allowed", self.digest
+            )
+        if request.method in REFERENCING:
+            if request.kind not in ("prompt", "resource") or not request.name:
+                text = f"{request.method} references no prompt or resource template"
+                return deny(Reason.INVALID_REQUEST, text, self.digest)
+            return self._decide_target(
+                request, "prompt" if request.kind == "prompt" else "resource"
             )
         target = DECIDED[request.method]
         if not request.name:

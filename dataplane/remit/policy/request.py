@@ -47,3 +47,6 @@ class Request:
     arguments: Mapping[str, Any] = field(default_factory=dict)
     annotations: Mapping[str, Any] = field(default_factory=dict)
     now: datetime | None = None
+    kind: str | None = None
+    """For a method decided against what it references (``completion/complete``): ``prompt``
+    or ``resource``, the kind ``name`` is; None when the reference names neither."""
