@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -111,15 +112,19 @@ class NodeTools:
                 argv, cwd=out, env=self.env(token, origin), stdout=log, stderr=subprocess.STDOUT
             )
 
-    def inspector(self, url: str, args: Sequence[str], headers: Mapping[str, str]) -> object:
-        """Run ``mcp-inspector --cli URL ... --header 'Name: value'`` and parse its JSON."""
+    def inspector(
+        self, url: str, era: str, args: Sequence[str], headers: Mapping[str, str], home: Path
+    ) -> Any:
+        """Run ``mcp-inspector --cli URL --protocol-era ERA ... --header 'Name: value'`` (its
+        catalog and secrets go under ``home``) and parse the JSON it prints."""
         argv = [self.node, str(self.root / "node_modules" / ".bin" / "mcp-inspector"), "--cli"]
-        argv += [url, "--transport", "http"]
+        argv += [url, "--transport", "http", "--protocol-era", era]
         for name, value in headers.items():
             argv += ["--header", f"{name}: {value}"]
         argv += list(args)
+        env = {**self.env(None, ""), "HOME": str(home), "MCP_CATALOG_PATH": str(home / "mcp.json")}
         done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=60, env=self.env(None, "")
+            argv, check=False, capture_output=True, text=True, timeout=60, env=env
         )
         if done.returncode != 0:
             raise AssertionError(f"inspector {args} failed ({done.returncode}):\n{done.stderr}")
