@@ -82,12 +82,7 @@ clean:
 .PHONY: chart-crds e2e
 
 # Copy crds/ (the single source) into the chart; tests/helm fails when the copy drifts.
-chart-# Node.js, the MCP conformance suite and the Inspector, pinned by tests/conformance/node/
-# (cached in ~/.cache/remit/node-tools); needs npm and the npm registry.
-node-tools: $(STAMP)
-	$(BIN)/python scripts/node_tools.py
-
-crds: $(STAMP)
+chart-crds: $(STAMP)
 	$(BIN)/python scripts/sync_chart_crds.py
 
 # Create a kind cluster, build and load the image, install the chart, apply examples/,

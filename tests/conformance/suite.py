@@ -32,7 +32,8 @@ CheckKey = tuple[str, str, int]
 
 def _script() -> object:
     spec = importlib.util.spec_from_file_location("node_tools", REPO / "scripts" / "node_tools.py")
-    assert spec is not None and spec.loader is not None
+    if spec is None or spec.loader is None:
+        raise ImportError("scripts/node_tools.py cannot be loaded")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -21,6 +21,7 @@ from remit.errors import AuthenticationError, ProtocolError
 from remit.gateway.attribution import POST_ORIGIN, Origin, ServerRequests, key_of
 from remit.gateway.authn import AuthenticatorCache
 from remit.gateway.batches import Judged, abandon_batch, refuse_batch
+from remit.gateway.caching import mark_private
 from remit.gateway.callers import judge_response, session_quota, stream_quota, unattributed
 from remit.gateway.consent import ConsentLinks
 from remit.gateway.discovery import Discovery
@@ -317,11 +318,13 @@ class RemitGuard:
     async def transform(
         self, identity: Identity, call: Message, token: Any, response: dict[str, Any]
     ) -> dict[str, Any]:
-        """Filter list results to what the caller could use; pin tool definitions."""
+        """Filter list results to what the caller could use; pin tool definitions; mark
+        per-caller results private to caches (caching.py)."""
         policy = self.state.current
         if policy is None:
             return response
-        return filter_list(policy, self.pins, identity, call.method, response)
+        filtered = filter_list(policy, self.pins, identity, call.method, response)
+        return mark_private(call.method, call.params, filtered)
 
     async def server_message(
         self, identity: Identity, message: dict[str, Any], origin: Origin = POST_ORIGIN

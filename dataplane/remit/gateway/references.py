@@ -32,11 +32,12 @@ def reference(method: str, params: Mapping[str, Any]) -> tuple[str, str | None]:
         ref = params.get("ref")
         if not isinstance(ref, Mapping):
             return "", None
-        found = REFERENCE_KINDS.get(ref.get("type")) if isinstance(ref.get("type"), str) else None
+        ref_type = ref.get("type")
+        found = REFERENCE_KINDS.get(ref_type) if isinstance(ref_type, str) else None
         if found is None:
             return "", None
-        kind, key = found
-        name = ref.get(key)
+        kind, ref_key = found
+        name = ref.get(ref_key)
         return (name, kind) if isinstance(name, str) and name else ("", None)
     key = TARGET_PARAM.get(method)
     value = params.get(key) if key else None
