@@ -57,7 +57,7 @@ def test_the_gateway_and_engine_errors_live_in_the_one_tree(name: str) -> None:
 
 def test_reason_codes_are_one_enum_of_distinct_strings() -> None:
     values = [reason.value for reason in Reason]
-    assert len(values) == len(set(values)) == 34
+    assert len(values) == len(set(values)) == 35
     assert {"internal_error", "expression_error", "rate_limited", "no_bundle"} <= set(values)
     assert all(value == value.lower() for value in values)
 

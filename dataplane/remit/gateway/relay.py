@@ -8,8 +8,8 @@ would (see ``sse.py``) and each event written again canonically. Any other body,
 is not valid JSON-RPC, or one past a limit, fails closed: the client gets the gateway's own
 JSON-RPC error, never the upstream's bytes. A non-2xx upstream answer (an error page, a
 traceback) is mapped to the gateway's error too; only its size and sha256 are recorded. The
-exception is a 4xx that is one well-formed JSON-RPC error response to the forwarded call
-(2026-07-28 answers errors with 4xx): it is relayed inspected, like any response, status kept.
+exception is how 2026-07-28 answers errors: one well-formed JSON-RPC error response to the
+call with HTTP 400, or 404 with -32601, relayed inspected like any response, status kept.
 On every answer only the upstream headers in ``PASSED_BACK`` reach the client.
 
 Each forwarded request gets exactly one ``outcome``, with its true end: answered, answered
@@ -58,6 +58,7 @@ from remit.gateway.watch import ClientWatch
 
 log = logging.getLogger(__name__)
 
+METHOD_NOT_FOUND: Final = -32601
 _ERROR_SAMPLE: Final = 64 * 1024  # bytes of an upstream error body read for the record
 _JSON: Final = (b"content-type", b"application/json")
 
@@ -301,15 +302,19 @@ class Exchange:
 def rejection_answers(
     status: int, kind: str | None, body: bytes, calls: Mapping[RequestId, Call], limits: Any
 ) -> bool:
-    """Whether a 4xx upstream answer is one well-formed JSON-RPC error response to a forwarded
-    call (a client must see its code, message and data), rather than an error page."""
-    if not 400 <= status < 500 or status in (401, 403, 407) or kind != "json":
+    """Whether an upstream answer is a 2026-07-28 JSON-RPC error sent with its HTTP status: one
+    well-formed error response to a forwarded call, with HTTP 400 (invalid params, a missing
+    client capability, an unsupported version: the client needs its ``data``) or HTTP 404 with
+    ``-32601`` (method not found). Any other non-2xx body stays the gateway's own error."""
+    if status not in (400, 404) or kind != "json":
         return False
     try:
         value = loads(body, limits.max_json_depth)
     except (orjson.JSONDecodeError, JsonDepthError, JsonKeyCollisionError):
         return False
     if server_message_kind(value) != "response" or "error" not in value:
+        return False
+    if status == 404 and value["error"]["code"] != METHOD_NOT_FOUND:
         return False
     return value["id"] in calls
 

@@ -221,16 +221,19 @@ def _calls(id_: int = 7) -> dict[Any, Call]:
     return {id_: Call(_message("resources/read", id_, uri="x"), None)}
 
 
-def test_a_4xx_json_rpc_error_answering_the_call_is_relayed() -> None:
+def test_a_2026_json_rpc_error_answering_the_call_is_relayed() -> None:
     body = b'{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"nf","data":{"uri":"x"}}}'
     assert rejection_answers(400, "json", body, _calls(), DEFAULT_LIMITS)
-    assert rejection_answers(404, "json", body, _calls(), DEFAULT_LIMITS)
+    missing = b'{"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"Method not found"}}'
+    assert rejection_answers(404, "json", missing, _calls(), DEFAULT_LIMITS)
 
 
 @pytest.mark.parametrize(
     ("status", "kind", "body"),
     [(500, "json", b'{"jsonrpc":"2.0","id":7,"error":{"code":-32603,"message":"x"}}'),
      (401, "json", b'{"jsonrpc":"2.0","id":7,"error":{"code":-32001,"message":"x"}}'),
+     (404, "json", b'{"jsonrpc":"2.0","id":7,"error":{"code":-32001,"message":"gone"}}'),
+     (422, "json", b'{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"x"}}'),
      (400, "sse", b'{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"x"}}'),
      (400, "json", b'{"jsonrpc":"2.0","id":8,"error":{"code":-32602,"message":"x"}}'),
      (400, "json", b'{"jsonrpc":"2.0","id":7,"result":{}}'),

@@ -602,7 +602,6 @@ def test_list_methods_are_allowed_and_filtered(method: str) -> None:
 @pytest.mark.parametrize(
     "method",
     [
-        "completion/complete",
         "sampling/createMessage",
         "tools/cal",
         "",
