@@ -31,15 +31,10 @@ from mcp.types import (
     CallToolResult,
     ClientCapabilities,
     Completion,
-    CreateMessageRequest,
-    CreateMessageRequestParams,
-    ElicitRequest,
-    ElicitRequestFormParams,
     EmbeddedResource,
     EmptyResult,
     ImageContent,
     InputRequiredResult,
-    ListRootsRequest,
     MissingRequiredClientCapabilityErrorData,
     PromptReference,
     ResourceTemplateReference,
@@ -51,6 +46,8 @@ from mcp.types import (
     TextResourceContents,
     UnsubscribeRequestParams,
 )
+
+from tests.conformance.input_required import answer, elicit, input_required_tools, text
 
 WATCHED = "test://watched-resource"
 
@@ -105,32 +102,6 @@ SCHEMA_2020_12: dict[str, Any] = {
 }
 
 
-def _text(text: str) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=text)])
-
-
-def _elicit(message: str, field: str, kind: str = "string") -> ElicitRequest:
-    schema = {"type": "object", "properties": {field: {"type": kind}}, "required": [field]}
-    return ElicitRequest(params=ElicitRequestFormParams(message=message, requested_schema=schema))
-
-
-def _sample(text: str, max_tokens: int) -> CreateMessageRequest:
-    message = SamplingMessage(role="user", content=TextContent(type="text", text=text))
-    return CreateMessageRequest(
-        params=CreateMessageRequestParams(messages=[message], max_tokens=max_tokens)
-    )
-
-
-def _answer(ctx: Context, key: str) -> dict[str, Any] | None:
-    """The client's answer to input request ``key`` as plain JSON, if it sent one."""
-    responses = ctx.input_responses or {}
-    answer = responses.get(key)
-    if answer is None:
-        return None
-    dumped = answer.model_dump(by_alias=True, exclude_none=True)
-    return dumped if isinstance(dumped, dict) else None
-
-
 def build() -> MCPServer:
     """The conformance fixtures on one MCPServer."""
     mcp = MCPServer("remit-conformance", version="1.0.0")
@@ -138,7 +109,7 @@ def build() -> MCPServer:
 
     @mcp.tool(description="Returns a simple text response")
     def test_simple_text() -> CallToolResult:
-        return _text("This is a simple text response for testing.")
+        return text("This is a simple text response for testing.")
 
     @mcp.tool(description="Returns an image")
     def test_image_content() -> CallToolResult:
@@ -296,7 +267,7 @@ def build() -> MCPServer:
         await ctx.notify_prompts_changed()
         return f"added {added}"
 
-    _input_required_tools(mcp)
+    input_required_tools(mcp)
     _resources(mcp, subscribed)
     _prompts(mcp)
 
@@ -325,101 +296,6 @@ def build() -> MCPServer:
     lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
     lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
     return mcp
-
-
-def _input_required_tools(mcp: MCPServer) -> None:
-    """The 2026-07-28 multi-round-trip fixtures (InputRequiredResult)."""
-
-    @mcp.tool(description="Asks for a name, then greets")
-    def test_input_required_result_elicitation(
-        ctx: Context,
-    ) -> CallToolResult | InputRequiredResult:
-        answer = _answer(ctx, "user_name")
-        name = (answer or {}).get("content", {}).get("name") if answer else None
-        if not isinstance(name, str):
-            return InputRequiredResult(
-                input_requests={"user_name": _elicit("What is your name?", "name")}
-            )
-        return _text(f"Hello, {name}!")
-
-    @mcp.tool(description="Asks the client's model, then answers")
-    def test_input_required_result_sampling(ctx: Context) -> CallToolResult | InputRequiredResult:
-        answer = _answer(ctx, "capital_question")
-        if answer is None:
-            question = _sample("What is the capital of France?", 100)
-            return InputRequiredResult(input_requests={"capital_question": question})
-        text = answer.get("content", {}).get("text", "")
-        return _text(f"The model answered: {text}")
-
-    @mcp.tool(description="Asks for the client's roots")
-    def test_input_required_result_list_roots(ctx: Context) -> CallToolResult | InputRequiredResult:
-        answer = _answer(ctx, "client_roots")
-        if answer is None:
-            return InputRequiredResult(input_requests={"client_roots": ListRootsRequest()})
-        roots = [r.get("uri", "") for r in answer.get("roots", [])]
-        return _text(f"Roots: {', '.join(roots)}")
-
-    @mcp.tool(description="Asks for confirmation and keeps state")
-    def test_input_required_result_request_state(
-        ctx: Context,
-    ) -> CallToolResult | InputRequiredResult:
-        if _answer(ctx, "confirm") is None or ctx.request_state != "confirm-pending":
-            return InputRequiredResult(
-                input_requests={"confirm": _elicit("Please confirm", "ok", "boolean")},
-                request_state="confirm-pending",
-            )
-        return _text("state-ok: confirmed")
-
-    @mcp.tool(description="Asks three things at once")
-    def test_input_required_result_multiple_inputs(
-        ctx: Context,
-    ) -> CallToolResult | InputRequiredResult:
-        keys = ("user_name", "greeting", "client_roots")
-        if any(_answer(ctx, k) is None for k in keys) or ctx.request_state != "multi":
-            requests = {
-                "user_name": _elicit("What is your name?", "name"),
-                "greeting": _sample("Generate a greeting", 50),
-                "client_roots": ListRootsRequest(),
-            }
-            return InputRequiredResult(input_requests=requests, request_state="multi")
-        return _text("All inputs received")
-
-    @mcp.tool(description="Asks in two rounds")
-    def test_input_required_result_multi_round(
-        ctx: Context,
-    ) -> CallToolResult | InputRequiredResult:
-        if ctx.request_state == "round-2" and _answer(ctx, "step2") is not None:
-            return _text("Both rounds complete")
-        if ctx.request_state == "round-1" and _answer(ctx, "step1") is not None:
-            step2 = _elicit("Step 2: What is your favorite color?", "color")
-            return InputRequiredResult(input_requests={"step2": step2}, request_state="round-2")
-        step1 = _elicit("Step 1: What is your name?", "name")
-        return InputRequiredResult(input_requests={"step1": step1}, request_state="round-1")
-
-    @mcp.tool(description="Asks only for what the client declared it can answer")
-    def test_input_required_result_capabilities(
-        ctx: Context,
-    ) -> CallToolResult | InputRequiredResult:
-        if ctx.input_responses:
-            return _text("Inputs received")
-        capabilities = ctx.client_capabilities
-        requests: dict[str, Any] = {}
-        if capabilities is not None and capabilities.sampling is not None:
-            requests["question"] = _sample("What is the capital of France?", 100)
-        if capabilities is not None and capabilities.elicitation is not None:
-            requests["name"] = _elicit("What is your name?", "name")
-        if not requests:
-            return _text("The client can answer nothing")
-        return InputRequiredResult(input_requests=requests)
-
-    @mcp.tool(description="State is sealed by the SDK: a tampered state is refused")
-    def test_input_required_result_tampered_state(
-        ctx: Context,
-    ) -> CallToolResult | InputRequiredResult:
-        if ctx.request_state == "sealed" and _answer(ctx, "confirm") is not None:
-            return _text("state intact")
-        confirm = _elicit("Please confirm", "ok", "boolean")
-        return InputRequiredResult(input_requests={"confirm": confirm}, request_state="sealed")
 
 
 def _resources(mcp: MCPServer, subscribed: set[str]) -> None:
@@ -470,11 +346,11 @@ def _prompts(mcp: MCPServer) -> None:
 
     @mcp.prompt(description="A prompt that first asks for context")
     def test_input_required_result_prompt(ctx: Context) -> list[Message] | InputRequiredResult:
-        answer = _answer(ctx, "user_context")
-        if answer is None:
-            ask = _elicit("What context should the prompt use?", "context")
+        got = answer(ctx, "user_context")
+        if got is None:
+            ask = elicit("What context should the prompt use?", "context")
             return InputRequiredResult(input_requests={"user_context": ask})
-        context = answer.get("content", {}).get("context", "")
+        context = got.get("content", {}).get("context", "")
         return [UserMessage(f"Prompt using context: {context}"), AssistantMessage("Understood.")]
 
 

@@ -114,22 +114,44 @@ class NodeTools:
             )
 
     def inspector(
-        self, url: str, era: str, args: Sequence[str], headers: Mapping[str, str], home: Path
-    ) -> Any:
-        """Run ``mcp-inspector --cli URL --protocol-era ERA ... --header 'Name: value'`` (its
-        catalog and secrets go under ``home``) and parse the JSON it prints."""
-        argv = [self.node, str(self.root / "node_modules" / ".bin" / "mcp-inspector"), "--cli"]
-        argv += [url, "--transport", "http", "--protocol-era", era]
-        for name, value in headers.items():
-            argv += ["--header", f"{name}: {value}"]
-        argv += list(args)
-        env = {**self.env(None, ""), "HOME": str(home), "MCP_CATALOG_PATH": str(home / "mcp.json")}
-        done = subprocess.run(
-            argv, check=False, capture_output=True, text=True, timeout=60, env=env
-        )
-        if done.returncode != 0:
-            raise AssertionError(f"inspector {args} failed ({done.returncode}):\n{done.stderr}")
-        return json.loads(done.stdout)
+        self,
+        url: str,
+        era: str,
+        runs: Sequence[Sequence[str]],
+        headers: Mapping[str, str],
+        home: Path,
+    ) -> list[Any]:
+        """Run ``mcp-inspector --cli URL --protocol-era ERA <run> --header 'Name: value'`` once
+        per run, all at once (each its own ``home`` for catalog and secrets), and parse the
+        JSON each prints; AssertionError naming the run if one fails."""
+        started = []
+        for index, args in enumerate(runs):
+            argv = [self.node, str(self.root / "node_modules" / ".bin" / "mcp-inspector")]
+            argv += ["--cli", url, "--transport", "http", "--protocol-era", era]
+            for name, value in headers.items():
+                argv += ["--header", f"{name}: {value}"]
+            argv += list(args)
+            own = home / str(index)
+            own.mkdir(parents=True, exist_ok=True)
+            env = {**self.env(None, ""), "HOME": str(own), "MCP_CATALOG_PATH": str(own / "c.json")}
+            started.append(
+                subprocess.Popen(
+                    argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                )
+            )
+        answers = []
+        for args, process in zip(runs, started, strict=True):
+            try:
+                out, err = process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise
+            if process.returncode != 0:
+                raise AssertionError(
+                    f"inspector {list(args)} failed ({process.returncode}):\n{err}"
+                )
+            answers.append(json.loads(out))
+        return answers
 
 
 @dataclass(frozen=True)

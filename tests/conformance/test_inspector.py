@@ -2,46 +2,43 @@
 
 A real client other than the suite: it lists, calls, reads and gets prompts through a gateway
 allowing everything, with its bearer token sent through ``--header``, negotiating the session
-era (``legacy``: 2025-11-25) and the stateless one (``modern``: 2026-07-28).
+era (``legacy``: 2025-11-25) and the stateless one (``modern``: 2026-07-28). Each CLI run is
+one method; the runs of an era go at once.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conformance.conftest import Targets
 from tests.conformance.suite import NodeTools
 
-ERAS = ("legacy", "modern")
+RUNS = (
+    ("--method", "tools/list"),
+    ("--method", "tools/call", "--tool-name", "test_simple_text"),
+    ("--method", "resources/list"),
+    ("--method", "resources/read", "--uri", "test://static-text"),
+    ("--method", "prompts/list"),
+    ("--method", "prompts/get", "--prompt-name", "test_prompt_with_arguments",
+     "--prompt-args", "arg1=hello", "arg2=world"),
+)  # fmt: skip
 
 
-def _inspect(node_tools: NodeTools, targets: Targets, era: str, home: Path, *args: str) -> Any:
-    headers = {"Authorization": f"Bearer {targets.token}"}
-    return node_tools.inspector(targets.gateway, era, args, headers, home)
-
-
-@pytest.mark.parametrize("era", ERAS)
+@pytest.mark.parametrize("era", ["legacy", "modern"])
 def test_inspector_lists_calls_reads_and_gets_prompts_through_the_gateway(
     node_tools: NodeTools, targets: Targets, era: str, tmp_path: Path
 ) -> None:
-    run = lambda *args: _inspect(node_tools, targets, era, tmp_path, *args)  # noqa: E731
-    tools = run("--method", "tools/list")
+    headers = {"Authorization": f"Bearer {targets.token}"}
+    tools, called, resources, read, prompts, prompt = node_tools.inspector(
+        targets.gateway, era, RUNS, headers, tmp_path
+    )
     assert "test_simple_text" in {t["name"] for t in tools["tools"]}
-    called = run("--method", "tools/call", "--tool-name", "test_simple_text")
     assert called["content"][0]["text"] == "This is a simple text response for testing."
-    resources = run("--method", "resources/list")
     assert "test://static-text" in {r["uri"] for r in resources["resources"]}
-    read = run("--method", "resources/read", "--uri", "test://static-text")
     assert read["contents"][0]["text"] == "This is the content of the static text resource."
-    prompts = run("--method", "prompts/list")
     assert "test_prompt_with_arguments" in {p["name"] for p in prompts["prompts"]}
-    prompt = run(
-        "--method", "prompts/get", "--prompt-name", "test_prompt_with_arguments",
-        "--prompt-args", "arg1=hello", "arg2=world",
-    )  # fmt: skip
     text = prompt["messages"][0]["content"]["text"]
     assert text == "Prompt with arguments: arg1='hello', arg2='world'"
 
@@ -50,4 +47,4 @@ def test_inspector_without_a_token_is_refused_by_the_gateway(
     node_tools: NodeTools, targets: Targets, tmp_path: Path
 ) -> None:
     with pytest.raises(AssertionError, match="failed"):
-        node_tools.inspector(targets.gateway, "legacy", ["--method", "tools/list"], {}, tmp_path)
+        node_tools.inspector(targets.gateway, "legacy", [RUNS[0]], {}, tmp_path)

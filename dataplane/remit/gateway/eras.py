@@ -6,15 +6,21 @@ JSON-RPC ``-32601`` (SEP-2575), not HTTP 200. That covers the methods the revisi
 ``resources/unsubscribe``: the stateless protocol has no session for them to act on), which the
 gateway refuses itself, recorded, without forwarding; and any method the gateway's policy does
 not know, whose denial keeps its decision record but gets the 404. Older revisions keep 200.
+The other way round, the MCP server's own 2026-07-28 error answers (HTTP 400, or 404 with
+-32601, carrying one JSON-RPC error response) are relayed to the client (``relay.py``) rather
+than replaced by the gateway's error, so their ``data`` reaches the client.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any, Final
 
-from remit.errors import ProtocolError
-from remit.gateway.protocol import MODERN_VERSIONS, VERSION_HEADER, Message
+import orjson
+
+from remit.errors import JsonDepthError, JsonKeyCollisionError, ProtocolError
+from remit.gateway.bounds import ResponseLimits, loads
+from remit.gateway.protocol import MODERN_VERSIONS, Message, RequestId, server_message_kind
 from remit.policy.decision import Reason
 
 METHOD_NOT_FOUND: Final = -32601
@@ -46,4 +52,24 @@ def denial_status(version: str | None, error: Mapping[str, Any], status: int) ->
     return status
 
 
-__all__ = ["REMOVED", "VERSION_HEADER", "check_removed", "denial_status"]
+def rejection_answers(
+    status: int, kind: str | None, body: bytes, calls: Container[RequestId], limits: ResponseLimits
+) -> bool:
+    """Whether an upstream answer is a 2026-07-28 JSON-RPC error sent with its HTTP status: one
+    well-formed error response to a forwarded call, with HTTP 400 (invalid params, a missing
+    client capability, an unsupported version: the client needs its ``data``) or HTTP 404 with
+    ``-32601`` (method not found). Any other non-2xx body stays the gateway's own error."""
+    if status not in (400, 404) or kind != "json":
+        return False
+    try:
+        value = loads(body, limits.max_json_depth)
+    except (orjson.JSONDecodeError, JsonDepthError, JsonKeyCollisionError):
+        return False
+    if server_message_kind(value) != "response" or "error" not in value:
+        return False
+    if status == 404 and value["error"]["code"] != METHOD_NOT_FOUND:
+        return False
+    return value["id"] in calls
+
+
+__all__ = ["REMOVED", "check_removed", "denial_status", "rejection_answers"]

@@ -25,7 +25,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -35,6 +35,7 @@ from remit.errors import ClientGoneError, JsonDepthError, JsonKeyCollisionError,
 from remit.gateway.asgi import Send
 from remit.gateway.attribution import Origin
 from remit.gateway.bounds import DEFAULT_LIMITS, ResponseLimits, loads
+from remit.gateway.eras import rejection_answers
 from remit.gateway.hooks import GatewayHooks, Identity, Outcome
 from remit.gateway.protocol import (
     UPSTREAM_ERROR,
@@ -58,7 +59,6 @@ from remit.gateway.watch import ClientWatch
 
 log = logging.getLogger(__name__)
 
-METHOD_NOT_FOUND: Final = -32601
 _ERROR_SAMPLE: Final = 64 * 1024  # bytes of an upstream error body read for the record
 _JSON: Final = (b"content-type", b"application/json")
 
@@ -297,26 +297,6 @@ class Exchange:
             {"reason": HTTP_ERROR, "upstreamStatus": status},
         )
         await _reply(send, client_status, payload, response.client_headers())
-
-
-def rejection_answers(
-    status: int, kind: str | None, body: bytes, calls: Mapping[RequestId, Call], limits: Any
-) -> bool:
-    """Whether an upstream answer is a 2026-07-28 JSON-RPC error sent with its HTTP status: one
-    well-formed error response to a forwarded call, with HTTP 400 (invalid params, a missing
-    client capability, an unsupported version: the client needs its ``data``) or HTTP 404 with
-    ``-32601`` (method not found). Any other non-2xx body stays the gateway's own error."""
-    if status not in (400, 404) or kind != "json":
-        return False
-    try:
-        value = loads(body, limits.max_json_depth)
-    except (orjson.JSONDecodeError, JsonDepthError, JsonKeyCollisionError):
-        return False
-    if server_message_kind(value) != "response" or "error" not in value:
-        return False
-    if status == 404 and value["error"]["code"] != METHOD_NOT_FOUND:
-        return False
-    return value["id"] in calls
 
 
 def no_response(id_: RequestId) -> dict[str, Any]:
