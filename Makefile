@@ -5,11 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-<<<<<<< HEAD
-.PHONY: demo test lint format crds bench clean control-plane keycloak browser rulecheck
-=======
-.PHONY: demo test lint format crds bench clean control-plane keycloak browser node-tools
->>>>>>> 4d5f82a (Conformance tier: our own SDK conformance server, the official suite (pinned Node tools from npm) directly and through an allow-everything gateway in both eras)
+.PHONY: demo test lint format crds bench clean control-plane keycloak browser rulecheck node-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,11 +33,8 @@ test: lint
 	$(BIN)/python scripts/control_plane.py || echo "control-plane: not built; tests/kube will skip"
 	$(BIN)/python scripts/keycloak.py --realm tests/idp/realm-remit.json || echo "keycloak: not installed; tests/idp will skip"
 	$(BIN)/python scripts/browser.py || echo "chromium: not installed; tests/consent will skip"
-<<<<<<< HEAD
 	$(BIN)/python scripts/rulecheck.py || echo "rulecheck: not built; the alert rule checks will skip"
-=======
 	$(BIN)/python scripts/node_tools.py || echo "node-tools: not installed; tests/conformance will skip"
->>>>>>> 4d5f82a (Conformance tier: our own SDK conformance server, the official suite (pinned Node tools from npm) directly and through an allow-everything gateway in both eras)
 	$(BIN)/python -m pytest
 
 # Debian's Chromium for the consent page's browser tests (tests/consent); fails if it cannot.
@@ -58,16 +51,14 @@ control-plane: $(STAMP)
 keycloak: $(STAMP)
 	$(BIN)/python scripts/keycloak.py --realm tests/idp/realm-remit.json
 
-<<<<<<< HEAD
 # Build (or find in the cache) the Prometheus rule checker tests/helm uses; fails if it cannot.
 rulecheck: $(STAMP)
 	$(BIN)/python scripts/rulecheck.py
-=======
+
 # Node.js, the MCP conformance suite and the Inspector, pinned by tests/conformance/node/
 # (cached in ~/.cache/remit/node-tools); needs npm and the npm registry.
 node-tools: $(STAMP)
 	$(BIN)/python scripts/node_tools.py
->>>>>>> 4d5f82a (Conformance tier: our own SDK conformance server, the official suite (pinned Node tools from npm) directly and through an allow-everything gateway in both eras)
 
 crds: $(STAMP)
 	$(BIN)/remit crds generate --output crds
