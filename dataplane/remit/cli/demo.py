@@ -16,6 +16,7 @@ from rich.panel import Panel
 from remit.cli.common import console, fail, load_valid
 from remit.errors import CompileError
 from remit.policy.compiler import compile_bundle
+from remit.policy.ended import is_active
 from remit.policy.engine import Engine
 from remit.policy.request import Identity, Request
 
@@ -67,8 +68,9 @@ def walkthrough(examples: Path) -> int:
     console.print(
         Panel.fit(
             f"Policy bundle for agents/files: {len(bundle.policies)} policies, "
-            f"{len(bundle.grants)} active grant(s), {bundle.excluded_grants.expired} expired and "
-            f"{bundle.excluded_grants.revoked} revoked left out\ndigest {bundle.digest}",
+            f"{sum(is_active(g, bundle.issued_at) for g in bundle.grants)} active grant(s), "
+            f"{bundle.excluded_grants.expired} expired and {bundle.excluded_grants.revoked} "
+            f"revoked (they grant nothing)\ndigest {bundle.digest}",
             title="remit demo: policy walkthrough",
         )
     )

@@ -34,6 +34,7 @@ from remit.errors import (
 from remit.gateway.asgi import Receive, Scope, Send, reply, reply_json, serve_lifespan
 from remit.gateway.metrics import Metrics
 from remit.gateway.state import PolicyState
+from remit.policy.ended import is_active
 from remit.times import utc_text
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ class AdminApp:
         bundle = None
         if policy is not None:
             b = policy.bundle
+            active = sum(is_active(g, datetime.now(UTC)) for g in b.grants)
             bundle = {
                 "digest": b.digest,
                 "serial": b.serial,
@@ -151,7 +153,8 @@ class AdminApp:
                 "nextExpiry": utc_text(b.next_expiry) if b.next_expiry else None,
                 "server": f"{b.server.namespace}/{b.server.name}",
                 "policies": len(b.policies),
-                "grants": len(b.grants),
+                "grants": active,  # active grants only; ended ones grant nothing
+                "endedGrants": len(b.grants) - active,
             }
         refusals = {"counts": dict(sorted(self.refusals.items())), "last": self.last_refusal}
         return {

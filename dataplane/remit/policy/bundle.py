@@ -122,7 +122,8 @@ class GrantEvidence(Frozen, frozen=True, kw_only=True):
 
 
 class CompiledGrant(Frozen, frozen=True, kw_only=True):
-    """An Active ConsentGrant for this server, with the evidence a decision cites."""
+    """A ConsentGrant for this server, with the evidence a decision cites (an ended one has a
+    past ``expiresAt``: ``remit.policy.ended``)."""
 
     id: str
     uid: str = ""
@@ -146,7 +147,8 @@ class CompiledGrant(Frozen, frozen=True, kw_only=True):
 
 
 class ExcludedGrants(Frozen, frozen=True, kw_only=True):
-    """Grants for this server left out because they were not Active at compile time."""
+    """Grants for this server that were not Active at compile time (only the most recent stay in
+    ``grants``, in a form that grants nothing: ``remit.policy.ended``)."""
 
     expired: int = 0
     revoked: int = 0

@@ -2,7 +2,8 @@
 
 Only what applies to the server goes in: its settings, the AgentPolicies of its namespace that
 name it (or ``*``), and the ConsentGrants for it that are Active at compile time. Expired and
-revoked grants are counted, not included. Inputs in any order give a byte-identical bundle.
+revoked grants are counted; the most recent of them are kept in a form that grants nothing, so
+a denial can name them (``remit.policy.ended``). Inputs in any order give a byte-identical bundle.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from remit.policy.bundle import (
     ServerSettings,
     TargetKind,
 )
+from remit.policy.ended import ended_grants
 
 
 def find_server(resources: Iterable[Resource], name: str, namespace: str | None) -> MCPServer:
@@ -197,6 +199,7 @@ def compile_bundle(
         key=lambda p: p.id,
     )
     grants: list[CompiledGrant] = []
+    ended: list[ConsentGrant] = []
     expired = revoked = 0
     for resource in resources:
         if not isinstance(resource, ConsentGrant) or not grant_for(resource, target):
@@ -206,8 +209,12 @@ def compile_bundle(
             revoked += 1
         elif phase == "Expired":
             expired += 1
+        if phase != "Active":
+            ended.append(resource)
         else:
             grants.append(_grant(resource))
+    next_expiry = min((g.expires_at for g in grants), default=None)
+    grants.extend(ended_grants(ended, now))
     grants.sort(key=lambda g: g.id)
     _unique("AgentPolicy", [p.id for p in policies])
     _unique("ConsentGrant", [g.id for g in grants])
@@ -217,7 +224,7 @@ def compile_bundle(
         grants=tuple(grants),
         excluded_grants=ExcludedGrants(expired=expired, revoked=revoked),
         tool_pins=dict(sorted((tool_pins or {}).items())),
-        next_expiry=min((g.expires_at for g in grants), default=None),
+        next_expiry=next_expiry,
         serial=serial,
         issued_at=now.replace(microsecond=0),
     )

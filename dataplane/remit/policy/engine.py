@@ -16,6 +16,7 @@ from typing import Any
 from remit.errors import EvaluationError
 from remit.policy.bundle import Bundle, TargetKind
 from remit.policy.decision import Decision, GrantRef, RateLimitRef, Reason, deny
+from remit.policy.ended import is_revoked
 from remit.policy.expressions import Bindings
 from remit.policy.index import GrantIndex, RuleEntry, RuleIndex, effective_hints
 from remit.policy.methods import DECIDED, LISTS, REFERENCING, classify
@@ -132,14 +133,15 @@ class Engine:
         identity = request.identity
         ids = tuple(e.rule.id for e in rules)
         failure = ""
-        expired: list[str] = []  # covering grants past expiresAt (since the bundle was built)
+        expired: list[str] = []  # covering grants that ended: expired or revoked
         unmet: list[str] = []  # covering grants whose own condition did not hold
         for entry in self._grants.lookup(identity.subject, identity.agent):
             grant = entry.grant
             if not entry.covers(target, request.name):
                 continue
-            if grant.expires_at <= now:
-                expired.append(f"{grant.id} expired at {utc_text(grant.expires_at, 'seconds')}")
+            if grant.expires_at <= now:  # ended: expired, or revoked (remit.policy.ended)
+                when = f"expired at {utc_text(grant.expires_at, 'seconds')}"
+                expired.append(f"{grant.id} {'was revoked' if is_revoked(grant) else when}")
                 continue
             if entry.condition is not None:
                 try:

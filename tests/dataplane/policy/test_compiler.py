@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -13,8 +13,9 @@ import pytest
 
 from remit.api.loader import load
 from remit.errors import BundleError, CompileError
-from remit.policy.bundle import parse_bundle
+from remit.policy.bundle import Bundle, parse_bundle
 from remit.policy.compiler import compile, compile_bundle
+from remit.policy.ended import REVOKED_AT, is_active
 from tests.support.policies import (
     EARLIER,
     LATER,
@@ -28,6 +29,14 @@ from tests.support.policies import (
 )
 
 EXAMPLES = Path(__file__).parents[3] / "examples"
+
+
+def active(bundle: Bundle) -> list[str]:
+    return [g.id for g in bundle.grants if is_active(g, bundle.issued_at)]
+
+
+def ended(bundle: Bundle) -> dict[str, datetime]:
+    return {g.id: g.expires_at for g in bundle.grants if not is_active(g, bundle.issued_at)}
 
 
 def _mixed() -> list[dict[str, object]]:
@@ -58,7 +67,14 @@ def test_bundle_holds_only_what_applies_to_the_server() -> None:
         "agents/files-only",
         "agents/globbed",
     ]
-    assert [g.id for g in bundle.grants] == ["agents/active-late", "agents/active-soon"]
+    assert active(bundle) == ["agents/active-late", "agents/active-soon"]
+    # ended grants stay, granting nothing, so a denial can name them (remit.policy.ended)
+    assert ended(bundle) == {
+        "agents/at-expiry": NOW,
+        "agents/expired": EARLIER,
+        "agents/revoked": REVOKED_AT,
+        "agents/revoked-and-expired": REVOKED_AT,
+    }
     assert (bundle.excluded_grants.expired, bundle.excluded_grants.revoked) == (2, 2)
     assert bundle.next_expiry == NOW + timedelta(hours=1)
     assert bundle.serial == 4
@@ -145,7 +161,7 @@ def test_rules_compile_targets_conditions_consent_and_rate_limits() -> None:
 
 def test_no_active_grant_means_no_next_expiry() -> None:
     bundle = bundle_for(grant("old", expires_at=EARLIER))
-    assert bundle.grants == ()
+    assert active(bundle) == []
     assert bundle.next_expiry is None
     assert bundle.excluded_grants.expired == 1
 
@@ -260,9 +276,9 @@ def test_examples_compile_per_server() -> None:
     files = compile_bundle(loaded.resources, "files", now=NOW)
     tickets = compile_bundle(loaded.resources, "tickets", now=NOW)
     assert [p.id for p in files.policies] == ["agents/guardrails", "agents/support-bot"]
-    assert [g.id for g in files.grants] == ["agents/alice-support-bot-write"]
+    assert active(files) == ["agents/alice-support-bot-write"]
     assert (files.excluded_grants.expired, files.excluded_grants.revoked) == (1, 0)
     assert [p.id for p in tickets.policies] == ["agents/guardrails", "agents/triage-agents"]
-    assert [g.id for g in tickets.grants] == ["agents/dave-triage-close"]
+    assert active(tickets) == ["agents/dave-triage-close"]
     assert (tickets.excluded_grants.expired, tickets.excluded_grants.revoked) == (0, 1)
     assert files.digest != tickets.digest
