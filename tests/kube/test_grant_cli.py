@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from tests.kube.cluster import namespace
 from tests.kube.controlplane import ControlPlane
 from tests.kube.operator import Installation
@@ -70,3 +72,39 @@ def test_grant_create_revoke_list_through_the_api_with_the_authenticated_user(
         assert missing.returncode == 1
         assert "cannot revoke ConsentGrant" in missing.stderr
         assert "404" in missing.stderr
+
+
+def test_without_n_the_grant_commands_use_the_kubeconfig_contexts_namespace(
+    control_plane: ControlPlane, installation: Installation, tmp_path: Path
+) -> None:
+    config = control_plane.kubeconfig(tmp_path / "kubeconfig")
+    api = control_plane.admin
+    with namespace(api, "grant-ctx") as ns:
+        document = yaml.safe_load(config.read_text())
+        document["contexts"][0]["context"]["namespace"] = ns  # as `kubectl config set-context`
+        config.write_text(yaml.safe_dump(document))
+
+        created = remit(
+            config, "create", "bob-read", "--subject", "bob@example.com",
+            "--agent", "support-bot", "--server", "files", "--tool", "read_file",
+            "--expires-in", "1h",
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        assert f"consentgrant {ns}/bob-read created" in created.stdout
+        assert api.get("remit.dev/v1alpha1", "ConsentGrant", ns, "bob-read") is not None
+        assert api.get("remit.dev/v1alpha1", "ConsentGrant", "default", "bob-read") is None
+
+        listed = remit(config, "list", "-o", "json")
+        assert listed.returncode == 0, listed.stderr
+        assert [(r["namespace"], r["name"]) for r in json.loads(listed.stdout)] == [
+            (ns, "bob-read")
+        ]
+        revoked = remit(config, "revoke", "bob-read")
+        assert revoked.returncode == 0, revoked.stderr
+        stored = api.get("remit.dev/v1alpha1", "ConsentGrant", ns, "bob-read")
+        assert stored["spec"]["revoked"] is True
+
+        # -n still wins over the context's namespace
+        elsewhere = remit(config, "list", "-n", "default", "-o", "json")
+        assert elsewhere.returncode == 0, elsewhere.stderr
+        assert "bob-read" not in {r["name"] for r in json.loads(elsewhere.stdout)}

@@ -32,7 +32,14 @@ DirOption = Annotated[
     Path | None,
     typer.Option("--filename", "-f", help="Policy directory: write YAML there (else: cluster)."),
 ]
-NamespaceOption = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
+NamespaceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        "-n",
+        help="Namespace (default: the kubeconfig context's, as kubectl; with -f: default).",
+    ),
+]
 ContextOption = Annotated[str | None, typer.Option(help="kubeconfig context (cluster mode).")]
 
 
@@ -83,7 +90,7 @@ def create(
     expires_in: Annotated[str | None, typer.Option(help="Lifetime: 30m, 8h, 7d.")] = None,
     expires_at: Annotated[datetime | None, typer.Option(help="Expiry (RFC 3339).")] = None,
     reason: Annotated[str, typer.Option(help="Why, e.g. a ticket id.")] = "",
-    namespace: NamespaceOption = "default",
+    namespace: NamespaceOption = None,
     directory: DirOption = None,
     granted_by: Annotated[
         str | None,
@@ -104,12 +111,14 @@ def create(
     if reason:
         spec["reason"] = reason
     if directory is None:
-        from remit.cli.grant_cluster import apply_grant  # noqa: PLC0415 - needs kubernetes
+        from remit.cli.grant_cluster import apply_grant, default_namespace  # noqa: PLC0415
 
         if granted_by is not None:
             fail("--granted-by is for a directory: in a cluster, grantedBy is who you are")
-        apply_grant(lambda who: build(name, namespace, spec, who), context)
+        where = namespace or default_namespace(context)
+        apply_grant(lambda who: build(name, where, spec, who), context)
         return
+    namespace = namespace or "default"
     who, source = (granted_by, "--granted-by") if granted_by else (getpass.getuser(), "local user")
     document = build(name, namespace, spec, who)
     path = directory / f"{name}.consentgrant.yaml"
@@ -129,16 +138,17 @@ def create(
 @grant_app.command("revoke")
 def revoke(
     name: Annotated[str, typer.Argument(help="The grant's name.")],
-    namespace: NamespaceOption = "default",
+    namespace: NamespaceOption = None,
     directory: DirOption = None,
     context: ContextOption = None,
 ) -> None:
     """Revoke a grant (spec.revoked: true), keeping it as evidence."""
     if directory is None:
-        from remit.cli.grant_cluster import revoke_grant  # noqa: PLC0415 - needs kubernetes
+        from remit.cli.grant_cluster import default_namespace, revoke_grant  # noqa: PLC0415
 
-        revoke_grant(name, namespace, context)
+        revoke_grant(name, namespace or default_namespace(context), context)
         return
+    namespace = namespace or "default"
     loaded = load([directory], recursive=True)
     where = loaded.sources.get(("ConsentGrant", f"{namespace}/{name}"))
     if where is None:
@@ -152,7 +162,7 @@ def revoke(
 
 @grant_app.command("list")
 def list_(
-    namespace: NamespaceOption = "default",
+    namespace: NamespaceOption = None,
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A")] = False,
     directory: DirOption = None,
     context: ContextOption = None,
@@ -160,9 +170,10 @@ def list_(
 ) -> None:
     """List grants with their phase now (Active, Expired, Revoked)."""
     if directory is None:
-        from remit.cli.grant_cluster import list_grants  # noqa: PLC0415 - needs kubernetes
+        from remit.cli.grant_cluster import default_namespace, list_grants  # noqa: PLC0415
 
-        documents = list_grants(None if all_namespaces else namespace, context)
+        where = None if all_namespaces else namespace or default_namespace(context)
+        documents = list_grants(where, context)
         grants: list[ConsentGrant] = []
         for document in documents:
             try:
@@ -172,7 +183,7 @@ def list_(
     else:
         grants = load([directory], recursive=True).of(ConsentGrant)
         if not all_namespaces:
-            grants = [g for g in grants if g.metadata.namespace == namespace]
+            grants = [g for g in grants if g.metadata.namespace == (namespace or "default")]
     now = datetime.now(UTC)
     rows = [
         {"namespace": g.metadata.namespace, "name": g.metadata.name, "phase": g.phase(now),

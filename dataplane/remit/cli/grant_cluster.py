@@ -8,6 +8,7 @@ who actually applied the grant. (An admission policy can then hold every writer 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 from remit.api.common import GROUP, VERSION
@@ -32,6 +33,33 @@ def _clients(context: str | None) -> tuple[Any, Any]:
         except ConfigException:
             fail(f"no usable kubeconfig ({exc}); or use -f DIR to write YAML instead")
     return client.AuthenticationV1Api(), client.CustomObjectsApi()
+
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def default_namespace(context: str | None) -> str:
+    """The namespace kubectl would use without ``-n``: the kubeconfig context's, else ``default``.
+
+    Without a usable kubeconfig (in a pod), the pod's own namespace, as kubectl does.
+    """
+    try:
+        from kubernetes import config  # noqa: PLC0415 - only cluster mode needs it
+        from kubernetes.config.config_exception import ConfigException  # noqa: PLC0415
+    except ImportError:
+        fail("cluster mode needs the kubernetes client: pip install 'remit[operator]'")
+    try:
+        contexts, current = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+    except (ConfigException, OSError):
+        try:
+            return SERVICE_ACCOUNT_NAMESPACE.read_text(encoding="utf-8").strip() or "default"
+        except OSError:
+            return "default"
+    chosen = (
+        current if context is None else next((c for c in contexts if c["name"] == context), None)
+    )
+    namespace = ((chosen or {}).get("context") or {}).get("namespace")
+    return str(namespace) if namespace else "default"
 
 
 def _api_failure(action: str, exc: Exception) -> NoReturn:
