@@ -8,6 +8,7 @@ stored by the API server, each naming its own object.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from remit.demo.issuer import Issuer
@@ -44,7 +45,8 @@ def test_an_agentpolicy_naming_no_server_gets_a_warnings_condition_and_a_warning
     api = control_plane.admin
     with namespace(api, "warn-policy") as ns:
         api.create(policy("bot", rule("read", tools=["read_*"]), servers=["nope"], namespace=ns))
-        api.create(grant("g", server="nope", namespace=ns))  # posted together with the policy
+        tomorrow = datetime.now(UTC) + timedelta(days=1)
+        api.create(grant("g", server="nope", expires_at=tomorrow, namespace=ns))  # at once
 
         event = wait_for(lambda: _warning(api, ns, "AgentPolicy", "bot"), timeout=30)
         assert event["reason"] == "NoServer"
