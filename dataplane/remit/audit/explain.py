@@ -228,7 +228,7 @@ def render(
         if grant.evidence is not None:
             consent += f"; {consented(grant.evidence)}"
     elif decision.reason == "consent_required":
-        consent = " with no consent grant"
+        consent = " with no consent grant in force"  # none, or ended: the reason says which
     elif decision.decision == "allow":
         consent = " without consent (none was required)"
     else:

@@ -72,7 +72,7 @@ async def test_denied_without_consent(log_path: Path) -> None:
 
     assert result.outcome is None
     assert (
-        "It was DENIED with no consent grant, by agents/support-bot/write-needs-consent; "
+        "It was DENIED with no consent grant in force, by agents/support-bot/write-needs-consent; "
         in result.text
     )
     assert "reason consent_required: no active ConsentGrant for delete_file." in result.text

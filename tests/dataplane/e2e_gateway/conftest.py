@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,24 @@ spec:
 """
 
 Mint = Callable[..., str]
+ERIN = "erin@example.com"  # her grant was revoked before the gateway started
+FRANK = "frank@example.com"  # his grant expired the day before the gateway started
+
+
+def ended_grants() -> str:
+    """Two grants that had ended when the bundle was compiled (named in denials)."""
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    grants = [("erin-write", ERIN, "2099-01-01T00:00:00Z", "true"),
+              ("frank-write", FRANK, yesterday, "false")]  # fmt: skip
+    return "---\n".join(
+        f"""apiVersion: remit.dev/v1alpha1
+kind: ConsentGrant
+metadata: {{name: {name}, namespace: agents}}
+spec: {{subject: "{subject}", agent: support-bot, server: files, tools: [write_file],
+  expiresAt: "{expires}", grantedBy: "{subject}", revoked: {revoked}}}
+"""
+        for name, subject, expires, revoked in grants
+    )
 
 
 @pytest.fixture(scope="package")
@@ -105,7 +124,7 @@ def gateway(
     policy = stack.write_policy_dir(
         logs / "main-policy",
         stack.server_yaml(issuer.issuer, audience),
-        extra={"extras.yaml": EXTRA_POLICIES},
+        extra={"extras.yaml": EXTRA_POLICIES, "ended.yaml": ended_grants()},
     )
     with stack.gateway(
         logs,

@@ -3,12 +3,14 @@ generations: list filtering per identity, rules, consent, hidden tools, resource
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from tests.dataplane.e2e_gateway.conftest import ALICE, BOB, MODES, Mint, connect
+from tests.dataplane.e2e_gateway.conftest import ALICE, BOB, ERIN, FRANK, MODES, Mint, connect
 from tests.support import mcp_wire
 from tests.support.stack import GatewayProcess, Upstream
 
@@ -185,3 +187,33 @@ async def test_rate_limit_denies_the_third_call(
     record = gateway.record(decision_id)
     assert record["reason"] == "rate_limited"
     assert record["rules"] == ["agents/rate-bot#list-twice"]
+
+
+@pytest.mark.parametrize(
+    ("subject", "wording"),
+    [
+        (ERIN, "ConsentGrant agents/erin-write was revoked"),
+        (FRANK, "agents/frank-write expired at"),
+    ],
+)
+async def test_a_grant_ended_before_the_gateway_started_is_named_in_the_denial(
+    gateway: GatewayProcess, mint: Mint, subject: str, wording: str
+) -> None:
+    async with connect(gateway.url, mint(subject), MODES[-1]) as client:
+        listed = {tool.name for tool in (await client.list_tools()).tools}
+        result = await client.call_tool("write_file", {"path": "/data/x.txt", "content": "x"})
+    assert "write_file" not in listed  # an ended grant reveals nothing
+    text = _text(result)
+    assert result.is_error
+    assert "consent_required" in text
+    assert wording in text
+    assert "has no active ConsentGrant" not in text
+    record = gateway.record(text.rsplit("Decision record ", 1)[1].rstrip("."))
+    assert (record["decision"], record["reason"]) == ("deny", "consent_required")
+    assert wording in record["message"]
+    explained = subprocess.run(
+        [sys.executable, "-m", "remit", "audit", "explain", str(gateway.audit_file), record["id"]],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert "DENIED with no consent grant in force" in explained.stdout
+    assert wording in " ".join(explained.stdout.split())
