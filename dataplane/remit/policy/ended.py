@@ -22,9 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from remit.api.consentgrant import ConsentGrant
 from remit.policy.bundle import CompiledGrant
+
+if TYPE_CHECKING:  # the sidecar imports this module and must not load pydantic
+    from remit.api.consentgrant import ConsentGrant
 
 REVOKED_AT = datetime(1970, 1, 1, tzinfo=UTC)
 ENDED_HORIZON = timedelta(days=30)
