@@ -10,7 +10,9 @@
     │   ├── SignatureError       bad signature, wrong key, or an algorithm other than EdDSA
     │   ├── RollbackError        a bundle with a lower serial than the one in force
     │   ├── WrongServerError     a bundle compiled for another MCPServer than this gateway's
-    │   └── StaleBundleError     a bundle issued longer ago than the gateway accepts
+    │   ├── StaleBundleError     a bundle issued longer ago than the gateway accepts
+│   ├── DeltaBaseError       a bundle delta names a base other than the bundle in force
+│   └── DeltaDigestError     a bundle delta does not yield the digest it was signed with
     ├── SigningKeyError          a signing or verification key cannot be loaded or saved
     ├── EvaluationError          a CEL condition failed at run time (the engine denies)
     ├── SettingsError            a setting (REMIT_* variable or flag) is missing or malformed
@@ -91,6 +93,14 @@ class WrongServerError(BundleError):
 
 class StaleBundleError(BundleError):
     """A bundle's ``issuedAt`` is older than the maximum bundle age (or in the future)."""
+
+
+class DeltaBaseError(BundleError):
+    """A bundle delta applies to a base (serial, digest) that is not the bundle in force."""
+
+
+class DeltaDigestError(BundleError):
+    """A bundle delta, applied to its base, does not give the digest it was signed with."""
 
 
 class SigningKeyError(RemitError):

@@ -2,7 +2,14 @@
 
     PUT /v1/bundle  (compact JWS)  → 200 {"digest", "serial", "changed"} | 409 rollback | 400 bad
                                      | 422 refused ({"reason": "wrong_server" | "stale"})
-    GET /v1/status                 → {"ready", "bundle": {"digest", "serial", ...} | null, "pins"}
+    PATCH /v1/bundle (signed delta) → the same, | 409 delta_base | 422 delta_digest
+    GET /v1/status                 → {"ready", "bundle": {"digest", "serial", ...} | null, "pins",
+                                       "bundleDelta": true (only sidecars that take deltas)}
+
+A sidecar that advertises ``bundleDelta`` (in its status or its answer to a push) is sent a
+signed delta against the bundle it holds when there is one (``remit_operator.deltas``); if it
+refuses the delta for any reason, the full bundle follows in the same push. A sidecar that does
+not advertise it (an older image) only ever gets full bundles.
 
 A push to one sidecar is retried on connection errors, timeouts and 5xx with exponential
 backoff, up to ``REMIT_PUSH_RETRIES`` times. A 400 (signature) moves on to the next candidate
@@ -57,6 +64,8 @@ class PushResult:
     pins: dict[str, str] | None = None
     refused: str | None = None  # the sidecar's reason for refusing the bundle (4xx)
     head: str | None = None  # the sidecar's audit chain head (status), for the anchors
+    takes_delta: bool = False  # the sidecar advertises PATCH /v1/bundle deltas
+    by_delta: bool = False  # this push was installed from a delta
 
     @property
     def ok(self) -> bool:
@@ -162,13 +171,40 @@ class Pusher:
             serial=_serial(bundle.get("serial")),
             pins=_pins(data.get("pins")),
             head=_head(data.get("audit")),
+            takes_delta=data.get("bundleDelta") is True,
         )
 
-    async def push(self, sidecar: Sidecar, admin_port: int, tokens: Sequence[bytes]) -> PushResult:
-        """Push one bundle, signed by each candidate key in turn until one verifies."""
+    async def _delta(self, sidecar: Sidecar, url: str, deltas: Sequence[bytes]) -> PushResult | None:
+        """Try each signed delta in turn; the installed result, or ``None`` to send in full."""
+        for token in deltas:
+            response = await self._retrying(sidecar, "PATCH", url, token)
+            data = _json(response)
+            if response.status_code == 200:
+                digest, serial = _digest(data.get("digest")), _serial(data.get("serial"))
+                return PushResult(sidecar, digest, serial, takes_delta=True, by_delta=True)
+            if response.status_code != 400:  # 400: maybe another key; else it is refused
+                break
+        return None
+
+    async def push(
+        self,
+        sidecar: Sidecar,
+        admin_port: int,
+        tokens: Sequence[bytes],
+        deltas: Sequence[bytes] = (),
+    ) -> PushResult:
+        """Push one bundle, as a delta when one is given and taken, else signed by each
+        candidate key in turn until one verifies."""
         url = admin_url(sidecar, admin_port, "/v1/bundle")
         problem = "no signed bundle to push"
         refused: str | None = None
+        if deltas:
+            try:
+                installed = await self._delta(sidecar, url, deltas)
+            except (httpx.HTTPError, ValueError) as exc:
+                return PushResult(sidecar, error=f"push: {_describe(exc)}", takes_delta=True)
+            if installed is not None:
+                return installed
         for token in tokens:
             try:
                 response = await self._retrying(sidecar, "PUT", url, token)
@@ -177,7 +213,10 @@ class Pusher:
                 return PushResult(sidecar, error=f"push: {_describe(exc)}")
             if response.status_code == 200:
                 return PushResult(
-                    sidecar, digest=_digest(data.get("digest")), serial=_serial(data.get("serial"))
+                    sidecar,
+                    digest=_digest(data.get("digest")),
+                    serial=_serial(data.get("serial")),
+                    takes_delta=data.get("delta") is True,
                 )
             if response.status_code == 409:
                 held = await self.status(sidecar, admin_port)
@@ -220,10 +259,16 @@ class Pusher:
         return outcomes
 
     async def push_all(
-        self, sidecars: Sequence[Sidecar], admin_port: int, tokens: Callable[[Sidecar], list[bytes]]
+        self,
+        sidecars: Sequence[Sidecar],
+        admin_port: int,
+        tokens: Callable[[Sidecar], list[bytes]],
+        deltas: Callable[[Sidecar], list[bytes]] = lambda s: [],
     ) -> list[PushResult]:
         """Push to every sidecar at once; one PushResult each, in the same order."""
-        return await self._bounded(sidecars, lambda s: self.push(s, admin_port, tokens(s)))
+        return await self._bounded(
+            sidecars, lambda s: self.push(s, admin_port, tokens(s), deltas(s))
+        )
 
     async def status_all(self, sidecars: Sequence[Sidecar], admin_port: int) -> list[PushResult]:
         """Read every sidecar's status at once."""

@@ -42,6 +42,7 @@ from remit.policy.compiler import compile_bundle
 from remit.policy.signing import sign
 from remit.times import utc_text
 from remit_operator.anchors import AnchorKeeper
+from remit_operator.deltas import Deltas
 from remit_operator.errors import KubeError
 from remit_operator.index import Sidecar
 from remit_operator.kube import object_path
@@ -101,6 +102,7 @@ class Syncer:
         self._untrusted: set[str] = set()  # pods already reported as not injected by us
         self._inputs: Inputs | None = None  # what ``signed`` was compiled from
         self.anchors = AnchorKeeper(runtime)
+        self.deltas = Deltas()  # grant changes go to sidecars that take them as deltas
 
     def touch(self) -> None:
         """Ask for a sync as soon as possible."""
@@ -194,12 +196,18 @@ class Syncer:
     def _sign(self, bundle: Bundle) -> Signed:
         bundle = bundle.model_copy(update={"serial": self._serial()})
         keys = list(self.rt.keyring.candidates())
+        self.deltas.remember(bundle)
         return Signed(bundle, {str(k.kid): sign(bundle, k).encode() for k in keys})
 
     def _tokens(self, sidecar: Sidecar) -> list[bytes]:
         assert self.signed is not None
         kids = [str(k.kid) for k in self.rt.keyring.candidates(sidecar.kid)]
         return [self.signed.tokens[kid] for kid in kids if kid in self.signed.tokens]
+
+    def _delta_tokens(self, sidecar: Sidecar) -> list[bytes]:
+        assert self.signed is not None
+        keys = self.rt.keyring.candidates(sidecar.kid)
+        return self.deltas.tokens(sidecar, self.signed.bundle, keys)
 
     async def _prepare(self, server: MCPServer) -> None:
         """Publish the public key in the namespace and apply the NetworkPolicy (when changed)."""
@@ -235,6 +243,7 @@ class Syncer:
         live = {s.pod for s in sidecars}
         self.held = {pod: held for pod, held in self.held.items() if pod in live}
         self.rt.pusher.retain(self.ref, sidecars)
+        self.deltas.retain(live)
         reachable = [s for s in sidecars if s.reachable]
         if check_all and await self._observe(reachable):
             self.signed = self._compile(server, now)  # new pins observed: they join the bundle
@@ -305,6 +314,7 @@ class Syncer:
         except KubeError as exc:
             log.warning("%s: cannot write the chain anchors: %s", self.ref, exc)
         for outcome in outcomes:
+            self.deltas.note(outcome)
             if outcome.error is None:
                 self.held[outcome.sidecar.pod] = (outcome.sidecar.incarnation, outcome.digest)
                 self.serial_floor = max(self.serial_floor, self._plausible(outcome.serial))
@@ -324,9 +334,12 @@ class Syncer:
             targets = [s for s in sidecars if self.held.get(s.pod) != (s.incarnation, digest)]
             if not targets:
                 break
-            outcomes = await self.rt.pusher.push_all(targets, port, self._tokens)
+            outcomes = await self.rt.pusher.push_all(
+                targets, port, self._tokens, self._delta_tokens
+            )
             failed, rollback = [], 0
             for outcome in outcomes:
+                self.deltas.note(outcome)
                 pod = outcome.sidecar.pod
                 result = "ok" if outcome.ok else "failed"
                 if outcome.rollback_serial is not None:

@@ -6,10 +6,14 @@ server, so even a reachable admin port cannot change policy without the signing 
 with another server's bundle. Every refused push is answered with its reason, counted in
 ``remit_bundle_refusals_total{reason}``, shown in ``/v1/status`` and logged.
 
-    PUT  /v1/bundle   signed bundle (compact JWS) → 200 {"digest", "serial", "changed"}
+    PUT  /v1/bundle   signed bundle (compact JWS) → 200 {"digest", "serial", "changed", "delta"}
                       refused → {"error", "reason"}: 400 signature | malformed,
                       409 rollback, 413 too_large, 422 wrong_server | stale
-    GET  /v1/status   digest, serial, pins, audit chain head, counters, bundle refusals
+    PATCH /v1/bundle  signed bundle delta (``remit.policy.delta``) against the bundle in force
+                      → the same answers, and 409 delta_base (not the base it names),
+                      422 delta_digest (the result is not the bundle that was signed)
+    GET  /v1/status   digest, serial, pins, audit chain head, counters, bundle refusals, and
+                      ``"bundleDelta": true`` (this sidecar accepts PATCH deltas)
     GET  /healthz     the process is alive
     GET  /readyz      200 only with a valid bundle in force and an audit sink that can write
                       (503 otherwise, with the reasons)
@@ -26,6 +30,8 @@ from typing import Any, Protocol
 from remit.audit.health import SinkHealth
 from remit.errors import (
     BundleError,
+    DeltaBaseError,
+    DeltaDigestError,
     RollbackError,
     SignatureError,
     StaleBundleError,
@@ -44,6 +50,8 @@ MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 # How each refusal is answered: the first matching class wins (subclasses first).
 _REFUSALS: tuple[tuple[type[BundleError], int, str], ...] = (
     (RollbackError, 409, "rollback"),
+    (DeltaBaseError, 409, "delta_base"),
+    (DeltaDigestError, 422, "delta_digest"),
     (WrongServerError, 422, "wrong_server"),
     (StaleBundleError, 422, "stale"),
     (SignatureError, 400, "signature"),
@@ -81,10 +89,11 @@ class AdminApp:
             return
         method, path = scope["method"], scope["path"]
         if path == "/v1/bundle":
-            if method != "PUT":
-                await reply_json(send, 405, {"error": "use PUT"}, [(b"allow", b"PUT")])
+            if method not in ("PUT", "PATCH"):
+                allow = [(b"allow", b"PUT, PATCH")]
+                await reply_json(send, 405, {"error": "use PUT or PATCH"}, allow)
                 return
-            await self._put_bundle(scope, receive, send)
+            await self._put_bundle(receive, send, delta=method == "PATCH")
         elif method not in ("GET", "HEAD"):
             await reply_json(send, 405, {"error": "use GET"}, [(b"allow", b"GET")])
         elif path == "/v1/status":
@@ -103,7 +112,7 @@ class AdminApp:
         else:
             await reply_json(send, 404, {"error": f"no such endpoint {path}"})
 
-    async def _put_bundle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _put_bundle(self, receive: Receive, send: Send, *, delta: bool) -> None:
         body = bytearray()
         while True:
             message = await receive()
@@ -115,16 +124,16 @@ class AdminApp:
             if not message.get("more_body"):
                 break
         try:
-            bundle, changed = self.state.install_signed(bytes(body))
+            install = self.state.install_delta if delta else self.state.install_signed
+            bundle, changed = install(bytes(body))
         except BundleError as exc:
             status, reason = next((s, r) for kind, s, r in _REFUSALS if isinstance(exc, kind))
             await self._refuse(send, status, reason, str(exc))
             return
         self.metrics.bundle_installs.labels("installed" if changed else "unchanged").inc()
         self.metrics.bundle_serial.set(bundle.serial)
-        await reply_json(
-            send, 200, {"digest": bundle.digest, "serial": bundle.serial, "changed": changed}
-        )
+        answer = {"digest": bundle.digest, "serial": bundle.serial, "changed": changed}
+        await reply_json(send, 200, {**answer, "delta": True})
 
     async def _refuse(self, send: Send, status: int, reason: str, error: str) -> None:
         """Answer, count, remember and log a refused push; the bundle in force stays."""
@@ -162,5 +171,6 @@ class AdminApp:
             "bundle": bundle,
             "server": self.state.server,
             "bundleRefusals": refusals,
+            "bundleDelta": True,
             **self.source.status(),
         }

@@ -27,10 +27,17 @@ from datetime import UTC, datetime
 
 from joserfc.jwk import OKPKey
 
-from remit.errors import BundleError, RollbackError, StaleBundleError, WrongServerError
+from remit.errors import (
+    BundleError,
+    DeltaBaseError,
+    RollbackError,
+    StaleBundleError,
+    WrongServerError,
+)
 from remit.policy.bundle import Bundle
 from remit.policy.engine import Engine
-from remit.policy.signing import verify
+from remit.policy.delta import apply_delta
+from remit.policy.signing import verify, verify_delta
 from remit.times import utc_text
 
 DEFAULT_MAX_BUNDLE_AGE = 7 * 24 * 3600.0
@@ -92,8 +99,31 @@ class PolicyState:
         release_memory()
         return bundle, changed
 
+    def install_delta(self, token: bytes | str) -> tuple[Bundle, bool]:
+        """Verify a signed bundle delta, apply it to the bundle in force and install the result.
+
+        The delta must name this gateway's server and the exact bundle in force (serial and
+        digest, checked again under the lock of the swap), and the result must have the digest
+        it was signed with. Raises what ``install_signed`` raises, ``DeltaBaseError`` and
+        ``DeltaDigestError``; on any of them the bundle in force stays.
+        """
+        if self._public_key is None:
+            raise BundleError("this gateway has no bundle verification key configured")
+        delta = verify_delta(token, self._public_key)
+        self._check_ref(delta.server)
+        current = self.current
+        if current is None:
+            raise DeltaBaseError("no bundle in force to apply a delta to")
+        bundle = apply_delta(current.bundle, delta)
+        self._check_age(bundle)
+        changed = self.install(bundle, base=current.bundle)
+        release_memory()
+        return bundle, changed
+
     def _check_server(self, bundle: Bundle) -> None:
-        ref = f"{bundle.server.namespace}/{bundle.server.name}"
+        self._check_ref(f"{bundle.server.namespace}/{bundle.server.name}")
+
+    def _check_ref(self, ref: str) -> None:
         if not self.server:
             raise WrongServerError(
                 f"bundle is for server {ref}, but this gateway does not know its own server "
@@ -120,14 +150,17 @@ class PolicyState:
                 f"bundle issued at {stamp} is in the future (this gateway's clock says {clock})"
             )
 
-    def install(self, bundle: Bundle) -> bool:
+    def install(self, bundle: Bundle, *, base: Bundle | None = None) -> bool:
         """Install ``bundle``; False if it is the one already in force (same serial and digest).
 
-        Raises ``RollbackError`` for a lower serial, or the same serial with other content.
+        Raises ``RollbackError`` for a lower serial, or the same serial with other content, and
+        ``DeltaBaseError`` if ``base`` is given and is no longer the bundle in force.
         """
         engine = Engine(bundle)  # built before taking the lock: compiling CEL takes a while
         with self._lock:
             current = self.current
+            if base is not None and (current is None or current.bundle is not base):
+                raise DeltaBaseError("the bundle in force changed while the delta was applied")
             if current is not None:
                 serial = current.bundle.serial
                 if bundle.serial == serial and bundle.digest == current.bundle.digest:

@@ -19,6 +19,7 @@ from joserfc.jws import JWSRegistry
 
 from remit.errors import SignatureError, SigningKeyError
 from remit.policy.bundle import Bundle, parse_bundle
+from remit.policy.delta import BundleDelta, parse_delta
 
 ALGORITHM = "EdDSA"
 # RFC 9864 deprecates the polymorphic "EdDSA" name in favour of "Ed25519". Remit's wire format
@@ -27,6 +28,7 @@ warnings.filterwarnings("ignore", message="EdDSA is deprecated", module="joserfc
 # joserfc caps a compact JWS at about 128 kB by default; a bundle for a thousand policies or
 # grants is megabytes. Accept up to the size the gateway's admin API accepts.
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+DELTA_TYPE = "remit-bundle-delta+jws"
 
 
 def _registry() -> JWSRegistry:
@@ -96,13 +98,39 @@ def sign(bundle: Bundle, key: OKPKey) -> str:
         raise SigningKeyError(f"cannot sign with this key: {exc}") from exc
 
 
-def verify(token: str | bytes, key: OKPKey) -> Bundle:
-    """Verify a signed bundle with ``key`` and return it; raise ``SignatureError`` if not."""
+def sign_delta(delta: BundleDelta, key: OKPKey) -> str:
+    """A bundle delta as a compact JWS signed with ``key`` (its own ``typ``)."""
+    header: dict[str, Any] = {"alg": ALGORITHM, "typ": DELTA_TYPE}
+    if key.kid:
+        header["kid"] = key.kid
+    try:
+        return jws.serialize_compact(header, delta.canonical(), key, registry=_registry())
+    except JoseError as exc:
+        raise SigningKeyError(f"cannot sign with this key: {exc}") from exc
+
+
+def _verified(token: str | bytes, key: OKPKey, what: str) -> tuple[dict[str, Any], bytes]:
     try:
         value = token.decode("ascii") if isinstance(token, bytes) else token
         obj = jws.deserialize_compact(value.strip(), public_key(key), registry=_registry())
     except (JoseError, ValueError, UnicodeDecodeError) as exc:
-        raise SignatureError(f"bundle signature does not verify: {exc}") from exc
+        raise SignatureError(f"{what} signature does not verify: {exc}") from exc
     if obj.protected.get("alg") != ALGORITHM:
-        raise SignatureError(f"bundle algorithm must be {ALGORITHM}")
-    return parse_bundle(obj.payload)
+        raise SignatureError(f"{what} algorithm must be {ALGORITHM}")
+    return dict(obj.protected), obj.payload
+
+
+def verify(token: str | bytes, key: OKPKey) -> Bundle:
+    """Verify a signed bundle with ``key`` and return it; raise ``SignatureError`` if not."""
+    header, payload = _verified(token, key, "bundle")
+    if header.get("typ") == DELTA_TYPE:
+        raise SignatureError("this is a bundle delta, not a bundle")
+    return parse_bundle(payload)
+
+
+def verify_delta(token: str | bytes, key: OKPKey) -> BundleDelta:
+    """Verify a signed bundle delta with ``key`` and return it; raise ``SignatureError`` if not."""
+    header, payload = _verified(token, key, "bundle delta")
+    if header.get("typ") != DELTA_TYPE:
+        raise SignatureError(f"a bundle delta must have typ {DELTA_TYPE}")
+    return parse_delta(payload)
