@@ -37,6 +37,12 @@ class OperatorMetrics:
             ["server", "result"],
             registry=self.registry,
         )
+        self.push_bytes = Counter(
+            "remit_operator_push_bytes",
+            "Bytes of bundles installed by sidecars, by kind (full, delta).",
+            ["server", "kind"],
+            registry=self.registry,
+        )
         self.sidecars = Gauge(
             "remit_operator_sidecars",
             "Sidecars per MCPServer by state (desired, ready, in_sync).",

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -66,6 +66,7 @@ class PushResult:
     head: str | None = None  # the sidecar's audit chain head (status), for the anchors
     takes_delta: bool = False  # the sidecar advertises PATCH /v1/bundle deltas
     by_delta: bool = False  # this push was installed from a delta
+    sent: int = 0  # bytes of the body that was installed (the delta's or the full bundle's)
 
     @property
     def ok(self) -> bool:
@@ -174,14 +175,17 @@ class Pusher:
             takes_delta=data.get("bundleDelta") is True,
         )
 
-    async def _delta(self, sidecar: Sidecar, url: str, deltas: Sequence[bytes]) -> PushResult | None:
+    async def _delta(
+        self, sidecar: Sidecar, url: str, deltas: Sequence[bytes]
+    ) -> PushResult | None:
         """Try each signed delta in turn; the installed result, or ``None`` to send in full."""
         for token in deltas:
             response = await self._retrying(sidecar, "PATCH", url, token)
             data = _json(response)
             if response.status_code == 200:
                 digest, serial = _digest(data.get("digest")), _serial(data.get("serial"))
-                return PushResult(sidecar, digest, serial, takes_delta=True, by_delta=True)
+                found = PushResult(sidecar, digest, serial, takes_delta=True, by_delta=True)
+                return replace(found, sent=len(token))
             if response.status_code != 400:  # 400: maybe another key; else it is refused
                 break
         return None
@@ -217,6 +221,7 @@ class Pusher:
                     digest=_digest(data.get("digest")),
                     serial=_serial(data.get("serial")),
                     takes_delta=data.get("delta") is True,
+                    sent=len(token),
                 )
             if response.status_code == 409:
                 held = await self.status(sidecar, admin_port)

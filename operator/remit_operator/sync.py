@@ -345,6 +345,8 @@ class Syncer:
                 if outcome.rollback_serial is not None:
                     result = "rollback"
                 self.rt.metrics.pushes.labels(self.ref, result).inc()
+                kind = "delta" if outcome.by_delta else "full"
+                self.rt.metrics.push_bytes.labels(self.ref, kind).inc(outcome.sent)
                 if outcome.ok:
                     self.held[pod] = (outcome.sidecar.incarnation, outcome.digest)
                 elif outcome.rollback_serial is not None and self._plausible(

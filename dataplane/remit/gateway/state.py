@@ -35,8 +35,8 @@ from remit.errors import (
     WrongServerError,
 )
 from remit.policy.bundle import Bundle
-from remit.policy.engine import Engine
 from remit.policy.delta import apply_delta
+from remit.policy.engine import Engine
 from remit.policy.signing import verify, verify_delta
 from remit.times import utc_text
 

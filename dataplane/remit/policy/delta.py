@@ -22,7 +22,6 @@ import msgspec
 
 from remit.errors import BundleError, DeltaBaseError, DeltaDigestError
 from remit.policy.bundle import (
-    BUNDLE_API_VERSION,
     Bundle,
     CompiledGrant,
     ExcludedGrants,
@@ -37,8 +36,8 @@ DELTA_MEDIA_TYPE = "application/remit-bundle-delta+jws"
 class BundleDelta(Frozen, frozen=True, kw_only=True):
     """The grants that changed between bundle ``base`` and the bundle it yields."""
 
-    api_version: Literal["remit.dev/v1alpha1"] = BUNDLE_API_VERSION
-    kind: Literal["PolicyBundleDelta"] = DELTA_KIND
+    api_version: Literal["remit.dev/v1alpha1"] = "remit.dev/v1alpha1"
+    kind: Literal["PolicyBundleDelta"] = "PolicyBundleDelta"
     server: str  # namespace/name, as the gateway knows its own server
     base_serial: Annotated[int, msgspec.Meta(ge=0)]
     base_digest: str

@@ -44,7 +44,7 @@ def key() -> OKPKey:
 
 
 def _state(key: OKPKey, base: Bundle, server: str = "agents/files") -> PolicyState:
-    state = PolicyState(public_key(key), server=server, clock=lambda: NOW.timestamp())
+    state = PolicyState(public_key(key), server=server, clock=NOW.timestamp)
     state.install_signed(sign(base, key))
     return state
 
@@ -74,8 +74,10 @@ def test_a_signed_delta_installs_the_compiled_bundle(key: OKPKey) -> None:
     delta = build_delta(base, target)
     assert delta is not None
     installed, changed = state.install_delta(sign_delta(delta, key))
-    assert changed and installed == target
-    assert state.current is not None and state.current.bundle.digest == target.digest
+    assert changed
+    assert installed == target
+    assert state.current is not None
+    assert state.current.bundle.digest == target.digest
 
 
 def test_a_delta_for_another_base_is_refused_and_the_bundle_stays(key: OKPKey) -> None:
@@ -85,12 +87,13 @@ def test_a_delta_for_another_base_is_refused_and_the_bundle_stays(key: OKPKey) -
     assert delta is not None
     with pytest.raises(DeltaBaseError, match="delta applies to serial 1"):
         state.install_delta(sign_delta(delta, key))
-    assert state.current is not None and state.current.bundle == other
+    assert state.current is not None
+    assert state.current.bundle == other
 
 
 def test_a_delta_with_no_bundle_in_force_is_refused(key: OKPKey) -> None:
     base, target = _bundle(["a"], 1), _bundle(["a", "b"], 2)
-    state = PolicyState(public_key(key), server="agents/files", clock=lambda: NOW.timestamp())
+    state = PolicyState(public_key(key), server="agents/files", clock=NOW.timestamp)
     delta = build_delta(base, target)
     assert delta is not None
     with pytest.raises(DeltaBaseError, match="no bundle in force"):
@@ -108,7 +111,8 @@ def test_a_delta_whose_result_is_not_the_signed_digest_is_refused(key: OKPKey) -
     wrong = msgspec.structs.replace(delta, upserted=(forged,))
     with pytest.raises(DeltaDigestError, match="was signed for"):
         state.install_delta(sign_delta(wrong, key))
-    assert state.current is not None and state.current.bundle == base
+    assert state.current is not None
+    assert state.current.bundle == base
 
 
 def test_a_tampered_or_foreign_delta_fails_signature(key: OKPKey) -> None:
@@ -127,7 +131,8 @@ def test_a_tampered_or_foreign_delta_fails_signature(key: OKPKey) -> None:
         state.install_delta(sign(target, key))  # a full bundle is not a delta
     with pytest.raises(SignatureError, match="not a bundle"):
         verify(token, key)  # nor a delta a bundle
-    assert state.current is not None and state.current.bundle == base
+    assert state.current is not None
+    assert state.current.bundle == base
 
 
 def test_a_delta_for_another_server_is_refused(key: OKPKey) -> None:
@@ -151,7 +156,8 @@ def test_a_stale_delta_is_refused(key: OKPKey) -> None:
     stale = msgspec.structs.replace(delta, issued_at=old, digest=later.digest)
     with pytest.raises(StaleBundleError):
         state.install_delta(sign_delta(stale, key))
-    assert state.current is not None and state.current.bundle == base
+    assert state.current is not None
+    assert state.current.bundle == base
 
 
 def test_a_malformed_delta_is_refused(key: OKPKey) -> None:
