@@ -6,16 +6,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from remit.api.loader import load
 from remit.demo.issuer import Issuer
+from remit.policy.bundle import CompiledGrant
 from remit.policy.compiler import compile_bundle
-from remit.policy.signing import generate_key, save_key, sign
+from remit.policy.delta import build_delta
+from remit.policy.signing import generate_key, save_key, sign, sign_delta
 from tests.dataplane.e2e_gateway.conftest import ALICE, BOT
 from tests.support import mcp_wire, stack
 from tests.support.stack import GatewayProcess, Upstream, metric_value
@@ -177,3 +181,38 @@ def test_metrics_count_decisions_by_reason_and_bundle_pushes(sidecar: Sidecar) -
     assert metric_value(text, decisions, effect="deny", reason="consent_required") >= 1
     assert metric_value(text, "remit_bundle_serial") == SERIAL
     assert metric_value(text, "remit_bundle_installs_total", result="installed") == 1
+
+
+@pytest.mark.usefixtures("pushed")
+def test_deltas_for_another_base_or_digest_are_refused_with_reasons(sidecar: Sidecar) -> None:
+    loaded = load([sidecar.policy])
+    base = compile_bundle(loaded.resources, "files", namespace="agents", serial=SERIAL)
+    grant = CompiledGrant(
+        id="agents/forged",
+        subject=ALICE,
+        agent=BOT,
+        tools=("*",),
+        expires_at=datetime.now(UTC) + timedelta(days=1),
+        granted_by=ALICE,
+    )
+    target = msgspec.structs.replace(base, serial=SERIAL + 3, grants=(*base.grants, grant))
+    delta = build_delta(base, target.sealed())
+    assert delta is not None
+    status = httpx.get(f"{sidecar.gateway.admin}/v1/status").json()
+    assert status["bundleDelta"] is True
+
+    def patch(body: str) -> httpx.Response:
+        return httpx.patch(f"{sidecar.gateway.admin}/v1/bundle", content=body, timeout=30)
+
+    other_base = msgspec.structs.replace(delta, base_serial=SERIAL - 1)
+    answer = patch(sign_delta(other_base, sidecar.key))
+    assert (answer.status_code, answer.json()["reason"]) == (409, "delta_base")
+    forged = msgspec.structs.replace(delta, digest=base.digest)  # signed, but not the result
+    answer = patch(sign_delta(forged, sidecar.key))
+    assert (answer.status_code, answer.json()["reason"]) == (422, "delta_digest")
+    after = httpx.get(f"{sidecar.gateway.admin}/v1/status").json()
+    assert after["bundle"] == status["bundle"]  # the bundle in force stayed
+    assert after["bundleRefusals"]["counts"]["delta_base"] == 1
+    assert after["bundleRefusals"]["counts"]["delta_digest"] == 1
+    text = sidecar.gateway.metrics()
+    assert metric_value(text, "remit_bundle_refusals_total", reason="delta_digest") == 1
