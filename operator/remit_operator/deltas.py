@@ -22,7 +22,7 @@ from remit.policy.signing import sign_delta
 from remit_operator.index import Sidecar
 from remit_operator.push import PushResult
 
-KEEP_BASES = 3
+KEEP_BASES = 2  # the bundle being pushed and the one before it
 
 Base = tuple[int, str]  # serial, digest
 
