@@ -41,7 +41,7 @@ WRITE = ("write_file", {"path": "/data/alice/notes.txt", "content": "hi"})
 
 
 async def _push_bytes(operator: RunningOperator) -> dict[str, float]:
-    url = f"http://127.0.0.1:{operator.settings.metrics_port}/metrics"
+    url = f"http://127.0.0.1:{operator.settings.metrics.port}/metrics"
     async with httpx.AsyncClient(timeout=5) as http:
         text = (await http.get(url)).text
     return {
