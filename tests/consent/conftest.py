@@ -130,8 +130,11 @@ class _running:  # noqa: N801 - used as a context manager, like a function
         self.process.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    """One Chromium for this package, closed when its last test ends: Playwright's sync API keeps
+    an event loop set on the main thread while it runs, which every later asyncio test would
+    otherwise inherit and fail on."""
     missing = _browser_missing()
     if missing is not None:
         if os.environ.get("REMIT_REQUIRE_BROWSER"):
