@@ -3,7 +3,10 @@
 :func:`explain` finds a decision line (by its id, or by the id of its outcome line) and its
 outcome, and renders them as one paragraph for people plus a JSON object for tools. It checks
 each found line's own hash (``intact``); whether the whole file is unbroken is
-:func:`remit.audit.verify.verify_file`'s job.
+:func:`remit.audit.verify.verify_file`'s job. When consent played a part, the human's answers
+on the consent page (``consent`` records: approved, refused, revoked) for that consent request
+are pulled in too, from the same log or from others given (in a cluster the consent service
+writes them to its own stdout, not to the gateway's chain).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from remit.audit.reading import SourceLine, record_lines
 from remit.audit.records import (
     AuditRecord,
     ChainRecord,
+    ConsentRecord,
     DecisionRecord,
     OutcomeRecord,
     RecordedEvidence,
@@ -34,10 +38,13 @@ class Found:
     record: AuditRecord
     line: int
     intact: bool
+    file: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record as written, plus where it was and whether it is intact."""
+        where: dict[str, Any] = {} if self.file is None else {"file": self.file}
         return {
+            **where,
             "line": self.line,
             "intact": self.intact,
             "record": msgspec.to_builtins(self.record),
@@ -55,11 +62,16 @@ class Explanation:
     outcome: Found | None
     text: str
     voided: Found | None = None
+    answers: tuple[Found, ...] = ()
 
     @property
     def intact(self) -> bool:
         """Whether every found line hashes to its ``hash``."""
-        return self.decision.intact and (self.outcome is None or self.outcome.intact)
+        return (
+            self.decision.intact
+            and (self.outcome is None or self.outcome.intact)
+            and all(answer.intact for answer in self.answers)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``remit audit explain --output json``."""
@@ -70,6 +82,7 @@ class Explanation:
             "decision": self.decision.to_dict(),
             "outcome": None if self.outcome is None else self.outcome.to_dict(),
             "notForwardedBy": None if self.voided is None else self.voided.to_dict(),
+            "consent": [answer.to_dict() for answer in self.answers],
         }
 
 
@@ -87,7 +100,7 @@ def _scan(lines: Lines, needle: str) -> Iterator[Found]:
             record = parse_line(item.line)
         except ValueError:  # not a record: other output, or damaged
             continue
-        yield Found(record, item.number, recompute_hash(record) == record.hash)
+        yield Found(record, item.number, recompute_hash(record) == record.hash, item.source)
 
 
 def _unique(found: list[Found], prefix: str, what: str) -> Found | None:
@@ -144,17 +157,45 @@ def _find(lines: Lines, prefix: str) -> tuple[Found | None, Found | None, Found 
     return decision, outcome, voided
 
 
-def explain(path: Path, record_id: str) -> Explanation:
+def explain(path: Path, record_id: str, *, consent_logs: tuple[Path, ...] = ()) -> Explanation:
     """Explain the decision ``record_id`` (a decision id or its outcome's id) in ``path``.
 
-    Raises :class:`AuditError` when the file cannot be read or no such decision is in it.
+    The consent page's answers to the decision's consent request are looked up in ``path``
+    and in ``consent_logs`` (e.g. the consent service's saved stdout). Raises
+    :class:`AuditError` when a file cannot be read or no such decision is in ``path``.
     """
-    return explain_lines(lambda: record_lines([str(path)]), record_id, str(path))
+    sources = [str(path), *map(str, consent_logs)]
+    return explain_lines(
+        lambda: record_lines([str(path)]), record_id, str(path), lambda: record_lines(sources)
+    )
 
 
-def explain_lines(lines: Lines, record_id: str, where: str = "the records") -> Explanation:
+def consent_request_of(decision: DecisionRecord) -> str | None:
+    """The consent request a decision concerns: the one its grant answered, or its own id
+    when it denied for want of consent (the denial's id is the request's id)."""
+    if decision.grant is not None and decision.grant.evidence is not None:
+        return decision.grant.evidence.request
+    if decision.reason == "consent_required":
+        return decision.id
+    return None
+
+
+def _answers(lines: Lines, request: str) -> tuple[Found, ...]:
+    """Every ``consent`` record answering ``request`` among ``lines``, in order."""
+    return tuple(
+        each
+        for each in _scan(lines, request)
+        if isinstance(each.record, ConsentRecord) and each.record.request == request
+    )
+
+
+def explain_lines(
+    lines: Lines, record_id: str, where: str = "the records", consent: Lines | None = None
+) -> Explanation:
     """Explain the decision whose id (or whose outcome's id) is or starts with ``record_id``
-    among ``lines`` (called again when the decision must be looked up after its outcome).
+    among ``lines`` (called again when the decision must be looked up after its outcome);
+    the consent page's answers for its consent request are looked up in ``consent``
+    (default: ``lines``).
 
     Raises :class:`AuditError` when no such decision is there, or the prefix is ambiguous.
     """
@@ -166,7 +207,35 @@ def explain_lines(lines: Lines, record_id: str, where: str = "the records") -> E
     result = None if outcome is None else outcome.record
     assert result is None or isinstance(result, OutcomeRecord)
     text = render(record, result, None if voided is None else voided.line)
-    return Explanation(decision, outcome, text, voided)
+    request = consent_request_of(record)
+    answers = () if request is None else _answers(consent or lines, request)
+    if answers:
+        text += " " + " ".join(answered(each) for each in answers)
+    return Explanation(decision, outcome, text, voided, answers)
+
+
+def answered(found: Found) -> str:
+    """One sentence about a consent page answer and where it was recorded."""
+    answer = found.record
+    assert isinstance(answer, ConsentRecord)
+    where = f"line {found.line}" + (f" of {found.file}" if found.file is not None else "")
+    what = {"approved": "approved", "refused": "refused", "revoked": "revoked"}.get(
+        answer.answer, f"answered {answer.answer!r} to"
+    )
+    terms = []
+    if answer.scope:
+        terms.append(f"scope {_SCOPES.get(answer.scope, answer.scope)}")
+    if answer.grant:
+        terms.append(f"grant {answer.grant}")
+    if answer.expires_at:
+        terms.append(f"until {answer.expires_at}")
+    detail = f" ({'; '.join(terms)})" if terms else ""
+    tampered = "" if found.intact else " [this line's hash does not match its content]"
+    return (
+        f"Consent record {answer.id} ({where}): {answer.login_subject} (logged in at "
+        f"{answer.login_issuer}) {what} consent request {answer.request} for {answer.agent} "
+        f"to call {answer.tool} at {answer.time}{detail}.{tampered}"
+    )
 
 
 def _short(digest: str | None) -> str:

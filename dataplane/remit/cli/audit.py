@@ -210,16 +210,29 @@ def explain(
         ),
     ],
     output: OutputOption = Output.text,
+    consent_log: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--consent-log",
+            help="Another log holding the consent page's answers (e.g. the consent service's "
+            "saved stdout); repeatable. FILE itself is always searched.",
+        ),
+    ] = None,
 ) -> None:
     """Say who acted, on whose behalf, under which consent, by which rule, and what happened."""
+    others = tuple(consent_log or ())
     try:
+        for other in others:
+            if not other.is_file():
+                raise _fail_to_read(AuditError(f"cannot read audit file {other}: not a file"))
         if file == "-":
             lines = list(record_lines([file]))
-            explanation = explain_lines(lambda: lines, record_id, "standard input")
+            answers = [*lines, *record_lines([str(o) for o in others])]
+            explanation = explain_lines(lambda: lines, record_id, "standard input", lambda: answers)
         else:
             if not Path(file).is_file():
                 raise _fail_to_read(AuditError(f"cannot read audit file {file}: not a file"))
-            explanation = explain_record(Path(file), record_id)
+            explanation = explain_record(Path(file), record_id, consent_logs=others)
     except AuditError as exc:
         if "cannot read" in str(exc):
             raise _fail_to_read(exc) from exc
