@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -42,6 +43,7 @@ import orjson
 
 from remit_operator.anchors import valid_head
 from remit_operator.index import Sidecar
+from remit_operator.lastuse import reported_uses
 from remit_operator.settings import Settings
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -67,6 +69,7 @@ class PushResult:
     takes_delta: bool = False  # the sidecar advertises PATCH /v1/bundle deltas
     by_delta: bool = False  # this push was installed from a delta
     sent: int = 0  # bytes of the body that was installed (the delta's or the full bundle's)
+    grants_used: dict[str, datetime] | None = None  # grant → last allowed call (lastuse.py)
 
     @property
     def ok(self) -> bool:
@@ -173,6 +176,7 @@ class Pusher:
             pins=_pins(data.get("pins")),
             head=_head(data.get("audit")),
             takes_delta=data.get("bundleDelta") is True,
+            grants_used=reported_uses(data.get("grantsLastUsed")),
         )
 
     async def _delta(

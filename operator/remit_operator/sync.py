@@ -47,6 +47,7 @@ from remit_operator.errors import KubeError
 from remit_operator.index import Sidecar
 from remit_operator.kube import object_path
 from remit_operator.lanes import next_wake, wait_any
+from remit_operator.lastuse import LastUse
 from remit_operator.netpol import network_policy
 from remit_operator.push import MAX_PINS, PushResult
 from remit_operator.runtime import Runtime
@@ -95,6 +96,7 @@ class Syncer:
         self.serial_floor = 0
         self.held: dict[str, tuple[str, str | None]] = {}  # pod → (incarnation, digest)
         self.pins: dict[str, str] = {}
+        self.last_use = LastUse()  # grants' last use as sidecars report it
         self._netpol: dict[str, Any] | None = None
         self.writes = StatusWriter(server_ref, runtime)
         self._started = False
@@ -261,6 +263,7 @@ class Syncer:
         report = self._report(sidecars, failed)
         await self.writes.server(server, report)
         await self.writes.grants(now)
+        await self.writes.last_use(self.last_use)
         self._measure(report, time.perf_counter() - began)
         return report
 
@@ -318,6 +321,7 @@ class Syncer:
             if outcome.error is None:
                 self.held[outcome.sidecar.pod] = (outcome.sidecar.incarnation, outcome.digest)
                 self.serial_floor = max(self.serial_floor, self._plausible(outcome.serial))
+                self.last_use.observe(outcome.grants_used or {}, self.rt.clock())
             for tool, digest in (outcome.pins or {}).items():
                 if tool not in self.pins and len(self.pins) < MAX_PINS:
                     self.pins[tool] = digest

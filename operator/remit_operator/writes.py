@@ -15,6 +15,7 @@ from remit.api.common import Resource
 from remit.api.mcpserver import MCPServer
 from remit_operator.errors import KubeError
 from remit_operator.kube import object_path
+from remit_operator.lastuse import LastUse
 from remit_operator.runtime import Runtime
 from remit_operator.status import ServerReport, grant_status, server_status
 
@@ -56,6 +57,15 @@ class StatusWriter:
             )
             if await self._patch(grant, "consentgrants", status):
                 self.rt.grant_phases[grant.ref] = phase
+
+    async def last_use(self, uses: LastUse) -> None:
+        """Copy the newest reported use of each grant to its ``status.lastUsedAt`` when it
+        moved (``lastuse.py``)."""
+        grants = self.rt.index.grants_for(self.ref)
+        uses.retain(g.ref for g in grants)
+        for grant, used in uses.due(grants):
+            if await self._patch(grant, "consentgrants", used):
+                uses.wrote(grant)
 
     async def _patch(self, resource: Resource, plural: str, status: Any) -> bool:
         """Patch one object's status subresource; a failure is logged and returned as False."""

@@ -142,10 +142,18 @@ def test_alice_approves_on_the_page_and_the_retry_is_allowed_and_explained(
     evidence = record["grant"]["evidence"]
     assert (evidence["subject"], evidence["issuer"]) == (ALICE, loop.issuer.issuer)
     assert (evidence["request"], evidence["scope"]) == (request_id, "call")
-    summary = explain(loop.audit_file, record["id"]).text
+    explained = explain(loop.audit_file, record["id"])
+    summary = explained.text
     assert f"{ALICE} (logged in at {loop.issuer.issuer}) consented on the consent page" in summary
     assert f"for consent request {request_id}" in summary
+    # The page's own record of the approval, on the same chain standalone, is quoted too.
+    assert [a.record.answer for a in explained.answers] == ["approved"]  # type: ignore[union-attr]
+    assert f"approved consent request {request_id}" in summary
     assert took < REVOCATION_SECONDS
+    # The grants page shows when the grant last let a call through: the retry just allowed.
+    page.reload()
+    row = f"tr[data-grant='consent-{request_id.lower()}'] .used"
+    assert page.text_content(row) == record["time"]
 
 
 def test_bob_cannot_answer_alices_request(loop: Loop, page: Any) -> None:

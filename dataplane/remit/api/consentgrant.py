@@ -93,6 +93,12 @@ class ConsentGrantStatus(Model):
     expires_at: datetime | None = Field(None, alias="expiresAt")
     conditions: list[StatusCondition] = Field(default_factory=list)
     observed_generation: int | None = Field(None, alias="observedGeneration")
+    last_used_at: datetime | None = Field(
+        None,
+        alias="lastUsedAt",
+        description="When a gateway last allowed a call under this grant, as its sidecars "
+        "report it (written at most once per periodic check).",
+    )
 
 
 class ConsentGrant(Resource):

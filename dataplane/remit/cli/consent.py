@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import uvloop
 
+from remit.api.consentgrant import ConsentGrant
 from remit.audit.records import ConsentRecord
 from remit.cli.common import fail
 from remit.consent.serve import build_app, serve
@@ -84,7 +85,12 @@ def standalone_page(gateway: Gateway, listen: str, client_id: str) -> tuple[Any,
             raise AuditError("the gateway's audit chain is not open")
         await gateway.chain.append(entry)
 
-    app = build_app(consent_settings, record, store=DirectoryStore(directory))
+    def last_use(grant: ConsentGrant) -> str | None:
+        # Standalone, the gateway is in this process: ask it (records name grants ns/name).
+        guard = gateway.guard
+        return guard.recorder.grant_use.get(grant.ref) if guard is not None else None
+
+    app = build_app(consent_settings, record, store=DirectoryStore(directory), last_use=last_use)
     host, _, port = listen.rpartition(":")
     return app, ListenerSettings(
         host, int(port), limits=ConnectionLimits(), jsonrpc_errors=False,

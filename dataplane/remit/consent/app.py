@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 
+from remit.api.consentgrant import ConsentGrant
 from remit.audit.records import ConsentRecord, format_time, new_record_id
 from remit.consent.grants import Login
 from remit.consent.login import OidcLogin, current_login
@@ -28,8 +29,19 @@ from remit.consent.security import SecurityHeaders, new_csrf_token, origin_of
 from remit.consent.settings import ConsentSettings
 from remit.consent.store import GrantStore
 from remit.policy.consentrequest import ConsentRequest, ConsentSealer
+from remit.times import utc_text
 
 Recorder = Callable[[ConsentRecord], Awaitable[None]]
+LastUse = Callable[[ConsentGrant], str | None]
+"""When a grant last let a call through, as known (``None``: not known)."""
+
+
+def recorded_last_use(grant: ConsentGrant) -> str | None:
+    """In a cluster: ``status.lastUsedAt``, which the operator copies from the sidecars."""
+    status = grant.status
+    if status is None or status.last_used_at is None:
+        return None
+    return utc_text(status.last_used_at, "seconds")
 
 
 @dataclass
@@ -42,6 +54,7 @@ class ConsentService:
     login: OidcLogin
     record: Recorder
     clock: Callable[[], float] = time.time
+    last_use: LastUse = recorded_last_use
 
     @property
     def origin(self) -> str:
@@ -138,4 +151,4 @@ def create_app(service: ConsentService, session_key: bytes) -> Any:
     return SecurityHeaders(app)
 
 
-__all__ = ["ConsentService", "Recorder", "create_app"]
+__all__ = ["ConsentService", "LastUse", "Recorder", "create_app", "recorded_last_use"]

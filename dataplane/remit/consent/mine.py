@@ -46,6 +46,7 @@ async def grants(request: Request, created: str = "") -> Response:
             "tools": ", ".join(g.spec.tools) or "-",
             "scope": g.spec.evidence.scope if g.spec.evidence else (g.spec.when or "tool"),
             "expires": utc_text(g.spec.expires_at, "seconds"),
+            "used": service.last_use(g) or "not known",
             "phase": g.phase(now),
         }
         for g in sorted(found, key=lambda g: g.spec.expires_at, reverse=True)

@@ -89,10 +89,11 @@ _GRANTS = """{% extends "layout.html" %}{% block body %}
 <p>Consent you gave to agents. Revoking keeps the grant as evidence and stops the agent within
 seconds.</p>
 <table id="grants"><thead><tr><th>Agent</th><th>Server</th><th>Tools</th><th>Scope</th>
-<th>Expires</th><th>State</th><th></th></tr></thead><tbody>
+<th>Expires</th><th>Last use</th><th>State</th><th></th></tr></thead><tbody>
 {% for row in rows %}<tr data-grant="{{ row.name }}">
 <td>{{ row.agent }}</td><td>{{ row.server }}</td><td>{{ row.tools }}</td>
-<td>{{ row.scope }}</td><td>{{ row.expires }}</td><td class="state">{{ row.phase }}</td>
+<td>{{ row.scope }}</td><td>{{ row.expires }}</td><td class="used">{{ row.used }}</td>
+<td class="state">{{ row.phase }}</td>
 <td>{% if row.phase == "Active" %}<form method="post" action="/grants/revoke">
 <input type="hidden" name="csrf" value="{{ csrf }}">
 <input type="hidden" name="namespace" value="{{ row.namespace }}">

@@ -15,7 +15,7 @@ from typing import Any
 
 from remit.audit import AuditSettings, open_chain
 from remit.audit.records import ConsentRecord
-from remit.consent.app import ConsentService, Recorder, create_app
+from remit.consent.app import ConsentService, LastUse, Recorder, create_app, recorded_last_use
 from remit.consent.login import OidcLogin
 from remit.consent.settings import ConsentSettings
 from remit.consent.store import DirectoryStore, GrantStore
@@ -48,6 +48,7 @@ def build_app(
     *,
     store: GrantStore | None = None,
     clock: Callable[[], float] = time.time,
+    last_use: LastUse = recorded_last_use,
 ) -> Any:
     """The consent service's ASGI app."""
     if not settings.public_url or not settings.issuer:
@@ -72,6 +73,7 @@ def build_app(
         login=OidcLogin(settings, secret),
         record=record,
         clock=clock,
+        last_use=last_use,
     )
     return create_app(service, session_key)
 

@@ -374,6 +374,7 @@ class RemitGuard:
             "rateLimitBuckets": len(self.limiter),
             "refusalWindows": len(self.refusals.aggregator),
             "refusalsAggregated": self.refusals.aggregator.aggregated,
+            "grantsLastUsed": self.recorder.grant_use.snapshot(),
         }
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from remit.audit import AuditChain, Entry, build_outcome, record_decision
 from remit.audit.records import DecisionRecord, OutcomeRecord
 from remit.errors import AuditError
+from remit.gateway.grantuse import GrantUse
 from remit.gateway.hooks import Outcome
 from remit.gateway.labels import OTHER, LabelCache
 from remit.gateway.metrics import JSONRPC_ERROR, Metrics
@@ -44,6 +45,7 @@ class Recorder:
         self.labels = LabelCache()
         #: Told of every record and its sealed line (None: not written); set when tracing.
         self.observe: Callable[[DecisionRecord | OutcomeRecord, Entry | None], None] | None = None
+        self.grant_use = GrantUse()
 
     def build(
         self,
@@ -83,7 +85,10 @@ class Recorder:
         )  # fmt: skip
         self.metrics.decisions.labels(decision.effect, decision.reason).inc()
         self.count(policy, record)
-        return record, await self.append(record, "decision")
+        written = await self.append(record, "decision")
+        if written:
+            self.grant_use.note(record)
+        return record, written
 
     async def refusal(
         self,
