@@ -70,6 +70,7 @@ class PushResult:
     by_delta: bool = False  # this push was installed from a delta
     sent: int = 0  # bytes of the body that was installed (the delta's or the full bundle's)
     grants_used: dict[str, datetime] | None = None  # grant → last allowed call (lastuse.py)
+    consent: Any = None  # the sidecar's ``consent`` status (consentpush.py checks it)
 
     @property
     def ok(self) -> bool:
@@ -177,7 +178,14 @@ class Pusher:
             head=_head(data.get("audit")),
             takes_delta=data.get("bundleDelta") is True,
             grants_used=reported_uses(data.get("grantsLastUsed")),
+            consent=data.get("consent"),
         )
+
+    async def put(
+        self, sidecar: Sidecar, admin_port: int, path: str, content: bytes
+    ) -> httpx.Response:
+        """One PUT to the sidecar's admin port, within the push limits (no retries)."""
+        return await self._send(sidecar, "PUT", admin_url(sidecar, admin_port, path), content)
 
     async def _delta(
         self, sidecar: Sidecar, url: str, deltas: Sequence[bytes]

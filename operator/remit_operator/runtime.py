@@ -22,6 +22,7 @@ import kopf
 
 from remit.api.mcpserver import MCPServer
 from remit.errors import RemitError
+from remit_operator.consentpush import ConsentKey
 from remit_operator.errors import OperatorError
 from remit_operator.index import Index
 from remit_operator.keys import Keyring, Publisher, load_or_create
@@ -74,6 +75,7 @@ class Runtime:
         self._keyring: Keyring | None = None
         self._publisher: Publisher | None = None
         self._pusher: Pusher | None = None
+        self._consent_key: ConsentKey | None = None
         self.metrics = OperatorMetrics()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -183,6 +185,13 @@ class Runtime:
         if self._publisher is None:
             raise OperatorError("the operator has not started")
         return self._publisher
+
+    @property
+    def consent_key(self) -> ConsentKey:
+        """The consent sealing key's Secret, read lazily (after ``start``)."""
+        if self._consent_key is None:
+            self._consent_key = ConsentKey(self.kube, self.settings)
+        return self._consent_key
 
     @property
     def pusher(self) -> Pusher:

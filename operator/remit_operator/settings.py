@@ -92,6 +92,28 @@ class SigningSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsentDelivery:
+    """Where sidecars link `consent_required` denials, and the key they seal requests with."""
+
+    public_url: str = setting(
+        "",
+        env="CONSENT_PUBLIC_URL",
+        doc="The consent page's public base URL; empty: sidecars get no consent link.",
+    )
+    key_secret: str = setting(
+        "remit-consent-key",
+        env="CONSENT_KEY_SECRET",
+        doc="Secret in `REMIT_NAMESPACE` whose `key` is the 32-byte key sealing consent "
+        "requests (shared with the consent service); delivered encrypted to each sidecar.",
+    )
+
+    def check(self) -> None:
+        """The URL, when set, is absolute http(s)."""
+        if self.public_url and not self.public_url.startswith(("https://", "http://")):
+            raise SettingsError("REMIT_CONSENT_PUBLIC_URL: expected an http(s) URL")
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayInjection:
     """The gateway container the admission webhook injects: image, resources, sidecar kind."""
 
@@ -384,6 +406,7 @@ class Settings:
     push: PushSettings = group(PushSettings, title="Pushes to sidecars")
     sync: SyncSettings = group(SyncSettings, title="Resync and refresh")
     metrics: MetricsSettings = group(MetricsSettings, title="Metrics")
+    consent: ConsentDelivery = group(ConsentDelivery, title="Consent links")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -403,6 +426,7 @@ class Settings:
         self.push.check()
         self.sync.check()
         self.gateway.check()
+        self.consent.check()
 
 
 __all__ = ["PREFIX", "SYSTEM_NAMESPACES", "Settings"]

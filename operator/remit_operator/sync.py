@@ -42,6 +42,7 @@ from remit.policy.compiler import compile_bundle
 from remit.policy.signing import sign
 from remit.times import utc_text
 from remit_operator.anchors import AnchorKeeper
+from remit_operator.consentpush import deliver_all
 from remit_operator.deltas import Deltas
 from remit_operator.errors import KubeError
 from remit_operator.index import Sidecar
@@ -97,6 +98,7 @@ class Syncer:
         self.held: dict[str, tuple[str, str | None]] = {}  # pod → (incarnation, digest)
         self.pins: dict[str, str] = {}
         self.last_use = LastUse()  # grants' last use as sidecars report it
+        self.consent_held: dict[str, tuple[str, str]] = {}  # pod → what it was delivered
         self._netpol: dict[str, Any] | None = None
         self.writes = StatusWriter(server_ref, runtime)
         self._started = False
@@ -251,6 +253,7 @@ class Syncer:
             self.signed = self._compile(server, now)  # new pins observed: they join the bundle
         compiled = time.perf_counter()
         failed = await self._push(server, reachable)
+        failed_pods = {o.sidecar.pod for o in failed}
         log.debug(
             "%s: bundle %s compiled in %.1f ms, %d sidecar(s) pushed in %.1f ms",
             self.ref,
@@ -259,6 +262,7 @@ class Syncer:
             len(reachable),
             (time.perf_counter() - compiled) * 1000,
         )
+        await self._deliver_consent(server, [s for s in reachable if s.pod not in failed_pods])
         self._retry = self._next_retry(failed)
         report = self._report(sidecars, failed)
         await self.writes.server(server, report)
@@ -266,6 +270,21 @@ class Syncer:
         await self.writes.last_use(self.last_use)
         self._measure(report, time.perf_counter() - began)
         return report
+
+    async def _deliver_consent(self, server: MCPServer, sidecars: list[Sidecar]) -> None:
+        """Give sidecars the consent page's URL and key, encrypted to each (consentpush.py)."""
+        url = self.rt.settings.consent.public_url
+        live = {s.pod for s in sidecars}
+        self.consent_held = {p: h for p, h in self.consent_held.items() if p in live}
+        if not url:
+            return
+        key = await self.rt.consent_key.get()
+        if key is None:
+            return
+        for sidecar, why in await deliver_all(
+            self.rt.pusher, self.rt.keyring, server, url, key, sidecars, self.consent_held
+        ):
+            log.warning("%s: pod %s: %s", self.ref, sidecar.pod, why)
 
     def _trusted(self, server: MCPServer, sidecars: list[Sidecar]) -> list[Sidecar]:
         """The sidecars the webhook sealed for this server whose labels it still selects."""

@@ -6,6 +6,8 @@ server, so even a reachable admin port cannot change policy without the signing 
 with another server's bundle. Every refused push is answered with its reason, counted in
 ``remit_bundle_refusals_total{reason}``, shown in ``/v1/status`` and logged.
 
+    PUT  /v1/consent  the consent page's URL and key, signed and encrypted to this process
+                      (consentinbox.py) → 200 {"holds"} | 400 {"reason": "consent_delivery"}
     PUT  /v1/bundle   signed bundle (compact JWS) → 200 {"digest", "serial", "changed", "delta"}
                       refused → {"error", "reason"}: 400 signature | malformed,
                       409 rollback, 413 too_large, 422 wrong_server | stale
@@ -38,6 +40,7 @@ from remit.errors import (
     WrongServerError,
 )
 from remit.gateway.asgi import Receive, Scope, Send, reply, reply_json, serve_lifespan
+from remit.gateway.consentinbox import ConsentInbox
 from remit.gateway.metrics import Metrics
 from remit.gateway.state import PolicyState
 from remit.policy.ended import is_active
@@ -74,8 +77,15 @@ class StatusSource(Protocol):
 class AdminApp:
     """Pure ASGI admin application."""
 
-    def __init__(self, state: PolicyState, metrics: Metrics, source: StatusSource) -> None:
+    def __init__(
+        self,
+        state: PolicyState,
+        metrics: Metrics,
+        source: StatusSource,
+        inbox: ConsentInbox | None = None,
+    ) -> None:
         self.state = state
+        self.inbox = inbox  # PUT /v1/consent (consentinbox.py), in sidecar mode
         self.metrics = metrics
         self.source = source
         self.refusals: dict[str, int] = {}
@@ -94,6 +104,11 @@ class AdminApp:
                 await reply_json(send, 405, {"error": "use PUT or PATCH"}, allow)
                 return
             await self._put_bundle(receive, send, delta=method == "PATCH")
+        elif path == "/v1/consent" and self.inbox is not None:
+            if method != "PUT":
+                await reply_json(send, 405, {"error": "use PUT"}, [(b"allow", b"PUT")])
+                return
+            await self.inbox.put(receive, send)
         elif method not in ("GET", "HEAD"):
             await reply_json(send, 405, {"error": "use GET"}, [(b"allow", b"GET")])
         elif path == "/v1/status":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from remit.audit import AuditChain, SinkHealth, open_chain
@@ -18,6 +19,7 @@ from remit.gateway.asgi import Receive, Scope, Send, reply_json, serve_lifespan
 from remit.gateway.authn import auth_settings_for
 from remit.gateway.bounds import ResponseLimits, limits_for
 from remit.gateway.consent import ConsentLinks
+from remit.gateway.consentinbox import ConsentInbox
 from remit.gateway.guard import RemitGuard
 from remit.gateway.metrics import BundleTimes, Metrics
 from remit.gateway.proxy import McpProxy, ProxySettings
@@ -45,19 +47,25 @@ class Gateway:
         self.state = state
         self.metrics = Metrics()
         self.guard: RemitGuard | None = None
+        self.inbox = _inbox(settings, state, self._links_delivered)
         self.chain: AuditChain | None = None
         self.proxy: McpProxy | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()  # connection refusals being recorded
         self.tracing: Tracing | None = None  # None: no span, no OpenTelemetry import
-        self.admin_app = AdminApp(self.state, self.metrics, self)
+        self.admin_app = AdminApp(self.state, self.metrics, self, self.inbox)
         self.reloader: PolicyReloader | None = None  # standalone: the policy directory's
+
+    def _links_delivered(self, links: ConsentLinks) -> None:
+        if self.guard is not None:
+            self.guard.consent = links
 
     def status(self) -> dict[str, Any]:
         """Extra fields for ``GET /v1/status`` (pins, audit head and sink, counters)."""
+        consent = {"consent": self.inbox.status()} if self.inbox is not None else {}
         if self.guard is None:
-            return {"pins": {}, "audit": None}
-        status = self.guard.status()
+            return {"pins": {}, "audit": None, **consent}
+        status = self.guard.status() | consent
         health = self.audit_health()
         if health is not None and isinstance(status.get("audit"), dict):
             sink = {"state": health.state, "reason": health.reason, "queued": health.queued}
@@ -133,7 +141,8 @@ class Gateway:
             pod=settings.instance.pod,
             upstream=upstream,
             refusals=refusals,
-            consent=ConsentLinks.from_settings(settings),
+            consent=ConsentLinks.from_settings(settings)
+            or (self.inbox.links if self.inbox is not None else None),
             callers=settings.callers,
         )
         if self.tracing is not None and isinstance(self.guard, TracedGuard):
@@ -190,3 +199,14 @@ class Gateway:
             auth_settings_for(server), resource_name=f"{server.namespace}/{server.name}"
         )
         await reply_json(send, 200, body)
+
+
+def _inbox(
+    settings: GatewaySettings, state: PolicyState, on_links: Callable[[ConsentLinks], None]
+) -> ConsentInbox | None:
+    """A sidecar (verifying pushed bundles, no consent URL of its own) takes the consent
+    page's URL and key from the operator (``PUT /v1/consent``)."""
+    key = state.public_key
+    if settings.consent.url or settings.bundle.policy_dirs or key is None or not state.server:
+        return None
+    return ConsentInbox(key, state.server, settings.consent.request_seconds, on_links)

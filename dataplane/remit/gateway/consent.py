@@ -90,6 +90,12 @@ class ConsentLinks:
             raise SettingsError("REMIT_CONSENT_URL needs REMIT_CONSENT_KEY_FILE")
         return cls(links.url, key, ttl=links.request_seconds)
 
+    def rekey(self, base_url: str, key: bytes) -> None:
+        """Link to ``base_url`` and seal with ``key`` from now on (the operator delivered
+        them, ``consentinbox.py``); what sessions declared is kept."""
+        self.base_url = base_url.rstrip("/")
+        self.sealer = ConsentSealer(key)
+
     # -- what each session declared --------------------------------------------------------
 
     def observe(self, identity: Identity, call: Message) -> None:

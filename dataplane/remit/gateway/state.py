@@ -84,6 +84,11 @@ class PolicyState:
         self._lock = threading.Lock()
         self.current: Policy | None = None
 
+    @property
+    def public_key(self) -> OKPKey | None:
+        """The key signed bundles (and consent deliveries) must verify with."""
+        return self._public_key
+
     def install_signed(self, token: bytes | str) -> tuple[Bundle, bool]:
         """Verify, check and install a signed bundle; return it and whether it changed anything.
 

@@ -1,0 +1,148 @@
+"""Giving each sidecar the consent page's URL and sealing key, encrypted to that process.
+
+The key lives in one Secret (``REMIT_CONSENT_KEY_SECRET`` in ``REMIT_NAMESPACE``, key
+``key``), which the consent service mounts too; the operator creates it when absent (32
+random bytes, base64), like the signing key. It never goes into a pod spec or a Secret of a
+governed namespace: each sidecar shows a per-process X25519 public key in ``/v1/status``
+(``consent.recipient``), and the operator ``PUT``s ``/v1/consent`` a delivery signed with the
+bundle key and encrypted to it (``remit.policy.consentdelivery``). The URL is
+``spec.consent.url`` of the MCPServer when set, else ``REMIT_CONSENT_PUBLIC_URL``.
+
+A sidecar whose ``consent.holds`` already names this URL and key gets nothing; one that
+restarted (new recipient, holds nothing) gets it again. The Secret is read at most every
+``KEY_TTL`` seconds, so a rotated key reaches every sidecar within a periodic check after that.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+
+from remit.api.mcpserver import MCPServer
+from remit.errors import ConsentRequestError
+from remit.policy.consentdelivery import holding, seal_delivery
+from remit_operator.errors import KubeError, NotFoundError
+from remit_operator.index import Sidecar
+from remit_operator.keys import Keyring
+from remit_operator.kube import KubeClient, object_path
+from remit_operator.push import Pusher
+from remit_operator.settings import Settings
+
+log = logging.getLogger(__name__)
+KEY_TTL = 30.0
+MANAGED_BY = {"app.kubernetes.io/managed-by": "remit-operator"}
+
+
+class ConsentKey:
+    """The sealing key from its Secret (created when absent), cached for ``KEY_TTL``."""
+
+    def __init__(
+        self, kube: KubeClient, settings: Settings, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.clock = clock
+        self._key: bytes | None = None
+        self._read_at = -KEY_TTL
+
+    async def get(self) -> bytes | None:
+        """The key, or None when it cannot be read (logged; the last good key is kept)."""
+        if self._key is not None and self.clock() - self._read_at < KEY_TTL:
+            return self._key
+        collection = object_path("v1", "secrets", self.settings.kube.namespace)
+        name = self.settings.consent.key_secret
+        try:
+            try:
+                secret = await self.kube.get(f"{collection}/{name}")
+            except NotFoundError:
+                secret = await self._create(collection, name)
+            self._key = _key_of(secret)
+            self._read_at = self.clock()
+        except (KubeError, ConsentRequestError) as exc:
+            log.warning("consent key secret %s: %s", name, exc)
+        return self._key
+
+    async def _create(self, collection: str, name: str) -> dict[str, Any]:
+        value = base64.b64encode(base64.b64encode(secrets.token_bytes(32))).decode()
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "labels": MANAGED_BY},
+            "type": "Opaque",
+            "data": {"key": value},
+        }
+        try:
+            await self.kube.create(collection, body)
+            log.info("created the consent key secret %s", name)
+        except KubeError:
+            pass  # another replica created it first: read theirs
+        return await self.kube.get(f"{collection}/{name}")
+
+
+def _key_of(secret: dict[str, Any]) -> bytes:
+    data = secret.get("data") or {}
+    try:
+        text = base64.b64decode(str(data.get("key", "")), validate=True)
+        raw = text if len(text) == 32 else base64.b64decode(text.strip(), validate=True)
+    except ValueError as exc:
+        raise ConsentRequestError("key `key` is not base64") from exc
+    if len(raw) != 32:
+        raise ConsentRequestError("key `key` must hold 32 bytes (raw or base64)")
+    return raw
+
+
+def recipient_of(status: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """The ``consent`` part of a sidecar's status: its public key and what it holds."""
+    if not isinstance(status, dict):
+        return None, None
+    recipient, holds = status.get("recipient"), status.get("holds")
+    ok = isinstance(recipient, dict) and len(recipient) <= 8
+    return (recipient if ok else None), (holds if isinstance(holds, str) else None)
+
+
+async def deliver_all(
+    pusher: Pusher,
+    keyring: Keyring,
+    server: MCPServer,
+    url: str,
+    key: bytes,
+    sidecars: Sequence[Sidecar],
+    held: dict[str, tuple[str, str]],
+) -> list[tuple[Sidecar, str]]:
+    """Deliver to every sidecar not known to hold ``url`` and ``key``; ``held`` (pod →
+    (incarnation, holding)) is updated; return the sidecars that failed, with why."""
+    want = holding(url, key)
+    todo = [s for s in sidecars if held.get(s.pod) != (s.incarnation, want)]
+    port = server.spec.gateway.admin_port
+    failed: list[tuple[Sidecar, str]] = []
+    for outcome in await pusher.status_all(todo, port) if todo else []:
+        sidecar = outcome.sidecar
+        recipient, holds = recipient_of(outcome.consent)
+        if holds == want:
+            held[sidecar.pod] = (sidecar.incarnation, want)
+            continue
+        if outcome.error is not None or recipient is None:
+            failed.append((sidecar, outcome.error or "it takes no consent delivery"))
+            continue
+        signing = next(keyring.candidates(sidecar.kid))
+        try:
+            token = seal_delivery(signing, recipient, server.ref, url, key, time.time())
+            response = await pusher.put(sidecar, port, "/v1/consent", token)
+        except (ConsentRequestError, httpx.HTTPError) as exc:
+            failed.append((sidecar, f"consent delivery: {exc}"))
+            continue
+        if response.status_code == 200:
+            held[sidecar.pod] = (sidecar.incarnation, want)
+        else:
+            failed.append((sidecar, f"consent delivery: HTTP {response.status_code}: "
+                                    f"{response.text[:200]}"))  # fmt: skip
+    return failed
+
+
+__all__ = ["ConsentKey", "deliver_all", "recipient_of"]

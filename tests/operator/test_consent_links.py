@@ -1,0 +1,134 @@
+"""Injected sidecars link consent_required denials to the consent page: the operator delivers
+the page's URL and the sealing key to each sidecar process, encrypted to it and signed, never
+through the pod spec (kmock API server, real gateway processes, real MCP calls and JWTs)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import kmock
+import orjson
+import pytest
+
+from remit.demo.issuer import Issuer
+from remit.policy.consentdelivery import seal_delivery
+from remit.policy.consentrequest import ConsentSealer
+from remit.policy.signing import generate_key
+from remit_operator.consentpush import _key_of
+from tests.operator.support import (
+    AUDIENCE,
+    OPERATOR_NAMESPACE,
+    RunningOperator,
+    apply,
+    eventually,
+    fleet,
+    operator_settings,
+    running_operator,
+    stored,
+)
+from tests.support import mcp_wire
+from tests.support.policies import policy, rule
+
+PAGE = "https://consent.example.test"
+
+
+@pytest.fixture
+async def with_consent(
+    k8s: kmock.KubernetesEmulator, tmp_path: Path
+) -> AsyncIterator[RunningOperator]:
+    settings = operator_settings(tmp_path, {"REMIT_CONSENT_PUBLIC_URL": PAGE})
+    async with running_operator(k8s, settings) as running:
+        yield running
+
+
+def _denial(url: str, token: str) -> dict[str, Any]:
+    answer = mcp_wire.tool_call(
+        url, "write_file", {"path": "/data/alice/notes.txt", "content": "hi"}, token=token
+    )
+    result: dict[str, Any] = orjson.loads(answer.content)["result"]
+    return result
+
+
+async def test_a_sidecar_denies_with_a_link_the_consent_service_can_open(
+    k8s: kmock.KubernetesEmulator,
+    with_consent: RunningOperator,
+    issuer: Issuer,
+    upstream: str,
+    tmp_path: Path,
+) -> None:
+    token = issuer.mint("alice@example.com", agent="support-bot", audience=AUDIENCE)
+    two = (issuer.issuer, issuer.jwks_uri, upstream, 2, tmp_path)
+    async with fleet(k8s, with_consent, *two) as files:
+        await apply(k8s, policy("support-bot", rule("write", tools=["write_file"], consent=True)))
+        await files.in_sync(previous=files.server_digest())
+        # The operator made the key Secret (the consent service mounts the same one).
+        secret = await eventually(
+            lambda: stored(k8s, "v1/secrets", OPERATOR_NAMESPACE, "remit-consent-key")
+        )
+        key = _key_of(secret)
+        for sidecar in files.sidecars:
+            await eventually(lambda s=sidecar: _holds(s))  # type: ignore[misc]
+            result = await asyncio.to_thread(_denial, sidecar.url, token)
+            assert result["isError"] is True
+            facts = result["_meta"]["dev.remit/decision"]
+            assert facts["reason"] == "consent_required"
+            link = facts["consentUrl"]
+            assert link.startswith(f"{PAGE}/consent?r=")
+            assert link in result["content"][-1]["text"]
+            # The consent service opens it with the key from the Secret: what it verifies.
+            sealed = parse_qs(urlsplit(link).query)["r"][0]
+            request = ConsentSealer(key).open(sealed, time.time())
+            assert (request.id, request.tool) == (facts["decisionId"], "write_file")
+            assert request.server == "agents/files"
+            # The key is nowhere in the pod spec.
+            spec = json.dumps(sidecar.pod)
+            assert base64.b64encode(key).decode() not in spec
+            assert "remit-consent-key" not in spec
+
+
+async def test_a_delivery_opens_only_in_its_own_sidecar_and_only_from_the_operator(
+    k8s: kmock.KubernetesEmulator,
+    with_consent: RunningOperator,
+    issuer: Issuer,
+    upstream: str,
+    tmp_path: Path,
+) -> None:
+    two = (issuer.issuer, issuer.jwks_uri, upstream, 2, tmp_path)
+    async with fleet(k8s, with_consent, *two) as files:
+        first, second = files.sidecars
+        status = await first.status()
+        recipient = status["consent"]["recipient"]
+        assert "d" not in recipient  # only the public half is shown
+        operator_key = with_consent.runtime.keyring.active
+        for_first = seal_delivery(
+            operator_key, recipient, "agents/files", "https://evil.example", b"k" * 32, time.time()
+        )
+        forged = seal_delivery(
+            generate_key(), recipient, "agents/files", "https://evil.example", b"k" * 32,
+            time.time(),
+        )  # fmt: skip
+        async with httpx.AsyncClient(timeout=5) as http:
+            stolen = await http.put(_consent(second), content=for_first)
+            unsigned = await http.put(_consent(first), content=forged)
+        assert (stolen.status_code, stolen.json()["reason"]) == (400, "consent_delivery")
+        assert "does not open" in stolen.json()["error"]
+        assert unsigned.status_code == 400
+        assert "signature" in unsigned.json()["error"]
+        assert (await first.status())["consent"]["refused"] == 1
+
+
+def _consent(sidecar: Any) -> str:
+    return f"http://{sidecar.ip}:{sidecar.admin_port}/v1/consent"
+
+
+async def _holds(sidecar: Any) -> bool:
+    status = await sidecar.status()
+    return bool(status.get("consent", {}).get("holds"))
