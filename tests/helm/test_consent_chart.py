@@ -56,3 +56,18 @@ def test_the_admission_policy_exempts_only_the_consent_service_and_maps_user_nam
 
 def test_the_consent_service_is_off_by_default() -> None:
     assert not [o for o in manifests() if o["metadata"]["name"] == "remit-consent"]
+
+
+def test_the_operator_is_told_where_the_page_is_and_may_read_only_its_key_secret() -> None:
+    objects = manifests(CONSENT)
+    operator = find(objects, "Deployment", "remit")
+    (container,) = operator["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["REMIT_CONSENT_PUBLIC_URL"] == "https://consent.example"
+    assert env["REMIT_CONSENT_KEY_SECRET"] == "remit-consent-key"
+    role = find(objects, "Role", "remit-signing-key")
+    readable = {n for r in role["rules"] if "get" in r["verbs"] for n in r["resourceNames"]}
+    assert "remit-consent-key" in readable
+    default = find(manifests({}), "Deployment", "remit")
+    (plain,) = default["spec"]["template"]["spec"]["containers"]
+    assert "REMIT_CONSENT_PUBLIC_URL" not in {e["name"] for e in plain["env"]}
