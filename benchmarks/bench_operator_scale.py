@@ -16,9 +16,10 @@ chart's Deployment runs it (tests/kube/operator.py). Then, through the API:
 It prints the operator's RSS (now and peak), its API requests per minute at rest (from the API
 server's audit log, which records the operator's service account), the bytes pushed per grant
 change, the time from revoking a grant to the last sidecar of the 100-pod server enforcing it
-(p50/p99 over ``--revocations``; a stand-in enforces when it receives a bundle without the
-grant, a real gateway when its ``/v1/status`` holds one fewer grant), and whether any request
-listed or watched every pod in the cluster. It exits 1 when a target is missed and stops by
+(p50/p99 over ``--revocations``; a stand-in enforces when it receives a bundle that no longer
+grants it (absent, or kept as ended with a past ``expiresAt``), a real gateway when its
+``/v1/status`` holds one fewer active grant), and whether any request listed or watched every
+pod in the cluster. It exits 1 when a target is missed and stops by
 itself after ``--timeout`` seconds.
 
     .venv/bin/python benchmarks/bench_operator_scale.py [--small]
@@ -133,7 +134,7 @@ class StandIns:
         changed = payload["digest"] != held.digest
         held.digest, held.serial, held.grants = payload["digest"], serial, len(payload["grants"])
         watched = self.watch_id and ip in self.watch_ips and ip not in self.enforced
-        if watched and all(g["id"] != self.watch_id for g in payload["grants"]):
+        if watched and _grants_nothing(payload["grants"], self.watch_id):
             self.enforced[ip] = time.monotonic()
         return web.json_response({"digest": held.digest, "serial": serial, "changed": changed})
 
@@ -583,3 +584,13 @@ def report(
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _grants_nothing(grants: list[dict[str, Any]], grant_id: str) -> bool:
+    """The bundle no longer grants ``grant_id``: it is gone, or kept as ended (a past
+    ``expiresAt``, as bundles keep recently revoked or expired grants to name them)."""
+    for held in grants:
+        if held["id"] == grant_id:
+            ends = datetime.fromisoformat(str(held["expiresAt"]).replace("Z", "+00:00"))
+            return ends <= datetime.now(UTC)
+    return True
