@@ -582,10 +582,6 @@ def report(
     return 1 if missed else 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def _grants_nothing(grants: list[dict[str, Any]], grant_id: str) -> bool:
     """The bundle no longer grants ``grant_id``: it is gone, or kept as ended (a past
     ``expiresAt``, as bundles keep recently revoked or expired grants to name them)."""
@@ -594,3 +590,7 @@ def _grants_nothing(grants: list[dict[str, Any]], grant_id: str) -> bool:
             ends = datetime.fromisoformat(str(held["expiresAt"]).replace("Z", "+00:00"))
             return ends <= datetime.now(UTC)
     return True
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
