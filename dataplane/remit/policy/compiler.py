@@ -31,7 +31,7 @@ from remit.policy.bundle import (
     ServerSettings,
     TargetKind,
 )
-from remit.policy.ended import ended_grants
+from remit.policy.ended import as_ended, ended_grants
 
 
 def find_server(resources: Iterable[Resource], name: str, namespace: str | None) -> MCPServer:
@@ -214,7 +214,7 @@ def compile_bundle(
         else:
             grants.append(_grant(resource))
     next_expiry = min((g.expires_at for g in grants), default=None)
-    grants.extend(ended_grants(ended, now))
+    grants.extend(as_ended(_grant(g), revoked=g.spec.revoked) for g in ended_grants(ended, now))
     grants.sort(key=lambda g: g.id)
     _unique("AgentPolicy", [p.id for p in policies])
     _unique("ConsentGrant", [g.id for g in grants])

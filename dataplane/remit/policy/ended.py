@@ -44,25 +44,17 @@ def is_active(grant: CompiledGrant, now: datetime) -> bool:
     return grant.expires_at > now
 
 
-def ended_grants(grants: Iterable[ConsentGrant], now: datetime) -> list[CompiledGrant]:
+def ended_grants(grants: Iterable[ConsentGrant], now: datetime) -> list[ConsentGrant]:
     """The ended grants worth naming: within the horizon, newest first, at most the maximum."""
     since = now - ENDED_HORIZON
     recent = [g for g in grants if g.spec.expires_at > since and g.phase(now) != "Active"]
     recent.sort(key=lambda g: (g.spec.expires_at, g.ref), reverse=True)
-    return [_ended(g) for g in recent[:MAX_ENDED_GRANTS]]
+    return recent[:MAX_ENDED_GRANTS]
 
 
-def _ended(grant: ConsentGrant) -> CompiledGrant:
-    spec = grant.spec
-    return CompiledGrant(
-        id=grant.ref,
-        uid=grant.metadata.uid,
-        resource_version=grant.metadata.resource_version,
-        subject=spec.subject,
-        agent=spec.agent,
-        tools=tuple(spec.tools),
-        resources=tuple(spec.resources),
-        prompts=tuple(spec.prompts),
-        expires_at=REVOKED_AT if spec.revoked else spec.expires_at,
-        granted_by=spec.granted_by,
+def as_ended(compiled: CompiledGrant, *, revoked: bool) -> CompiledGrant:
+    """An ended grant's compiled form: it grants nothing, and cites no condition or evidence."""
+    expires_at = REVOKED_AT if revoked else compiled.expires_at
+    return compiled.model_copy(
+        update={"when": None, "reason": "", "evidence": None, "expires_at": expires_at}
     )
