@@ -20,7 +20,7 @@ import typer
 from rich.markup import escape
 
 from remit.audit.query import Filter, matching, parse_when, summary
-from remit.audit.reading import STDIN, SourceLine, record_lines, strip_prefix
+from remit.audit.reading import MAX_LINE_BYTES, STDIN, SourceLine, record_lines, strip_prefix
 from remit.audit.records import AuditRecord
 from remit.cli.common import errors
 from remit.errors import AuditError
@@ -106,7 +106,7 @@ def _follow(path: Path, interval: float = 0.5) -> Iterator[SourceLine]:
     partial = b""
     try:
         while True:
-            chunk = stream.readline()
+            chunk = stream.readline(MAX_LINE_BYTES + 1 - len(partial))
             if not chunk:
                 time.sleep(interval)
                 try:
@@ -118,6 +118,10 @@ def _follow(path: Path, interval: float = 0.5) -> Iterator[SourceLine]:
                 continue
             partial += chunk
             if not partial.endswith(b"\n"):
+                if len(partial) > MAX_LINE_BYTES:
+                    raise AuditError(
+                        f"{path}:{number + 1}: line longer than {MAX_LINE_BYTES} bytes"
+                    )
                 continue
             number += 1
             line, partial = strip_prefix(partial), b""
@@ -155,26 +159,25 @@ def tail(
     options = {"since": None, "until": None, "outcomes": True}
     options |= {k: v for k, v in locals().items() if k in _options_names()}
     wanted = _filter(options)
-    if STDIN in files:  # a stream: print as it comes
-        for item, record in matching(record_lines(files), wanted):
-            _print(item, record, as_json)
-        return
     try:
+        if STDIN in files:  # a stream: print as it comes
+            for item, record in matching(record_lines(files), wanted):
+                _print(item, record, as_json)
+            return
         last = collections.deque(matching(record_lines(files), wanted), maxlen=lines)
+        for item, record in last:
+            _print(item, record, as_json)
+        if follow:
+            if len(files) != 1:
+                errors.print("[red]error:[/red] --follow takes one file")
+                raise typer.Exit(2)
+            for item, record in matching(_follow(Path(files[0])), wanted):
+                _print(item, record, as_json)
     except AuditError as exc:
         errors.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
-    for item, record in last:
-        _print(item, record, as_json)
-    if follow:
-        if len(files) != 1:
-            errors.print("[red]error:[/red] --follow takes one file")
-            raise typer.Exit(2)
-        try:
-            for item, record in matching(_follow(Path(files[0])), wanted):
-                _print(item, record, as_json)
-        except KeyboardInterrupt:
-            return
+    except KeyboardInterrupt:
+        return
 
 
 def _options_names() -> tuple[str, ...]:
