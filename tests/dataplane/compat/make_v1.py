@@ -51,6 +51,11 @@ def _decisions(bundle: Bundle) -> dict[str, object]:
     return {name: engine.decide(request).document() for name, request in requests().items()}
 
 
+def _id(n: int) -> str:
+    """A record id as the gateway makes them (32 hex digits, time first)."""
+    return f"018e0f3a5c00{n:020x}"
+
+
 def _records() -> bytes:
     when = "2026-03-02T10:00:00.000Z"
     common = {"time": when, "server": "agents/files", "pod": "files-7d9f"}
@@ -82,9 +87,9 @@ def _records() -> bytes:
         "serial": SERIAL,
     }
     records = [
-        ChainRecord(id="01", start="genesis", message="", after="f" * 64, **common),
+        ChainRecord(id=_id(1), start="genesis", message="", after="f" * 64, **common),
         DecisionRecord(
-            id="02",
+            id=_id(2),
             tool="write_file",
             decision="allow",
             reason="allowed_by_consent",
@@ -96,8 +101,8 @@ def _records() -> bytes:
             **common,
         ),
         OutcomeRecord(
-            id="03",
-            decision_id="02",
+            id=_id(3),
+            decision_id=_id(2),
             outcome="ok",
             status=200,
             latency_ms=1.5,
@@ -105,7 +110,7 @@ def _records() -> bytes:
             **common,
         ),
         DecisionRecord(
-            id="04",
+            id=_id(4),
             tool="delete_file",
             decision="deny",
             reason="denied_by_rule",
@@ -119,7 +124,7 @@ def _records() -> bytes:
             **common,
         ),
         ConsentRecord(
-            id="05",
+            id=_id(5),
             request="0" * 32,
             answer="approved",
             subject="alice@example.com",
@@ -133,12 +138,12 @@ def _records() -> bytes:
             **common,
         ),
         ChainRecord(
-            id="06",
+            id=_id(6),
             start="recover",
             message="write failed",
             after="0" * 64,
             lost=0,
-            not_forwarded=("07",),
+            not_forwarded=(_id(7),),
             **common,
         ),
     ]
