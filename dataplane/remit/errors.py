@@ -95,6 +95,11 @@ class StaleBundleError(BundleError):
     """A bundle's ``issuedAt`` is older than the maximum bundle age (or in the future)."""
 
 
+class UnsupportedBundleError(BundleError):
+    """A signed bundle or delta uses a field or value this gateway does not know: a newer
+    operator's feature. Refused, never ignored (``remit.policy.wire``)."""
+
+
 class DeltaBaseError(BundleError):
     """A bundle delta applies to a base (serial, digest) that is not the bundle in force."""
 

@@ -10,12 +10,14 @@ with another server's bundle. Every refused push is answered with its reason, co
                       (consentinbox.py) → 200 {"holds"} | 400 {"reason": "consent_delivery"}
     PUT  /v1/bundle   signed bundle (compact JWS) → 200 {"digest", "serial", "changed", "delta"}
                       refused → {"error", "reason"}: 400 signature | malformed,
-                      409 rollback, 413 too_large, 422 wrong_server | stale
+                      409 rollback, 413 too_large, 422 wrong_server | stale | unsupported
+                      (a field or value this sidecar does not know: ``remit.policy.wire``)
     PATCH /v1/bundle  signed bundle delta (``remit.policy.delta``) against the bundle in force
                       → the same answers, and 409 delta_base (not the base it names),
                       422 delta_digest (the result is not the bundle that was signed)
-    GET  /v1/status   digest, serial, pins, audit chain head, counters, bundle refusals, and
-                      ``"bundleDelta": true`` (this sidecar accepts PATCH deltas)
+    GET  /v1/status   digest, serial, pins, audit chain head, counters, bundle refusals,
+                      ``"bundleDelta": true`` (this sidecar accepts PATCH deltas) and
+                      ``"bundleFields"``: the bundle fields added after format 1 it knows
     GET  /healthz     the process is alive
     GET  /readyz      200 only with a valid bundle in force and an audit sink that can write
                       (503 otherwise, with the reasons)
@@ -37,13 +39,17 @@ from remit.errors import (
     RollbackError,
     SignatureError,
     StaleBundleError,
+    UnsupportedBundleError,
     WrongServerError,
 )
 from remit.gateway.asgi import Receive, Scope, Send, reply, reply_json, serve_lifespan
 from remit.gateway.consentinbox import ConsentInbox
 from remit.gateway.metrics import Metrics
 from remit.gateway.state import PolicyState
+from remit.policy.bundle import BUNDLE_WIRE
+from remit.policy.delta import DELTA_WIRE
 from remit.policy.ended import is_active
+from remit.policy.wire import later_fields
 from remit.times import utc_text
 
 log = logging.getLogger(__name__)
@@ -57,6 +63,7 @@ _REFUSALS: tuple[tuple[type[BundleError], int, str], ...] = (
     (DeltaDigestError, 422, "delta_digest"),
     (WrongServerError, 422, "wrong_server"),
     (StaleBundleError, 422, "stale"),
+    (UnsupportedBundleError, 422, "unsupported"),
     (SignatureError, 400, "signature"),
     (BundleError, 400, "malformed"),
 )
@@ -187,5 +194,6 @@ class AdminApp:
             "server": self.state.server,
             "bundleRefusals": refusals,
             "bundleDelta": True,
+            "bundleFields": later_fields((BUNDLE_WIRE, DELTA_WIRE)),
             **self.source.status(),
         }

@@ -99,7 +99,8 @@ class Metrics:
         self.bundle_refusals = Counter(
             "remit_bundle_refusals",
             "Bundle pushes refused, by reason (signature, malformed, rollback, too_large, "
-            "wrong_server, stale); the bundle in force stays.",
+            "wrong_server, stale, unsupported, delta_base, delta_digest); the bundle in force "
+            "stays.",
             ["reason"],
             registry=self.registry,
         )

@@ -6,6 +6,10 @@ canonical JSON of the bundle's content, which excludes ``serial``, ``issuedAt`` 
 itself: recompiling unchanged inputs yields the same digest, so "is every sidecar current?" is
 one comparison. ``serial`` orders bundles so a sidecar can refuse a rollback.
 
+What is written, signed and digested is the wire form of ``remit.policy.wire``: fields added
+after bundle format 1 are left out at their defaults, so operators and sidecars of different
+releases read each other's bundles (docs/architecture.md, "Compatibility across versions").
+
 The types are msgspec structs, not pydantic models: a sidecar decodes and keeps a bundle of
 10,000 grants, and structs decode several times faster and take a fraction of the memory.
 """
@@ -20,6 +24,7 @@ import msgspec
 import orjson
 
 from remit.errors import BundleError
+from remit.policy.wire import FORMAT_1, WireForm, decode_error
 
 BUNDLE_KIND = "PolicyBundle"
 BUNDLE_API_VERSION = "remit.dev/v1alpha1"
@@ -169,10 +174,10 @@ class Bundle(Frozen, frozen=True, kw_only=True):
     issued_at: Annotated[datetime, msgspec.Meta(tz=True)]
     digest: str = ""
 
-    def document(self) -> dict[str, Any]:
-        """The bundle as a JSON-ready mapping (camelCase keys)."""
-        document: dict[str, Any] = msgspec.to_builtins(self)
-        return document
+    def document(self, used: set[str] | None = None) -> dict[str, Any]:
+        """The bundle's wire form as a JSON-ready mapping (camelCase keys): fields added after
+        format 1 left out at their defaults; ``used`` collects the ones written."""
+        return BUNDLE_WIRE.document(self, used)
 
     def canonical(self) -> bytes:
         """Canonical JSON of the whole bundle: sorted keys, no spaces, UTF-8."""
@@ -194,14 +199,29 @@ def canonical_json(value: Any) -> bytes:
 
 
 def parse_bundle(payload: bytes) -> Bundle:
-    """Parse and check a bundle's JSON; its digest must match its content."""
+    """Parse and check a bundle's JSON; its digest must match its content.
+
+    A field or value this code does not know is refused (``UnsupportedBundleError``). The
+    digest is recomputed over the wire form; a bundle of an operator that predates the wire
+    contract (its digest taken over every field it knew, defaults included) is accepted when
+    the digest matches its content exactly as written.
+    """
     try:
         bundle = _DECODER.decode(payload)
     except msgspec.DecodeError as exc:  # ValidationError included: names the field path
-        raise BundleError(f"malformed bundle: {exc}") from exc
-    if bundle.digest != bundle.content_digest():
+        raise decode_error(exc, "bundle") from exc
+    if bundle.digest != bundle.content_digest() and bundle.digest != _written_digest(payload):
         raise BundleError("bundle digest does not match its content")
     return bundle
 
 
+def _written_digest(payload: bytes) -> str:
+    """sha256 over the canonical JSON of the content exactly as written (the digest of a
+    pre-contract operator, whose field set differs from this code's)."""
+    document = orjson.loads(payload)
+    content = {k: v for k, v in document.items() if k not in _UNSIGNED_FIELDS}
+    return hashlib.sha256(canonical_json(content)).hexdigest()
+
+
 _DECODER = msgspec.json.Decoder(Bundle)
+BUNDLE_WIRE = WireForm(Bundle, FORMAT_1)

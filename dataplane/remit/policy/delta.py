@@ -28,6 +28,7 @@ from remit.policy.bundle import (
     Frozen,
     canonical_json,
 )
+from remit.policy.wire import FORMAT_1, WireForm, decode_error
 
 DELTA_KIND = "PolicyBundleDelta"
 DELTA_MEDIA_TYPE = "application/remit-bundle-delta+jws"
@@ -50,8 +51,8 @@ class BundleDelta(Frozen, frozen=True, kw_only=True):
     next_expiry: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
 
     def canonical(self) -> bytes:
-        """Canonical JSON of the delta (what is signed)."""
-        return canonical_json(msgspec.to_builtins(self))
+        """Canonical JSON of the delta's wire form (what is signed; ``remit.policy.wire``)."""
+        return canonical_json(DELTA_WIRE.document(self))
 
 
 def server_ref(bundle: Bundle) -> str:
@@ -129,7 +130,8 @@ def parse_delta(payload: bytes) -> BundleDelta:
     try:
         return _DECODER.decode(payload)
     except msgspec.DecodeError as exc:
-        raise BundleError(f"malformed bundle delta: {exc}") from exc
+        raise decode_error(exc, "bundle delta") from exc
 
 
 _DECODER = msgspec.json.Decoder(BundleDelta)
+DELTA_WIRE = WireForm(BundleDelta, FORMAT_1)

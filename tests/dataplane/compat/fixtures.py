@@ -11,11 +11,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from remit.policy.bundle import Bundle
 from remit.policy.request import Request
 from tests.support.policies import (
     EARLIER,
     LATER,
     NOW,
+    bundle_for,
     call,
     grant,
     policy,
@@ -118,3 +120,10 @@ def requests() -> dict[str, Request]:
         "prompt": call("summary", method="prompts/get"),
         "unknown": call("format_disk", identity=who(groups=support["groups"])),
     }
+
+
+def compiled(serial: int = SERIAL, **changes: bool) -> Bundle:
+    """The fixture's resources compiled by the code running now, sealed as ``make_v1`` did."""
+    issued = ISSUED_AT + timedelta(minutes=serial - SERIAL)
+    update = {"tool_pins": PINS, "serial": serial, "issued_at": issued, "digest": ""}
+    return bundle_for(*documents(**changes)).model_copy(update=update).sealed()

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from remit.api.loader import load
-from remit.errors import BundleError, CompileError
+from remit.errors import BundleError, CompileError, UnsupportedBundleError
 from remit.policy.bundle import Bundle, parse_bundle
 from remit.policy.compiler import compile, compile_bundle
 from remit.policy.ended import REVOKED_AT, is_active
@@ -265,7 +265,7 @@ def test_parse_bundle_round_trips_and_rejects_tampering() -> None:
         parse_bundle(json.dumps(document).encode())
     document = json.loads(bundle.canonical())
     document["unexpected"] = True
-    with pytest.raises(BundleError, match="malformed bundle"):
+    with pytest.raises(UnsupportedBundleError, match="uses field `unexpected`"):
         parse_bundle(json.dumps(document).encode())
     with pytest.raises(BundleError, match="malformed bundle"):
         parse_bundle(b"{not json")
