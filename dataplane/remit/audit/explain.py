@@ -103,6 +103,19 @@ def _scan(lines: Lines, needle: str) -> Iterator[Found]:
         yield Found(record, item.number, recompute_hash(record) == record.hash, item.source)
 
 
+def _unreadable(lines: Lines, needle: str) -> str:
+    """``; but line N cannot be read: why`` for the first line that mentions ``needle`` and is
+    not a record this code can read (e.g. one written by a newer gateway), else nothing."""
+    key = needle.encode()
+    for item in lines():
+        if key in item.line and item.line.startswith(b"{"):
+            try:
+                parse_line(item.line)
+            except ValueError as exc:
+                return f"; but line {item.where} mentions it and cannot be read: {exc}"
+    return ""
+
+
 def _unique(found: list[Found], prefix: str, what: str) -> Found | None:
     ids = sorted({f.record.id for f in found})
     if len(ids) > 1:
@@ -201,7 +214,8 @@ def explain_lines(
     """
     decision, outcome, voided = _find(lines, record_id)
     if decision is None:
-        raise AuditError(f"no decision record with id {record_id!r} in {where}")
+        unreadable = _unreadable(lines, record_id)
+        raise AuditError(f"no decision record with id {record_id!r} in {where}{unreadable}")
     record = decision.record
     assert isinstance(record, DecisionRecord)
     result = None if outcome is None else outcome.record

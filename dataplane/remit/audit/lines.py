@@ -17,6 +17,14 @@ from remit.audit.canonical import ENCODER
 from remit.audit.records import AuditRecord
 
 _DECODER: msgspec.json.Decoder[AuditRecord] = msgspec.json.Decoder(AuditRecord)
+#: Said after a field, record type or value this code does not know: records from a newer
+#: gateway are refused by name, never read with the unknown part dropped (its hash would not
+#: hold, and an auditor would not see what it says).
+NEWER = (
+    " (this version of remit does not know it: the line may have been written by a newer "
+    "Remit gateway; read it with a remit at least as new as that gateway)"
+)
+_NEWER_SIGNS = ("unknown field", "Invalid enum value", "- at `$.type`")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +70,7 @@ def parse_line(line: bytes) -> AuditRecord:
     try:
         return _DECODER.decode(line)
     except msgspec.ValidationError as exc:
-        raise ValueError(f"malformed record: {exc}") from exc
+        newer = NEWER if any(sign in str(exc) for sign in _NEWER_SIGNS) else ""
+        raise ValueError(f"malformed record: {exc}{newer}") from exc
     except msgspec.DecodeError as exc:
         raise ValueError("not valid JSON") from exc

@@ -11,6 +11,13 @@ chain) and ``hash``, the sha256 hex of the line's canonical JSON without ``hash`
 ``canonical.py``). A record built in memory has both empty; :func:`remit.audit.lines.seal`
 fills them and produces the line.
 
+Across releases (docs/architecture.md, "Compatibility across versions"): every field added to a
+record after its first release has a default that msgspec's ``omit_defaults`` recognises
+exactly (``None``, ``""``, ``()``, a small integer, a boolean), so a line that does not use it
+is the bytes an older gateway writes, older CLIs read it, and newer CLIs re-encode older lines
+to the exact bytes that were hashed. A line with a field a CLI does not know is refused, by
+name, with its line number (``remit.audit.lines``).
+
 These types sit on the gateway's hot path, so they are ``msgspec`` structs: about four times
 cheaper to build than dataclasses, serialised in one pass, and strictly validated when read
 back (unknown fields are refused, so nothing can be added to a line unnoticed).
@@ -65,7 +72,9 @@ def hash_session(session_id: str | None) -> str | None:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-class RecordedEvidence(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+class RecordedEvidence(
+    msgspec.Struct, frozen=True, rename="camel", omit_defaults=True, forbid_unknown_fields=True
+):
     """How the grant was captured on the consent page: the login and the request answered."""
 
     method: str

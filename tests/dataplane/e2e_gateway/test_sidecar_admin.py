@@ -20,6 +20,7 @@ from remit.policy.bundle import CompiledGrant
 from remit.policy.compiler import compile_bundle
 from remit.policy.delta import build_delta
 from remit.policy.signing import generate_key, save_key, sign, sign_delta
+from tests.dataplane.compat.support import sign_json
 from tests.dataplane.e2e_gateway.conftest import ALICE, BOT
 from tests.support import mcp_wire, stack
 from tests.support.stack import GatewayProcess, Upstream, metric_value
@@ -216,3 +217,24 @@ def test_deltas_for_another_base_or_digest_are_refused_with_reasons(sidecar: Sid
     assert after["bundleRefusals"]["counts"]["delta_digest"] == 1
     text = sidecar.gateway.metrics()
     assert metric_value(text, "remit_bundle_refusals_total", reason="delta_digest") == 1
+
+
+@pytest.mark.usefixtures("pushed")
+def test_a_bundle_using_a_field_this_sidecar_does_not_know_is_refused_as_unsupported(
+    sidecar: Sidecar,
+) -> None:
+    # What a newer operator sends for a feature this sidecar predates: refused, never ignored.
+    loaded = load([sidecar.policy])
+    bundle = compile_bundle(loaded.resources, "files", namespace="agents", serial=SERIAL + 4)
+    document = msgspec.json.decode(bundle.canonical())
+    document["server"]["maxToolCallsPerMinute"] = 5
+    before = httpx.get(f"{sidecar.gateway.admin}/v1/status").json()
+    assert isinstance(before["bundleFields"], list)  # the later fields it knows (none yet)
+    answer = _put(sidecar, sign_json(document, sidecar.key))
+    assert (answer.status_code, answer.json()["reason"]) == (422, "unsupported")
+    assert "`server.maxToolCallsPerMinute`" in answer.json()["error"]
+    after = httpx.get(f"{sidecar.gateway.admin}/v1/status").json()
+    assert after["bundle"] == before["bundle"]  # the bundle in force stayed
+    assert after["bundleRefusals"]["last"]["reason"] == "unsupported"
+    text = sidecar.gateway.metrics()
+    assert metric_value(text, "remit_bundle_refusals_total", reason="unsupported") == 1
