@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from remit.audit.lines import parse_line, recompute_hash
+from remit.audit.lines import parse_line, recompute_hash, unreadable
 from remit.audit.reading import SourceLine, record_lines
 from remit.audit.records import (
     AuditRecord,
@@ -101,19 +101,6 @@ def _scan(lines: Lines, needle: str) -> Iterator[Found]:
         except ValueError:  # not a record: other output, or damaged
             continue
         yield Found(record, item.number, recompute_hash(record) == record.hash, item.source)
-
-
-def _unreadable(lines: Lines, needle: str) -> str:
-    """``; but line N cannot be read: why`` for the first line that mentions ``needle`` and is
-    not a record this code can read (e.g. one written by a newer gateway), else nothing."""
-    key = needle.encode()
-    for item in lines():
-        if key in item.line and item.line.startswith(b"{"):
-            try:
-                parse_line(item.line)
-            except ValueError as exc:
-                return f"; but line {item.where} mentions it and cannot be read: {exc}"
-    return ""
 
 
 def _unique(found: list[Found], prefix: str, what: str) -> Found | None:
@@ -214,8 +201,8 @@ def explain_lines(
     """
     decision, outcome, voided = _find(lines, record_id)
     if decision is None:
-        unreadable = _unreadable(lines, record_id)
-        raise AuditError(f"no decision record with id {record_id!r} in {where}{unreadable}")
+        unread = unreadable(lines(), record_id)  # e.g. a line of a newer gateway
+        raise AuditError(f"no decision record with id {record_id!r} in {where}{unread}")
     record = decision.record
     assert isinstance(record, DecisionRecord)
     result = None if outcome is None else outcome.record

@@ -9,11 +9,13 @@ the *from-line*: it rebuilds the typed record, strictly, without checking the ha
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import msgspec
 
 from remit.audit.canonical import ENCODER
+from remit.audit.reading import SourceLine
 from remit.audit.records import AuditRecord
 
 _DECODER: msgspec.json.Decoder[AuditRecord] = msgspec.json.Decoder(AuditRecord)
@@ -74,3 +76,16 @@ def parse_line(line: bytes) -> AuditRecord:
         raise ValueError(f"malformed record: {exc}{newer}") from exc
     except msgspec.DecodeError as exc:
         raise ValueError("not valid JSON") from exc
+
+
+def unreadable(items: Iterable[SourceLine], needle: str) -> str:
+    """``; but line F:N mentions it and cannot be read: why`` for the first line that mentions
+    ``needle`` and is not a record this code can read (one of a newer gateway), else ``""``."""
+    key = needle.encode()
+    for item in items:
+        if key in item.line and item.line.startswith(b"{"):
+            try:
+                parse_line(item.line)
+            except ValueError as exc:
+                return f"; but line {item.where} mentions it and cannot be read: {exc}"
+    return ""
