@@ -79,6 +79,7 @@ class WireForm:
     def __init__(self, root: type[msgspec.Struct], baseline: Mapping[str, frozenset[str]]) -> None:
         self.baseline = baseline
         self._walks: dict[type[Any], Walk | None] = {}
+        self._building: set[type[Any]] = set()
         self._added: list[str] = []
         self._root = self._struct(root)
         self.added = tuple(sorted(self._added))  # "Struct.field" of every later field
@@ -93,8 +94,11 @@ class WireForm:
 
     def _struct(self, cls: type[msgspec.Struct]) -> Walk | None:
         if cls in self._walks:
+            if cls in self._building:
+                raise TypeError(f"{cls.__name__} contains itself: it has no wire plan")
             return self._walks[cls]
-        self._walks[cls] = None  # a struct containing itself: no deeper plan than this one
+        self._walks[cls] = None
+        self._building.add(cls)
         known = self.baseline.get(cls.__name__)
         if known is None:  # a struct new since format 1: only reachable through a later field
             known = frozenset(f.encode_name for f in msgspec.structs.fields(cls))
@@ -123,6 +127,7 @@ class WireForm:
             self._added.append(f"{cls.__name__}.{field.encode_name}")
         walk = _struct_walk(tuple(nested), tuple(drops)) if nested or drops else None
         self._walks[cls] = walk
+        self._building.discard(cls)
         return walk
 
     def _type(self, kind: msgspec.inspect.Type) -> Walk | None:
