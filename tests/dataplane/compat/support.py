@@ -28,6 +28,12 @@ def v1_summary() -> dict[str, Any]:
     return summary
 
 
+def outcomes(decisions: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What a decision decided (effect, reason, rules, grant, bundle), without its wording,
+    which a later release may improve."""
+    return {name: {k: v for k, v in d.items() if k != "message"} for name, d in decisions.items()}
+
+
 def payload_of(token: str, key: OKPKey = V1_KEY) -> bytes:
     """The payload of a compact JWS, its signature checked with ``key`` (what a v1 sidecar
     does before it decodes)."""
