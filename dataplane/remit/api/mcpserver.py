@@ -166,6 +166,16 @@ class Authentication(Model):
         description="Where `subject.groups` come from: every listed claim, names merged in "
         "order (duplicates dropped). Default: the top-level `groups` claim. See docs/identity.md.",
     )
+    agent_claims: list[NonEmptyStr] = Field(
+        default_factory=lambda: ["azp", "client_id"],
+        alias="agentClaims",
+        max_length=8,
+        description="Where the agent comes from when the token has no RFC 8693 `act` claim "
+        "(`act.sub` always wins): claim names (`azp`, `client_id`, Okta `cid`, Entra ID v1.0 "
+        "`appid`) or RFC 6901 JSON Pointers. Every listed claim present must be a string and "
+        "all must agree, or the token is refused; none present refuses it too. Default: "
+        "`[azp, client_id]`; `[]` accepts only `act`. See docs/identity.md.",
+    )
     jwks_cache_seconds: int = Field(
         300,
         alias="jwksCacheSeconds",
@@ -182,6 +192,25 @@ class Authentication(Model):
         description="Least time between two key set fetches caused by tokens naming an "
         "unknown key id (a new key at the issuer is picked up on its first token).",
     )
+
+
+    @field_validator("agent_claims")
+    @classmethod
+    def _valid_agent_claims(cls, value: list[str]) -> list[str]:
+        for index, claim in enumerate(value):
+            try:
+                path = parse_claim_path(claim)
+            except ValueError as error:
+                raise ValueError(f"agentClaims[{index}]: {error}") from error
+            if path[0] == "act":
+                raise ValueError(
+                    f"agentClaims[{index}]: {claim!r}: 'act' (RFC 8693) is always read first; "
+                    "do not list it"
+                )
+        duplicates = sorted({claim for claim in value if value.count(claim) > 1})
+        if duplicates:
+            raise ValueError(f"agentClaims lists {', '.join(map(repr, duplicates))} twice")
+        return value
 
 
 class Audit(Model):

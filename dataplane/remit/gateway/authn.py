@@ -33,13 +33,12 @@ from joserfc.jws import JWSRegistry
 from joserfc.jwt import JWTClaimsRegistry
 
 from remit.errors import AuthenticationError, InsufficientScopeError, MissingCredentialsError
+from remit.gateway.agents import DEFAULT_AGENT_SOURCES, AgentSource, actors, agent_sources
 from remit.gateway.claims import DEFAULT_GROUP_SOURCES, GroupSource, group_sources, groups_from
 from remit.gateway.jwks import KEY_TYPES, JwksCache
 from remit.policy.bundle import ServerSettings
 from remit.policy.request import Identity
 from remit.times import utc_text
-
-_MAX_ACT_DEPTH = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +49,8 @@ class AuthSettings:
     (string or list) contains it. ``jwks_uri`` is optional: without it the key set URL comes
     from OIDC discovery, falling back to RFC 8414 metadata. ``verified_token_cache_size`` bounds
     the verified-token cache (0 turns it off). ``group_sources`` say where ``subject.groups``
-    come from (``remit.gateway.claims``).
+    come from (``remit.gateway.claims``), ``agent_sources`` where the agent does when the token
+    has no ``act`` (``remit.gateway.agents``).
     """
 
     issuer: str
@@ -63,6 +63,7 @@ class AuthSettings:
     jwks_min_refresh_interval_seconds: float = 10.0
     verified_token_cache_size: int = 10_000
     group_sources: tuple[GroupSource, ...] = DEFAULT_GROUP_SOURCES
+    agent_sources: tuple[AgentSource, ...] = DEFAULT_AGENT_SOURCES
 
     def __post_init__(self) -> None:
         if not self.issuer:
@@ -243,7 +244,7 @@ class Authenticator:
             raise InsufficientScopeError(missing)
 
     def _identity(self, claims: dict[str, Any]) -> Identity:
-        agent, chain = _actors(claims)
+        agent, chain = actors(claims, self.settings.agent_sources)
         return Identity(
             subject=claims["sub"],
             agent=agent,
@@ -286,36 +287,6 @@ def _scopes(claims: Mapping[str, Any]) -> list[str]:
     return []
 
 
-def _actors(claims: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
-    """The current agent and the earlier actors of the delegation chain.
-
-    The agent is ``act.sub`` (RFC 8693 §4.1), else ``azp``, else ``client_id``. The chain lists
-    the nested actors below the current one in nesting order: ``act.act.sub`` first (the actor
-    that delegated to the current agent), then ``act.act.act.sub``, and so on, so the last
-    entry is the earliest actor. Without ``act`` the chain is empty.
-    """
-    act = claims.get("act")
-    if act is None:
-        for name in ("azp", "client_id"):
-            value = claims.get(name)
-            if isinstance(value, str) and value:
-                return value, ()
-        raise AuthenticationError(
-            "invalid_token", "no agent identity: the token has no 'act', 'azp' or 'client_id' claim"
-        )
-    actors: list[str] = []
-    while act is not None:
-        if not isinstance(act, dict) or not isinstance(act.get("sub"), str) or not act["sub"]:
-            raise AuthenticationError(
-                "invalid_token", "the 'act' claim must be an object with a string 'sub'"
-            )
-        actors.append(act["sub"])
-        if len(actors) > _MAX_ACT_DEPTH:
-            raise AuthenticationError("invalid_token", "the 'act' delegation chain is too deep")
-        act = act.get("act")
-    return actors[0], tuple(actors[1:])
-
-
 def _describe(claim: str, claims: Mapping[str, Any], settings: AuthSettings) -> str:
     value = claims.get(claim)
     if claim == "aud":
@@ -352,6 +323,7 @@ def auth_settings_for(server: ServerSettings) -> AuthSettings:
         jwks_cache_seconds=float(server.jwks_cache_seconds),
         jwks_min_refresh_interval_seconds=float(server.jwks_min_refresh_seconds),
         group_sources=group_sources(server.group_claims),
+        agent_sources=agent_sources(server.agent_claims),
     )
 
 

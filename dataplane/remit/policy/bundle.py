@@ -71,6 +71,7 @@ class ServerSettings(Frozen, frozen=True, kw_only=True):
     jwks_uri: str | None = None
     required_scopes: tuple[str, ...] = ()
     group_claims: tuple[GroupClaim, ...] = (GroupClaim(claim="groups"),)
+    agent_claims: tuple[str, ...] = ("azp", "client_id")
     jwks_cache_seconds: int = 300
     jwks_min_refresh_seconds: int = 10
     tool_pinning: Literal["Enforce", "Audit", "Disabled"]

@@ -69,6 +69,7 @@ def _settings(server: MCPServer) -> ServerSettings:
         group_claims=tuple(
             GroupClaim(claim=g.claim, prefix=g.prefix) for g in spec.authentication.group_claims
         ),
+        agent_claims=tuple(spec.authentication.agent_claims),
         jwks_cache_seconds=spec.authentication.jwks_cache_seconds,
         jwks_min_refresh_seconds=spec.authentication.jwks_min_refresh_seconds,
         tool_pinning=spec.tool_pinning,
