@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format crds bench clean control-plane keycloak browser rulecheck node-tools
+.PHONY: demo test lint format crds bench clean control-plane keycloak dex browser rulecheck node-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,7 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python scripts/control_plane.py || echo "control-plane: not built; tests/kube will skip"
 	$(BIN)/python scripts/keycloak.py --realm tests/idp/realm-remit.json || echo "keycloak: not installed; tests/idp will skip"
+	$(BIN)/python scripts/dex.py || echo "dex: not built; tests/idp/test_dex.py will skip"
 	$(BIN)/python scripts/browser.py || echo "chromium: not installed; tests/consent will skip"
 	$(BIN)/python scripts/rulecheck.py || echo "rulecheck: not built; the alert rule checks will skip"
 	$(BIN)/python scripts/node_tools.py || echo "node-tools: not installed; tests/conformance will skip"
@@ -50,6 +51,11 @@ control-plane: $(STAMP)
 # with the tier's realm imported once into a database template.
 keycloak: $(STAMP)
 	$(BIN)/python scripts/keycloak.py --realm tests/idp/realm-remit.json
+
+# Build (or find in the cache) the pinned Dex that tests/idp/test_dex.py runs: a generated
+# wrapper module through the Go module proxy, into ~/.cache/remit/dex; fails if it cannot.
+dex: $(STAMP)
+	$(BIN)/python scripts/dex.py
 
 # Build (or find in the cache) the Prometheus rule checker tests/helm uses; fails if it cannot.
 rulecheck: $(STAMP)

@@ -1,5 +1,6 @@
 """The identity-provider tier: one real Keycloak, one MCP server and one ``remit gateway`` per
-test session, shared by every test here.
+test session, shared by every test here; and one real Dex with its own gateway in front of the
+same MCP server (``test_dex.py``).
 
 Keycloak is installed and built by ``scripts/keycloak.py`` (``make keycloak``; ``make test``
 tries it first). Without it these tests skip, saying so; with ``REMIT_REQUIRE_IDP=1`` (CI) they
@@ -16,10 +17,12 @@ from pathlib import Path
 import pytest
 
 from remit.gateway.runner import free_port
+from tests.idp import dex as dex_recipe
 from tests.idp.keycloak import Keycloak, installer, issuer_for
 from tests.support import stack
 
 POLICIES = Path(__file__).with_name("policies.yaml")
+DEX_POLICIES = Path(__file__).with_name("dex-policies.yaml")
 SERVER = """\
 apiVersion: remit.dev/v1alpha1
 kind: MCPServer
@@ -98,3 +101,44 @@ def keycloak(
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def dex_installed() -> None:
+    """Skip (or, with ``REMIT_REQUIRE_DEX``, fail) when Dex is not built."""
+    if not dex_recipe.installer.present():
+        message = "Dex not built: run `make dex` (scripts/dex.py; needs Go and the module proxy)"
+        if os.environ.get("REMIT_REQUIRE_DEX"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def dex_stack(
+    dex_installed: None, idp_logs: Path, upstream: stack.Upstream
+) -> Iterator[tuple[dex_recipe.Dex, stack.GatewayProcess]]:
+    """Dex and a gateway, both configured from docs/identity.md's Dex recipe. Each needs the
+    other's address (the issuer; the audience), so both ports are reserved first."""
+    ports = stack.reserve_gateway_ports()
+    dex_port = free_port()
+    audience = stack.audience_for(ports[0])
+    logs = idp_logs / "dex"
+    logs.mkdir()
+    policy = stack.write_policy_dir(
+        logs / "policy",
+        dex_recipe.server_yaml(dex_port, audience),
+        examples=False,
+        extra={"policies.yaml": DEX_POLICIES.read_text()},
+    )
+    with stack.gateway(
+        logs,
+        upstream_url=upstream.url,
+        ports=ports,
+        policy_dir=policy,
+        audit_file=logs / "decisions.jsonl",
+    ) as running:
+        dex = dex_recipe.Dex.start(logs, port=dex_port, audience=audience)
+        try:
+            yield dex, running
+        finally:
+            dex.stop()

@@ -193,7 +193,6 @@ class Authentication(Model):
         "unknown key id (a new key at the issuer is picked up on its first token).",
     )
 
-
     @field_validator("agent_claims")
     @classmethod
     def _valid_agent_claims(cls, value: list[str]) -> list[str]:
