@@ -1,10 +1,11 @@
 """Build a pinned Dex (the OpenID provider) from the Go module proxy, once, into a cache.
 
-The Dex tier of the identity-provider tests (tests/dex/) runs the real ``dex`` binary with the
+The Dex test of the identity-provider tier (tests/idp/test_dex.py) runs the real ``dex`` binary with the
 configuration that docs/identity.md recommends. Dex's own go.mod replaces its ``api/v2``
 module with a ``./api/v2`` path, so ``go install github.com/dexidp/dex/cmd/dex@version``
 refuses it; this script instead generates a tiny wrapper Go module that requires Dex at the
-pinned version and replaces ``api/v2`` with its published twin, then ``go build``s
+pinned version and replaces ``api/v2`` with the published module at the same commit, then
+``go build``s
 ``cmd/dex``. Sources come only through the Go module proxy; nothing is committed.
 
 Dex's main module is ``github.com/dexidp/dex`` without a ``/v2`` suffix, so its ``v2.x`` tags
@@ -31,11 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
-#: Dex's main branch on 2026-08-06 (after v2.44), as the Go module proxy names it.
+#: Dex's main branch on 2026-08-06 (commit ab64ed778070), as the Go module proxy names it.
 DEX = "v0.0.0-20260806151424-ab64ed778070"
-#: The published ``github.com/dexidp/dex/api/v2`` that DEX's go.mod requires (and replaces
-#: with its ./api/v2 folder).
-DEX_API = "v2.4.0"
+#: ``github.com/dexidp/dex/api/v2`` at the same commit: what Dex's ``./api/v2`` replace means
+#: (its last tag, api/v2.4.0, lacks types the server at DEX uses).
+DEX_API = "v2.4.1-0.20260806151424-ab64ed778070"
 MODULE = "github.com/dexidp/dex"
 
 
@@ -116,12 +117,13 @@ def build(root: Path) -> Path:
         started = time.monotonic()
         run([go, "get", f"{MODULE}/cmd/dex@{DEX}"], work, env)
         staging = Path(tempfile.mkdtemp(prefix="bin-", dir=folder))
-        flags = f"-X {MODULE}/version.Version={DEX} -s -w"
-        run(
-            [go, "build", "-ldflags", flags, "-o", str(staging / "dex"), f"{MODULE}/cmd/dex"],
-            work,
-            env,
-        )
+        flags = f"-X main.version={DEX} -s -w"  # cmd/dex prints it with `dex version`
+        try:
+            target = ["-o", str(staging / "dex"), f"{MODULE}/cmd/dex"]
+            run([go, "build", "-ldflags", flags, *target], work, env)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         record = {
             "dex": DEX,
             "dex_api": DEX_API,
