@@ -14,7 +14,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from tests.idp.calls import call_tool
-from tests.idp.dex import AGENT, Dex, subject_of
+from tests.idp.dex import AGENT, RECIPE, Dex, subject_of
 from tests.idp.keycloak import token_claims
 from tests.support.stack import GatewayProcess
 
@@ -34,6 +34,7 @@ def test_recipe_token_names_server_agent_and_groups(dex_stack: tuple[Dex, Gatewa
     assert sorted(claims["aud"]) == sorted([dex.audience, AGENT])
     assert claims["azp"] == AGENT
     assert claims["sub"] == subject(dex, ALICE)
+    assert f"`{claims['sub']}`" in RECIPE.read_text()  # the recipe's example of Alice's sub
     assert claims["groups"] == ["finance"]
     assert "act" not in claims
 

@@ -200,15 +200,15 @@ class Authentication(Model):
             try:
                 path = parse_claim_path(claim)
             except ValueError as error:
-                raise ValueError(f"agentClaims[{index}]: {error}") from error
+                raise ValueError(f"entry {index}: {error}") from error
             if path[0] == "act":
                 raise ValueError(
-                    f"agentClaims[{index}]: {claim!r}: 'act' (RFC 8693) is always read first; "
+                    f"entry {index} ({claim!r}): 'act' (RFC 8693) is always read first; "
                     "do not list it"
                 )
         duplicates = sorted({claim for claim in value if value.count(claim) > 1})
         if duplicates:
-            raise ValueError(f"agentClaims lists {', '.join(map(repr, duplicates))} twice")
+            raise ValueError(f"{', '.join(map(repr, duplicates))} listed more than once")
         return value
 
 

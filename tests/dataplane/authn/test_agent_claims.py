@@ -95,10 +95,10 @@ def test_agent_claims_are_compiled_into_the_bundle_and_reach_the_authenticator()
 @pytest.mark.parametrize(
     ("claims", "problem"),
     [
-        (["act"], r"agentClaims\[0\].*'act' \(RFC 8693\) is always read first"),
-        (["cid", "/act/sub"], r"agentClaims\[1\].*always read first"),
-        (["cid", "/a~2"], r"agentClaims\[1\].*followed by 0 or 1"),
-        (["cid", "azp", "cid"], r"agentClaims lists 'cid' twice"),
+        (["act"], r"agentClaims: entry 0 \('act'\): 'act' \(RFC 8693\) is always read first"),
+        (["cid", "/act/sub"], r"agentClaims: entry 1 \('/act/sub'\): .*always read first"),
+        (["cid", "/a~2"], r"agentClaims: entry 1: .*followed by 0 or 1"),
+        (["cid", "azp", "cid"], r"agentClaims: 'cid' listed more than once"),
         ([""], r"agentClaims"),
         ([f"c{i}" for i in range(9)], r"agentClaims"),
         ("cid", r"agentClaims"),
