@@ -37,6 +37,7 @@ def test_recipe_token_names_server_agent_and_groups(dex_stack: tuple[Dex, Gatewa
     assert f"`{claims['sub']}`" in RECIPE.read_text()  # the recipe's example of Alice's sub
     assert claims["groups"] == ["finance"]
     assert "act" not in claims
+    assert not {"scope", "scp"} & claims.keys()  # why requiredScopes stays empty
 
 
 async def test_allowed_call_records_the_dex_subject_and_the_azp_agent(
