@@ -15,11 +15,14 @@ import pytest
 from remit.api.loader import parse
 from remit.api.mcpserver import MCPServer
 from remit.demo.issuer import Issuer
-from remit.errors import AuthenticationError, ResourceError
+from remit.errors import AuthenticationError, BundleError, ResourceError
 from remit.gateway.agents import AgentSource, agent_sources
 from remit.gateway.authn import auth_settings_for
+from remit.policy.bundle import BUNDLE_WIRE, parse_bundle
 from remit.policy.compiler import compile_bundle
+from remit.policy.wire import later_fields
 from tests.dataplane.authn.conftest import AUDIENCE, SCOPE, AuthenticatorFactory, bearer
+from tests.dataplane.compat.v1 import schema as v1
 from tests.support.policies import server
 
 OKTA_CLIENT = "0oa1b2c3d4e5f6g7h8i9"
@@ -90,6 +93,23 @@ def test_agent_claims_are_compiled_into_the_bundle_and_reach_the_authenticator()
         AgentSource("cid", ("cid",)),
         AgentSource("/ext/agent", ("ext", "agent")),
     )
+
+
+def test_default_agent_claims_leave_the_bundle_as_format_1_wrote_it() -> None:
+    bundle = compile_bundle([parse(server())], "files")
+
+    assert "agentClaims" not in bundle.document()["server"]
+    assert v1.parse_bundle(bundle.canonical()).digest == bundle.digest  # an older sidecar too
+
+
+def test_set_agent_claims_are_written_signed_and_refused_by_an_older_sidecar() -> None:
+    bundle = compile_bundle([parse(with_agent_claims(["cid"]))], "files")
+
+    assert list(bundle.document()["server"]["agentClaims"]) == ["cid"]
+    assert parse_bundle(bundle.canonical()).server.agent_claims == ("cid",)
+    assert "ServerSettings.agentClaims" in later_fields([BUNDLE_WIRE])  # sidecars advertise it
+    with pytest.raises(BundleError, match="unknown field `agentClaims`"):
+        v1.parse_bundle(bundle.canonical())  # never read as the default azp/client_id
 
 
 @pytest.mark.parametrize(

@@ -118,4 +118,6 @@ def test_v1_and_this_code_agree_on_every_bundle_the_tests_compile() -> None:
         old = v1.parse_bundle(bundle.canonical())
         assert old.canonical() == bundle.canonical()
         assert old.content_digest() == bundle.content_digest()
-        assert msgspec.to_builtins(old) == msgspec.to_builtins(bundle)
+        # every field v1 knows holds the same value; later fields are at their defaults, so
+        # the wire form leaves them out
+        assert msgspec.to_builtins(old) == bundle.document()
