@@ -14,6 +14,8 @@ that reached it (method, headers, JSON-RPC body and, with ``--audit-file LOG``,
 ``auditBytes``: the size of the gateway's decision log when it arrived), for the accounting
 check (``tests.support.accounting``).
 ``--deep-tool`` adds a tool whose definition is nested 300 deep to every listing.
+``POST /__release/GATE`` lets a ``gated_sse`` call holding ``{"gate": GATE}`` finish, so a
+test sees what reached its client while the upstream was still working.
 """
 
 from __future__ import annotations
@@ -88,6 +90,10 @@ TOOLS = [
     "leaky_json",
     "leaky_sse",
     "slow_json",
+    "invalid_params",
+    "endless_octets",
+    "gated_sse",
+    "cancellable_sse",
 ]
 
 
@@ -131,6 +137,7 @@ class Hostile:
 
     def __init__(self, deep_tool: bool = False, audit_file: Path | None = None) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.gates: dict[str, asyncio.Event] = {}
         self.deep_tool = deep_tool
         self.audit_file = audit_file
 
@@ -154,6 +161,13 @@ class Hostile:
     async def listing(self, _: web.Request) -> web.Response:
         return web.json_response(self.requests)
 
+    def gate(self, name: str) -> asyncio.Event:
+        return self.gates.setdefault(name, asyncio.Event())
+
+    async def release(self, request: web.Request) -> web.Response:
+        self.gate(request.match_info["gate"]).set()
+        return web.Response(status=204)
+
     async def mcp(self, request: web.Request) -> web.StreamResponse:
         rpc = await self.record(request)
         if request.method == "DELETE":
@@ -161,6 +175,8 @@ class Hostile:
         if request.method == "GET":
             return web.Response(status=405, headers={"Allow": "POST, DELETE"})
         if not isinstance(rpc, dict) or "id" not in rpc:
+            if isinstance(rpc, dict) and rpc.get("method") == "notifications/cancelled":
+                self.gate(f"cancel-{(rpc.get('params') or {}).get('requestId')}").set()
             return web.Response(status=202)
         id_ = rpc["id"]
         method = rpc.get("method")
@@ -181,7 +197,9 @@ class Hostile:
             mode = meta.get(MODE_KEY) or request.headers.get(MODE_HEADER, "normal")
             return await self.tools_list(request, id_, mode)
         if method == "tools/call":
-            return await self.tools_call(request, id_, params.get("name", ""))
+            arguments = params.get("arguments") or {}
+            gate = self.gate(str(arguments.get("gate", "")))
+            return await self.tools_call(request, id_, params.get("name", ""), gate)
         return web.json_response(result(id_, {}))
 
     async def tools_list(self, request: web.Request, id_: Any, mode: str) -> web.StreamResponse:
@@ -205,6 +223,12 @@ class Hostile:
             event = sse(body, b"\r\n")
             cut = event.index(b"\r\n\r\n") + 1  # the CR of the final CRLF ends one write
             return await stream(request, [event[:cut], event[cut:]], "text/event-stream")
+        if mode == "chunked_json":  # JSON arriving in pieces, the poisoned tool split
+            third = len(body) // 3
+            parts = [body[:third], body[third : 2 * third], body[2 * third :]]
+            return await stream(request, parts, "application/json")
+        if mode == "stalled_octets":  # an undefined type whose body never comes
+            return await stream(request, [], "Application/Octet-Stream", stall=True)
         if mode == "odd_type":
             return raw(body, {"Content-Type": "text/plain"})
         if mode == "no_type":
@@ -224,7 +248,9 @@ class Hostile:
             return raw(orjson.dumps(value), {"Content-Type": "application/json"})
         raise web.HTTPBadRequest(text=f"unknown mode {mode}")
 
-    async def tools_call(self, request: web.Request, id_: Any, name: str) -> web.StreamResponse:
+    async def tools_call(
+        self, request: web.Request, id_: Any, name: str, gate: asyncio.Event
+    ) -> web.StreamResponse:
         answer = orjson.dumps(text_result(id_, f"{name} done"))
         if name == "html_error":
             return web.Response(status=500, text=TRACEBACK, content_type="text/html")
@@ -312,6 +338,57 @@ class Hostile:
             return raw(answer, [("Content-Type", "application/json"), *LEAKED.items(), *KEPT])
         if name == "leaky_sse":
             return await stream(request, [sse(answer)], headers=[*LEAKED.items(), *KEPT])
+        if name == "invalid_params":  # the tool's own JSON-RPC error: a normal answer
+            error = {"code": -32602, "message": "Invalid params: name is required"}
+            body = orjson.dumps({"jsonrpc": "2.0", "id": id_, "error": error})
+            return raw(body, {"Content-Type": "application/json"})
+        if name == "endless_octets":  # a type the transport does not define, never ending
+            response = web.StreamResponse(
+                headers={"Content-Type": 'Application/Octet-Stream ; name="a;b"'}
+            )
+            await response.prepare(request)
+            try:
+                for _ in range(int(STALL_SECONDS * 10)):
+                    await response.write(b"\0" * 1024)
+                    await asyncio.sleep(0.1)
+            except (ConnectionError, RuntimeError):
+                request["seen"]["cancelled"] = True  # the gateway hung up: stop sending
+            return response
+        if name == "gated_sse":  # a notification now, the answer once the test releases it
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            note = {"level": "info", "data": "working"}
+            await response.write(sse(orjson.dumps(
+                {"jsonrpc": "2.0", "method": "notifications/message", "params": note}
+            )))  # fmt: skip
+            try:
+                async with asyncio.timeout(STALL_SECONDS):
+                    await gate.wait()
+            except TimeoutError:
+                pass
+            request["seen"]["finished"] = True
+            await response.write(sse(answer))
+            await response.write_eof()
+            return response
+        if name == "cancellable_sse":  # waits for notifications/cancelled naming its call
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            try:
+                async with asyncio.timeout(STALL_SECONDS):
+                    await self.gate(f"cancel-{id_}").wait()
+                    if gate is self.gate("error"):  # answer as the Python SDK does
+                        error = {"code": 0, "message": "Request cancelled"}
+                        await response.write(sse(orjson.dumps(
+                            {"jsonrpc": "2.0", "id": id_, "error": error}
+                        )))  # fmt: skip
+                        await response.write_eof()
+                        return response
+                    while True:  # answer nothing, as the specification asks, and hold on
+                        await response.write(b": still here\n\n")
+                        await asyncio.sleep(0.1)
+            except (TimeoutError, ConnectionError, RuntimeError):
+                request["seen"]["cancelled"] = True  # the gateway hung up (or time ran out)
+            return response
         if name == "plain_text":
             return web.Response(status=200, text=f"done {SECRET}", content_type="text/plain")
         return raw(answer, {"Content-Type": "application/json"})
@@ -376,6 +453,7 @@ def main(argv: list[str] | None = None) -> None:
     hostile = Hostile(args.deep_tool, args.audit_file)
     app = web.Application()
     app.router.add_get("/__requests", hostile.listing)
+    app.router.add_post("/__release/{gate}", hostile.release)
     app.router.add_route("*", "/mcp", hostile.mcp)
     web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
 

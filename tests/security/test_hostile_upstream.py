@@ -42,10 +42,18 @@ from tests.security.hostile_upstream import (
     TOOLS,
     TRACEBACK,
 )
+from tests.support.mcp_wire import MODERN
 from tests.support.stack import HOST
 
-INSPECTED_MODES = ["case_json", "case_sse", "escaped_id_sse", "cr_sse", "cr_split_sse"]
-UNINSPECTABLE_MODES = ["odd_type", "no_type", "two_types", "gzip", "json_seq"]
+INSPECTED_MODES = [
+    "case_json",
+    "chunked_json",
+    "case_sse",
+    "escaped_id_sse",
+    "cr_sse",
+    "cr_split_sse",
+]
+UNINSPECTABLE_MODES = ["odd_type", "no_type", "two_types", "gzip", "json_seq", "stalled_octets"]
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +159,113 @@ def test_refused_bodies_are_recorded_with_their_reason(hostile: Hostile) -> None
     outcome = hostile.outcome_of("plain_text")
     assert outcome["outcome"] == "upstream_error"
     assert outcome["error"].startswith("uninspectable_response: ")
+
+
+def test_a_type_the_transport_does_not_define_is_refused_unread(hostile: Hostile) -> None:
+    # An endless application/octet-stream body (type in any case, a quoted ";" in a
+    # parameter): refused from its headers, the upstream hung up on, the refusal recorded.
+    response = hostile.call_tool("endless_octets", id_=12)
+    assert response.status_code == 502  # the upstream's protocol error, never a 500
+    error = gateway_error(response)
+    assert (error["code"], error["data"]["reason"]) == (-32000, "uninspectable_response")
+    assert messages(response)[0]["id"] == 12
+    outcome = hostile.outcome_of("endless_octets")
+    assert outcome["outcome"] == "upstream_error"
+    assert outcome["error"].startswith(
+        "uninspectable_response: upstream sent a body of type application/octet-stream "
+        "(the MCP transport allows only application/json or text/event-stream"
+    )
+    deadline = time.monotonic() + 5  # it would write for a minute: the gateway closed it
+    while not any(
+        r.get("cancelled") for r in hostile.upstream.requests() if r["rpc"] and
+        (r["rpc"].get("params") or {}).get("name") == "endless_octets"
+    ):  # fmt: skip
+        assert time.monotonic() < deadline, "the gateway kept reading an undefined body"
+        time.sleep(0.05)
+
+
+def test_a_stalled_body_of_an_undefined_type_is_refused_not_awaited(hostile: Hostile) -> None:
+    # headers, then nothing for a minute: refused at once, not cut off by the read timeout
+    response = hostile.list_tools("stalled_octets")
+    assert gateway_error(response)["data"]["reason"] == "uninspectable_response"  # not timeout
+
+
+def test_a_stream_reaches_the_client_while_the_upstream_still_works(hostile: Hostile) -> None:
+    params = {"name": "gated_sse", "arguments": {"gate": "first-bytes"}, "_meta": {}}
+    body = {"jsonrpc": "2.0", "id": 21, "method": "tools/call", "params": params}
+    headers = {"authorization": f"Bearer {hostile.token}", "mcp-method": "tools/call",
+               "mcp-name": "gated_sse", "mcp-protocol-version": MODERN,
+               "accept": "application/json, text/event-stream"}  # fmt: skip
+    with httpx.stream("POST", hostile.gateway.url, json=body, headers=headers, timeout=30) as s:
+        assert s.status_code == 200
+        assert s.headers["content-type"] == "text/event-stream"
+        received = b""
+        chunks = s.iter_bytes()
+        while b"\n\n" not in received:
+            received += next(chunks)
+        first = orjson.loads(received.split(b"data: ", 1)[1].split(b"\n", 1)[0])
+        assert first["method"] == "notifications/message"  # relayed, inspected, in time
+        (seen,) = [r for r in hostile.upstream.requests() if r.get("rpc", {}) and
+                   (r["rpc"].get("params") or {}).get("name") == "gated_sse"]  # fmt: skip
+        assert "finished" not in seen  # the upstream has not answered yet: it cannot
+        httpx.post(f"http://{HOST}:{hostile.upstream.port}/__release/first-bytes", timeout=5)
+        received += b"".join(chunks)
+    answer = [orjson.loads(line[6:]) for line in received.splitlines() if line[:6] == b"data: "]
+    assert answer[-1]["result"]["content"][0]["text"] == "gated_sse done"
+    assert hostile.outcome_of("gated_sse")["outcome"] == "ok"
+
+
+def test_a_json_rpc_error_from_the_tool_is_the_calls_outcome_not_a_failure(
+    hostile: Hostile,
+) -> None:
+    before = upstream_errors(hostile)
+    response = hostile.call_tool("invalid_params", id_=31)
+    assert response.status_code == 200
+    assert response.json() == {
+        "jsonrpc": "2.0",
+        "id": 31,
+        "error": {"code": -32602, "message": "Invalid params: name is required"},
+    }
+    outcome = hostile.outcome_of("invalid_params")
+    assert outcome["outcome"] == "error"  # answered: not upstream_error
+    assert outcome["error"] == "jsonrpc_error -32602: Invalid params: name is required"
+    assert outcome["status"] == 200
+    after = upstream_errors(hostile)
+    changed = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k)}
+    assert changed == {("jsonrpc", "jsonrpc_error"): 1.0}  # no transport failure counted
+
+
+@pytest.mark.parametrize("answer", ["error", "none"])
+def test_a_call_the_client_cancels_is_recorded_cancelled(hostile: Hostile, answer: str) -> None:
+    # session-based cancellation: notifications/cancelled names the call in its session; the
+    # upstream answers an error (the Python SDK) or nothing (the specification's SHOULD)
+    hostile.call_tool("leaky_json")  # binds SESSIONS[0] to the caller
+    session = {"mcp-session-id": SESSIONS[0]}
+    id_ = 4100 if answer == "error" else 4101
+    params = {"name": "cancellable_sse", "arguments": {"gate": answer}, "_meta": {}}
+    body = {"jsonrpc": "2.0", "id": id_, "method": "tools/call", "params": params}
+    headers = {"authorization": f"Bearer {hostile.token}", "mcp-method": "tools/call",
+               "mcp-name": "cancellable_sse", "mcp-protocol-version": MODERN,
+               "accept": "application/json, text/event-stream", **session}  # fmt: skip
+    with httpx.stream("POST", hostile.gateway.url, json=body, headers=headers, timeout=30) as s:
+        assert s.status_code == 200  # the call's stream is relaying
+        notice = {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                  "params": {"requestId": id_, "reason": "user gave up"}}  # fmt: skip
+        assert hostile.post(notice, "notifications/cancelled", **session).status_code == 202
+        started = time.monotonic()
+        s.read()  # the stream ends now, not when the upstream or a timeout would end it
+        assert time.monotonic() - started < READ_TIMEOUT + 5
+    outcome = hostile.outcome_of("cancellable_sse")
+    assert (outcome["outcome"], outcome["error"]) == (
+        "cancelled",
+        "client cancelled the request (notifications/cancelled)",
+    )
+    if answer == "none":  # the gateway closed the upstream stream the upstream held open
+        deadline = time.monotonic() + 5
+        while not any(r.get("cancelled") for r in hostile.upstream.requests()
+                      if (r.get("rpc") or {}).get("id") == id_):  # fmt: skip
+            assert time.monotonic() < deadline, "the upstream stream was left open"
+            time.sleep(0.05)
 
 
 # -- item 13: upstream failures become the gateway's own errors ----------------------------

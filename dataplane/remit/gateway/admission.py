@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from remit.gateway.hooks import Admit, Deny, GatewayHooks, HttpRequest, Identity
+from remit.gateway.pending import Call
 from remit.gateway.protocol import (
     VERSION_HEADER,
     Body,
@@ -21,7 +22,6 @@ from remit.gateway.protocol import (
     RequestId,
     is_client_notification,
 )
-from remit.gateway.relay import Call
 
 
 @dataclass

@@ -4,7 +4,8 @@ The proxy (``proxy.py``) decides; this module sends and reports how each decided
 ended: an upstream that cannot be reached, a notification the upstream accepted or refused,
 a session it issued (bound to the caller) or ended, an answer relayed (``relay.py``) or
 refused, and a client that left before its answer (``watch.py``): then each open call ends
-``cancelled`` and the upstream connection is closed.
+``cancelled`` and the upstream connection is closed. A ``notifications/cancelled`` it carries
+marks the session's request it names cancelled (``pending.py``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any, Final
 from remit.errors import ClientGoneError, ProtocolError, UpstreamError
 from remit.gateway.asgi import Send
 from remit.gateway.hooks import GatewayHooks, HttpRequest, Identity
+from remit.gateway.pending import Call
 from remit.gateway.protocol import INTERNAL_ERROR, SESSION_HEADER
-from remit.gateway.relay import Call, Exchange
+from remit.gateway.relay import Exchange
 from remit.gateway.sessions import MAX_SESSION_ID_CHARS, valid_session_id
 from remit.gateway.stream import STREAM_CLOSED
 from remit.gateway.upstream import HTTP_ERROR, Upstream
@@ -61,12 +63,15 @@ async def forward(
     the POST; ``stream`` (a GET or DELETE) ends with its response; a client that leaves
     (``watch``) ends every open one ``cancelled``."""
     ends = [*notices, *([stream] if stream else [])]
+    cancels = exchange.pending.cancel(session, exchange.cancels) if session is not None else []
     try:
         response = await watch.race(upstream.send(request.method, headers, body, exchange.limits))
     except ClientGoneError:
+        exchange.pending.settle(cancels, accepted=False)
         await _cancelled(exchange, ends)
         return
     except UpstreamError as exc:
+        exchange.pending.settle(cancels, accepted=False)
         log.warning("upstream failed for %s: %s", request.method, exc.detail)
         for call in ends:
             await exchange.ended(call, 0, exc.detail)
@@ -80,6 +85,7 @@ async def forward(
     for call in notices:  # the upstream answered the POST: that is all a notification gets
         failed = None if 200 <= response.status < 300 else _http_error(response.status)
         await exchange.ended(call, response.status, failed)
+    exchange.pending.settle(cancels, accepted=200 <= response.status < 300)  # pending.py
     if issued is not None and issued != session and 200 <= response.status < 300:
         await hooks.bind_session(identity, issued)
     if request.method == "DELETE" and session is not None and 200 <= response.status < 300:

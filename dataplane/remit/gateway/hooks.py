@@ -84,9 +84,11 @@ class Outcome:
 
     ``status`` is the upstream HTTP status (0 if none was received), ``latency`` seconds from
     forwarding to the response message, ``error`` a short reason when the call failed at the
-    transport or JSON-RPC level (None on success; a relay failure starts with its reason code,
-    e.g. ``response_too_large: ...``). ``kind`` names an end the recorder cannot derive from
-    the rest (``cancelled``: the client went away before the answer).
+    transport level (None otherwise; it starts with its reason code, e.g.
+    ``response_too_large: ...``); ``response`` the upstream's answer, whose JSON-RPC error (if
+    any) is the call's normal ``error`` outcome, not an upstream failure. ``kind`` names an
+    end the recorder cannot derive from the rest (``cancelled``: the client went away before
+    the answer).
     """
 
     status: int

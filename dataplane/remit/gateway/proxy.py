@@ -29,6 +29,7 @@ from remit.gateway.eras import check_removed, denial_status
 from remit.gateway.fields import check_header_fields
 from remit.gateway.forward import Sender, forward
 from remit.gateway.hooks import Deny, GatewayHooks, HttpRequest, Identity, Rejection
+from remit.gateway.pending import Call, PendingCalls, cancelled_ids
 from remit.gateway.protocol import (
     DEFAULT_MAX_BATCH,
     INTERNAL_ERROR,
@@ -47,7 +48,7 @@ from remit.gateway.protocol import (
     parse_body,
     result_response,
 )
-from remit.gateway.relay import Call, Exchange, PendingCalls
+from remit.gateway.relay import Exchange
 from remit.gateway.replies import FORBIDDEN
 from remit.gateway.upstream import Upstream, UpstreamSettings, request_headers
 from remit.gateway.watch import ClientWatch
@@ -176,6 +177,7 @@ class McpProxy:
             session,
             calls=admission.calls,
             notices=admission.notices,
+            cancels=cancelled_ids(parsed.messages),
             headers=headers,
             body=_encoded(parsed),
             receive=receive,
@@ -239,6 +241,7 @@ class McpProxy:
         *,
         calls: dict[RequestId, Call],
         notices: Sequence[Call] = (),
+        cancels: list[RequestId] | None = None,
         stream: Call | None = None,
         headers: Any,
         body: bytes | None,
@@ -253,6 +256,7 @@ class McpProxy:
             self.hooks, identity, calls, self.pending, session=session, limits=limits,
             standalone=stream is not None,
         )  # fmt: skip
+        exchange.cancels = cancels or []
         if request.method == "GET":
             exchange.lifetime = self.settings.stream_lifetime
         elif not calls:

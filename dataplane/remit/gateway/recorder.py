@@ -23,6 +23,8 @@ from remit.gateway.state import Policy
 from remit.policy.decision import Decision, Reason, upstream_reason
 from remit.policy.request import Request
 
+_MAX_ERROR_MESSAGE = 200  # characters of a JSON-RPC error's message kept in its outcome
+
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
@@ -148,7 +150,7 @@ class Recorder:
     async def outcome(self, ticket: Ticket, outcome: Outcome) -> None:
         """Write the outcome line that completes the call's decision record."""
         self.metrics.upstream_seconds.observe(outcome.latency)
-        kind = "ok"
+        kind, error = "ok", outcome.error
         if outcome.kind is not None:
             kind = outcome.kind  # e.g. cancelled: the client went away
         elif outcome.error is not None:
@@ -156,14 +158,16 @@ class Recorder:
             reason = upstream_reason(outcome.error)
             self.metrics.upstream_errors.labels("transport", reason).inc()
         elif outcome.response is not None and "error" in outcome.response:
-            kind = "error"
+            # the server answered the call with a JSON-RPC error (e.g. -32602 from the tool):
+            # a normal end of the call, recorded with its code; not an upstream failure
+            kind, error = "error", jsonrpc_error_text(outcome.response["error"])
             self.metrics.upstream_errors.labels("jsonrpc", JSONRPC_ERROR).inc()
         record = build_outcome(
             ticket.record,
             outcome=kind,
             latency_ms=outcome.latency * 1000.0,
             status=outcome.status or None,
-            error=outcome.error,
+            error=error,
         )
         await self.append(record, "outcome")
 
@@ -181,3 +185,13 @@ class Recorder:
         if self.observe is not None:
             self.observe(record, entry)
         return written
+
+
+def jsonrpc_error_text(error: object) -> str:
+    """The ``error`` of an outcome answered with a JSON-RPC error: its code, then its message
+    (bounded: the record is not the place for a server's whole text)."""
+    if not isinstance(error, dict):
+        return "jsonrpc_error"
+    message = error.get("message")
+    head = f"jsonrpc_error {error.get('code')}"
+    return f"{head}: {message[:_MAX_ERROR_MESSAGE]}" if isinstance(message, str) else head

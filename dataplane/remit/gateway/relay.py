@@ -4,9 +4,12 @@ Nothing the gateway could not inspect reaches the client. A forwarded request's 
 decided by its parsed media type (``UpstreamResponse.kind``): JSON is read whole within the
 size and time limits, parsed (depth-bounded), each message classified strictly and each
 response hooked, then written again; an SSE stream is parsed event by event as the client
-would (see ``sse.py``) and each event written again canonically. Any other body, a body that
-is not valid JSON-RPC, or one past a limit, fails closed: the client gets the gateway's own
-JSON-RPC error, never the upstream's bytes. A non-2xx upstream answer (an error page, a
+would (see ``sse.py``) and each event written again canonically, as it completes, so a
+stream reaches the client while the upstream still works. A JSON body is one message (or
+batch) whose every byte policy may need, so it is released only once whole and inspected.
+Any other body is refused from its headers, unread (``foreign.py``); a body that is not valid
+JSON-RPC, or one past a limit, fails closed: the client gets the gateway's own JSON-RPC
+error, never the upstream's bytes. A non-2xx upstream answer (an error page, a
 traceback) is mapped to the gateway's error too; only its size and sha256 are recorded. The
 exception is how 2026-07-28 answers errors: one well-formed JSON-RPC error response to the
 call with HTTP 400, or 404 with -32601, relayed inspected like any response, status kept.
@@ -24,9 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
@@ -36,10 +37,11 @@ from remit.gateway.asgi import Send
 from remit.gateway.attribution import Origin
 from remit.gateway.bounds import DEFAULT_LIMITS, ResponseLimits, loads
 from remit.gateway.eras import rejection_answers
+from remit.gateway.foreign import undefined_body
 from remit.gateway.hooks import GatewayHooks, Identity, Outcome
+from remit.gateway.pending import CLIENT_CANCELLED, Call, PendingCalls
 from remit.gateway.protocol import (
     UPSTREAM_ERROR,
-    Message,
     RequestId,
     error_body,
     error_object,
@@ -52,42 +54,14 @@ from remit.gateway.upstream import (
     INVALID,
     NO_RESPONSE,
     TOO_DEEP,
-    UNINSPECTABLE,
     UpstreamResponse,
 )
-from remit.gateway.watch import ClientWatch
+from remit.gateway.watch import CANCELLED, ClientWatch
 
 log = logging.getLogger(__name__)
 
 _ERROR_SAMPLE: Final = 64 * 1024  # bytes of an upstream error body read for the record
 _JSON: Final = (b"content-type", b"application/json")
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """A forwarded request awaiting its response: the request and its decision token."""
-
-    message: Message
-    token: Any
-
-
-class PendingCalls:
-    """Requests forwarded in a session whose responses have not been seen, bounded LRU."""
-
-    def __init__(self, limit: int = 10_000) -> None:
-        self._calls: OrderedDict[tuple[str, RequestId], Call] = OrderedDict()
-        self._limit = limit
-
-    def add(self, session: str, call: Call) -> None:
-        """Remember ``call`` until its response is relayed."""
-        assert call.message.id is not None
-        self._calls[(session, call.message.id)] = call
-        if len(self._calls) > self._limit:
-            self._calls.popitem(last=False)
-
-    def pop(self, session: str, id_: RequestId) -> Call | None:
-        """Forget and return the call answered by a response with ``id_``."""
-        return self._calls.pop((session, id_), None)
 
 
 def body_headers(response: UpstreamResponse, body: bytes, json: bool = True) -> list[Any]:
@@ -128,9 +102,11 @@ class Exchange:
         self.started = clock()
         self.status = 0
         self.single_id: RequestId | None = next(iter(calls)) if len(calls) == 1 else None
+        self.response: UpstreamResponse | None = None  # the answer being relayed
+        self.cancels: list[RequestId] = []  # requests the body's notifications/cancelled name
         if session is not None:
             for call in calls.values():
-                pending.add(session, call)
+                pending.add(session, call, self._cancelled)
 
     # -- messages -------------------------------------------------------------------------
 
@@ -162,6 +138,7 @@ class Exchange:
         id_ = value["id"]
         if id_ is None:  # an error about the whole request (e.g. a rejected batch)
             return _own_error(value)
+        cancelled = self.pending.cancelled(self.session, id_)
         local = self.calls.pop(id_, None)
         replayed = self.pending.pop(self.session, id_) if self.session is not None else None
         call = local or replayed
@@ -169,10 +146,10 @@ class Exchange:
             log.warning("dropped a response that answers no forwarded request (id %r)", id_)
             return None
         transformed = await self.hooks.transform(self.identity, call.message, call.token, value)
-        if local is not None:
-            error = value.get("error")
-            reason = str(error.get("message", "error")) if isinstance(error, dict) else None
-            await self._outcome(local, reason, value)
+        if local is not None and cancelled and "error" in value:  # the client gave up on it
+            await self._outcome(local, CLIENT_CANCELLED, kind=CANCELLED)
+        elif local is not None:  # a JSON-RPC error is an answer, not an upstream failure
+            await self._outcome(local, None, value)
         return transformed
 
     # -- outcomes -------------------------------------------------------------------------
@@ -192,13 +169,29 @@ class Exchange:
         await self.hooks.outcome(self.identity, call.message, call.token, outcome)
 
     async def fail(self, reason: str, kind: str | None = None) -> list[RequestId]:
-        """Report every still-unanswered call as failed; return their ids."""
+        """Report every still-unanswered call as failed (one the client cancelled: as
+        cancelled); return the ids of those the client still awaits."""
         calls, self.calls = self.calls, {}
+        awaited = []
         for id_, call in calls.items():
+            if self.pending.cancelled(self.session, id_):
+                await self._outcome(call, CLIENT_CANCELLED, kind=CANCELLED)
+            else:
+                await self._outcome(call, reason, kind=kind)
+                awaited.append(id_)
             if self.session is not None:
                 self.pending.pop(self.session, id_)
-            await self._outcome(call, reason, kind=kind)
-        return list(calls)
+        return awaited
+
+    def _cancelled(self) -> None:
+        """The upstream accepted the cancellation of one of the calls: once the client
+        awaits none of them, stop relaying (the upstream connection closes)."""
+        if (
+            self.response is not None
+            and self.calls
+            and all(self.pending.cancelled(self.session, id_) for id_ in self.calls)
+        ):
+            self.response.abort()
 
     async def refuse(self, exc: UpstreamError, send: Send) -> None:
         """Record the failure for every unanswered call, then answer with the gateway's error."""
@@ -213,6 +206,7 @@ class Exchange:
         sent when it cannot be (the caller then ``refuse``s), ``ClientGoneError`` when the
         client left while the body was awaited (the upstream connection is then dropped)."""
         self.status = response.status
+        self.response = response
         try:
             if not 200 <= response.status < 300:
                 await self._relay_failure(response, send, watch)
@@ -221,7 +215,7 @@ class Exchange:
             elif response.kind == "json":
                 await self._relay_json(response, send, watch)
             else:
-                await self._relay_other(response, send, watch)
+                await self._relay_other(response, send)
         except ClientGoneError:
             response.abort()  # the upstream sees its connection close: the call is cancelled
             raise
@@ -259,15 +253,12 @@ class Exchange:
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
-    async def _relay_other(
-        self, response: UpstreamResponse, send: Send, watch: ClientWatch
-    ) -> None:
-        if not await watch.race(response.next_chunk(self.limits.read_timeout)):
-            await self._relay_empty(response, send)
-            return
-        kind = response.content_type or "none"
-        text = f"upstream sent a body the gateway cannot inspect (Content-Type: {kind[:80]})"
-        raise UpstreamError(502, text, UNINSPECTABLE)
+    async def _relay_other(self, response: UpstreamResponse, send: Send) -> None:
+        """A body of a type the transport does not define: refused from its headers, never
+        read (``foreign.py``); an answer already known to have no body passes as one."""
+        if not response.body_empty():
+            raise undefined_body(response)
+        await self._relay_empty(response, send)
 
     async def _relay_failure(
         self, response: UpstreamResponse, send: Send, watch: ClientWatch

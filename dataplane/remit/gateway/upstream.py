@@ -225,6 +225,13 @@ class UpstreamResponse:
                                 BROKEN) from exc  # fmt: skip
         return b"".join(chunks)
 
+    def body_empty(self) -> bool:
+        """Whether the body is known to be empty from what has arrived (``Content-Length: 0``,
+        a 204 or 304, or a body that ended with the headers), without waiting for more."""
+        if self.status in (204, 304) or self._response.content_length == 0:
+            return True
+        return self._response.content.at_eof()
+
     async def next_chunk(self, timeout: float | None) -> bytes:
         """The next body chunk as it arrives (b"" at the end), waiting at most ``timeout``."""
         try:

@@ -16,10 +16,10 @@ from remit.errors import ProtocolError
 from remit.gateway.bounds import DEFAULT_LIMITS
 from remit.gateway.caching import mark_private
 from remit.gateway.eras import check_removed, denial_status, rejection_answers
+from remit.gateway.pending import Call
 from remit.gateway.protocol import Message, check_routing_headers, classify
 from remit.gateway.rebinding import check_host_and_origin
 from remit.gateway.references import reference
-from remit.gateway.relay import Call
 from remit.policy.bundle import ServerSettings
 from remit.policy.decision import Reason
 from remit.policy.request import Request
