@@ -53,6 +53,8 @@ INSPECTED_MODES = [
     "cr_sse",
     "cr_split_sse",
 ]
+# stalled_octets: headers, then nothing for a minute: refused at once, not awaited until the
+# read timeout (which answered 504 upstream_timeout)
 UNINSPECTABLE_MODES = ["odd_type", "no_type", "two_types", "gzip", "json_seq", "stalled_octets"]
 
 
@@ -182,12 +184,6 @@ def test_a_type_the_transport_does_not_define_is_refused_unread(hostile: Hostile
     ):  # fmt: skip
         assert time.monotonic() < deadline, "the gateway kept reading an undefined body"
         time.sleep(0.05)
-
-
-def test_a_stalled_body_of_an_undefined_type_is_refused_not_awaited(hostile: Hostile) -> None:
-    # headers, then nothing for a minute: refused at once, not cut off by the read timeout
-    response = hostile.list_tools("stalled_octets")
-    assert gateway_error(response)["data"]["reason"] == "uninspectable_response"  # not timeout
 
 
 def test_a_stream_reaches_the_client_while_the_upstream_still_works(hostile: Hostile) -> None:

@@ -53,6 +53,7 @@ class PendingCalls:
         upstream accepted the client's cancellation of it."""
         assert call.message.id is not None
         key = (session, call.message.id)
+        self._forget(key)  # an id used again is a new request: not cancelled, newest last
         self._calls[key] = call
         if on_cancel is not None:
             self._on_cancel[key] = on_cancel
