@@ -1,4 +1,4 @@
-"""Evidence kept outside the pods: chain anchors and the per-server argument digest key.
+"""Evidence kept outside the pods: chain anchors.
 
 Anchors. At every resync the syncer reads each sidecar's status (``GET /v1/status`` on the
 admin port it pushes bundles to), which names the sidecar's audit chain head. The heads are
@@ -8,16 +8,13 @@ gone stay (they are what proves those pods' logs were not cut later), up to ``MA
 namespace, oldest dropped first. ``remit audit verify --anchors`` reads that ConfigMap; the
 sidecar mounts it (optional) so a restarted container's new chain names its last anchored head.
 
-Digest key. Argument digests are HMAC-SHA256 under a per-server key the operator generates once
-into the namespace's Secret ``remit-audit-key`` (key: the server's name) and never rotates by
-itself: rotating would make digests of the same value differ between old and new records.
+(The per-server argument digest key is not kept here: it is delivered over the admin port,
+``auditkeys.py``.)
 """
 
 from __future__ import annotations
 
-import base64
 import re
-import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,7 +24,6 @@ from remit_operator.errors import NotFoundError
 from remit_operator.kube import object_path
 
 ANCHORS_CONFIGMAP = "remit-anchors"
-KEY_SECRET = "remit-audit-key"  # noqa: S105 - the Secret's name, not a secret
 MAX_ANCHORS = 2000
 _HEAD = re.compile(r"[0-9a-f]{64}")
 
@@ -97,11 +93,10 @@ def anchors_configmap(namespace: str, data: Mapping[str, str]) -> dict[str, Any]
 
 
 class AnchorKeeper:
-    """Writes heads into ``remit-anchors`` and makes sure each server has a digest key."""
+    """Writes heads into ``remit-anchors``."""
 
     def __init__(self, runtime: Any) -> None:
         self._runtime = runtime  # its API client exists once the operator started
-        self._keyed: set[str] = set()
 
     @property
     def kube(self) -> Any:
@@ -124,37 +119,9 @@ class AnchorKeeper:
         await self.kube.ensure(collection, anchors_configmap(namespace, merged), ("data",))
         return True
 
-    async def ensure_key(self, server: str) -> None:
-        """Generate ``server``'s digest key once (kept if present: never rotated here)."""
-        if server in self._keyed:
-            return
-        namespace, _, name = server.partition("/")
-        collection = object_path("v1", "secrets", namespace)
-        try:
-            current = await self.kube.get(f"{collection}/{KEY_SECRET}")
-        except NotFoundError:
-            current = None
-        data = dict((current or {}).get("data") or {})
-        if name not in data:
-            data[name] = base64.b64encode(secrets.token_hex(32).encode()).decode()
-            body = {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "type": "Opaque",
-                "metadata": {
-                    "name": KEY_SECRET,
-                    "namespace": namespace,
-                    "labels": {"app.kubernetes.io/managed-by": "remit"},
-                },
-                "data": data,
-            }
-            await self.kube.ensure(collection, body, ("data",))  # a merge patch: others kept
-        self._keyed.add(server)
-
 
 __all__ = [
     "ANCHORS_CONFIGMAP",
-    "KEY_SECRET",
     "AnchorKeeper",
     "anchor_key",
     "anchors_configmap",

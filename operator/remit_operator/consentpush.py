@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from remit.api.mcpserver import MCPServer
-from remit.errors import ConsentRequestError
+from remit.errors import ConsentRequestError, RemitError
 from remit.policy.consentdelivery import holding, seal_delivery
 from remit_operator.errors import KubeError, NotFoundError
 from remit_operator.index import Sidecar
@@ -56,17 +56,27 @@ class ConsentKey:
         if self._key is not None and self.clock() - self._read_at < KEY_TTL:
             return self._key
         collection = object_path("v1", "secrets", self.settings.kube.namespace)
-        name = self.settings.consent.key_secret
+        name = self.secret_name()
         try:
             try:
                 secret = await self.kube.get(f"{collection}/{name}")
             except NotFoundError:
                 secret = await self._create(collection, name)
-            self._key = _key_of(secret)
+            self._key = self.key_of(secret)
             self._read_at = self.clock()
-        except (KubeError, ConsentRequestError) as exc:
-            log.warning("consent key secret %s: %s", name, exc)
+        except RemitError as exc:  # KubeError, or an unusable key (key_of)
+            log.warning("%s secret %s: %s", self.what, name, exc)
         return self._key
+
+    what = "consent key"
+
+    def secret_name(self) -> str:
+        """The Secret's name (in ``REMIT_NAMESPACE``)."""
+        return self.settings.consent.key_secret
+
+    def key_of(self, secret: dict[str, Any]) -> bytes:
+        """The key in the Secret; ``ConsentRequestError`` saying why it is unusable."""
+        return _key_of(secret)
 
     async def _create(self, collection: str, name: str) -> dict[str, Any]:
         value = base64.b64encode(base64.b64encode(secrets.token_bytes(32))).decode()
@@ -79,7 +89,7 @@ class ConsentKey:
         }
         try:
             await self.kube.create(collection, body)
-            log.info("created the consent key secret %s", name)
+            log.info("created the %s secret %s", self.what, name)
         except KubeError:
             pass  # another replica created it first: read theirs
         return await self.kube.get(f"{collection}/{name}")

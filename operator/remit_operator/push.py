@@ -71,6 +71,7 @@ class PushResult:
     sent: int = 0  # bytes of the body that was installed (the delta's or the full bundle's)
     grants_used: dict[str, datetime] | None = None  # grant → last allowed call (lastuse.py)
     consent: Any = None  # the sidecar's ``consent`` status (consentpush.py checks it)
+    audit_key: Any = None  # the sidecar's ``auditKey`` status (auditkeys.py checks it)
 
     @property
     def ok(self) -> bool:
@@ -179,6 +180,7 @@ class Pusher:
             takes_delta=data.get("bundleDelta") is True,
             grants_used=reported_uses(data.get("grantsLastUsed")),
             consent=data.get("consent"),
+            audit_key=data.get("auditKey"),
         )
 
     async def put(

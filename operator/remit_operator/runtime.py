@@ -22,6 +22,7 @@ import kopf
 
 from remit.api.mcpserver import MCPServer
 from remit.errors import RemitError
+from remit_operator.auditkeys import AuditRootKey
 from remit_operator.consentpush import ConsentKey
 from remit_operator.errors import OperatorError
 from remit_operator.index import Index
@@ -76,6 +77,7 @@ class Runtime:
         self._publisher: Publisher | None = None
         self._pusher: Pusher | None = None
         self._consent_key: ConsentKey | None = None
+        self._audit_key: AuditRootKey | None = None
         self.metrics = OperatorMetrics()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -192,6 +194,13 @@ class Runtime:
         if self._consent_key is None:
             self._consent_key = ConsentKey(self.kube, self.settings)
         return self._consent_key
+
+    @property
+    def audit_key(self) -> AuditRootKey:
+        """The root of the argument digest keys, from its Secret, read lazily."""
+        if self._audit_key is None:
+            self._audit_key = AuditRootKey(self.kube, self.settings)
+        return self._audit_key
 
     @property
     def pusher(self) -> Pusher:

@@ -4,11 +4,13 @@ Anyone who can create a pod can write the ``remit.dev/mcpserver`` annotation. We
 trusted, the tool pins it reports would join the bundle and the serial it reports would raise
 the serial floor. So the webhook seals what it injects: an HMAC, under a key derived from the
 bundle-signing key (which never leaves the operator), over the MCPServer's uid and name and a
-digest of the gateway container and key volume exactly as injected. A pod counts only when
+digest of the gateway container and every volume it mounts, exactly as injected. A pod counts
+only when
 
 - its seal verifies over the gateway container it *really* runs (the digest is recomputed from
   the stored pod spec, so editing the image, command, environment, mounts or security context,
-  or mounting another public key, breaks it),
+  or pointing any of its volumes elsewhere: another public key, another anchors ConfigMap,
+  breaks it),
 - the seal names the MCPServer the annotation claims, with its current uid (a server deleted
   and re-created under the same name does not inherit the old pods), and
 - the server's selector still matches the pod's labels.
@@ -17,8 +19,10 @@ Copying a seal together with the identical container into another pod of the sam
 yields a pod that runs the genuine gateway with the genuine configuration: it is a sidecar.
 
 The digest covers only fields the API server never defaults or rewrites (image, command, args,
-env, volume mounts, security context, restart policy, ports, and the key volume): defaulted
-fields such as probe timeouts or quantity canonicalization would otherwise break it.
+env, volume mounts, security context, restart policy, ports, and the source of each mounted
+volume without its defaulted ``defaultMode``): defaulted fields such as probe timeouts or
+quantity canonicalization would otherwise break it. (The argument digest key is no volume at
+all: the operator delivers it to the running process, ``auditkeys.py``.)
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import orjson
 from joserfc.jwk import OKPKey
 
 KEY_VOLUME = "remit-bundle-key"
-_CONTEXT = b"remit.dev injection seal v1\0"
+_CONTEXT = b"remit.dev injection seal v2\0"  # v2: every mounted volume
 
 
 def _env(entry: Mapping[str, Any]) -> list[Any]:
@@ -41,17 +45,28 @@ def _env(entry: Mapping[str, Any]) -> list[Any]:
     return [entry.get("name"), entry.get("value"), field, sorted(source) if source else None]
 
 
-def _volume(spec: Mapping[str, Any]) -> list[Any]:
-    for volume in spec.get("volumes") or []:
-        if isinstance(volume, Mapping) and volume.get("name") == KEY_VOLUME:
-            config_map = volume.get("configMap") or {}
-            other = sorted(k for k in volume if k not in ("name", "configMap"))
-            return [config_map.get("name"), other]
-    return [None, []]
+def _source(value: Any) -> Any:
+    """A volume source without the fields the API server fills in (``defaultMode``)."""
+    if not isinstance(value, Mapping):
+        return value
+    return {k: v for k, v in value.items() if k != "defaultMode"}
+
+
+def _volumes(container: Mapping[str, Any], spec: Mapping[str, Any]) -> list[Any]:
+    """What each volume the container mounts is (its source), by name, in name order."""
+    mounted = sorted(
+        {str(m.get("name")) for m in container.get("volumeMounts") or [] if isinstance(m, Mapping)}
+    )
+    volumes = {v.get("name"): v for v in spec.get("volumes") or [] if isinstance(v, Mapping)}
+    identity: list[Any] = []
+    for name in mounted:
+        volume = volumes.get(name) or {}
+        identity.append([name, {k: _source(v) for k, v in volume.items() if k != "name"}])
+    return identity
 
 
 def container_digest(container: Mapping[str, Any], spec: Mapping[str, Any]) -> str:
-    """SHA-256 over the identity of the gateway container and the key volume it mounts."""
+    """SHA-256 over the identity of the gateway container and of every volume it mounts."""
     identity = [
         container.get("name"),
         container.get("image"),
@@ -71,7 +86,7 @@ def container_digest(container: Mapping[str, Any], spec: Mapping[str, Any]) -> s
             for p in container.get("ports") or []
             if isinstance(p, Mapping)
         ],
-        _volume(spec),
+        _volumes(container, spec),
     ]
     return hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest()
 

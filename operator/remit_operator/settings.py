@@ -114,6 +114,19 @@ class ConsentDelivery:
 
 
 @dataclass(frozen=True, slots=True)
+class EvidenceSettings:
+    """The audit evidence the operator keeps: the argument digest keys it delivers."""
+
+    key_secret: str = setting(
+        "remit-audit-key",
+        env="AUDIT_KEY_SECRET",
+        doc="Secret in `REMIT_NAMESPACE` whose `key` (at least 32 bytes) each server's argument "
+        "digest key is derived from (HMAC-SHA256 over the server's namespace/name); created "
+        "when absent, delivered encrypted to each sidecar. Replace `key` to rotate.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayInjection:
     """The gateway container the admission webhook injects: image, resources, sidecar kind."""
 
@@ -407,6 +420,7 @@ class Settings:
     sync: SyncSettings = group(SyncSettings, title="Resync and refresh")
     metrics: MetricsSettings = group(MetricsSettings, title="Metrics")
     consent: ConsentDelivery = group(ConsentDelivery, title="Consent links")
+    evidence: EvidenceSettings = group(EvidenceSettings, title="Audit evidence")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -42,6 +42,7 @@ from remit.policy.compiler import compile_bundle
 from remit.policy.signing import sign
 from remit.times import utc_text
 from remit_operator.anchors import AnchorKeeper
+from remit_operator.auditkeys import deliver_keys
 from remit_operator.consentpush import deliver_all
 from remit_operator.deltas import Deltas
 from remit_operator.errors import KubeError
@@ -99,6 +100,7 @@ class Syncer:
         self.pins: dict[str, str] = {}
         self.last_use = LastUse()  # grants' last use as sidecars report it
         self.consent_held: dict[str, tuple[str, str]] = {}  # pod → what it was delivered
+        self.key_held: dict[str, tuple[str, str]] = {}  # pod → digest key id it holds
         self._netpol: dict[str, Any] | None = None
         self.writes = StatusWriter(server_ref, runtime)
         self._started = False
@@ -217,7 +219,6 @@ class Syncer:
         """Publish the public key in the namespace and apply the NetworkPolicy (when changed)."""
         namespace = server.metadata.namespace
         await self.rt.publisher.publish(self.rt.keyring, namespace)
-        await self.anchors.ensure_key(self.ref)
         policy = network_policy(server, self.rt.settings)
         if policy != self._netpol:
             collection = object_path("networking.k8s.io/v1", "networkpolicies", namespace)
@@ -252,6 +253,7 @@ class Syncer:
         if check_all and await self._observe(reachable):
             self.signed = self._compile(server, now)  # new pins observed: they join the bundle
         compiled = time.perf_counter()
+        keyless = await self._deliver_key(server, reachable)  # first: ready with the bundle
         failed = await self._push(server, reachable)
         failed_pods = {o.sidecar.pod for o in failed}
         log.debug(
@@ -263,7 +265,7 @@ class Syncer:
             (time.perf_counter() - compiled) * 1000,
         )
         await self._deliver_consent(server, [s for s in reachable if s.pod not in failed_pods])
-        self._retry = self._next_retry(failed)
+        self._retry = self._next_retry(failed, keyless=keyless)
         report = self._report(sidecars, failed)
         await self.writes.server(server, report)
         await self.writes.grants(now)
@@ -286,6 +288,21 @@ class Syncer:
         ):
             log.warning("%s: pod %s: %s", self.ref, sidecar.pod, why)
 
+    async def _deliver_key(self, server: MCPServer, sidecars: list[Sidecar]) -> bool:
+        """Give sidecars their server's argument digest key, encrypted to each (auditkeys.py);
+        a sidecar refuses calls until it has it. True when one is still without it."""
+        live = {s.pod for s in sidecars}
+        self.key_held = {p: h for p, h in self.key_held.items() if p in live}
+        root = await self.rt.audit_key.get()
+        if root is None:
+            return bool(sidecars)
+        failed = await deliver_keys(
+            self.rt.pusher, self.rt.keyring, server, root, sidecars, self.key_held
+        )
+        for sidecar, why in failed:
+            log.warning("%s: pod %s: %s", self.ref, sidecar.pod, why)
+        return bool(failed)
+
     def _trusted(self, server: MCPServer, sidecars: list[Sidecar]) -> list[Sidecar]:
         """The sidecars the webhook sealed for this server whose labels it still selects."""
         trusted, refused = sort_sidecars(server, sidecars, list(self.rt.keyring.candidates()))
@@ -301,8 +318,10 @@ class Syncer:
                 )
         return trusted
 
-    def _next_retry(self, failed: list[PushResult]) -> float | None:
-        if not failed:
+    def _next_retry(self, failed: list[PushResult], *, keyless: bool = False) -> float | None:
+        """Backoff after failed pushes, or while a sidecar lacks its digest key (it refuses
+        every call until it has it)."""
+        if not failed and not keyless:
             return None
         resync = self.rt.settings.sync.resync_seconds
         return min(resync, RETRY_FIRST_SECONDS if self._retry is None else self._retry * 2)

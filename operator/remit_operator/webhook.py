@@ -21,7 +21,7 @@ import jsonpatch
 from joserfc.jwk import OKPKey
 
 from remit.api.mcpserver import LabelSelector, MCPServer
-from remit_operator.anchors import ANCHORS_CONFIGMAP, KEY_SECRET
+from remit_operator.anchors import ANCHORS_CONFIGMAP
 from remit_operator.errors import InjectionError
 from remit_operator.index import (
     GATEWAY_CONTAINER,
@@ -37,8 +37,6 @@ from remit_operator.settings import Settings
 POD_LABEL = "remit.dev/inject"
 NAMESPACE_LABEL = "remit.dev/injection"
 KEY_MOUNT = "/etc/remit/bundle-key"
-AUDIT_KEY_VOLUME = "remit-audit-key"
-AUDIT_KEY_MOUNT = "/etc/remit/audit-key"
 ANCHORS_VOLUME = "remit-anchors"
 ANCHORS_MOUNT = "/etc/remit/anchors"
 WEBHOOK_PATH = "/inject"
@@ -102,17 +100,11 @@ def native_sidecars(setting: str, version: Mapping[str, Any] | None) -> bool:
     return (major, minor) >= (1, 29)
 
 
-def evidence_volumes(server: MCPServer) -> list[dict[str, Any]]:
-    """The server's argument digest key (required: the pod waits for the operator to make
-    it, rather than record guessable digests) and the namespace's anchors (optional)."""
-    key = {"key": server.metadata.name, "path": "key"}
-    return [
-        {
-            "name": AUDIT_KEY_VOLUME,
-            "secret": {"secretName": KEY_SECRET, "items": [key], "optional": False},
-        },
-        {"name": ANCHORS_VOLUME, "configMap": {"name": ANCHORS_CONFIGMAP, "optional": True}},
-    ]
+def evidence_volumes() -> list[dict[str, Any]]:
+    """The namespace's chain anchors (optional: a new namespace has none yet). The argument
+    digest key is never mounted: the operator delivers it over the admin port
+    (``auditkeys.py``), so no pod spec names a key a pod author could swap."""
+    return [{"name": ANCHORS_VOLUME, "configMap": {"name": ANCHORS_CONFIGMAP, "optional": True}}]
 
 
 def telemetry_env(server: MCPServer, settings: Settings) -> list[dict[str, Any]]:
@@ -146,7 +138,7 @@ def gateway_container(
         {"name": "REMIT_BUNDLE_PUBLIC_KEY", "value": f"{KEY_MOUNT}/public.jwk"},
         {"name": "REMIT_POD_NAME", **field("metadata.name")},
         {"name": "REMIT_AUDIT_SINK", "value": "stdout"},
-        {"name": "REMIT_AUDIT_DIGEST_KEY_FILE", "value": f"{AUDIT_KEY_MOUNT}/key"},
+        {"name": "REMIT_AUDIT_DIGEST_KEY_DELIVERED", "value": "true"},
         {
             "name": "REMIT_AUDIT_ANCHOR_FILE",  # $(...): the pod name, set above
             "value": f"{ANCHORS_MOUNT}/{server.metadata.name}.$(REMIT_POD_NAME)",
@@ -197,7 +189,6 @@ def gateway_container(
         },
         "volumeMounts": [
             {"name": KEY_VOLUME, "mountPath": KEY_MOUNT, "readOnly": True},
-            {"name": AUDIT_KEY_VOLUME, "mountPath": AUDIT_KEY_MOUNT, "readOnly": True},
             {"name": ANCHORS_VOLUME, "mountPath": ANCHORS_MOUNT, "readOnly": True},
         ],
     }
@@ -246,11 +237,18 @@ def inject(
     else:
         spec.setdefault("containers", []).append(container)
     volumes = spec.setdefault("volumes", [])
-    if not any(v.get("name") == KEY_VOLUME for v in volumes):
-        volumes.append(
-            {"name": KEY_VOLUME, "configMap": {"name": settings.signing.public_key_configmap}}
+    injected = [
+        {"name": KEY_VOLUME, "configMap": {"name": settings.signing.public_key_configmap}},
+        *evidence_volumes(),
+    ]
+    taken = {v.get("name") for v in volumes if isinstance(v, Mapping)}
+    clash_names = sorted(str(v["name"]) for v in injected if v["name"] in taken)
+    if clash_names:  # the pod's own volume would stand in for the one the gateway trusts
+        raise InjectionError(
+            f"pod already has volume(s) {', '.join(clash_names)}, which the gateway of "
+            f"MCPServer {server.ref} mounts; rename them"
         )
-    volumes.extend(evidence_volumes(server))
+    volumes.extend(injected)
     pull = spec.setdefault("imagePullSecrets", [])
     for name in settings.gateway.pull_secrets:
         if not any(s.get("name") == name for s in pull):

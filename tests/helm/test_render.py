@@ -154,7 +154,7 @@ def test_supplied_signing_key_is_used_and_not_created() -> None:
     assert _secrets(objects) == set()
     assert _env(objects)["REMIT_SIGNING_SECRET"] == "my-signing-key"
     role = find(objects, "Role")
-    assert role["rules"][1]["resourceNames"] == ["my-signing-key"]
+    assert role["rules"][1]["resourceNames"] == ["my-signing-key", "remit-audit-key"]
     assert _secrets(manifests(OPERATOR_KEY)) == set()
 
 
@@ -175,9 +175,8 @@ def test_rbac_is_one_clusterrole_per_concern_and_secrets_are_namespaced() -> Non
         for rule in role["rules"]:
             assert "*" not in rule["verbs"]
             assert "*" not in rule["resources"]
-            if "secrets" in rule["resources"]:  # only the digest keys: create, or that one name
-                assert name == "remit-evidence"
-                assert rule["verbs"] == ["create"] or rule["resourceNames"] == ["remit-audit-key"]
+            # No Secret in any governed namespace: the digest keys travel over the admin port.
+            assert "secrets" not in rule["resources"], name
     assert roles["remit-pods"]["rules"] == [
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}
     ]
@@ -186,9 +185,18 @@ def test_rbac_is_one_clusterrole_per_concern_and_secrets_are_namespaced() -> Non
     assert role["rules"][1] == {
         "apiGroups": [""],
         "resources": ["secrets"],
-        "resourceNames": ["remit-signing-key"],
+        "resourceNames": ["remit-signing-key", "remit-audit-key"],
         "verbs": ["get"],
     }
+    assert roles["remit-evidence"]["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["remit-anchors"],
+            "verbs": ["get", "patch"],
+        },
+    ]
 
 
 def test_every_rbac_rule_says_why() -> None:

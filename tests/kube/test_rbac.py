@@ -15,10 +15,14 @@ import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
+
+from remit.audit.arguments import key_id
+from remit.audit.keydelivery import server_key
 from remit.demo.issuer import Issuer
 from tests.kube.cluster import namespace, wait_for
-from tests.kube.controlplane import ControlPlane
-from tests.kube.kubelet import Kubelet
+from tests.kube.controlplane import Api, ControlPlane
+from tests.kube.kubelet import Kubelet, RunningPod
 from tests.kube.operator import NAMESPACE, Installation, OperatorProcess
 from tests.kube.world import API, ENABLED, app_pod, mcpserver, server_status
 from tests.support.policies import grant, policy, rule
@@ -90,8 +94,9 @@ def _lifecycle(control_plane: ControlPlane, kubelet: Kubelet, issuer: Issuer) ->
         wait_for(lambda: api.get("v1", "ConfigMap", ns, "remit-bundle-key"), timeout=30)
         pod = api.create(app_pod(ns, port=server["spec"]["upstream"]["port"]))
         running = kubelet.run(ns, pod["metadata"]["name"])
-        kubelet.wait_ready(running)
+        kubelet.wait_ready(running)  # ready only once it holds its digest key
         wait_for(lambda: server_status(api, ns).get("sidecarsInSync") == 1, timeout=30)
+        _holds_its_digest_key(api, ns, running)
         netpols = wait_for(
             lambda: api.list("networking.k8s.io/v1", "NetworkPolicy", ns), timeout=30
         )
@@ -126,6 +131,18 @@ def _lifecycle(control_plane: ControlPlane, kubelet: Kubelet, issuer: Issuer) ->
             lambda: (api.get("v1", "ConfigMap", ns, "remit-bundle-key") or {}).get("data") != stale,
             timeout=30,
         )
+
+
+def _holds_its_digest_key(api: Api, ns: str, running: RunningPod) -> None:
+    """The operator delivered the server's digest key, derived from the root Secret in its own
+    namespace, over the admin port; nothing in the server's namespace holds a key."""
+    secret = api.get("v1", "Secret", NAMESPACE, "remit-audit-key")
+    assert secret is not None, "the operator made no root key"
+    root = base64.b64decode(secret["data"]["key"]).strip()
+    url = f"http://{running.ip}:{running.admin_port}/v1/status"
+    held = httpx.get(url, timeout=5).json()["auditKey"]["holds"]
+    assert held == key_id(server_key(root, f"{ns}/files"))
+    assert api.get("v1", "Secret", ns, "remit-audit-key") is None
 
 
 def test_no_request_of_the_operator_is_forbidden_and_every_granted_verb_is_used(

@@ -387,9 +387,8 @@ class Sidecar:
             "REMIT_ADMIN_LISTEN": f"{ip}:{self.admin_port}",
             "REMIT_UPSTREAM": upstream,
             "REMIT_BUNDLE_PUBLIC_KEY": str(key_file),
-            # The Secret and ConfigMap volumes a kubelet would mount (tests/kube mounts them).
-            "REMIT_AUDIT_DIGEST_KEY": "operator-test-digest-key-0123456789abcdef",
-            "REMIT_AUDIT_DIGEST_KEY_FILE": "",
+            # The anchors ConfigMap a kubelet would mount (tests/kube mounts it); the digest
+            # key comes from the operator (PUT /v1/audit-key), as in a cluster.
             "REMIT_AUDIT_ANCHOR_FILE": "",
             "REMIT_POD_NAME": pod["metadata"]["name"],
         }

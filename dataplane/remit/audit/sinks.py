@@ -51,7 +51,8 @@ class AuditSettings:
     ``timeout`` bounds how long a caller waits for its line to be durable: a line not written
     by then fails its caller and marks the sink stalled. ``max_queue_bytes`` bounds the lines
     waiting for the writer; beyond it new lines are refused (the call is denied).
-    ``digest_key`` keys argument digests (HMAC-SHA256; see ``arguments.py``); ``anchor`` is
+    ``digest_key`` keys argument digests (HMAC-SHA256; see ``arguments.py``); with
+    ``key_delivered`` the operator delivers it instead (``keydelivery.py``); ``anchor`` is
     the head this pod's previous chain was last anchored at, named by the new chain's marker.
     """
 
@@ -65,9 +66,12 @@ class AuditSettings:
     timeout: float = 5.0
     max_queue_bytes: int = DEFAULT_QUEUE_BYTES
     digest_key: bytes | None = field(default=None, repr=False)
+    key_delivered: bool = False
     anchor: str | None = None
 
     def __post_init__(self) -> None:
+        if self.key_delivered and self.digest_key is not None:
+            raise AuditError("a digest key is either delivered by the operator or given, not both")
         if self.sink not in ("stdout", "file"):
             raise AuditError(f"audit sink must be 'stdout' or 'file', not {self.sink!r}")
         if self.sink == "file" and self.path is None:

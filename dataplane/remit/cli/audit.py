@@ -18,8 +18,9 @@ import msgspec
 import typer
 from rich.markup import escape
 
-from remit.audit.anchors import parse_anchors
+from remit.audit.anchors import Anchor, digest_key, parse_anchors
 from remit.audit.collection import CollectionResult, verify_collection
+from remit.audit.digests import DigestReport, check_digests
 from remit.audit.explain import explain as explain_record
 from remit.audit.explain import explain_lines
 from remit.audit.reading import SourceLine, record_lines
@@ -104,16 +105,57 @@ def verify(
             "several files, --anchors, or records of more than one pod).",
         ),
     ] = False,
+    digest_keys: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--digest-key",
+            help="A server's argument digest key (file); repeat for keys before a rotation. "
+            "Reports which key each record names and recomputes digests of unredacted values.",
+        ),
+    ] = None,
+    digest_roots: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--digest-root",
+            help="The operator's root digest key (the remit-audit-key Secret's key, as a file); "
+            "each record's server key is derived from it. Repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Check that every record is unedited and that none was deleted, inserted or reordered."""
     try:
         lines = _gathered(files)
         anchored = parse_anchors(anchors.read_bytes()) if anchors is not None else []
+        keys = [digest_key(p) for p in digest_keys or []]
+        roots = [digest_key(p) for p in digest_roots or []]
     except (AuditError, OSError) as exc:
         error = exc if isinstance(exc, AuditError) else AuditError(f"cannot read {anchors}: {exc}")
         raise _fail_to_read(error) from exc
+    digests = (
+        check_digests(
+            (item.line for item in lines), [k for k in keys if k], [r for r in roots if r]
+        )
+        if keys or roots
+        else None
+    )
+    grouped = by_chain or anchors is not None or len(files) > 1
+    _verify(lines, output, partial, skip_non_records, head, anchored, grouped, digests)
+
+
+def _verify(
+    lines: list[SourceLine],
+    output: Output,
+    partial: bool,
+    skip_non_records: bool,
+    head: str | None,
+    anchored: list[Anchor],
+    grouped: bool,
+    digests: DigestReport | None,
+) -> None:
     result: VerifyResult | None = None
-    if not (by_chain or anchors is not None or len(files) > 1):
+    extra = {"digests": digests.to_dict()} if digests is not None else {}
+    broken_digests = digests is not None and not digests.ok
+    if not grouped:
         result = verify_lines(
             (item.line for item in lines),
             partial=partial,
@@ -124,12 +166,13 @@ def verify(
         collected = verify_collection(
             lines, anchors=anchored, partial=partial, skip_non_records=skip_non_records
         )
-        _report_collection(collected, output)
-        if not collected.ok:
+        _report_collection(collected, output, extra)
+        _report_digests(digests, output)
+        if not collected.ok or broken_digests:
             raise typer.Exit(1)
         return
     if output is Output.json:
-        _print_json(result.to_dict())
+        _print_json(result.to_dict() | extra)
     elif result.ok:
         anchor = (
             f"; starts after {result.anchor}"
@@ -145,8 +188,17 @@ def verify(
         console.print(f"[red]BROKEN[/red] {escape(result.message)}")
         if result.records:
             console.print(f"{result.records} records verified before it")
-    if not result.ok:
+    _report_digests(digests, output)
+    if not result.ok or broken_digests:
         raise typer.Exit(1)
+
+
+def _report_digests(report: DigestReport | None, output: Output) -> None:
+    if report is None or output is Output.json:
+        return  # in the JSON object already
+    for line in report.describe():
+        colour = "red" if "does not match" in line else "yellow" if "no key" in line else "dim"
+        console.print(f"[{colour}]{escape(line)}[/{colour}]")
 
 
 def _gathered(files: list[str]) -> list[SourceLine]:
@@ -176,9 +228,11 @@ class _Pod(msgspec.Struct):
 _POD = msgspec.json.Decoder(_Pod)
 
 
-def _report_collection(result: CollectionResult, output: Output) -> None:
+def _report_collection(
+    result: CollectionResult, output: Output, extra: dict[str, Any] | None = None
+) -> None:
     if output is Output.json:
-        _print_json(result.to_dict())
+        _print_json(result.to_dict() | (extra or {}))
         return
     for chain in result.chains:
         start = "continues the chain anchored at " + chain.continues[:16] if chain.continues else ""

@@ -8,6 +8,8 @@ with another server's bundle. Every refused push is answered with its reason, co
 
     PUT  /v1/consent  the consent page's URL and key, signed and encrypted to this process
                       (consentinbox.py) → 200 {"holds"} | 400 {"reason": "consent_delivery"}
+    PUT  /v1/audit-key the argument digest key, signed and encrypted to this process
+                      (auditkey.py) → 200 {"holds"} | 400 {"reason": "audit_key_delivery"}
     PUT  /v1/bundle   signed bundle (compact JWS) → 200 {"digest", "serial", "changed", "delta"}
                       refused → {"error", "reason"}: 400 signature | malformed,
                       409 rollback, 413 too_large, 422 wrong_server | stale | unsupported
@@ -19,8 +21,8 @@ with another server's bundle. Every refused push is answered with its reason, co
                       ``"bundleDelta": true`` (this sidecar accepts PATCH deltas) and
                       ``"bundleFields"``: the bundle fields added after format 1 it knows
     GET  /healthz     the process is alive
-    GET  /readyz      200 only with a valid bundle in force and an audit sink that can write
-                      (503 otherwise, with the reasons)
+    GET  /readyz      200 only with a valid bundle in force, an audit sink that can write and,
+                      in a sidecar, its digest key (503 otherwise, with the reasons)
     GET  /metrics     Prometheus text format
 """
 
@@ -43,6 +45,7 @@ from remit.errors import (
     WrongServerError,
 )
 from remit.gateway.asgi import Receive, Scope, Send, reply, reply_json, serve_lifespan
+from remit.gateway.auditkey import AuditKeyInbox
 from remit.gateway.consentinbox import ConsentInbox
 from remit.gateway.metrics import Metrics
 from remit.gateway.state import PolicyState
@@ -90,8 +93,10 @@ class AdminApp:
         metrics: Metrics,
         source: StatusSource,
         inbox: ConsentInbox | None = None,
+        key_inbox: AuditKeyInbox | None = None,
     ) -> None:
         self.state = state
+        self.key_inbox = key_inbox  # PUT /v1/audit-key (auditkey.py), in sidecar mode
         self.inbox = inbox  # PUT /v1/consent (consentinbox.py), in sidecar mode
         self.metrics = metrics
         self.source = source
@@ -116,6 +121,11 @@ class AdminApp:
                 await reply_json(send, 405, {"error": "use PUT"}, [(b"allow", b"PUT")])
                 return
             await self.inbox.put(receive, send)
+        elif path == "/v1/audit-key" and self.key_inbox is not None:
+            if method != "PUT":
+                await reply_json(send, 405, {"error": "use PUT"}, [(b"allow", b"PUT")])
+                return
+            await self.key_inbox.put(receive, send)
         elif method not in ("GET", "HEAD"):
             await reply_json(send, 405, {"error": "use GET"}, [(b"allow", b"GET")])
         elif path == "/v1/status":
@@ -127,6 +137,8 @@ class AdminApp:
             audit = self.source.audit_health()
             if audit is not None and not audit.ok:
                 reasons.append(f"audit: {audit.reason}")
+            if self.key_inbox is not None and self.key_inbox.pending:
+                reasons.append(f"audit: {self.key_inbox.pending}")
             ready = not reasons
             await reply_json(send, 200 if ready else 503, {"ready": ready, "reasons": reasons})
         elif path == "/metrics":

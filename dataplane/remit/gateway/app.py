@@ -14,8 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 from remit.audit import AuditChain, SinkHealth, open_chain
+from remit.errors import SettingsError
 from remit.gateway.admin import AdminApp
 from remit.gateway.asgi import Receive, Scope, Send, reply_json, serve_lifespan
+from remit.gateway.auditkey import AuditKeyInbox
 from remit.gateway.authn import auth_settings_for
 from remit.gateway.bounds import ResponseLimits, limits_for
 from remit.gateway.consent import ConsentLinks
@@ -48,21 +50,28 @@ class Gateway:
         self.metrics = Metrics()
         self.guard: RemitGuard | None = None
         self.inbox = _inbox(settings, state, self._links_delivered)
+        self.key_inbox = _key_inbox(settings, state, self._key_delivered)
         self.chain: AuditChain | None = None
         self.proxy: McpProxy | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()  # connection refusals being recorded
         self.tracing: Tracing | None = None  # None: no span, no OpenTelemetry import
-        self.admin_app = AdminApp(self.state, self.metrics, self, self.inbox)
+        self.admin_app = AdminApp(self.state, self.metrics, self, self.inbox, self.key_inbox)
         self.reloader: PolicyReloader | None = None  # standalone: the policy directory's
 
     def _links_delivered(self, links: ConsentLinks) -> None:
         if self.guard is not None:
             self.guard.consent = links
 
+    def _key_delivered(self, key: bytes) -> None:
+        if self.chain is not None:
+            self.chain.digest_key = key
+
     def status(self) -> dict[str, Any]:
         """Extra fields for ``GET /v1/status`` (pins, audit head and sink, counters)."""
         consent = {"consent": self.inbox.status()} if self.inbox is not None else {}
+        if self.key_inbox is not None:
+            consent["auditKey"] = self.key_inbox.status()
         if self.guard is None:
             return {"pins": {}, "audit": None, **consent}
         status = self.guard.status() | consent
@@ -145,6 +154,10 @@ class Gateway:
             or (self.inbox.links if self.inbox is not None else None),
             callers=settings.callers,
         )
+        if self.key_inbox is not None:  # records wait for the operator's key (auditkey.py)
+            inbox = self.key_inbox
+            self.chain.digest_key = inbox.key
+            self.guard.audit_gate = lambda: inbox.pending
         if self.tracing is not None and isinstance(self.guard, TracedGuard):
             self.guard.trace_with(self.tracing)
         self.proxy = McpProxy(proxy_settings, self.guard, upstream, limits=self.limits)
@@ -210,3 +223,18 @@ def _inbox(
     if settings.consent.url or settings.bundle.policy_dirs or key is None or not state.server:
         return None
     return ConsentInbox(key, state.server, settings.consent.request_seconds, on_links)
+
+
+def _key_inbox(
+    settings: GatewaySettings, state: PolicyState, on_key: Callable[[bytes], None]
+) -> AuditKeyInbox | None:
+    """A sidecar told that the operator delivers its digest key takes it on the admin port
+    (``PUT /v1/audit-key``) and refuses calls until it has it."""
+    if not settings.audit.key_delivered:
+        return None
+    if state.public_key is None or not state.server:
+        raise SettingsError(
+            "REMIT_AUDIT_DIGEST_KEY_DELIVERED needs REMIT_BUNDLE_PUBLIC_KEY and REMIT_SERVER "
+            "(the delivery is signed with the bundle key and names the server)"
+        )
+    return AuditKeyInbox(state.public_key, state.server, on_key)

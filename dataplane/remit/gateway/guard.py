@@ -19,6 +19,7 @@ from urllib.parse import quote
 from remit.audit import AuditChain
 from remit.errors import AuthenticationError, ProtocolError
 from remit.gateway.attribution import POST_ORIGIN, Origin, ServerRequests, key_of
+from remit.gateway.auditkey import key_pending
 from remit.gateway.authn import AuthenticatorCache
 from remit.gateway.batches import Judged, abandon_batch, refuse_batch
 from remit.gateway.caching import mark_private
@@ -89,6 +90,8 @@ class RemitGuard:
         self.progress = ProgressTokens()
         self._clock = clock
         self.consent = consent  # answers consent_required with a consent request (consent.py)
+        #: Why records cannot be written as configured yet (auditkey.py), else None.
+        self.audit_gate: Callable[[], str | None] = lambda: None
 
     async def close(self) -> None:
         """Release the JWKS client (called from the app's lifespan shutdown)."""
@@ -104,6 +107,11 @@ class RemitGuard:
                 None, request, Reason.NO_BUNDLE, Reason.NO_BUNDLE, NO_BUNDLE_MESSAGE
             )
             return no_bundle()
+        waiting = self.audit_gate()
+        if waiting is not None:  # no digest key yet: nothing is decided (auditkey.py)
+            kind = f"{Reason.AUDIT_UNAVAILABLE.value}/503"
+            await self.refusals.refuse(policy, request, Reason.AUDIT_UNAVAILABLE, kind, waiting)
+            return key_pending(waiting)
         server = policy.bundle.server
         refused = check_host_and_origin(request.header("host"), request.header("origin"), server)
         if refused is not None:  # DNS rebinding (rebinding.py): before anything else

@@ -192,13 +192,21 @@ class AuditVariables:
         None,
         env="AUDIT_DIGEST_KEY_FILE",
         doc="File holding the key (at least 32 bytes) that argument digests are HMAC-SHA256 "
-        "under; the operator mounts a per-server Secret here. Unset: `REMIT_AUDIT_DIGEST_KEY`.",
+        "under, for a standalone gateway (in a cluster the operator delivers it: "
+        "`REMIT_AUDIT_DIGEST_KEY_DELIVERED`). Unset: `REMIT_AUDIT_DIGEST_KEY`.",
     )
     digest_key: str = setting(
         "",
         env="AUDIT_DIGEST_KEY",
         doc="The digest key itself (at least 32 characters), for a standalone gateway. Neither "
         "set: digests are plain sha256, which a guessable argument can be found from.",
+    )
+    digest_key_delivered: bool = setting(
+        False,
+        env="AUDIT_DIGEST_KEY_DELIVERED",
+        doc="The operator delivers the digest key over the admin port (`PUT /v1/audit-key`, "
+        "signed, encrypted to this process; the webhook sets this). Until it has, the sidecar "
+        "is not ready and refuses every MCP request (503, `audit_unavailable`).",
     )
     anchor_file: Path | None = setting(
         None,
@@ -212,6 +220,7 @@ def _audit(variables: AuditVariables) -> AuditSettings:
     try:
         return AuditSettings(
             digest_key=digest_key(variables.digest_key_file, variables.digest_key),
+            key_delivered=variables.digest_key_delivered,
             anchor=read_anchor(variables.anchor_file),
             sink=variables.sink,
             path=variables.file,

@@ -53,16 +53,23 @@ def seal_delivery(
     signing_key: OKPKey, recipient: dict[str, Any], server: str, url: str, key: bytes, now: float
 ) -> bytes:
     """The signed, encrypted delivery of ``url`` and ``key`` to the sidecar ``recipient``."""
+    body = {"server": server, "url": url, "key": base64.b64encode(key).decode(), "iat": now}
+    return seal_body(signing_key, recipient, body, TYPE, "consent delivery")
+
+
+def seal_body(
+    signing_key: OKPKey, recipient: dict[str, Any], body: dict[str, Any], typ: str, what: str
+) -> bytes:
+    """``body`` encrypted to ``recipient`` (a public X25519 JWK), signed as ``typ``."""
     try:
         public = OKPKey.import_key(recipient)
         if public.curve_name != "X25519" or public.is_private:
             raise ConsentRequestError("the recipient must be a public X25519 key")
-        body = {"server": server, "url": url, "key": base64.b64encode(key).decode(), "iat": now}
         sealed = jwe.encrypt_compact(_JWE, json.dumps(body).encode(), public)
-        header = {"alg": _SIGNING, "typ": TYPE}
+        header = {"alg": _SIGNING, "typ": typ}
         token = jws.serialize_compact(header, sealed.encode(), signing_key, registry=_registry())
     except (JoseError, ValueError, TypeError) as exc:
-        raise ConsentRequestError(f"cannot seal the consent delivery: {exc}") from exc
+        raise ConsentRequestError(f"cannot seal the {what}: {exc}") from exc
     return token.encode()
 
 
@@ -86,21 +93,26 @@ class Recipient:
 
     def open(self, token: bytes, verify_key: OKPKey, server: str, now: float) -> Delivery:
         """Verify, decrypt and check a delivery; ``ConsentRequestError`` saying why not."""
+        return _checked(self.unseal(token, verify_key, TYPE, "consent delivery"), server, now)
+
+    def unseal(self, token: bytes, verify_key: OKPKey, typ: str, what: str) -> Any:
+        """The JSON body of a signed (``typ``) and encrypted delivery to this recipient;
+        ``ConsentRequestError`` naming ``what`` when it is too large, unsigned or unreadable.
+        (Other deliveries on the admin port, e.g. ``keydelivery.py``, take the same path.)"""
         if len(token) > MAX_TOKEN:
-            raise ConsentRequestError(f"a consent delivery is at most {MAX_TOKEN} bytes")
+            raise ConsentRequestError(f"a {what} is at most {MAX_TOKEN} bytes")
         try:
             signed = jws.deserialize_compact(token.decode("ascii").strip(), verify_key,
                                              registry=_registry())  # fmt: skip
         except (JoseError, ValueError, UnicodeDecodeError) as exc:
-            raise ConsentRequestError(f"consent delivery signature does not verify: {exc}") from exc
-        if signed.protected.get("typ") != TYPE:
-            raise ConsentRequestError(f"not a consent delivery (typ must be {TYPE})")
+            raise ConsentRequestError(f"{what} signature does not verify: {exc}") from exc
+        if signed.protected.get("typ") != typ:
+            raise ConsentRequestError(f"not a {what} (typ must be {typ})")
         try:
             plain = jwe.decrypt_compact(signed.payload.decode("ascii"), self._key).plaintext
-            body = json.loads(plain or b"")
+            return json.loads(plain or b"")
         except (JoseError, ValueError, UnicodeDecodeError) as exc:
-            raise ConsentRequestError(f"consent delivery does not open: {exc}") from exc
-        return _checked(body, server, now)
+            raise ConsentRequestError(f"{what} does not open: {exc}") from exc
 
 
 def _checked(body: Any, server: str, now: float) -> Delivery:
@@ -122,4 +134,4 @@ def _checked(body: Any, server: str, now: float) -> Delivery:
     return Delivery(url, raw)
 
 
-__all__ = ["Delivery", "Recipient", "holding", "seal_delivery"]
+__all__ = ["Delivery", "Recipient", "holding", "seal_body", "seal_delivery"]

@@ -1,0 +1,98 @@
+"""Giving each sidecar its server's argument digest key, encrypted to that process.
+
+The operator keeps one root key in a Secret of its own namespace (``REMIT_AUDIT_KEY_SECRET``,
+key ``key``, at least 32 bytes; created when absent, like the consent key) and derives each
+server's key from it (``remit.audit.keydelivery.server_key``: HMAC over ``namespace/name``),
+so no Secret is written into a governed namespace and no pod spec names a key a pod author
+could swap. Each sidecar shows a per-process X25519 public key in ``/v1/status``
+(``auditKey.recipient``) and the id of the key it holds (``auditKey.holds``); the operator
+``PUT``s ``/v1/audit-key`` a delivery signed with the bundle key and encrypted to it.
+
+A sidecar already holding the current key's id gets nothing; one that restarted (new
+recipient, holds nothing) gets it again in the pass that pushes its first bundle. The Secret
+is read at most every ``KEY_TTL`` seconds: replacing ``key`` (a rotation) reaches every sidecar
+within a periodic check after that, and records name the new key's id from then on.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from remit.api.mcpserver import MCPServer
+from remit.audit.anchors import MIN_KEY_BYTES
+from remit.audit.arguments import key_id
+from remit.audit.keydelivery import seal_key, server_key
+from remit.errors import AuditError
+from remit_operator.consentpush import ConsentKey, recipient_of
+from remit_operator.index import Sidecar
+from remit_operator.keys import Keyring
+from remit_operator.push import Pusher
+
+log = logging.getLogger(__name__)
+
+
+class AuditRootKey(ConsentKey):
+    """The root of every server's digest key, from its Secret (created when absent)."""
+
+    what = "audit digest root key"
+
+    def secret_name(self) -> str:
+        return self.settings.evidence.key_secret
+
+    def key_of(self, secret: dict[str, Any]) -> bytes:
+        data = secret.get("data") or {}
+        try:
+            raw = base64.b64decode(str(data.get("key", "")), validate=True).strip()
+        except ValueError as exc:
+            raise AuditError("key `key` is not base64") from exc
+        if len(raw) < MIN_KEY_BYTES:
+            raise AuditError(f"key `key` must hold at least {MIN_KEY_BYTES} bytes")
+        return raw  # as created: 32 random bytes as base64 text (ConsentKey._create)
+
+
+async def deliver_keys(
+    pusher: Pusher,
+    keyring: Keyring,
+    server: MCPServer,
+    root: bytes,
+    sidecars: Sequence[Sidecar],
+    held: dict[str, tuple[str, str]],
+) -> list[tuple[Sidecar, str]]:
+    """Deliver ``server``'s key to every sidecar not known to hold it; ``held`` (pod →
+    (incarnation, key id)) is updated; return the sidecars that failed, with why."""
+    key = server_key(root, server.ref)
+    want = key_id(key)
+    todo = [s for s in sidecars if held.get(s.pod) != (s.incarnation, want)]
+    port = server.spec.gateway.admin_port
+    failed: list[tuple[Sidecar, str]] = []
+    for outcome in await pusher.status_all(todo, port) if todo else []:
+        sidecar = outcome.sidecar
+        recipient, holds = recipient_of(outcome.audit_key)
+        if holds == want:
+            held[sidecar.pod] = (sidecar.incarnation, want)
+            continue
+        if outcome.error is not None or recipient is None:
+            failed.append((sidecar, outcome.error or "it takes no audit key delivery"))
+            continue
+        signing = next(keyring.candidates(sidecar.kid))
+        try:
+            token = seal_key(signing, recipient, server.ref, key, time.time())
+            response = await pusher.put(sidecar, port, "/v1/audit-key", token)
+        except (AuditError, httpx.HTTPError) as exc:
+            failed.append((sidecar, f"audit key delivery: {exc}"))
+            continue
+        if response.status_code == 200:
+            held[sidecar.pod] = (sidecar.incarnation, want)
+        else:
+            failed.append((sidecar, f"audit key delivery: HTTP {response.status_code}: "
+                                    f"{response.text[:200]}"))  # fmt: skip
+    return failed
+
+
+__all__ = ["AuditRootKey", "deliver_keys"]
