@@ -6,7 +6,8 @@ With one, this module builds its own ``TracerProvider`` (never the process-globa
 batch processor and the OTLP/HTTP exporter, so spans leave from a background thread.
 
 Per HTTP request on the MCP endpoint, :meth:`Tracing.serve` opens a SERVER span, continuing
-the caller's W3C ``traceparent``/``tracestate`` when present; the guard (``traced.py``) adds
+the caller's W3C ``traceparent``/``tracestate`` when present (the headers, else the message's
+``params._meta``: ``tracemeta.py``); the guard (``traced.py``) adds
 ``authenticate``, ``decide`` and ``forward`` children and the attributes of what it decided,
 and ``forward`` hands its own context on to the upstream. Attribute names follow the
 OpenTelemetry MCP and GenAI semantic conventions where they define one (see
@@ -131,7 +132,12 @@ class Tracing:
             set_span_in_context,
         )
 
-        parent = self.propagator.extract(trace_headers(scope["headers"]))
+        carrier = trace_headers(scope["headers"])
+        if "traceparent" not in carrier and scope["method"] == "POST":  # MCP's params._meta
+            from remit.gateway.tracemeta import peek_meta  # noqa: PLC0415
+
+            carrier, receive = await peek_meta(receive)
+        parent = self.propagator.extract(carrier)
         span = self.tracer.start_span(
             "mcp", context=parent, kind=SpanKind.SERVER, attributes=self.attributes
         )

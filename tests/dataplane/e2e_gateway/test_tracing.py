@@ -149,3 +149,17 @@ async def test_a_denied_call_carries_the_reason_and_rule(
     assert span.name == "tools/call delete_file"
     assert span.attributes["error.type"] == span.attributes["remit.reason"]
     assert gateway.record(span.attributes["remit.decision.id"])["decision"] == "deny"
+
+
+async def test_without_a_header_the_trace_continues_from_params_meta(
+    traced: tuple[stack.GatewayProcess, str], receiver: OtlpReceiver, upstream: stack.Upstream
+) -> None:
+    gateway, token = traced
+    trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
+    meta = {"traceparent": f"00-{trace_id}-{caller_span}-01"}
+    async with connect(gateway.url, token, "2026-07-28") as client:  # no traceparent header
+        result = await client.call_tool("list_files", {"path": "/data/alice"}, meta=meta)
+    assert not result.is_error
+    root = receiver.wait_for(_root_of(trace_id))
+    assert root.parent_id == caller_span  # continued from the message's _meta
+    assert root.attributes["remit.decision"] == "allow"
