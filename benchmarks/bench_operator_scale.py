@@ -57,6 +57,7 @@ from tests.kube.world import API, AUDIENCE, ENABLED
 from tests.support.policies import grant, policy, rule
 
 from remit.demo.issuer import Issuer
+from remit.policy.consentdelivery import Recipient
 
 MiB = 1024 * 1024
 GATEWAY = "remit-gateway"
@@ -106,6 +107,8 @@ class StandIns:
         app = web.Application()
         app.router.add_put("/v1/bundle", self._put)
         app.router.add_get("/v1/status", self._status)
+        app.router.add_put("/v1/audit-key", self._audit_key)  # taken as a real sidecar would
+        self.recipient = Recipient().public()  # where the operator seals the digest key to
         self.runner = web.AppRunner(app, access_log=None)
         self._call(self.runner.setup())
 
@@ -142,7 +145,14 @@ class StandIns:
         ip = request.transport.get_extra_info("sockname")[0] if request.transport else ""
         held = self.held.get(ip) or Held()
         bundle = {"digest": held.digest, "serial": held.serial} if held.digest else None
-        return web.json_response({"ready": bundle is not None, "bundle": bundle, "pins": {}})
+        audit_key = {"recipient": self.recipient, "holds": None}
+        return web.json_response(
+            {"ready": bundle is not None, "bundle": bundle, "pins": {}, "auditKey": audit_key}
+        )
+
+    async def _audit_key(self, request: web.Request) -> web.Response:
+        await request.read()  # the operator sealed and signed it; a stand-in only takes it
+        return web.json_response({"holds": "stand-in"})
 
     def close(self) -> None:
         self._call(self.runner.cleanup())
