@@ -45,7 +45,7 @@ class OperatorMetrics:
         )
         self.sidecars = Gauge(
             "remit_operator_sidecars",
-            "Sidecars per MCPServer by state (desired, ready, in_sync).",
+            "Sidecars per MCPServer by state (desired, ready, in_sync, too_old for the bundle).",
             ["server", "state"],
             registry=self.registry,
         )

@@ -4,7 +4,8 @@
                                      | 422 refused ({"reason": "wrong_server" | "stale"})
     PATCH /v1/bundle (signed delta) → the same, | 409 delta_base | 422 delta_digest
     GET /v1/status                 → {"ready", "bundle": {"digest", "serial", ...} | null, "pins",
-                                       "bundleDelta": true (only sidecars that take deltas)}
+                                       "bundleDelta": true (only sidecars that take deltas),
+                                       "bundleFields": [later bundle fields it knows]}
 
 A sidecar that advertises ``bundleDelta`` (in its status or its answer to a push) is sent a
 signed delta against the bundle it holds when there is one (``remit_operator.deltas``); if it
@@ -52,6 +53,8 @@ MAX_DIGEST = 128
 MAX_SERIAL = 2**63 - 1
 MAX_PINS = 4096
 MAX_TOOL_NAME = 256
+MAX_FIELDS = 256
+MAX_FIELD_NAME = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,7 @@ class PushResult:
     grants_used: dict[str, datetime] | None = None  # grant → last allowed call (lastuse.py)
     consent: Any = None  # the sidecar's ``consent`` status (consentpush.py checks it)
     audit_key: Any = None  # the sidecar's ``auditKey`` status (auditkeys.py checks it)
+    fields: frozenset[str] | None = None  # later bundle fields it knows (status read only)
 
     @property
     def ok(self) -> bool:
@@ -181,6 +185,7 @@ class Pusher:
             grants_used=reported_uses(data.get("grantsLastUsed")),
             consent=data.get("consent"),
             audit_key=data.get("auditKey"),
+            fields=_fields(data.get("bundleFields")),
         )
 
     async def put(
@@ -326,6 +331,15 @@ def _pins(value: Any) -> dict[str, str] | None:
         if isinstance(tool, str) and 0 < len(tool) <= MAX_TOOL_NAME and _digest(digest):
             pins[tool] = digest
     return pins
+
+
+def _fields(value: Any) -> frozenset[str]:
+    """The later bundle fields a sidecar says it knows; absent (a format-1 sidecar) or not a
+    list of short names: none, so a feature is never assumed known. Bounded in count and size."""
+    if not isinstance(value, list):
+        return frozenset()
+    names = (v for v in value[:MAX_FIELDS] if isinstance(v, str))
+    return frozenset(n for n in names if 0 < len(n) <= MAX_FIELD_NAME and n.isascii())
 
 
 def _head(audit: Any) -> str | None:

@@ -4,8 +4,9 @@ Conditions follow the Kubernetes convention (type, status, reason, message, obse
 lastTransitionTime); the transition time changes only when the status does, so re-writing the
 same status is a no-op the caller can skip (``unchanged``).
 
-- MCPServer: ``Ready`` (every desired sidecar runs the current bundle), bundle digest and
-  serial, sidecars desired/ready/in sync, observed tool pins.
+- MCPServer: ``Ready`` (every desired sidecar runs the current bundle; ``SidecarsTooOld``
+  when some sidecar does not know a field the bundle uses), bundle digest and serial, sidecars
+  desired/ready/in sync, observed tool pins.
 - AgentPolicy: ``Accepted``, or the validation error naming the field and the CEL column.
 - ConsentGrant: phase Active/Expired/Revoked, ``expiresAt``, and an ``Active`` condition.
 - AgentPolicy and ConsentGrant: a ``Warnings`` condition for what loads but cannot work
@@ -187,6 +188,7 @@ class ServerReport:
     error: str | None = None  # why there is no bundle (compile error, invalid spec)
     failed: tuple[str, ...] = ()  # sidecars that did not take the bundle
     refused: bool = False  # some of them answered that they refuse it (wrong server, stale)
+    too_old: str | None = None  # which sidecars lack which bundle fields (bundlefields.py)
 
 
 def server_status(body: Mapping[str, Any], report: ServerReport, now: datetime) -> dict[str, Any]:
@@ -194,6 +196,10 @@ def server_status(body: Mapping[str, Any], report: ServerReport, now: datetime) 
     generation = _generation(body)
     if report.error is not None:
         ok, reason, message = False, "Invalid", report.error
+    elif report.too_old is not None:  # they refuse it too: this says why, the rest follows
+        ok, reason, message = False, "SidecarsTooOld", report.too_old
+        if report.failed:
+            message += f"; {len(report.failed)} did not take it: {'; '.join(report.failed)}"
     elif report.failed:
         ok, reason = False, "BundleRefused" if report.refused else "PushFailed"
         message = (

@@ -15,7 +15,9 @@ therefore never produces a lower serial than sidecars hold. An unchanged digest 
 signed bundle and serial, so re-pushing it is idempotent, until the bundle is
 ``REMIT_BUNDLE_REFRESH_SECONDS`` old: then it is signed again with a new ``issuedAt`` and serial,
 because sidecars refuse bundles older than their ``REMIT_MAX_BUNDLE_AGE_SECONDS``. A push a
-sidecar refuses (wrong server, stale) is a ``BundleRefused`` Event and status reason.
+sidecar refuses (wrong server, stale) is a ``BundleRefused`` Event and status reason. A bundle
+that uses a field some sidecar does not know is still pushed, but status says ``SidecarsTooOld``
+first, naming the fields and pods (``remit_operator.bundlefields``).
 
 Only sidecars the webhook sealed for this server, and that its selector still matches, count
 (``remit_operator.seal``): only their pins join the bundle and only their serials raise the
@@ -30,19 +32,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from remit.api.common import Resource
 from remit.api.mcpserver import MCPServer
 from remit.errors import CompileError, RemitError
-from remit.policy.bundle import Bundle
+from remit.policy.bundle import BUNDLE_WIRE, Bundle
 from remit.policy.compiler import compile_bundle
 from remit.policy.signing import sign
 from remit.times import utc_text
 from remit_operator.anchors import AnchorKeeper
 from remit_operator.auditkeys import deliver_keys
+from remit_operator.bundlefields import BundleFields, TooOld, describe
 from remit_operator.consentpush import deliver_all
 from remit_operator.deltas import Deltas
 from remit_operator.errors import KubeError
@@ -68,6 +71,7 @@ class Signed:
 
     bundle: Bundle
     tokens: dict[str, bytes] = field(default_factory=dict)  # encoded once, shared by all pushes
+    uses: frozenset[str] = frozenset()  # later (post-format-1) fields it writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +113,7 @@ class Syncer:
         self._inputs: Inputs | None = None  # what ``signed`` was compiled from
         self.anchors = AnchorKeeper(runtime)
         self.deltas = Deltas()  # grant changes go to sidecars that take them as deltas
+        self.fields = BundleFields()  # the later bundle fields each sidecar knows
 
     def touch(self) -> None:
         """Ask for a sync as soon as possible."""
@@ -203,7 +208,8 @@ class Syncer:
         bundle = bundle.model_copy(update={"serial": self._serial()})
         keys = list(self.rt.keyring.candidates())
         self.deltas.remember(bundle)
-        return Signed(bundle, {str(k.kid): sign(bundle, k).encode() for k in keys})
+        tokens = {str(k.kid): sign(bundle, k).encode() for k in keys}
+        return Signed(bundle, tokens, BUNDLE_WIRE.used(bundle))
 
     def _tokens(self, sidecar: Sidecar) -> list[bytes]:
         assert self.signed is not None
@@ -249,11 +255,13 @@ class Syncer:
         self.held = {pod: held for pod, held in self.held.items() if pod in live}
         self.rt.pusher.retain(self.ref, sidecars)
         self.deltas.retain(live)
+        self.fields.retain(live)
         reachable = [s for s in sidecars if s.reachable]
         if check_all and await self._observe(reachable):
             self.signed = self._compile(server, now)  # new pins observed: they join the bundle
         compiled = time.perf_counter()
         keyless = await self._deliver_key(server, reachable)  # first: ready with the bundle
+        too_old = await self._too_old(server, reachable)
         failed = await self._push(server, reachable)
         failed_pods = {o.sidecar.pod for o in failed}
         log.debug(
@@ -266,7 +274,7 @@ class Syncer:
         )
         await self._deliver_consent(server, [s for s in reachable if s.pod not in failed_pods])
         self._retry = self._next_retry(failed, keyless=keyless)
-        report = self._report(sidecars, failed)
+        report = replace(self._report(sidecars, failed), too_old=too_old)
         await self.writes.server(server, report)
         await self.writes.grants(now)
         await self.writes.last_use(self.last_use)
@@ -356,6 +364,7 @@ class Syncer:
             log.warning("%s: cannot write the chain anchors: %s", self.ref, exc)
         for outcome in outcomes:
             self.deltas.note(outcome)
+            self.fields.note(outcome)
             if outcome.error is None:
                 self.held[outcome.sidecar.pod] = (outcome.sidecar.incarnation, outcome.digest)
                 self.serial_floor = max(self.serial_floor, self._plausible(outcome.serial))
@@ -365,6 +374,24 @@ class Syncer:
                     self.pins[tool] = digest
                     learned = True
         return learned
+
+    async def _too_old(self, server: MCPServer, sidecars: list[Sidecar]) -> str | None:
+        """Which sidecars do not know a field the bundle uses (asking those not yet asked):
+        counted, a Warning Event per pod, and the status message; ``None`` when all know."""
+        assert self.signed is not None
+        uses, found = self.signed.uses, TooOld()
+        if uses:
+            if unknown := self.fields.unknown(sidecars):
+                port = server.spec.gateway.admin_port
+                for outcome in await self.rt.pusher.status_all(unknown, port):
+                    self.fields.note(outcome)
+            found = self.fields.too_old(sidecars, uses)
+            for pod, missing in self.fields.to_warn(sidecars, found):
+                text = f"{pod}: sidecar does not know bundle field(s) {', '.join(missing)}"
+                text += "; it refuses this bundle and keeps its last one until restarted newer"
+                self.rt.event(server, "Warning", "SidecarsTooOld", text)
+        self.rt.metrics.sidecars.labels(self.ref, "too_old").set(len(found))
+        return describe(found) if found else None
 
     async def _push(self, server: MCPServer, sidecars: list[Sidecar]) -> list[PushResult]:
         """Push to every sidecar not known to hold the current digest; return the failures."""

@@ -1,4 +1,5 @@
-"""The operator and sidecars that refuse its bundle: a wrong server, a bundle grown too old.
+"""The operator and sidecars that refuse its bundle: a wrong server, a bundle grown too old, a
+sidecar too old for a field the bundle uses.
 
 Real sidecar processes and the real operator against the Kubernetes emulator. A sidecar whose
 ``REMIT_SERVER`` names another MCPServer refuses the files bundle; the MCPServer's ``Ready``
@@ -6,12 +7,19 @@ condition says ``BundleRefused`` and a ``BundleRefused`` Event names the pod and
 servers. An unchanged bundle is signed again once ``REMIT_BUNDLE_REFRESH_SECONDS`` old, so a
 sidecar restarted later (which refuses bundles older than ``REMIT_MAX_BUNDLE_AGE_SECONDS``)
 still gets one it accepts.
+
+A format-1 sidecar (a small aiohttp admin API that verifies the operator's signature and
+decodes with the frozen format-1 decoder, ``tests/dataplane/compat/v1/schema.py``: no
+``bundleFields`` in its status, 400 malformed "unknown field") next to a real current one, for a
+bundle that uses ``authentication.agentClaims``: the MCPServer says ``SidecarsTooOld`` naming
+the field and the old pod only, until that pod restarts on the current sidecar.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,8 +29,12 @@ import pytest
 from aiohttp import web
 
 from remit.demo.issuer import Issuer
+from remit.errors import BundleError
+from remit.policy.signing import load_key
 from remit_operator.index import Sidecar as IndexedSidecar
 from remit_operator.push import Pusher
+from tests.dataplane.compat.support import payload_of
+from tests.dataplane.compat.v1.schema import parse_bundle
 from tests.operator.support import (
     NAMESPACE,
     RunningOperator,
@@ -32,7 +44,9 @@ from tests.operator.support import (
     apply,
     eventually,
     fleet,
+    free_everywhere,
     free_port,
+    injected,
     operator_settings,
     patched,
     running_operator,
@@ -41,6 +55,8 @@ from tests.operator.support import (
     status_of,
     stored,
 )
+
+FIELD = "ServerSettings.agentClaims"
 
 
 def events(k8s: kmock.KubernetesEmulator, reason: str) -> list[dict[str, Any]]:
@@ -132,6 +148,120 @@ async def test_an_unchanged_bundle_is_signed_again_before_sidecars_find_it_too_o
         assert bundle["digest"] == first["digest"]
         assert bundle["serial"] > first["serial"]
         assert (await sidecar.status())["bundleRefusals"]["counts"] == {}
+
+
+@asynccontextmanager
+async def format_1_sidecar(ip: str, admin_port: int, public_jwk: str) -> AsyncIterator[None]:
+    """The admin API of a format-1 sidecar: verify, decode with the frozen decoder, refuse."""
+    key = load_key(public_jwk)
+
+    async def put(request: web.Request) -> web.Response:
+        try:
+            parse_bundle(payload_of((await request.read()).decode(), key))
+        except BundleError as exc:
+            return web.json_response({"error": str(exc), "reason": "malformed"}, status=400)
+        return web.json_response({"error": "not expected here"}, status=500)
+
+    async def status(request: web.Request) -> web.Response:
+        return web.json_response({"ready": False, "bundle": None, "pins": {}})
+
+    app = web.Application()
+    app.router.add_put("/v1/bundle", put)
+    app.router.add_get("/v1/status", status)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, ip, admin_port).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+def ready(k8s: kmock.KubernetesEmulator) -> dict[str, Any]:
+    conditions = status_of(k8s, "MCPServer", "files").get("conditions") or [{}]
+    found: dict[str, Any] = conditions[0]
+    return found
+
+
+def too_old_gauge(operator: RunningOperator) -> float | None:
+    registry = operator.runtime.metrics.registry
+    labels = {"server": f"{NAMESPACE}/files", "state": "too_old"}
+    return registry.get_sample_value("remit_operator_sidecars", labels)
+
+
+async def test_old_sidecars_are_named_by_field_and_pod_until_they_restart_newer(
+    k8s: kmock.KubernetesEmulator,
+    operator: RunningOperator,
+    issuer: Issuer,
+    upstream: str,
+    tmp_path: Path,
+) -> None:
+    new_ip, old_ip = "127.0.0.21", "127.0.0.22"
+    port = free_everywhere([new_ip, old_ip])
+    admin_port = free_everywhere([new_ip, old_ip])
+    doc = server_doc(issuer.issuer, issuer.jwks_uri, port, admin_port)
+    doc["spec"]["authentication"]["agentClaims"] = ["client_id"]  # a later bundle field
+    await apply(k8s, doc)
+    name = operator.settings.signing.public_key_configmap
+    configmap = await eventually(lambda: stored(k8s, "v1/configmaps", NAMESPACE, name))
+    key_file = tmp_path / "public.jwk"
+    key_file.write_text(configmap["data"]["public.jwk"])
+    settings = operator.settings
+    new = Sidecar(await injected(settings, app_pod("files-21")), new_ip, upstream, key_file)
+    old = Sidecar(await injected(settings, app_pod("files-22")), old_ip, upstream, key_file)
+    new.start()
+    try:
+        await asyncio.to_thread(new.wait)
+        async with format_1_sidecar(old_ip, old.admin_port, key_file.read_text()):
+            for sidecar in (new, old):
+                response = await k8s.post(
+                    f"/api/v1/namespaces/{NAMESPACE}/pods", json=sidecar.pod_object()
+                )
+                assert response.status < 300
+
+            condition = await eventually(
+                lambda: ready(k8s).get("reason") == "SidecarsTooOld" and ready(k8s), timeout=15
+            )
+            assert condition["status"] == "False"
+            message = condition["message"]
+            assert f"bundle field(s) {FIELD} unknown to sidecar(s) of {NAMESPACE}/files-22" in (
+                message
+            )
+            assert f"sidecar(s) of {NAMESPACE}/files-21" not in message  # the new one knows it
+            # Still pushed: the format-1 sidecar refused it by name and keeps what it had.
+            assert "HTTP 400: malformed bundle: Object contains unknown field `agentClaims`" in (
+                message
+            )
+            warned = await eventually(lambda: events(k8s, "SidecarsTooOld"))
+            assert [e["type"] for e in warned] == ["Warning"]
+            assert warned[0]["message"].startswith(f"{NAMESPACE}/files-22: ")
+            assert FIELD in warned[0]["message"]
+            assert too_old_gauge(operator) == 1.0
+            digest = status_of(k8s, "MCPServer", "files")["bundleDigest"]
+            assert (await new.status())["bundle"]["digest"] == digest
+            assert FIELD in (await new.status())["bundleFields"]
+
+        # The old pod's sidecar restarts on the current image: it reports the field, and takes
+        # the bundle; the condition clears.
+        old.restarts = 1
+        old.start()
+        await asyncio.to_thread(old.wait)
+        await k8s.patch(
+            f"/api/v1/namespaces/{NAMESPACE}/pods/files-22/status",
+            json={"status": old.pod_status()},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        condition = await eventually(
+            lambda: ready(k8s).get("reason") == "InSync" and ready(k8s), timeout=15
+        )
+        assert condition["status"] == "True"
+        assert condition["message"] == f"2/2 sidecars run bundle {digest}"
+        assert (await old.status())["bundle"]["digest"] == digest
+        assert too_old_gauge(operator) == 0.0
+        assert len(events(k8s, "SidecarsTooOld")) == 1  # warned once per pod process
+    finally:
+        new.stop()
+        old.stop()
 
 
 @pytest.fixture

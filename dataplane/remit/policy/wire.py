@@ -92,6 +92,14 @@ class WireForm:
             self._root(document, used)
         return document
 
+    def used(self, value: msgspec.Struct) -> frozenset[str]:
+        """``Struct.field`` of every later field ``value`` writes (differs from its default):
+        the features a receiver must know to accept it, named as sidecars advertise them
+        (``bundleFields``, :func:`later_fields`). Empty for a bundle any format-1 sidecar reads."""
+        found: set[str] = set()
+        self.document(value, found)
+        return frozenset(found)
+
     def _struct(self, cls: type[msgspec.Struct]) -> Walk | None:
         if cls in self._walks:
             if cls in self._building:
