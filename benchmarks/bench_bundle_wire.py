@@ -124,7 +124,7 @@ def main() -> None:
     print(f"  form with 5 later fields       {walked:>6.1f} ms (every grant walked and compared)")
     signing, used = _cpu_ms((lambda: sign(bundle, key), lambda: BUNDLE_WIRE.used(bundle)), repeat)
     print(
-        f"  later fields used (operator) {used:>6.1f} ms per bundle signed (sign() {signing:.1f})"
+        f"  later fields used (operator) {used:>8.1f} ms per bundle signed (sign() {signing:.1f})"
     )
 
 
