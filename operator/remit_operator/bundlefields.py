@@ -59,6 +59,7 @@ class BundleFields:
     def to_warn(self, sidecars: Sequence[Sidecar], too_old: TooOld) -> TooOld:
         """The entries of ``too_old`` not warned about yet (once per pod process and fields)."""
         incarnations = {s.pod: s.incarnation for s in sidecars}
+        self._warned = {w for w in self._warned if incarnations.get(w[0], w[1]) == w[1]}
         new = []
         for pod, missing in too_old:
             key = (pod, incarnations.get(pod, ""), missing)

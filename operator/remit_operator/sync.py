@@ -261,8 +261,9 @@ class Syncer:
             self.signed = self._compile(server, now)  # new pins observed: they join the bundle
         compiled = time.perf_counter()
         keyless = await self._deliver_key(server, reachable)  # first: ready with the bundle
-        too_old = await self._too_old(server, reachable)
-        failed = await self._push(server, reachable)
+        too_old, failed = await asyncio.gather(
+            self._too_old(server, reachable), self._push(server, reachable)
+        )
         failed_pods = {o.sidecar.pod for o in failed}
         log.debug(
             "%s: bundle %s compiled in %.1f ms, %d sidecar(s) pushed in %.1f ms",
@@ -376,14 +377,16 @@ class Syncer:
         return learned
 
     async def _too_old(self, server: MCPServer, sidecars: list[Sidecar]) -> str | None:
-        """Which sidecars do not know a field the bundle uses (asking those not yet asked):
+        """Which sidecars do not know a field the bundle uses (asking those not yet asked, but
+        not those that did not answer last time; alongside the push, never delaying it):
         counted, a Warning Event per pod, and the status message; ``None`` when all know."""
         assert self.signed is not None
         uses, found = self.signed.uses, TooOld()
         if uses:
-            if unknown := self.fields.unknown(sidecars):
+            pusher = self.rt.pusher
+            if unknown := [s for s in self.fields.unknown(sidecars) if not pusher.is_silent(s)]:
                 port = server.spec.gateway.admin_port
-                for outcome in await self.rt.pusher.status_all(unknown, port):
+                for outcome in await pusher.status_all(unknown, port):
                     self.fields.note(outcome)
             found = self.fields.too_old(sidecars, uses)
             for pod, missing in self.fields.to_warn(sidecars, found):
