@@ -23,6 +23,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from remit.api.consentgrant import ConsentGrant
 from remit.audit.records import ConsentRecord, format_time, new_record_id
 from remit.consent.grants import Login
+from remit.consent.keys import LinkKeys
 from remit.consent.login import OidcLogin, current_login
 from remit.consent.pages import STYLE, render
 from remit.consent.security import SecurityHeaders, new_csrf_token, origin_of
@@ -49,7 +50,7 @@ class ConsentService:
     """What the routes share (``request.app.state.service``)."""
 
     settings: ConsentSettings
-    sealer: ConsentSealer
+    sealer: ConsentSealer | LinkKeys
     store: GrantStore
     login: OidcLogin
     record: Recorder

@@ -16,11 +16,12 @@ from typing import Any
 from remit.audit import AuditSettings, open_chain
 from remit.audit.records import ConsentRecord
 from remit.consent.app import ConsentService, LastUse, Recorder, create_app, recorded_last_use
+from remit.consent.keys import LinkKeys
 from remit.consent.login import OidcLogin
 from remit.consent.settings import ConsentSettings
 from remit.consent.store import DirectoryStore, GrantStore
 from remit.errors import SettingsError
-from remit.policy.consentrequest import ConsentSealer, load_consent_key
+from remit.policy.consentrequest import ConsentSealer
 
 
 def _read(path: Any, variable: str) -> bytes:
@@ -53,11 +54,13 @@ def build_app(
     """The consent service's ASGI app."""
     if not settings.public_url or not settings.issuer:
         raise SettingsError("the consent service needs REMIT_CONSENT_PUBLIC_URL and _ISSUER")
-    key = settings.key
-    if key is None:
-        if settings.key_file is None:
-            raise SettingsError("the consent service needs REMIT_CONSENT_KEY_FILE")
-        key = load_consent_key(settings.key_file)
+    sealer: ConsentSealer | LinkKeys
+    if settings.key is not None:
+        sealer = ConsentSealer(settings.key)
+    elif settings.key_file is not None:
+        sealer = LinkKeys(settings.key_file, settings.previous_key_file)
+    else:
+        raise SettingsError("the consent service needs REMIT_CONSENT_KEY_FILE")
     session_key = (
         _read(settings.session_key_file, "REMIT_CONSENT_SESSION_KEY_FILE")
         if settings.session_key_file is not None
@@ -68,7 +71,7 @@ def build_app(
         secret = _read(settings.client_secret_file, "REMIT_CONSENT_CLIENT_SECRET_FILE").decode()
     service = ConsentService(
         settings=settings,
-        sealer=ConsentSealer(key),
+        sealer=sealer,
         store=store if store is not None else make_store(settings),
         login=OidcLogin(settings, secret),
         record=record,

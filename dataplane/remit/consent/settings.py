@@ -62,6 +62,13 @@ class ConsentSettings:
         env="CONSENT_KEY_FILE",
         doc="The 32-byte key consent requests are sealed with (shared with the gateways).",
     )
+    previous_key_file: Path | None = setting(
+        None,
+        env="CONSENT_PREVIOUS_KEY_FILE",
+        doc="The key(s) links were sealed with before a rotation (base64, separated by "
+        "whitespace or commas); an absent file means none. Re-read when a link names an "
+        "unknown key.",
+    )
     session_key_file: Path | None = setting(
         None,
         env="CONSENT_SESSION_KEY_FILE",

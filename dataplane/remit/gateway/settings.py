@@ -27,6 +27,7 @@ from remit.gateway.refusals import DEFAULT_INTERVAL, DEFAULT_MAX_WINDOWS
 from remit.gateway.state import DEFAULT_MAX_BUNDLE_AGE
 from remit.gateway.tracing import TracingSettings
 from remit.gateway.values import Address
+from remit.policy.consentkeys import MAX_REQUEST_SECONDS
 from remit.settings import group, load, setting
 
 
@@ -124,6 +125,13 @@ class BundleSettings:
     policy_dirs: tuple[Path, ...] = ()  # standalone mode: `remit gateway -f DIR`
 
 
+def _link_seconds(raw: str, variable: str) -> float:
+    value = values.positive_seconds(raw, variable)
+    if value > MAX_REQUEST_SECONDS:
+        raise SettingsError(f"{variable}: at most {MAX_REQUEST_SECONDS} seconds, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class ConsentLinkSettings:
     """Where a call denied with `consent_required` sends the human (docs/consent.md)."""
@@ -143,8 +151,9 @@ class ConsentLinkSettings:
     request_seconds: float = setting(
         900.0,
         env="CONSENT_REQUEST_SECONDS",
-        doc="How long a consent request link stays valid.",
-        parse=values.positive_seconds,
+        doc="How long a consent request link stays valid (at most 3600: the consent service "
+        "keeps a rotated key that long).",
+        parse=_link_seconds,
     )
     key: bytes | None = None  # standalone: made for the run, shared in-process
 

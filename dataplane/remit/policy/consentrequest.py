@@ -7,8 +7,10 @@ allows, and the CEL that binds a grant to this exact call. The consent page must
 requests the gateway really issued and only until they expire, so the request travels as a
 JWE (``dir`` + ``A256GCM`` with a key the gateway and the consent service share): altering
 one byte breaks its authentication tag, and its content (arguments included) is not readable
-from the link. Its id is the id of the decision record that denied the call, so the grant's
-evidence and ``remit audit explain`` lead back to the exact denial.
+from the link. The link names its key (``kid``, ``consentkeys.py``) so the consent service can
+keep opening links sealed before a key rotation. Its id is the id of the decision record that
+denied the call, so the grant's evidence and ``remit audit explain`` lead back to the exact
+denial.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import base64
 import json
 import math
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from joserfc.jwk import OctKey
 
 from remit.celcheck import check
 from remit.errors import ConsentRequestError, SettingsError
+from remit.policy.consentkeys import MAX_REQUEST_SECONDS, header_kid, key_id
 
 AUDIENCE = "remit-consent"
 _HEADER = {"alg": "dir", "enc": "A256GCM"}
@@ -118,12 +121,23 @@ class ConsentRequest:
 
 
 class ConsentSealer:
-    """Seals and opens consent requests with one shared key."""
+    """Seals consent requests with the current shared key; opens those sealed with it or with
+    one of the ``previous`` keys (kept during a rotation), each chosen by the link's ``kid``."""
 
-    def __init__(self, key: bytes) -> None:
-        if len(key) != KEY_BYTES:
-            raise ConsentRequestError(f"the consent key must be {KEY_BYTES} bytes, not {len(key)}")
+    def __init__(self, key: bytes, previous: Sequence[bytes] = ()) -> None:
+        for each in (key, *previous):
+            if len(each) != KEY_BYTES:
+                raise ConsentRequestError(
+                    f"the consent key must be {KEY_BYTES} bytes, not {len(each)}"
+                )
+        self.kid = key_id(key)
         self._key = OctKey.import_key(key)
+        self._keys = {key_id(k): OctKey.import_key(k) for k in (*previous, key)}
+
+    def knows(self, token: str) -> bool:
+        """Whether ``token`` names a key this sealer holds (or names none: an older link)."""
+        kid = header_kid(token)
+        return kid is None or kid in self._keys
 
     def seal(self, request: ConsentRequest) -> str:
         """The request as a compact JWE; argument bindings are dropped if it grows too long."""
@@ -134,14 +148,21 @@ class ConsentSealer:
 
     def _encrypt(self, request: ConsentRequest) -> str:
         payload = json.dumps(request.claims(), separators=(",", ":")).encode()
-        return jwe.encrypt_compact(_HEADER, payload, self._key, algorithms=_ALGORITHMS)
+        header = {**_HEADER, "kid": self.kid}
+        return jwe.encrypt_compact(header, payload, self._key, algorithms=_ALGORITHMS)
 
     def open(self, token: str, now: float) -> ConsentRequest:
         """The request in ``token`` if this key sealed it and it has not expired."""
         if not token or len(token) > MAX_TOKEN_CHARS or not token.isascii():
             raise ConsentRequestError("not a consent request issued by this gateway")
+        kid = header_kid(token)
+        key = self._key if kid is None else self._keys.get(kid)  # no kid: sealed before ids
+        if key is None:
+            raise ConsentRequestError(
+                "not a consent request issued by this gateway (its key is unknown or retired)"
+            )
         try:
-            decrypted = jwe.decrypt_compact(token, self._key, algorithms=_ALGORITHMS)
+            decrypted = jwe.decrypt_compact(token, key, algorithms=_ALGORITHMS)
             claims = json.loads(decrypted.plaintext or b"")
         except (JoseError, ValueError, TypeError) as exc:
             raise ConsentRequestError("not a consent request issued by this gateway") from exc
@@ -149,6 +170,8 @@ class ConsentSealer:
             request = _from_claims(claims)
         except (KeyError, TypeError, ValueError) as exc:
             raise ConsentRequestError("the consent request is malformed") from exc
+        if request.expires_at - request.issued_at > MAX_REQUEST_SECONDS:
+            raise ConsentRequestError("the consent request is malformed (it lives too long)")
         if now >= request.expires_at:
             raise ConsentRequestError("this consent request has expired; ask the agent again")
         return request
