@@ -284,7 +284,7 @@ class Syncer:
 
     async def _deliver_consent(self, server: MCPServer, sidecars: list[Sidecar]) -> None:
         """Give sidecars the consent page's URL and key, encrypted to each (consentpush.py)."""
-        url = self.rt.settings.consent.public_url
+        url = server.spec.consent.url or self.rt.settings.consent.public_url
         live = {s.pod for s in sidecars}
         self.consent_held = {p: h for p, h in self.consent_held.items() if p in live}
         if not url:

@@ -30,8 +30,10 @@ from tests.operator.support import (
     apply,
     eventually,
     fleet,
+    free_everywhere,
     operator_settings,
     running_operator,
+    server_doc,
     stored,
 )
 from tests.support import mcp_wire
@@ -132,3 +134,34 @@ def _consent(sidecar: Any) -> str:
 async def _holds(sidecar: Any) -> bool:
     status = await sidecar.status()
     return bool(status.get("consent", {}).get("holds"))
+
+
+async def test_a_server_naming_its_own_consent_service_gets_links_to_it(
+    k8s: kmock.KubernetesEmulator, issuer: Issuer, upstream: str, tmp_path: Path
+) -> None:
+    """``spec.consent.url`` is delivered to that server's sidecars even when the operator has
+    no default consent URL, and is what their links point at."""
+    own = "https://consent.team-a.example.test/remit"
+    settings = operator_settings(tmp_path, {})
+    assert not settings.consent.public_url
+    token = issuer.mint("alice@example.com", agent="support-bot", audience=AUDIENCE)
+    async with running_operator(k8s, settings) as running:
+        port = free_everywhere(["127.0.0.2"])  # the fleet's one sidecar binds 127.0.0.2
+        admin_port = port
+        while admin_port == port:
+            admin_port = free_everywhere(["127.0.0.2"])
+        doc = server_doc(issuer.issuer, issuer.jwks_uri, port, admin_port)
+        doc["spec"]["consent"] = {"url": own}
+        await apply(k8s, doc)
+        async with fleet(
+            k8s, running, issuer.issuer, issuer.jwks_uri, upstream, 1, tmp_path
+        ) as one:
+            await apply(
+                k8s, policy("support-bot", rule("write", tools=["write_file"], consent=True))
+            )
+            await one.in_sync(previous=one.server_digest())
+            (sidecar,) = one.sidecars
+            await eventually(lambda: _holds(sidecar))
+            result = await asyncio.to_thread(_denial, sidecar.url, token)
+            link = result["_meta"]["dev.remit/decision"]["consentUrl"]
+            assert link.startswith(f"{own}/consent?r=")

@@ -249,6 +249,28 @@ class Telemetry(Model):
     )
 
 
+ConsentUrl = Annotated[
+    str,
+    StringConstraints(
+        max_length=2048,
+        pattern=r"^(https://[^/?#\s@]+|http://(localhost|127\.[0-9]+\.[0-9]+\.[0-9]+|\[::1\])"
+        r"(:[0-9]{1,5})?)(/[^?#\s]*)?$",
+    ),
+]
+
+
+class ConsentLink(Model):
+    """Where this server's sidecars send humans to answer consent requests (docs/consent.md)."""
+
+    url: ConsentUrl | None = Field(
+        None,
+        description="Base URL of the consent service for this server (https; plain http only "
+        "to a loopback host, for development). Unset: the operator's default "
+        "(chart value consent.publicUrl). No query or fragment: the link appends "
+        "`/consent?r=...`.",
+    )
+
+
 class MCPServerSpec(Model):
     """The desired state of an MCPServer."""
 
@@ -265,6 +287,10 @@ class MCPServerSpec(Model):
     telemetry: Telemetry = Field(default_factory=lambda: Telemetry.model_validate({}))
     max_body_bytes: int = Field(
         4 * 1024 * 1024, alias="maxBodyBytes", ge=1024, description="Largest accepted request."
+    )
+    consent: ConsentLink = Field(
+        default_factory=lambda: ConsentLink.model_validate({}),
+        description="The consent service this server's consent requests link to.",
     )
 
     @field_validator("gateway")

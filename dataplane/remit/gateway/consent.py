@@ -13,6 +13,9 @@ the form the client's protocol revision defines:
   ``elicitation/create``;
 - every other client: the usual tool error result, its text carrying the same URL.
 
+The link goes to the MCPServer's own consent service when its ``spec.consent.url`` is set (the
+bundle carries it), else to the configured or delivered one.
+
 The session's declared capabilities are remembered per session id (bounded); a session id is
 bound to its owner elsewhere (``sessions.py``), so one caller cannot borrow another's.
 """
@@ -143,7 +146,9 @@ class ConsentLinks:
             facts = dict(verdict.result.get("_meta", {}).get(META_KEY, {}))
             record_id = str(facts.get("decisionId", ""))
             try:
-                url = self.url_for(self.request_for(policy, j, record_id))
+                url = self.url_for(
+                    self.request_for(policy, j, record_id), policy.bundle.server.consent_url
+                )
             except ConsentRequestError:
                 continue  # the plain denial stands
             out[index] = self.answer(j, verdict, facts, url, request, session)
@@ -183,9 +188,11 @@ class ConsentLinks:
             fields=fields,
         )
 
-    def url_for(self, request: ConsentRequest) -> str:
-        """The consent page's URL for ``request``."""
-        return f"{self.base_url}{CONSENT_PATH}?{urlencode({'r': self.sealer.seal(request)})}"
+    def url_for(self, request: ConsentRequest, base_url: str | None = None) -> str:
+        """The consent page's URL for ``request``: under the server's own consent service
+        (``spec.consent.url``, in the bundle) when it names one, else the configured one."""
+        base = base_url.rstrip("/") if base_url else self.base_url
+        return f"{base}{CONSENT_PATH}?{urlencode({'r': self.sealer.seal(request)})}"
 
     def answer(
         self,

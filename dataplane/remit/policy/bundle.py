@@ -81,6 +81,7 @@ class ServerSettings(Frozen, frozen=True, kw_only=True):
     limits: GatewayLimits = msgspec.field(default_factory=GatewayLimits)
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    consent_url: str | None = None  # spec.consent.url: this server's consent service
 
 
 class CompiledRateLimit(Frozen, frozen=True, kw_only=True):

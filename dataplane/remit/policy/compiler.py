@@ -83,6 +83,7 @@ def _settings(server: MCPServer) -> ServerSettings:
         ),
         allowed_hosts=tuple(spec.gateway.allowed_hosts),
         allowed_origins=tuple(spec.gateway.allowed_origins),
+        consent_url=spec.consent.url,
     )
 
 
