@@ -46,12 +46,31 @@ def test_the_admission_policy_exempts_only_the_consent_service_and_maps_user_nam
     assert (
         "system:serviceaccount:remit-system:remit-consent" in conditions["not-the-consent-service"]
     )
-    assert "[]" in conditions["not-exempt"]
+    assert "not-exempt" not in conditions  # nobody else, cluster admins included
     (user,) = policy["spec"]["variables"]
     assert 'startsWith("oidc:")' in user["expression"]
     assert "substring(5)" in user["expression"]
     binding = find(manifests(CONSENT), "ValidatingAdmissionPolicyBinding")
     assert binding["spec"]["validationActions"] == ["Deny"]
+
+
+def test_by_default_no_group_is_exempt_and_a_break_glass_group_is_explicit() -> None:
+    default = find(manifests(), "ValidatingAdmissionPolicy")
+    names = [c["name"] for c in default["spec"]["matchConditions"]]
+    assert names == ["not-the-consent-service", "spec-changes-only"]  # not even system:masters
+    glass = {"admission": {"grantedBy": {"exemptGroups": ["break-glass"]}}}
+    policy = find(manifests(glass), "ValidatingAdmissionPolicy")
+    conditions = {c["name"]: c["expression"] for c in policy["spec"]["matchConditions"]}
+    assert conditions["not-exempt"] == '!request.userInfo.groups.exists(g, g in ["break-glass"])'
+
+
+def test_the_consent_service_mounts_the_previous_link_key_for_rotations() -> None:
+    deployment = find(manifests(CONSENT), "Deployment", "remit-consent")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert env["REMIT_CONSENT_KEY_FILE"] == mounts["consent-key"] + "/key"
+    assert env["REMIT_CONSENT_PREVIOUS_KEY_FILE"] == mounts["consent-key"] + "/previous"
 
 
 def test_the_consent_service_is_off_by_default() -> None:

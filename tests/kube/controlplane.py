@@ -171,6 +171,11 @@ class CA:
 # --- the API over HTTPS -------------------------------------------------------------------
 
 
+ADMIN_USER = "admin"
+"""The admin's user name (its certificate's CN; group system:masters). The chart's
+ValidatingAdmissionPolicy holds it to ``grantedBy == ADMIN_USER`` like anyone else."""
+
+
 class ApiError(Exception):
     """A request the API server refused; ``status`` and ``body`` say why."""
 
@@ -468,7 +473,7 @@ class ControlPlane:
         cert, key = ca.issue("kube-apiserver", hosts=hosts)
         (self.folder / "apiserver.crt").write_bytes(cert)
         (self.folder / "apiserver.key").write_bytes(key)
-        cert, key = ca.issue("admin", organizations=("system:masters",), client=True)
+        cert, key = ca.issue(ADMIN_USER, organizations=("system:masters",), client=True)
         (self.folder / "admin.crt").write_bytes(cert)
         (self.folder / "admin.key").write_bytes(key)
         sa = _key()

@@ -12,12 +12,12 @@ import pytest
 from kubernetes import client
 
 from remit.api.consentgrant import ConsentGrant
-from remit.consent.grants import Login, build_grant
+from remit.consent.grants import Login, build_grant, document
 from remit.consent.kube import KubeStore
 from remit.policy.consentrequest import ConsentRequest
 from tests.helm.chart import manifests
 from tests.kube.cluster import namespace, wait_for
-from tests.kube.controlplane import ApiError, ControlPlane
+from tests.kube.controlplane import ADMIN_USER, ApiError, ControlPlane
 from tests.kube.operator import NAMESPACE, Installation, service_account_token
 from tests.support.policies import grant
 
@@ -94,9 +94,9 @@ def _attempt(api: Any, admin: Any, doc: dict[str, Any], ns: str) -> str | None:
     return None
 
 
-def test_the_consent_service_writes_and_revokes_the_humans_grant(
-    control_plane: ControlPlane, installation: Installation
-) -> None:
+def _consent_service(control_plane: ControlPlane) -> tuple[KubeStore, str]:
+    """A ``KubeStore`` authenticated as the chart's consent ServiceAccount (with its RBAC), and
+    its token."""
     admin = control_plane.admin
     for obj in manifests(CONSENT_VALUES):
         if obj["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding") and obj[
@@ -113,17 +113,52 @@ def test_the_consent_service_writes_and_revokes_the_humans_grant(
     configuration.host = control_plane.server
     configuration.ssl_ca_cert = control_plane.ca_file
     configuration.api_key = {"authorization": f"Bearer {token}"}
-    store = KubeStore(client.ApiClient(configuration))
+    return KubeStore(client.ApiClient(configuration)), token
+
+
+def _alices_grant(ns: str, now: datetime) -> ConsentGrant:
+    request = ConsentRequest(
+        id="01ABCDEF", server=f"{ns}/files", issuer="https://i.example",
+        subject="alice@example.com", agent="support-bot", tool="write_file",
+        tool_hash=None, rule=f"{ns}/p#r", rule_when=None, max_seconds=3600,
+        issued_at=int(now.timestamp()), expires_at=int(now.timestamp()) + 600,
+    )  # fmt: skip
+    login = Login("https://i.example", "alice@example.com", int(now.timestamp()))
+    return build_grant(request, login, "tool", [], 900, now)
+
+
+def test_a_cluster_admin_cannot_record_consent_in_someone_elses_name(
+    control_plane: ControlPlane, installation: Installation
+) -> None:
+    """system:masters is held to the rule (the chart exempts nobody by default); the consent
+    service's ServiceAccount writes the very same grant."""
+    admin = control_plane.admin
+    store, _ = _consent_service(control_plane)
+    with namespace(admin, "consent-admin") as ns:
+        made = _alices_grant(ns, datetime.now(UTC))
+        forged = document(made)
+        forged["metadata"]["namespace"] = ns
+        message = wait_for(lambda: _attempt(admin, admin, forged, ns), timeout=30)
+        assert "spec.grantedBy must be your own user name" in message
+        assert ADMIN_USER in message
+        # Naming itself, the admin still cannot write the login's evidence.
+        forged["spec"]["grantedBy"] = ADMIN_USER
+        assert "spec.evidence is written only by the consent service" in _refused(admin, forged, ns)
+        wait_for(lambda: _created(store, made), timeout=20)  # RBAC bindings take a moment
+        stored = admin.get("remit.dev/v1alpha1", "ConsentGrant", ns, made.metadata.name)
+        assert stored is not None
+        assert stored["spec"]["grantedBy"] == "alice@example.com"
+        assert stored["spec"]["evidence"]["subject"] == "alice@example.com"
+
+
+def test_the_consent_service_writes_and_revokes_the_humans_grant(
+    control_plane: ControlPlane, installation: Installation
+) -> None:
+    admin = control_plane.admin
+    store, token = _consent_service(control_plane)
     with namespace(admin, "consent-svc") as ns:
         now = datetime.now(UTC)
-        request = ConsentRequest(
-            id="01ABCDEF", server=f"{ns}/files", issuer="https://i.example",
-            subject="alice@example.com", agent="support-bot", tool="write_file",
-            tool_hash=None, rule=f"{ns}/p#r", rule_when=None, max_seconds=3600,
-            issued_at=int(now.timestamp()), expires_at=int(now.timestamp()) + 600,
-        )  # fmt: skip
-        login = Login("https://i.example", "alice@example.com", int(now.timestamp()))
-        made = build_grant(request, login, "tool", [], 900, now)
+        made = _alices_grant(ns, now)
         wait_for(lambda: _created(store, made), timeout=20)  # RBAC bindings take a moment
         stored = admin.get("remit.dev/v1alpha1", "ConsentGrant", ns, made.metadata.name)
         assert stored is not None

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.kube.cluster import install_crds, namespace
-from tests.kube.controlplane import ApiError, ControlPlane
+from tests.kube.controlplane import ADMIN_USER, ApiError, ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -66,7 +66,9 @@ def test_the_examples_are_accepted(
 
 
 def _grant() -> dict[str, Any]:
-    return copy.deepcopy(examples("ConsentGrant")[0])
+    grant = copy.deepcopy(examples("ConsentGrant")[0])
+    grant["spec"]["grantedBy"] = ADMIN_USER  # the chart's admission policy, when installed
+    return grant
 
 
 def _rejected(api: Any, ns: str, doc: dict[str, Any]) -> ApiError:
@@ -110,6 +112,19 @@ def test_a_bad_enum_is_refused_naming_the_supported_values(
         assert 'spec.rules[0].effect: Unsupported value: "Maybe"' in error.message
         assert '"Allow"' in error.message
         assert '"Deny"' in error.message
+
+
+def test_a_servers_consent_url_must_be_https_or_loopback(
+    control_plane: ControlPlane, crds: list[dict[str, Any]]
+) -> None:
+    api = control_plane.admin
+    with namespace(api, "crd-consent") as ns:
+        server = copy.deepcopy(examples("MCPServer")[0])
+        server["spec"]["consent"] = {"url": "http://consent.example.com"}
+        assert "spec.consent.url" in _rejected(api, ns, server).message
+        server["spec"]["consent"] = {"url": "http://127.0.0.1:8080"}
+        server["metadata"]["namespace"] = ns
+        assert api.create(server)["spec"]["consent"]["url"] == "http://127.0.0.1:8080"
 
 
 def test_server_ports_must_differ_and_rule_names_be_unique(

@@ -19,8 +19,8 @@ from tests.kube.cluster import wait_for
 from tests.kube.controlplane import Api, ControlPlane
 from tests.kube.kubelet import Kubelet
 from tests.kube.operator import OperatorProcess
-from tests.kube.world import API, ENABLED, app_pod, mcpserver
-from tests.support.policies import grant, policy, rule
+from tests.kube.world import API, ENABLED, admin_grant, app_pod, mcpserver
+from tests.support.policies import policy, rule
 
 NETPOL = "networking.k8s.io/v1"
 # The garbage collector discovers resource kinds every 30 s and retries an owner it cannot map
@@ -42,7 +42,7 @@ def _populated(
     server = mcpserver(ns, issuer.issuer, issuer.jwks_uri)
     api.create(server)
     api.create(policy("bot", rule("read", tools=["read_*"]), namespace=ns))
-    api.create(grant("g", expires_at=datetime.now(UTC) + timedelta(days=1), namespace=ns))
+    api.create(admin_grant("g", expires_at=datetime.now(UTC) + timedelta(days=1), namespace=ns))
     wait_for(lambda: api.get("v1", "ConfigMap", ns, "remit-bundle-key"), timeout=30)
     pod = api.create(app_pod(ns, port=server["spec"]["upstream"]["port"]))
     kubelet.run(ns, pod["metadata"]["name"])

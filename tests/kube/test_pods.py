@@ -16,8 +16,17 @@ from tests.kube.cluster import namespace, wait_for
 from tests.kube.controlplane import Api, ControlPlane
 from tests.kube.kubelet import Kubelet, RunningPod
 from tests.kube.operator import OperatorProcess
-from tests.kube.world import API, AUDIENCE, ENABLED, app_pod, call, mcpserver, server_status
-from tests.support.policies import grant, policy, rule
+from tests.kube.world import (
+    API,
+    AUDIENCE,
+    ENABLED,
+    admin_grant,
+    app_pod,
+    call,
+    mcpserver,
+    server_status,
+)
+from tests.support.policies import policy, rule
 
 READ = ("read_file", {"path": "/data/readme.txt"})
 WRITE = ("write_file", {"path": "/data/alice/notes.txt", "content": "hi"})
@@ -101,7 +110,7 @@ def test_revoking_a_grant_denies_the_next_call_within_two_seconds(fleet: Fleet) 
     api, ns = fleet.api, fleet.namespace
     later = datetime.now(UTC) + timedelta(days=1)
     digest = fleet.status().get("bundleDigest")
-    api.create(grant("alice-write", expires_at=later, namespace=ns))
+    api.create(admin_grant("alice-write", expires_at=later, namespace=ns))
     fleet.in_sync(previous=digest)
     assert fleet.decide_all(*WRITE) == {"allowed"}
     began = time.monotonic()
@@ -116,7 +125,7 @@ def test_an_expiring_grant_stops_working_with_no_write(fleet: Fleet) -> None:
     api, ns = fleet.api, fleet.namespace
     expires = datetime.now(UTC) + timedelta(seconds=4)
     digest = fleet.status().get("bundleDigest")
-    api.create(grant("alice-brief", expires_at=expires, namespace=ns))
+    api.create(admin_grant("alice-brief", expires_at=expires, namespace=ns))
     fleet.in_sync(previous=digest)
     assert fleet.decide_all(*WRITE) == {"allowed"}
     # From here on nothing is written through the API: expiry alone takes the grant away.

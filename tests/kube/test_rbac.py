@@ -24,8 +24,8 @@ from tests.kube.cluster import namespace, wait_for
 from tests.kube.controlplane import Api, ControlPlane
 from tests.kube.kubelet import Kubelet, RunningPod
 from tests.kube.operator import NAMESPACE, Installation, OperatorProcess
-from tests.kube.world import API, ENABLED, app_pod, mcpserver, server_status
-from tests.support.policies import grant, policy, rule
+from tests.kube.world import API, ENABLED, admin_grant, app_pod, mcpserver, server_status
+from tests.support.policies import policy, rule
 
 # Granted verbs that are not requests of their own, with the proof that they are needed.
 EXPLAINED: dict[tuple[str, str, str], str] = {
@@ -90,7 +90,7 @@ def _lifecycle(control_plane: ControlPlane, kubelet: Kubelet, issuer: Issuer) ->
         api.create(server)
         api.create(policy("bot", rule("read", tools=["read_*"]), namespace=ns))
         later = datetime.now(UTC) + timedelta(days=1)
-        api.create(grant("g", expires_at=later, namespace=ns))
+        api.create(admin_grant("g", expires_at=later, namespace=ns))
         wait_for(lambda: api.get("v1", "ConfigMap", ns, "remit-bundle-key"), timeout=30)
         pod = api.create(app_pod(ns, port=server["spec"]["upstream"]["port"]))
         running = kubelet.run(ns, pod["metadata"]["name"])

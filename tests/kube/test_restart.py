@@ -24,8 +24,8 @@ from tests.kube.cluster import namespace, wait_for
 from tests.kube.controlplane import ControlPlane
 from tests.kube.kubelet import Kubelet, RunningPod
 from tests.kube.operator import OperatorProcess
-from tests.kube.world import AUDIENCE, ENABLED, app_pod, call, mcpserver, server_status
-from tests.support.policies import grant, policy, rule
+from tests.kube.world import AUDIENCE, ENABLED, admin_grant, app_pod, call, mcpserver, server_status
+from tests.support.policies import policy, rule
 
 FILLERS = 150
 SECRET = ("read_file", {"path": "/data/secrets/key.txt"})
@@ -78,7 +78,9 @@ def guarded(
             api.create(
                 policy(f"filler-{n:03d}", rule("r", tools=["x"]), servers=["other"], namespace=ns)
             )
-            api.create(grant(f"filler-{n:03d}", server="other", expires_at=later, namespace=ns))
+            api.create(
+                admin_grant(f"filler-{n:03d}", server="other", expires_at=later, namespace=ns)
+            )
         api.create(policy("allow-read", rule("read", tools=["read_*"]), namespace=ns))
         api.create(
             policy(

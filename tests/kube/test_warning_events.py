@@ -15,8 +15,8 @@ from remit.demo.issuer import Issuer
 from tests.kube.cluster import namespace, wait_for
 from tests.kube.controlplane import Api, ControlPlane
 from tests.kube.operator import OperatorProcess
-from tests.kube.world import API, mcpserver
-from tests.support.policies import grant, policy, rule
+from tests.kube.world import API, admin_grant, mcpserver
+from tests.support.policies import policy, rule
 
 
 def _warning(api: Api, ns: str, kind: str, name: str) -> dict[str, Any] | None:
@@ -46,7 +46,7 @@ def test_an_agentpolicy_naming_no_server_gets_a_warnings_condition_and_a_warning
     with namespace(api, "warn-policy") as ns:
         api.create(policy("bot", rule("read", tools=["read_*"]), servers=["nope"], namespace=ns))
         tomorrow = datetime.now(UTC) + timedelta(days=1)
-        api.create(grant("g", server="nope", expires_at=tomorrow, namespace=ns))  # at once
+        api.create(admin_grant("g", server="nope", expires_at=tomorrow, namespace=ns))  # at once
 
         event = wait_for(lambda: _warning(api, ns, "AgentPolicy", "bot"), timeout=30)
         assert event["reason"] == "NoServer"

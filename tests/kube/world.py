@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.kube.controlplane import Api, free_port
+from tests.kube.controlplane import ADMIN_USER, Api, free_port
 from tests.operator.support import AUDIENCE, decide
+from tests.support.policies import grant
 
 __all__ = [
     "API",
     "AUDIENCE",
     "ENABLED",
+    "admin_grant",
     "app_pod",
     "call",
     "injected",
@@ -83,3 +85,11 @@ def server_status(api: Api, namespace: str, name: str = "files") -> dict[str, An
 def call(url: str, token: str, tool: str, arguments: dict[str, Any]) -> str:
     """One real MCP tools/call through a sidecar: "allowed", "denied", "unavailable" or an error."""
     return asyncio.run(decide(url, token, tool, arguments))
+
+
+def admin_grant(name: str, **options: Any) -> dict[str, Any]:
+    """A ConsentGrant the test's admin applies: ``grantedBy`` names the admin, since the chart's
+    admission policy holds cluster admins (system:masters) to their own name too."""
+    doc = grant(name, **options)
+    doc["spec"]["grantedBy"] = ADMIN_USER
+    return doc
