@@ -13,9 +13,17 @@ from collections.abc import Iterator
 import pytest
 
 from remit.demo.issuer import Issuer
+from tests.kube.cluster import wait_for
+from tests.kube.consent import ConsentProcess, consent_values
 from tests.kube.controlplane import ControlPlane, binaries
 from tests.kube.kubelet import Kubelet
-from tests.kube.operator import Installation, OperatorProcess, install, publish_endpoints
+from tests.kube.operator import (
+    NAMESPACE,
+    Installation,
+    OperatorProcess,
+    install,
+    publish_endpoints,
+)
 
 
 @pytest.fixture(scope="session")
@@ -39,12 +47,39 @@ def control_plane() -> Iterator[ControlPlane]:
 
 
 @pytest.fixture(scope="session")
-def installation(control_plane: ControlPlane) -> Installation:
-    """The chart, rendered with helm-python-sdk and applied (all but the Deployment).
+def installation(control_plane: ControlPlane, issuer: Issuer) -> Installation:
+    """The chart, rendered with helm-python-sdk and applied (all but the Deployments).
 
     ``signingKey.create: false``: the operator itself must create the signing key.
+    ``consent.enabled``: the operator delivers the consent link key to every sidecar, and the
+    consent service (``consent_service``) runs at a loopback address, logging in at ``issuer``.
     """
-    return install(control_plane, {"signingKey": {"create": False}})
+    consent = {**consent_values(), "issuer": issuer.issuer}
+    return install(control_plane, {"signingKey": {"create": False}, "consent": consent})
+
+
+@pytest.fixture(scope="session")
+def consent_service(
+    installation: Installation,
+    operator: OperatorProcess,
+    issuer: Issuer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ConsentProcess]:
+    """``remit consent`` as the chart's consent Deployment runs it, ready. It mounts the link
+    key Secret, which the operator creates: started once the operator has made it."""
+    api = installation.plane.admin
+    key_secret = installation.values["consent"].get("keySecretName", "remit-consent-key")
+    wait_for(lambda: api.get("v1", "Secret", NAMESPACE, key_secret), timeout=60)
+    service = ConsentProcess(installation, tmp_path_factory.mktemp("consent"))
+    issuer.login.register(
+        "remit-consent", installation.values["consent"]["publicUrl"] + "/callback"
+    )
+    service.start()
+    try:
+        service.wait_ready()
+        yield service
+    finally:
+        service.stop()
 
 
 @pytest.fixture(scope="session")

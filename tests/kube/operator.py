@@ -53,7 +53,15 @@ class Installation:
 
     @property
     def deployment(self) -> dict[str, Any]:
-        return self.find("Deployment")
+        """The operator's Deployment (not the consent service's, when consent is enabled)."""
+        hits = [
+            o
+            for o in self.objects
+            if o["kind"] == "Deployment"
+            and o["metadata"]["labels"].get("app.kubernetes.io/component") != "consent"
+        ]
+        assert len(hits) == 1, len(hits)
+        return hits[0]
 
     @property
     def container(self) -> dict[str, Any]:

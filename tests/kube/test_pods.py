@@ -8,11 +8,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import httpx
 import pytest
 
 from remit.demo.issuer import Issuer
 from tests.kube.cluster import namespace, wait_for
+from tests.kube.consent import ConsentProcess, approve
 from tests.kube.controlplane import Api, ControlPlane
 from tests.kube.kubelet import Kubelet, RunningPod
 from tests.kube.operator import OperatorProcess
@@ -26,6 +29,7 @@ from tests.kube.world import (
     mcpserver,
     server_status,
 )
+from tests.support import mcp_wire
 from tests.support.policies import policy, rule
 
 READ = ("read_file", {"path": "/data/readme.txt"})
@@ -132,3 +136,41 @@ def test_an_expiring_grant_stops_working_with_no_write(fleet: Fleet) -> None:
     wait_for(lambda: datetime.now(UTC) > expires, timeout=10)
     assert fleet.decide_all(*WRITE) == {"denied"}
     api.delete(API, "ConsentGrant", ns, "alice-brief")
+
+
+def _status(pod: RunningPod) -> dict[str, Any]:
+    url = f"http://{pod.ip}:{pod.admin_port}/v1/status"
+    status: dict[str, Any] = httpx.get(url, timeout=5).json()
+    return status
+
+
+def test_alice_approves_the_link_a_sidecar_issued_on_the_chart_run_consent_service(
+    fleet: Fleet, consent_service: ConsentProcess, issuer: Issuer
+) -> None:
+    """The operator (consent.enabled) PUTs the link key to each sidecar's /v1/consent; the
+    link a sidecar issues opens on ``remit consent`` run as its Deployment, where Alice logs
+    in at the issuer and approves: the grant is created through the API server with her login
+    as evidence, and her agent's retry is allowed."""
+    api, ns = fleet.api, fleet.namespace
+    for pod in fleet.pods:
+        wait_for(lambda p=pod: _status(p).get("consent", {}).get("holds"), timeout=20)
+    answer = mcp_wire.tool_call(fleet.pods[0].url, *WRITE, token=fleet.token)
+    facts = answer.json()["result"]["_meta"]["dev.remit/decision"]
+    assert facts["reason"] == "consent_required"
+    link = facts["consentUrl"]
+    assert link.startswith(f"{consent_service.public_url}/consent?r=")
+    digest = fleet.status().get("bundleDigest")
+    done = approve(link, "alice@example.com", consent_service.public_url)
+    assert done.status_code == 200, done.text[:2000]
+    name = f"consent-{facts['decisionId']}".lower()
+    stored = api.get(API, "ConsentGrant", ns, name)
+    assert stored is not None, consent_service.logs()
+    spec = stored["spec"]
+    assert spec["grantedBy"] == "alice@example.com"  # the login's, not the ServiceAccount's
+    assert spec["evidence"]["issuer"] == issuer.issuer
+    assert spec["evidence"]["subject"] == "alice@example.com"
+    assert spec["evidence"]["request"] == facts["decisionId"]
+    assert stored["metadata"]["managedFields"][0]["manager"] != "kubectl"
+    fleet.in_sync(previous=digest)
+    assert fleet.decide_all(*WRITE) == {"allowed"}
+    api.delete(API, "ConsentGrant", ns, name)
