@@ -58,7 +58,7 @@ def installation(control_plane: ControlPlane, issuer: Issuer) -> Installation:
     return install(control_plane, {"signingKey": {"create": False}, "consent": consent})
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def consent_service(
     installation: Installation,
     operator: OperatorProcess,
@@ -66,7 +66,9 @@ def consent_service(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ConsentProcess]:
     """``remit consent`` as the chart's consent Deployment runs it, ready. It mounts the link
-    key Secret, which the operator creates: started once the operator has made it."""
+    key Secret, which the operator creates on its first delivery to a sidecar: started once
+    it exists, like the pod whose volume waits for it (module-scoped, so a module's own
+    sidecars, set up first, lead the operator to make it)."""
     api = installation.plane.admin
     key_secret = installation.values["consent"].get("keySecretName", "remit-consent-key")
     wait_for(lambda: api.get("v1", "Secret", NAMESPACE, key_secret), timeout=60)

@@ -74,8 +74,9 @@ class ConsentProcess:
     def public_url(self) -> str:
         return self.env["REMIT_CONSENT_PUBLIC_URL"]
 
-    def _project_secrets(self) -> dict[str, Path]:
-        """Each Secret volume written to a folder, as the kubelet projects it: mount → folder."""
+    def project_secrets(self) -> dict[str, Path]:
+        """Each Secret volume written to a folder, as the kubelet projects it (and updates it in
+        place when the Secret changes): mount path → folder."""
         pod = self.deployment["spec"]["template"]["spec"]
         volumes = {v["name"]: v for v in pod["volumes"]}
         mounts: dict[str, Path] = {}
@@ -99,7 +100,7 @@ class ConsentProcess:
         kubeconfig = self.folder / "kubeconfig"
         token = service_account_token(api, NAMESPACE, account)
         self.install.plane.kubeconfig(kubeconfig, token=token)
-        mounts = self._project_secrets()
+        mounts = self.project_secrets()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REMIT_", "KUBE"))}
         env["KUBECONFIG"] = str(kubeconfig)
         for item in self.container["env"]:

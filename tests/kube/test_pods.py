@@ -4,21 +4,24 @@ running as the chart runs it, pushes to them. Real MCP calls, real JWTs, real AP
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
 from remit.demo.issuer import Issuer
+from remit.policy.consentrequest import ConsentSealer, new_key
 from tests.kube.cluster import namespace, wait_for
 from tests.kube.consent import ConsentProcess, approve
 from tests.kube.controlplane import Api, ControlPlane
 from tests.kube.kubelet import Kubelet, RunningPod
-from tests.kube.operator import OperatorProcess
+from tests.kube.operator import NAMESPACE, OperatorProcess
 from tests.kube.world import (
     API,
     AUDIENCE,
@@ -174,3 +177,45 @@ def test_alice_approves_the_link_a_sidecar_issued_on_the_chart_run_consent_servi
     fleet.in_sync(previous=digest)
     assert fleet.decide_all(*WRITE) == {"allowed"}
     api.delete(API, "ConsentGrant", ns, name)
+
+
+def test_a_link_issued_before_a_key_rotation_still_opens_on_the_consent_service(
+    fleet: Fleet, consent_service: ConsentProcess
+) -> None:
+    """The link key Secret is rotated as docs/consent.md says (new ``key``, the old one as
+    ``previous``) and projected as the kubelet would: the running consent service opens a link
+    sealed before it and one sealed after, and refuses one from an unknown key."""
+    api = fleet.api
+    answer = mcp_wire.tool_call(fleet.pods[0].url, *WRITE, token=fleet.token)
+    before = answer.json()["result"]["_meta"]["dev.remit/decision"]["consentUrl"]
+    secret = api.get("v1", "Secret", NAMESPACE, "remit-consent-key")
+    assert secret is not None
+    old = _raw(base64.b64decode(secret["data"]["key"]))
+    new = new_key()
+    data = {"key": base64.b64encode(new).decode(), "previous": base64.b64encode(old).decode()}
+    api.patch("v1", "Secret", NAMESPACE, "remit-consent-key", {"data": {
+        k: base64.b64encode(v.encode()).decode() for k, v in data.items()
+    }})  # fmt: skip
+    consent_service.project_secrets()
+    token = parse_qs(urlsplit(before).query)["r"][0]
+    request = ConsentSealer(old).open(token, time.time())
+    after = ConsentSealer(new).seal(request)
+    stranger = ConsentSealer(new_key()).seal(request)
+    page = consent_service.public_url + "/consent?r="
+
+    def opens(link: str) -> bool:  # opened: the human is sent to log in
+        response = httpx.get(link, timeout=5)
+        return (response.status_code, response.headers.get("location")) == (303, "/login")
+
+    assert opens(before)
+    # A link naming a key it does not hold makes it re-read the files (at most once a second).
+    wait_for(lambda: opens(page + after), timeout=10, interval=0.2)
+    assert opens(before)
+    refused = httpx.get(page + stranger, timeout=5)
+    assert refused.status_code == 400
+    assert "unknown or retired" in refused.text
+
+
+def _raw(secret_value: bytes) -> bytes:
+    """The 32-byte key from a Secret's ``key`` (stored as base64 text of the key)."""
+    return secret_value if len(secret_value) == 32 else base64.b64decode(secret_value)

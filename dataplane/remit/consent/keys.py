@@ -21,7 +21,7 @@ from remit.policy.consentkeys import MAX_REQUEST_SECONDS, parse_keys
 from remit.policy.consentrequest import ConsentRequest, ConsentSealer, load_consent_key
 
 log = logging.getLogger(__name__)
-RECHECK_SECONDS = 5.0
+RECHECK_SECONDS = 1.0
 MAX_PREVIOUS_BYTES = 16 * 1024
 
 
