@@ -84,7 +84,13 @@ def install_chart(kubeconfig: Path) -> None:
         import helm_python as helm  # noqa: PLC0415 - a dev dependency, only needed here
     except ImportError as exc:
         raise StepError("helm-python-sdk is not installed: pip install -e '.[dev]'") from exc
-    values = {"image": {"repository": "remit", "tag": "dev", "pullPolicy": "IfNotPresent"}}
+    values: dict[str, object] = {
+        "image": {"repository": "remit", "tag": "dev", "pullPolicy": "IfNotPresent"},
+        # The demo applies examples/grants.yaml as kind's admin, and those grants name their
+        # humans in grantedBy: an explicit break-glass exemption for this throwaway cluster
+        # (the chart's default exempts nobody but the consent service; docs/consent.md).
+        "admission": {"grantedBy": {"exemptGroups": ["system:masters"]}},
+    }
     config = helm.Config(kubeconfig_path=kubeconfig, namespace=SYSTEM_NAMESPACE)
     print(f"helm install {RELEASE} {CHART.relative_to(ROOT)} -n {SYSTEM_NAMESPACE}", flush=True)
     try:

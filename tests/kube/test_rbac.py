@@ -50,9 +50,16 @@ def _operator_events(
 
 def _granted(installation: Installation) -> set[tuple[str, str, str]]:
     """(apiGroup, resource[/subresource], verb) for every rule bound to the ServiceAccount."""
+    account = {"kind": "ServiceAccount", "name": installation.service_account}
+    bound = {
+        (b["roleRef"]["kind"], b["roleRef"]["name"])
+        for b in installation.objects
+        if b["kind"] in ("ClusterRoleBinding", "RoleBinding")
+        and any(account.items() <= s.items() for s in b.get("subjects") or [])
+    }  # not the consent service's ClusterRole (consent.enabled), which its own tests cover
     grants = set()
     for obj in installation.objects:
-        if obj["kind"] not in ("ClusterRole", "Role"):
+        if (obj["kind"], obj["metadata"]["name"]) not in bound:
             continue
         for r in obj.get("rules") or []:
             for group in r.get("apiGroups") or [""]:
