@@ -98,7 +98,8 @@ class ConsentDelivery:
     public_url: str = setting(
         "",
         env="CONSENT_PUBLIC_URL",
-        doc="The consent page's public base URL; empty: sidecars get no consent link.",
+        doc="The consent page's public base URL, for MCPServers without `spec.consent.url`; "
+        "empty: only those with it get consent links.",
     )
     key_secret: str = setting(
         "remit-consent-key",

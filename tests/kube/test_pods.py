@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from remit.demo.issuer import Issuer
+from remit.policy.consentdelivery import holding
 from remit.policy.consentrequest import ConsentSealer, new_key
 from tests.kube.cluster import namespace, wait_for
 from tests.kube.consent import ConsentProcess, approve
@@ -155,8 +156,13 @@ def test_alice_approves_the_link_a_sidecar_issued_on_the_chart_run_consent_servi
     in at the issuer and approves: the grant is created through the API server with her login
     as evidence, and her agent's retry is allowed."""
     api, ns = fleet.api, fleet.namespace
+    secret = api.get("v1", "Secret", NAMESPACE, "remit-consent-key")
+    assert secret is not None  # made by the operator
+    key = _raw(base64.b64decode(secret["data"]["key"]))
+    want = holding(consent_service.public_url, key)  # chart's consent.publicUrl, Secret's key
     for pod in fleet.pods:
-        wait_for(lambda p=pod: _status(p).get("consent", {}).get("holds"), timeout=20)
+        wait_for(lambda p=pod: _status(p).get("consent", {}).get("holds") == want, timeout=20)
+        assert _status(pod)["consent"]["refused"] == 0
     answer = mcp_wire.tool_call(fleet.pods[0].url, *WRITE, token=fleet.token)
     facts = answer.json()["result"]["_meta"]["dev.remit/decision"]
     assert facts["reason"] == "consent_required"
