@@ -7,9 +7,13 @@ from __future__ import annotations
 import pytest
 
 from remit.api.loader import parse
-from remit.errors import RemitError
+from remit.errors import BundleError, RemitError
 from remit.gateway.consent import ConsentLinks
+from remit.policy.bundle import BUNDLE_WIRE, parse_bundle
+from remit.policy.compiler import compile_bundle
 from remit.policy.consentrequest import new_key
+from remit.policy.wire import later_fields
+from tests.dataplane.compat.v1 import schema as v1
 from tests.dataplane.consent.test_requests import _request
 from tests.support.policies import bundle_for, server
 
@@ -46,8 +50,21 @@ def test_anything_else_is_refused(url: str) -> None:
         parse(server(consent={"url": url}))
 
 
-def test_unset_the_bundle_names_none() -> None:
-    assert bundle_for(server()).server.consent_url is None
+def test_unset_the_bundle_is_as_format_1_wrote_it() -> None:
+    bundle = compile_bundle([parse(server())], "files")
+    assert bundle.server.consent_url is None
+    assert "consentUrl" not in bundle.document()["server"]
+    assert v1.parse_bundle(bundle.canonical()).digest == bundle.digest  # an older sidecar too
+
+
+def test_set_it_is_written_signed_and_refused_by_an_older_sidecar() -> None:
+    url = "https://consent.team-a.example.com"
+    bundle = compile_bundle([parse(server(consent={"url": url}))], "files")
+    assert bundle.document()["server"]["consentUrl"] == url
+    assert parse_bundle(bundle.canonical()).server.consent_url == url
+    assert "ServerSettings.consentUrl" in later_fields([BUNDLE_WIRE])  # sidecars advertise it
+    with pytest.raises(BundleError, match="unknown field `consentUrl`"):
+        v1.parse_bundle(bundle.canonical())  # never linked to the default consent service
 
 
 def test_the_link_goes_to_the_servers_own_consent_service() -> None:
