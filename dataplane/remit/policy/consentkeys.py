@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable
 
 MAX_REQUEST_SECONDS = 3600
 """The longest a consent request link may live (``REMIT_CONSENT_REQUEST_SECONDS`` at most)."""
@@ -58,12 +57,4 @@ def parse_keys(text: bytes) -> list[bytes]:
     return keys
 
 
-def by_id(keys: Iterable[bytes]) -> dict[str, bytes]:
-    """``keys`` by their id (first one wins)."""
-    found: dict[str, bytes] = {}
-    for key in keys:
-        found.setdefault(key_id(key), key)
-    return found
-
-
-__all__ = ["KEY_BYTES", "MAX_REQUEST_SECONDS", "by_id", "header_kid", "key_id", "parse_keys"]
+__all__ = ["KEY_BYTES", "MAX_REQUEST_SECONDS", "header_kid", "key_id", "parse_keys"]
