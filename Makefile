@@ -36,7 +36,7 @@ test: lint
 	$(BIN)/python scripts/browser.py || echo "chromium: not installed; tests/consent will skip"
 	$(BIN)/python scripts/rulecheck.py || echo "rulecheck: not built; the alert rule checks will skip"
 	$(BIN)/python scripts/node_tools.py || echo "node-tools: not installed; tests/conformance will skip"
-	$(BIN)/python -m pytest
+	$(BIN)/python scripts/pytest_pair.py
 
 # Debian's Chromium for the consent page's browser tests (tests/consent); fails if it cannot.
 browser: $(STAMP)
