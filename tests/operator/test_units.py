@@ -3,6 +3,9 @@ configuration, the index's idea of which servers a change affects, status condit
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -233,3 +236,28 @@ def test_operator_command_reports_bad_settings_without_a_traceback(
     assert result.exit_code == 2
     assert "REMIT_PUSH_RETRIES" in result.output
     assert "Traceback" not in result.output
+
+
+def test_operator_deployment_entry_starts_without_the_cli_framework_and_names_a_bad_setting() -> (
+    None
+):
+    """``remit operator`` as the chart's Deployment runs it skips Typer and Rich (memory), and a
+    bad setting is one line naming it, exit code 2, also when importing the package reads it."""
+    probe = (
+        "import sys; sys.argv = ['remit', 'operator'];"
+        "from remit.cli.entry import main\n"
+        "try:\n main()\n"
+        "except SystemExit as exc:\n"
+        " print(exc.code, sorted(m for m in ('typer', 'rich') if m in sys.modules))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REMIT_")}
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**env, "REMIT_PUSH_RETRIES": "lots"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.stdout.strip() == "2 []"
+    assert result.stderr.strip() == "error: REMIT_PUSH_RETRIES: expected a number, got 'lots'"
