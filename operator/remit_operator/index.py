@@ -17,6 +17,7 @@ from remit.api.common import Resource
 from remit.api.consentgrant import ConsentGrant
 from remit.api.mcpserver import MCPServer
 from remit.policy.compiler import applies_to, grant_for
+from remit_operator.compact import Shapes
 from remit_operator.seal import container_digest
 
 GATEWAY_CONTAINER = "remit-gateway"
@@ -135,6 +136,7 @@ class Index:
         self._policies_by_namespace: dict[str, dict[str, AgentPolicy]] = {}
         self._pods_by_server: dict[str, dict[str, Sidecar]] = {}
         self._prints: dict[tuple[str, str], bytes] = {}  # (kind, key) → digest of its spec
+        self.shapes = Shapes()  # what indexed models share (remit_operator.compact)
 
     def _store(self, kind: str) -> dict[str, Any]:
         stores: dict[str, dict[str, Any]] = {

@@ -69,5 +69,6 @@ def parsed(index: Index, kind: str, body: Mapping[str, Any], key: str) -> Resour
     if known is not None and fingerprint is not None and index.printed(kind, key) == fingerprint:
         return known
     resource = parse(essentials(body, kind), key)
+    index.shapes.share(resource)  # thousands of grants: one set of field names, not one each
     index.print(kind, key, fingerprint)
     return resource
