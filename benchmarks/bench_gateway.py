@@ -9,7 +9,11 @@ is decided by the real engine (CEL included) and recorded. Prints, per gateway, 
 latency p50/p99 at concurrency 1 (calls interleaved with direct ones), the throughput ratio
 at concurrency 8, CPU per call and the gateway's RSS with the grants loaded.
 
-    .venv/bin/python benchmarks/bench_gateway.py [--requests 2000] [--grants 10000]
+``--tracing`` adds a gateway that traces every request (the stdout one with
+``REMIT_OTLP_ENDPOINT`` at a real OTLP/HTTP receiver on loopback, ``tests/support/otlp.py``, every
+trace sampled and exported), so tracing on (``gw tracing``) reads against off (``gw stdout``).
+
+    .venv/bin/python benchmarks/bench_gateway.py [--requests 2000] [--grants 10000] [--tracing]
 
 Targets: added p50 <= 1 ms, p99 <= 3 ms, throughput >= 0.8x direct, RSS <= 80 MB.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -39,6 +44,11 @@ from loadgen import (  # the benchmarks' shared load generator (benchmarks/loadg
     throughput,
 )
 from nginx_hop import start_nginx  # nginx as a transport-only hop
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: the OTLP receiver
+
+from tests.support.otlp import OtlpReceiver, otlp_receiver
+
 from remit.demo.issuer import Issuer
 from remit.gateway.runner import free_port, wait_for_port
 
@@ -201,7 +211,12 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--sinks", default="file,fsync,stdout",
         help="Gateways to run, by audit sink: file (fsync off), fsync (file, fsync on), behind "
-        "(file, synced behind the call: REMIT_AUDIT_FSYNC_WAIT=false), stdout.",
+        "(file, synced behind the call: REMIT_AUDIT_FSYNC_WAIT=false), stdout, tracing "
+        "(stdout, every request traced and exported over OTLP).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tracing", action="store_true",
+        help="Also run the tracing gateway (tracing on) beside the stdout one (off).",
     )  # fmt: skip
     parser.add_argument(
         "--baseline", type=Path, metavar="TREE",
@@ -229,20 +244,35 @@ SINKS = {
     "fsync": {"REMIT_AUDIT_FSYNC": "true"},
     "behind": {"REMIT_AUDIT_FSYNC": "true", "REMIT_AUDIT_FSYNC_WAIT": "false"},
     "stdout": {"REMIT_AUDIT_SINK": "stdout"},
+    "tracing": {"REMIT_AUDIT_SINK": "stdout", "REMIT_TRACE_SAMPLE_RATIO": "1"},
 }
+
+
+def sinks(args: argparse.Namespace) -> list[str]:
+    """The sinks to run: ``--sinks``, plus stdout and tracing with ``--tracing``."""
+    chosen = args.sinks.split(",")
+    if args.tracing:
+        chosen += [sink for sink in ("stdout", "tracing") if sink not in chosen]
+    return chosen
 
 
 def start_gateways(
     args: argparse.Namespace, workdir: Path, issuer: str, upstream: str,
-    procs: list[subprocess.Popen[bytes]],
+    procs: list[subprocess.Popen[bytes]], otlp: OtlpReceiver | None = None,
 ) -> dict[str, tuple[str, int]]:  # fmt: skip
-    """Every gateway ``args`` asks for (per sink, per source tree), started together."""
+    """Every gateway ``args`` asks for (per sink, per source tree), started together; the
+    tracing one exports to ``otlp``."""
     trees: dict[str, Path | None] = {"": None}
     if args.baseline is not None:
         trees = {"base ": args.baseline.resolve(), "": None}
     hops: dict[str, tuple[str, int]] = {}
     ports: list[int] = []
-    for sink in args.sinks.split(","):
+    for sink in sinks(args):
+        env = {**os.environ, **SINKS[sink]}
+        if sink == "tracing":
+            if otlp is None:
+                raise SystemExit("the tracing gateway needs the OTLP receiver (--tracing)")
+            env["REMIT_OTLP_ENDPOINT"] = otlp.endpoint
         for label, tree in trees.items():
             if tree is not None and sink not in args.baseline_sinks.split(","):
                 continue
@@ -256,7 +286,7 @@ def start_gateways(
                     f"127.0.0.1:{admin}"]  # fmt: skip
             if sink != "stdout":
                 argv += ["--audit-file", str(workdir / f"audit-{slug}.jsonl")]
-            procs.append(start_gateway(argv, {**os.environ, **SINKS[sink]}, tree))
+            procs.append(start_gateway(argv, env, tree))
             hops[f"{label}gw {sink}"] = (audience, procs[-1].pid)
             ports.append(port)
     for port in ports:  # started together: each compiles its grants at start-up
@@ -293,14 +323,16 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="remit-bench-"))
     issuer = Issuer().start()
     procs: list[subprocess.Popen[bytes]] = []
+    receiving = contextlib.ExitStack()
     try:
+        otlp = receiving.enter_context(otlp_receiver()) if "tracing" in sinks(args) else None
         up_port = free_port()
         upstream = f"http://127.0.0.1:{up_port}/mcp"
         procs.append(start_upstream(up_port))
         nginx_port = free_port()
         procs.append(start_nginx(upstream, nginx_port, workdir))
         hops = {"nginx": (f"http://127.0.0.1:{nginx_port}/mcp", procs[-1].pid)}
-        hops.update(start_gateways(args, workdir, issuer.issuer, upstream, procs))
+        hops.update(start_gateways(args, workdir, issuer.issuer, upstream, procs, otlp))
         wait_for_port("127.0.0.1", up_port, 20)
         wait_for_port("127.0.0.1", nginx_port, 20)
         cpus = os.sched_getaffinity(0)
@@ -329,6 +361,11 @@ def main() -> None:
         for spy in spies:  # py-spy writes its profile on SIGINT
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
+        if otlp is not None:
+            print(
+                f"\nOTLP receiver: {len(otlp.spans)} spans from the tracing gateway"
+                f"{'; errors: ' + '; '.join(otlp.errors[:3]) if otlp.errors else ''}"
+            )
         print("\nRSS with the grants loaded (target <= 80 MiB)")
         policy = next(workdir.glob("policy-*"))
         idle, loaded = sidecar_rss(policy, upstream, workdir)
@@ -346,6 +383,7 @@ def main() -> None:
             proc.terminate()
             proc.wait(10)
         issuer.stop()
+        receiving.close()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
