@@ -5,8 +5,10 @@ A grant change should cost a push proportional to the change, not to the bundle
 (it says so in its status and in its answer to a push; an older image does not, and only ever
 gets full bundles) and exactly which bundle it holds (serial and digest, as it reported them),
 and it must still have that bundle to diff against. The bundles kept are the last few signed
-ones (``KEEP_BASES``), so memory stays bounded; a sidecar whose base is gone, unknown, or of
-another incarnation gets the full bundle. A delta is signed once per (base, bundle, key) and
+ones (``KEEP_BASES``), so memory stays bounded, and of those only the ones a sidecar is known to
+hold (``prune``, after every push round), so at rest a server keeps one bundle, not two (1,000
+MCPServers at 10 grants each: about 4 MiB); a sidecar whose base is gone, unknown, or of another
+incarnation gets the full bundle. A delta is signed once per (base, bundle, key) and
 shared by every sidecar holding that base.
 """
 
@@ -43,6 +45,16 @@ class Deltas:
             oldest = next(iter(self._bases))
             del self._bases[oldest]
             self._signed = {k: v for k, v in self._signed.items() if oldest not in k[:2]}
+
+    def prune(self, current: Bundle) -> None:
+        """Forget every kept bundle but ``current`` that no sidecar is known to hold: no delta
+        can be built from it any more (a sidecar that reports it later gets the full bundle)."""
+        keep = {(current.serial, current.digest)} | {base for _, base in self._holds.values()}
+        gone = [base for base in self._bases if base not in keep]
+        for base in gone:
+            del self._bases[base]
+        if gone:
+            self._signed = {k: v for k, v in self._signed.items() if not set(k[:2]) & set(gone)}
 
     def note(self, outcome: PushResult) -> None:
         """Record what a sidecar answered: whether it takes deltas, which bundle it holds."""

@@ -273,6 +273,7 @@ class Syncer:
             len(reachable),
             (time.perf_counter() - compiled) * 1000,
         )
+        self.deltas.prune(self.signed.bundle)  # bases no sidecar holds any more
         await self._deliver_consent(server, [s for s in reachable if s.pod not in failed_pods])
         self._retry = self._next_retry(failed, keyless=keyless)
         report = replace(self._report(sidecars, failed), too_old=too_old)

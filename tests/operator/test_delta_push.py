@@ -200,3 +200,19 @@ def test_a_sidecar_restarted_or_failed_gets_the_full_bundle() -> None:
     assert deltas.tokens(restarted, target, [key]) == []
     deltas.note(PushResult(SIDECAR, error="timeout"))
     assert deltas.tokens(SIDECAR, target, [key]) == []
+
+
+def test_a_base_no_sidecar_holds_is_forgotten_after_the_round() -> None:
+    base, target = _bundles()
+    deltas = Deltas()
+    deltas.remember(base)
+    deltas.remember(target)
+    key = generate_key()
+    deltas.note(PushResult(SIDECAR, base.digest, 1, takes_delta=True))
+    deltas.prune(target)  # the sidecar still holds the base: kept
+    assert len(deltas.tokens(SIDECAR, target, [key])) == 1
+    deltas.note(PushResult(SIDECAR, target.digest, 2, takes_delta=True))
+    deltas.prune(target)  # every sidecar holds the target now: the base goes
+    assert deltas.tokens(SIDECAR, target, [key]) == []  # holds the target: nothing to send
+    deltas.note(PushResult(SIDECAR, base.digest, 1, takes_delta=True))  # e.g. a rollback
+    assert deltas.tokens(SIDECAR, target, [key]) == []  # its base is gone: the full bundle
