@@ -10,6 +10,7 @@ gateway could not write, declared by a ``recover`` marker) are listed; they do n
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +24,7 @@ from remit.audit.collection import CollectionResult, verify_collection
 from remit.audit.digests import DigestReport, check_digests
 from remit.audit.explain import explain as explain_record
 from remit.audit.explain import explain_lines
-from remit.audit.reading import SourceLine, record_lines
+from remit.audit.reading import Replayable, SourceLine, record_lines
 from remit.audit.verify import VerifyResult, verify_lines
 from remit.cli.audit_search import register
 from remit.cli.common import console, errors
@@ -124,26 +125,33 @@ def verify(
 ) -> None:
     """Check that every record is unedited and that none was deleted, inserted or reordered."""
     try:
-        lines = _gathered(files)
         anchored = parse_anchors(anchors.read_bytes()) if anchors is not None else []
         keys = [digest_key(p) for p in digest_keys or []]
         roots = [digest_key(p) for p in digest_roots or []]
     except (AuditError, OSError) as exc:
         error = exc if isinstance(exc, AuditError) else AuditError(f"cannot read {anchors}: {exc}")
         raise _fail_to_read(error) from exc
-    digests = (
-        check_digests(
-            (item.line for item in lines), [k for k in keys if k], [r for r in roots if r]
-        )
-        if keys or roots
-        else None
-    )
     grouped = by_chain or anchors is not None or len(files) > 1
-    _verify(lines, output, partial, skip_non_records, head, anchored, grouped, digests)
+    try:
+        # Streamed: a multi-gigabyte log is never held in memory; each pass (digests, one
+        # chain, chains of several pods) reads the sources again (stdin from its copy).
+        with Replayable(files) as source:
+            digests = (
+                check_digests(
+                    (item.line for item in source.lines()),
+                    [k for k in keys if k],
+                    [r for r in roots if r],
+                )
+                if keys or roots
+                else None
+            )
+            _verify(source, output, partial, skip_non_records, head, anchored, grouped, digests)
+    except AuditError as exc:
+        raise _fail_to_read(exc) from exc
 
 
 def _verify(
-    lines: list[SourceLine],
+    source: Replayable,
     output: Output,
     partial: bool,
     skip_non_records: bool,
@@ -157,14 +165,14 @@ def _verify(
     broken_digests = digests is not None and not digests.ok
     if not grouped:
         result = verify_lines(
-            (item.line for item in lines),
+            (item.line for item in source.lines()),
             partial=partial,
             skip_non_records=skip_non_records,
             expect_head=head,
         )
-    if result is None or (not result.ok and _pods(lines) > 1):  # many sidecars' records
+    if result is None or (not result.ok and _pods(source.lines()) > 1):  # many sidecars'
         collected = verify_collection(
-            lines, anchors=anchored, partial=partial, skip_non_records=skip_non_records
+            source.lines(), anchors=anchored, partial=partial, skip_non_records=skip_non_records
         )
         _report_collection(collected, output, extra)
         _report_digests(digests, output)
@@ -201,13 +209,8 @@ def _report_digests(report: DigestReport | None, output: Output) -> None:
         console.print(f"[{colour}]{escape(line)}[/{colour}]")
 
 
-def _gathered(files: list[str]) -> list[SourceLine]:
-    """Every line of ``files`` (prefixes of ``kubectl logs`` removed), read once."""
-    return list(record_lines(files, blank=True))
-
-
-def _pods(lines: list[SourceLine]) -> int:
-    """How many pods wrote ``lines`` (a quick look at each record's ``pod``)."""
+def _pods(lines: Iterable[SourceLine]) -> int:
+    """How many pods wrote ``lines`` (a quick look at each record's ``pod``; stops at two)."""
     pods: set[str] = set()
     for item in lines:
         if not item.line:
