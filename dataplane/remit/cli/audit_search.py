@@ -4,23 +4,23 @@ Both read files, ``-`` (standard input) or ``kubectl logs`` output (``--prefix``
 ``--timestamps`` prefixes are removed), keep the records matching every filter given, and print
 one line each (``--output json``: the record's own line, ready for ``jq``). ``query`` exits 1
 when nothing matched. ``tail`` prints the last ``--lines`` matches and, with ``--follow``, the
-ones written after (one file, polled like ``tail -f``; a stream on stdin is followed anyway).
+ones written after (one file, polled like ``tail -F``: through rotation and truncation, see
+``remit.audit.follow``; a stream on stdin is followed anyway).
 """
 
 from __future__ import annotations
 
 import collections
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
+from remit.audit.follow import follow as follow_file
 from remit.audit.query import Filter, matching, parse_when, summary
-from remit.audit.reading import MAX_LINE_BYTES, STDIN, SourceLine, record_lines, strip_prefix
+from remit.audit.reading import STDIN, SourceLine, record_lines
 from remit.audit.records import AuditRecord
 from remit.cli.common import errors
 from remit.errors import AuditError
@@ -98,37 +98,9 @@ def _options(values: dict[str, Any]) -> dict[str, Any]:
     return options | {k: values[k] for k in ("since", "until", "outcomes")}
 
 
-def _follow(path: Path, interval: float = 0.5) -> Iterator[SourceLine]:
-    """Lines appended to ``path`` from now on (reopened if it is replaced by rotation)."""
-    stream = path.open("rb")
-    stream.seek(0, 2)
-    number = 0
-    partial = b""
-    try:
-        while True:
-            chunk = stream.readline(MAX_LINE_BYTES + 1 - len(partial))
-            if not chunk:
-                time.sleep(interval)
-                try:
-                    if path.stat().st_ino != os.fstat(stream.fileno()).st_ino:
-                        stream.close()
-                        stream = path.open("rb")
-                except OSError:
-                    pass
-                continue
-            partial += chunk
-            if not partial.endswith(b"\n"):
-                if len(partial) > MAX_LINE_BYTES:
-                    raise AuditError(
-                        f"{path}:{number + 1}: line longer than {MAX_LINE_BYTES} bytes"
-                    )
-                continue
-            number += 1
-            line, partial = strip_prefix(partial), b""
-            if line:
-                yield SourceLine(str(path), number, line)
-    finally:
-        stream.close()
+def _nap(seconds: float) -> None:
+    """How ``tail --follow`` waits between polls (tests drive a file from here)."""
+    time.sleep(seconds)
 
 
 def tail(
@@ -171,7 +143,7 @@ def tail(
             if len(files) != 1:
                 errors.print("[red]error:[/red] --follow takes one file")
                 raise typer.Exit(2)
-            for item, record in matching(_follow(Path(files[0])), wanted):
+            for item, record in matching(follow_file(Path(files[0]), sleep=_nap), wanted):
                 _print(item, record, as_json)
     except AuditError as exc:
         errors.print(f"[red]error:[/red] {escape(str(exc))}")

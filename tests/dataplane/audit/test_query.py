@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from remit.audit import DecisionRecord, build_outcome, open_chain
 from remit.cli.audit import audit_app
-from remit.errors import AuditError
 from tests.dataplane.audit.helpers import allowed_by_consent, clock, denied, file_settings
 
 runner = CliRunner()
@@ -87,19 +84,3 @@ async def test_explain_from_stdin_by_a_unique_prefix(log_path: Path) -> None:
     ambiguous = runner.invoke(audit_app, ["explain", str(log_path), shared])
     assert ambiguous.exit_code == 1
     assert "2 decision ids start with" in " ".join(ambiguous.output.split())
-
-
-def test_following_a_file_refuses_a_line_longer_than_the_bound(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from remit.cli import audit_search  # noqa: PLC0415
-
-    monkeypatch.setattr(audit_search, "MAX_LINE_BYTES", 16)
-    log = tmp_path / "audit.jsonl"
-    log.write_bytes(b"")
-    lines = audit_search._follow(log, interval=0.01)
-    appender = threading.Timer(0.05, lambda: log.write_bytes(b"x" * 64))
-    appender.start()
-    with pytest.raises(AuditError, match="line longer than 16 bytes"):
-        next(lines)
-    appender.join()
