@@ -34,7 +34,7 @@ def main() -> int:
     """``remit operator`` as the Deployment runs it: the exit code (2: cannot start)."""
     # httpx imports its command-line client (Rich, Pygments, Click: ~4 MiB) whenever those are
     # installed, as they are with the CLI; the operator never runs it, and httpx does without it.
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     error = _start()
     if error is None:
         return 0
