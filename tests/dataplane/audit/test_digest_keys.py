@@ -61,6 +61,12 @@ async def test_records_before_and_after_a_rotation_verify_with_their_keys(tmp_pa
     assert f"digest key {IDS[0]}: 1 record(s)" in text
     assert f"digest key {IDS[1]}: 1 record(s)" in text
     assert "2 digest(s) recomputed" in text
+    # From standard input: the digest pass and the chain pass both read it (the second from
+    # the copy kept as the first read it).
+    piped = runner.invoke(audit_app, ["verify", "-", *options], input=log.read_bytes())
+    assert piped.exit_code == 0, piped.output
+    assert "2 digest(s) recomputed" in " ".join(piped.output.split())
+    assert "OK intact: " in piped.output
     # The operator's root Secret values derive each record's server key.
     roots = [a for p in _files(tmp_path, "root", ROOTS) for a in ("--digest-root", p)]
     result = runner.invoke(audit_app, ["verify", str(log), *roots, "-o", "json"])
