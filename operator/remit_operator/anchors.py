@@ -20,8 +20,8 @@ from typing import Any
 
 import msgspec
 
-from remit_operator.errors import NotFoundError
-from remit_operator.kube import object_path
+from remit_operator.errors import KubeError, NotFoundError
+from remit_operator.kube import CONFLICT, object_path
 
 ANCHORS_CONFIGMAP = "remit-anchors"
 MAX_ANCHORS = 2000
@@ -103,26 +103,51 @@ class AnchorKeeper:
         return self._runtime.kube
 
     async def anchor(self, server: str, heads: list[tuple[str, str]], now: str) -> bool:
-        """Record the heads of ``server``'s sidecars; True if the ConfigMap was written."""
+        """Record the heads of ``server``'s sidecars; True if the ConfigMap was written.
+
+        The ConfigMap is shared by every server of the namespace, so the write is a merge patch
+        of only the keys this call adds, changes or prunes: a key another writer added since
+        the read is never dropped (a full read-merge-replace would lose it until its resync).
+        """
         if not heads:
             return False
         namespace = server.partition("/")[0]
         collection = object_path("v1", "configmaps", namespace)
-        try:
-            current = await self.kube.get(f"{collection}/{ANCHORS_CONFIGMAP}")
+        path = f"{collection}/{ANCHORS_CONFIGMAP}"
+        for _ in range(2):  # a second pass only after losing a create race
+            try:
+                current = await self.kube.get(path)
+            except NotFoundError:
+                merged = merge_anchors({}, server, heads, now)
+                if merged is None:
+                    return False
+                try:
+                    await self.kube.create(collection, anchors_configmap(namespace, merged))
+                    return True
+                except KubeError as exc:
+                    if exc.status != CONFLICT:
+                        raise
+                    continue  # created meanwhile: read it and patch
             data = current.get("data") or {}
-        except NotFoundError:
-            data = {}
-        merged = merge_anchors(data, server, heads, now)
-        if merged is None:
-            return False
-        await self.kube.ensure(collection, anchors_configmap(namespace, merged), ("data",))
-        return True
+            merged = merge_anchors(data, server, heads, now)
+            if merged is None:
+                return False
+            await self.kube.patch(path, {"data": anchor_changes(data, merged)})
+            return True
+        return False
+
+
+def anchor_changes(before: Mapping[str, str], after: Mapping[str, str]) -> dict[str, str | None]:
+    """The merge patch turning ``before`` into ``after`` for the keys either names."""
+    changes: dict[str, str | None] = {k: v for k, v in after.items() if before.get(k) != v}
+    changes.update({k: None for k in before if k not in after})
+    return changes
 
 
 __all__ = [
     "ANCHORS_CONFIGMAP",
     "AnchorKeeper",
+    "anchor_changes",
     "anchor_key",
     "anchors_configmap",
     "merge_anchors",

@@ -12,8 +12,14 @@ import pytest
 
 from remit.api.mcpserver import MCPServer
 from remit.policy.signing import generate_key
-from remit_operator.anchors import MAX_ANCHORS, merge_anchors, valid_head
-from remit_operator.errors import InjectionError
+from remit_operator.anchors import (
+    MAX_ANCHORS,
+    AnchorKeeper,
+    anchor_key,
+    merge_anchors,
+    valid_head,
+)
+from remit_operator.errors import InjectionError, NotFoundError
 from remit_operator.index import gateway_spec
 from remit_operator.seal import container_digest, verify
 from remit_operator.settings import Settings
@@ -156,3 +162,47 @@ def test_a_pod_bringing_its_own_gateway_volume_is_refused() -> None:
         }
         with pytest.raises(InjectionError, match=f"already has volume.*{name}"):
             inject(pod, resource, Settings(), SIGNING)
+
+
+class _SharedConfigMap:
+    """A ConfigMap store where another writer adds its anchor right after every read."""
+
+    def __init__(self, data: dict[str, str] | None) -> None:
+        self.data = data
+        self.writes: list[str] = []
+
+    async def get(self, path: str) -> dict[str, Any]:
+        if self.data is None:
+            raise NotFoundError(404, path)
+        seen = {"data": dict(self.data)}
+        self.data["other.pod-x"] = json.dumps({"head": "b" * 64, "time": "t", "server": "ns/other"})
+        return seen
+
+    async def create(self, collection: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.writes.append("create")
+        self.data = dict(body["data"])
+        return body
+
+    async def patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.writes.append("patch")
+        assert self.data is not None
+        for key, value in body["data"].items():
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
+        return {"data": self.data}
+
+
+async def test_an_anchor_written_meanwhile_by_another_server_is_kept() -> None:
+    store = _SharedConfigMap({})
+
+    class _Runtime:
+        kube = store
+
+    wrote = await AnchorKeeper(_Runtime()).anchor("ns/files", [("ns/pod-a", "a" * 64)], "now")
+    assert wrote
+    assert store.writes == ["patch"]
+    assert store.data is not None
+    assert "other.pod-x" in store.data  # the concurrent writer's key survived our write
+    assert json.loads(store.data[anchor_key("files", "pod-a")])["head"] == "a" * 64
