@@ -9,7 +9,11 @@ could swap. Each sidecar shows a per-process X25519 public key in ``/v1/status``
 ``PUT``s ``/v1/audit-key`` a delivery signed with the bundle key and encrypted to it.
 
 A sidecar already holding the current key's id gets nothing; one that restarted (new
-recipient, holds nothing) gets it again in the pass that pushes its first bundle. The Secret
+recipient, holds nothing) gets it again in the pass that pushes its first bundle. A sidecar
+the previous release injected (v1 seal, ``seal_v1.py``) whose status shows no ``auditKey``
+takes no delivery: it reads its key from the Secret it mounts. It is noted once per
+incarnation (``MOUNTED``), neither asked again nor counted as failed, so its bundles flow and
+no retry loop starts. The Secret
 is read at most every ``KEY_TTL`` seconds: replacing ``key`` (a rotation) reaches every sidecar
 within a periodic check after that, and records name the new key's id from then on.
 """
@@ -19,7 +23,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import httpx
@@ -35,6 +39,7 @@ from remit_operator.keys import Keyring
 from remit_operator.push import Pusher
 
 log = logging.getLogger(__name__)
+MOUNTED = "mounted"  # in ``held``: a previous release's sidecar, keyed from its own mount
 
 
 class AuditRootKey(ConsentKey):
@@ -56,6 +61,11 @@ class AuditRootKey(ConsentKey):
         return raw  # as created: 32 random bytes as base64 text (ConsentKey._create)
 
 
+def _settled(held: tuple[str, str] | None, sidecar: Sidecar, want: str) -> bool:
+    """Whether this incarnation holds the key, or reads its own from its mount."""
+    return held is not None and held[0] == sidecar.incarnation and held[1] in (want, MOUNTED)
+
+
 async def deliver_keys(
     pusher: Pusher,
     keyring: Keyring,
@@ -63,12 +73,14 @@ async def deliver_keys(
     root: bytes,
     sidecars: Sequence[Sidecar],
     held: dict[str, tuple[str, str]],
+    legacy: Collection[str] = (),
 ) -> list[tuple[Sidecar, str]]:
     """Deliver ``server``'s key to every sidecar not known to hold it; ``held`` (pod →
-    (incarnation, key id)) is updated; return the sidecars that failed, with why."""
+    (incarnation, key id or ``MOUNTED``)) is updated; return the sidecars that failed, with
+    why. ``legacy``: pods injected by the previous release (they may take no delivery)."""
     key = server_key(root, server.ref)
     want = key_id(key)
-    todo = [s for s in sidecars if held.get(s.pod) != (s.incarnation, want)]
+    todo = [s for s in sidecars if not _settled(held.get(s.pod), s, want)]
     port = server.spec.gateway.admin_port
     failed: list[tuple[Sidecar, str]] = []
     for outcome in await pusher.status_all(todo, port) if todo else []:
@@ -76,6 +88,10 @@ async def deliver_keys(
         recipient, holds = recipient_of(outcome.audit_key)
         if holds == want:
             held[sidecar.pod] = (sidecar.incarnation, want)
+            continue
+        if outcome.error is None and outcome.audit_key is None and sidecar.pod in legacy:
+            log.info("%s: pod %s reads its digest key from its mount", server.ref, sidecar.pod)
+            held[sidecar.pod] = (sidecar.incarnation, MOUNTED)
             continue
         if outcome.error is not None or recipient is None:
             failed.append((sidecar, outcome.error or "it takes no audit key delivery"))
@@ -95,4 +111,4 @@ async def deliver_keys(
     return failed
 
 
-__all__ = ["AuditRootKey", "deliver_keys"]
+__all__ = ["MOUNTED", "AuditRootKey", "deliver_keys"]

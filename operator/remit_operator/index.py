@@ -19,6 +19,7 @@ from remit.api.mcpserver import MCPServer
 from remit.policy.compiler import applies_to, grant_for
 from remit_operator.compact import Shapes
 from remit_operator.seal import container_digest
+from remit_operator.seal_v1 import Sources, container_digest_v1, volume_sources
 
 GATEWAY_CONTAINER = "remit-gateway"
 SERVER_ANNOTATION = "remit.dev/mcpserver"
@@ -52,6 +53,8 @@ class Sidecar:
     seal: str | None = None  # the webhook's seal (annotation)
     spec_digest: str | None = None  # digest of the gateway container the pod really runs
     starting: bool = False  # created, gateway not listening yet: not a failure to report
+    v1_digest: str | None = None  # what a previous release's seal covers (seal_v1.py)
+    volumes: Sources = ()  # each volume the gateway mounts, with its source
 
     @property
     def admin_host(self) -> str:
@@ -100,7 +103,8 @@ def sidecar_from_pod(body: Mapping[str, Any]) -> Sidecar | None:
         str(x)
         for x in (metadata.get("uid"), ip, gateway.get("restartCount"), gateway.get("containerID"))
     )
-    container = gateway_spec(body.get("spec") or {})
+    spec = body.get("spec") or {}
+    container = gateway_spec(spec)
     labels = metadata.get("labels") or {}
     seal = annotations.get(SEAL_ANNOTATION)
     return Sidecar(
@@ -113,8 +117,10 @@ def sidecar_from_pod(body: Mapping[str, Any]) -> Sidecar | None:
         incarnation=incarnation,
         labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
         seal=seal if isinstance(seal, str) else None,
-        spec_digest=container_digest(container, body.get("spec") or {}) if container else None,
+        spec_digest=container_digest(container, spec) if container else None,
         starting=bool(alive and not reachable),
+        v1_digest=container_digest_v1(container, spec) if container else None,
+        volumes=volume_sources(container, spec) if container else (),
     )
 
 

@@ -23,6 +23,14 @@ env, volume mounts, security context, restart policy, ports, and the source of e
 volume without its defaulted ``defaultMode``): defaulted fields such as probe timeouts or
 quantity canonicalization would otherwise break it. (The argument digest key is no volume at
 all: the operator delivers it to the running process, ``auditkeys.py``.)
+
+Pods the previous release injected carry a v1 seal, whose digest covered the same container
+fields but, of the volumes, only the public-key ConfigMap's name. Refusing them would leave
+every running sidecar on its last bundle (no revocation, no policy change) until each workload
+is restarted, so while ``REMIT_ACCEPT_V1_SEALS`` is on (the default for this release) a v1
+seal counts when, in addition, every volume the gateway mounts is checked directly against
+the source v1 injected (``seal_v1.py``): the container is still proven by the seal, what it
+mounts by comparison, so such a pod is trusted exactly as far as a v2 one.
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ def _source(value: Any) -> Any:
     return {k: v for k, v in value.items() if k != "defaultMode"}
 
 
-def _volumes(container: Mapping[str, Any], spec: Mapping[str, Any]) -> list[Any]:
+def mounted_volumes(container: Mapping[str, Any], spec: Mapping[str, Any]) -> list[Any]:
     """What each volume the container mounts is (its source), by name, in name order."""
     mounted = sorted(
         {str(m.get("name")) for m in container.get("volumeMounts") or [] if isinstance(m, Mapping)}
@@ -65,9 +73,9 @@ def _volumes(container: Mapping[str, Any], spec: Mapping[str, Any]) -> list[Any]
     return identity
 
 
-def container_digest(container: Mapping[str, Any], spec: Mapping[str, Any]) -> str:
-    """SHA-256 over the identity of the gateway container and of every volume it mounts."""
-    identity = [
+def container_identity(container: Mapping[str, Any]) -> list[Any]:
+    """The container's fields both seal versions cover, in their order."""
+    return [
         container.get("name"),
         container.get("image"),
         container.get("command"),
@@ -86,23 +94,34 @@ def container_digest(container: Mapping[str, Any], spec: Mapping[str, Any]) -> s
             for p in container.get("ports") or []
             if isinstance(p, Mapping)
         ],
-        _volumes(container, spec),
     ]
+
+
+def digest_of(identity: list[Any]) -> str:
+    """SHA-256 over an identity list, keys sorted."""
     return hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _key(signing_key: OKPKey) -> bytes:
+def container_digest(container: Mapping[str, Any], spec: Mapping[str, Any]) -> str:
+    """SHA-256 over the identity of the gateway container and of every volume it mounts."""
+    return digest_of([*container_identity(container), mounted_volumes(container, spec)])
+
+
+def _key(signing_key: OKPKey, context: bytes) -> bytes:
     private = str(signing_key.as_dict(private=True).get("d", ""))
-    return hashlib.sha256(_CONTEXT + private.encode()).digest()
+    return hashlib.sha256(context + private.encode()).digest()
 
 
 def _message(server_uid: str, server_ref: str, digest: str) -> bytes:
     return orjson.dumps([server_uid, server_ref, digest])
 
 
-def seal(signing_key: OKPKey, server_uid: str, server_ref: str, digest: str) -> str:
-    """The seal the webhook writes on a pod it injected."""
-    mac = hmac.new(_key(signing_key), _message(server_uid, server_ref, digest), hashlib.sha256)
+def seal(
+    signing_key: OKPKey, server_uid: str, server_ref: str, digest: str, *, context: bytes = _CONTEXT
+) -> str:
+    """The seal the webhook writes on a pod it injected (``context``: v1 for verification)."""
+    message = _message(server_uid, server_ref, digest)
+    mac = hmac.new(_key(signing_key, context), message, hashlib.sha256)
     return f"{signing_key.kid}:{mac.hexdigest()}"
 
 
@@ -112,12 +131,14 @@ def verify(
     server_ref: str,
     digest: str | None,
     value: str | None,
+    *,
+    context: bytes = _CONTEXT,
 ) -> bool:
     """Whether ``value`` is a seal by one of ``keys`` over this server and container digest."""
     if not value or not digest or not server_uid or len(value) > 256:
         return False
     for key in keys:
-        wanted = seal(key, server_uid, server_ref, digest)
+        wanted = seal(key, server_uid, server_ref, digest, context=context)
         if hmac.compare_digest(wanted.encode(), value.encode()):
             return True
     return False

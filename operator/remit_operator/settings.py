@@ -89,6 +89,16 @@ class SigningSettings:
             "ConfigMap the operator writes into every namespace with an MCPServer (`public.jwk`)."
         ),
     )
+    accept_v1_seals: bool = setting(
+        True,
+        env="ACCEPT_V1_SEALS",
+        doc=(
+            "Count pods the previous release injected (v1 injection seal) as sidecars when "
+            "every volume their gateway mounts is exactly as that release injected it, so they "
+            "keep receiving bundles until re-created. Set `false` once every governed pod has "
+            "been re-created; a later release drops it."
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)

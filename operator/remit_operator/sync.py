@@ -110,6 +110,7 @@ class Syncer:
         self._started = False
         self._retry: float | None = None  # seconds until failed sidecars are tried again
         self._untrusted: set[str] = set()  # pods already reported as not injected by us
+        self.legacy: frozenset[str] = frozenset()  # pods counted by a v1 seal (seal_v1.py)
         self._inputs: Inputs | None = None  # what ``signed`` was compiled from
         self.anchors = AnchorKeeper(runtime)
         self.deltas = Deltas()  # grant changes go to sidecars that take them as deltas
@@ -307,7 +308,7 @@ class Syncer:
         if root is None:
             return bool(sidecars)
         failed = await deliver_keys(
-            self.rt.pusher, self.rt.keyring, server, root, sidecars, self.key_held
+            self.rt.pusher, self.rt.keyring, server, root, sidecars, self.key_held, self.legacy
         )
         for sidecar, why in failed:
             log.warning("%s: pod %s: %s", self.ref, sidecar.pod, why)
@@ -315,7 +316,10 @@ class Syncer:
 
     def _trusted(self, server: MCPServer, sidecars: list[Sidecar]) -> list[Sidecar]:
         """The sidecars the webhook sealed for this server whose labels it still selects."""
-        trusted, refused = sort_sidecars(server, sidecars, list(self.rt.keyring.candidates()))
+        signing = self.rt.settings.signing
+        v1 = signing.public_key_configmap if signing.accept_v1_seals else None
+        keys = list(self.rt.keyring.candidates())
+        trusted, refused, self.legacy = sort_sidecars(server, sidecars, keys, v1_key_configmap=v1)
         self._untrusted &= {s.pod for s, _ in refused}  # report again if it comes back
         for sidecar, why in refused:
             if sidecar.pod not in self._untrusted:

@@ -1,40 +1,75 @@
 """Which indexed pods a syncer counts as its server's sidecars, and which reported serials.
 
-Pure functions over what the index holds: the seal check of ``remit_operator.seal`` plus the
-server's selector, and the plausibility of a serial a sidecar reports (serials are wall-clock
-milliseconds, so one far ahead of the clock can only be forged).
+Pure functions over what the index holds: the seal check of ``remit_operator.seal`` (or, for
+pods a previous release injected, ``remit_operator.seal_v1``) plus the server's selector,
+and the plausibility of a serial a sidecar reports (serials are wall-clock milliseconds, so
+one far ahead of the clock can only be forged).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from joserfc.jwk import OKPKey
 
 from remit.api.mcpserver import MCPServer
 from remit_operator.index import Sidecar
 from remit_operator.seal import verify
+from remit_operator.seal_v1 import V1_CONTEXT, volumes_as_injected
 from remit_operator.webhook import selector_matches
 
 MAX_SERIAL_AHEAD = timedelta(minutes=10)
 
 
+class Sorted(NamedTuple):
+    """The sidecars counted, those refused with why, and which counted by a v1 seal."""
+
+    trusted: list[Sidecar]
+    refused: list[tuple[Sidecar, str]]
+    legacy: frozenset[str]  # pods of ``trusted`` a previous release injected (seal_v1.py)
+
+
+def _unsealed(
+    server: MCPServer, sidecar: Sidecar, keys: list[OKPKey], v1_key_configmap: str | None
+) -> tuple[str | None, bool]:
+    """Why the seal does not count (None: it does), and whether it is a v1 seal."""
+    uid, ref = server.metadata.uid, server.ref
+    if verify(keys, uid, ref, sidecar.spec_digest, sidecar.seal):
+        return None, False
+    if v1_key_configmap is not None and verify(
+        keys, uid, ref, sidecar.v1_digest, sidecar.seal, context=V1_CONTEXT
+    ):
+        return volumes_as_injected(sidecar.volumes, v1_key_configmap, server.metadata.name), True
+    return "not sealed by the webhook for this server", False
+
+
 def sort_sidecars(
-    server: MCPServer, sidecars: Iterable[Sidecar], keys: list[OKPKey]
-) -> tuple[list[Sidecar], list[tuple[Sidecar, str]]]:
-    """The sidecars sealed for this server that its selector matches; the others with why."""
+    server: MCPServer,
+    sidecars: Iterable[Sidecar],
+    keys: list[OKPKey],
+    *,
+    v1_key_configmap: str | None = None,
+) -> Sorted:
+    """The sidecars sealed for this server that its selector matches; the others with why.
+
+    ``v1_key_configmap``: accept v1 seals whose volumes are as v1 injected them, with this
+    public-key ConfigMap (``REMIT_ACCEPT_V1_SEALS``); None refuses every v1 seal."""
     trusted: list[Sidecar] = []
     refused: list[tuple[Sidecar, str]] = []
+    legacy: set[str] = set()
     for sidecar in sidecars:
-        sealed = verify(keys, server.metadata.uid, server.ref, sidecar.spec_digest, sidecar.seal)
-        if not sealed:
-            refused.append((sidecar, "not sealed by the webhook for this server"))
+        why, v1 = _unsealed(server, sidecar, keys, v1_key_configmap)
+        if why is not None:
+            refused.append((sidecar, why))
         elif not selector_matches(server.spec.selector, dict(sidecar.labels)):
             refused.append((sidecar, "the server's selector no longer matches it"))
         else:
             trusted.append(sidecar)
-    return trusted, refused
+            if v1:
+                legacy.add(sidecar.pod)
+    return Sorted(trusted, refused, frozenset(legacy))
 
 
 def plausible_serial(serial: int | None, now: datetime, floor: int) -> bool:

@@ -1,0 +1,208 @@
+"""Upgrading the operator under running pods: pods the previous release injected (v1 seal)
+stay governed when every volume their gateway mounts is exactly as that release injected it,
+and their sidecars get bundles without an endless attempt to deliver a digest key they read
+from their own mount.
+
+``v1_pod.json`` was injected and sealed by the previous release's own webhook code
+(``make_v1_pod.py``, run at commit cd3fc64), not rebuilt here. The push test runs the real
+``Pusher`` against a small aiohttp admin API answering as that release's sidecar does (its
+``/v1/status`` shape, 405 for any PUT but the bundle's).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from remit.api.mcpserver import MCPServer
+from remit_operator.auditkeys import MOUNTED, deliver_keys
+from remit_operator.index import Sidecar, gateway_spec, sidecar_from_pod
+from remit_operator.keys import Keyring
+from remit_operator.push import Pusher
+from remit_operator.seal import container_digest, verify
+from remit_operator.seal_v1 import V1_CONTEXT
+from remit_operator.settings import Settings
+from remit_operator.trust import sort_sidecars
+from remit_operator.webhook import inject
+from tests.operator.make_v1_pod import fixture_key, server_document
+from tests.operator.support import free_port, operator_settings
+
+pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
+KEY = fixture_key()
+CONFIGMAP = Settings().signing.public_key_configmap
+SERVER = MCPServer.model_validate(server_document())
+
+
+def _stored_v1_pod() -> dict[str, Any]:
+    """The v1 pod as the API server stores it (``defaultMode`` filled in), running."""
+    pod: dict[str, Any] = json.loads((Path(__file__).parent / "v1_pod.json").read_text())
+    for volume in pod["spec"]["volumes"]:
+        for kind in ("configMap", "secret"):
+            if kind in volume:
+                volume[kind]["defaultMode"] = 420
+    pod["metadata"]["uid"] = "pod-uid-1"
+    pod["status"] = {"phase": "Running", "podIP": "127.0.0.1"}
+    return pod
+
+
+def _sort(pod: dict[str, Any], *, accept_v1: bool = True) -> tuple[bool, str, frozenset[str]]:
+    sidecar = sidecar_from_pod(pod)
+    assert sidecar is not None
+    v1 = CONFIGMAP if accept_v1 else None
+    trusted, refused, legacy = sort_sidecars(SERVER, [sidecar], [KEY], v1_key_configmap=v1)
+    return bool(trusted), refused[0][1] if refused else "", legacy
+
+
+def test_a_pod_the_previous_release_injected_counts_as_a_sidecar() -> None:
+    pod = _stored_v1_pod()
+    assert _sort(pod) == (True, "", frozenset({"agents/files-1"}))
+    # Its seal is a v1 seal: the v2 check alone refuses it, which REMIT_ACCEPT_V1_SEALS=false is.
+    assert _sort(pod, accept_v1=False) == (
+        False,
+        "not sealed by the webhook for this server",
+        set(),
+    )
+    # And the webhook of this release seals v2 only: its pods are no v1 pods.
+    fresh = inject({"spec": {"containers": []}}, SERVER, Settings(), KEY)
+    spec = fresh["spec"]
+    digest = container_digest(gateway_spec(spec) or {}, spec)
+    seal = fresh["metadata"]["annotations"]["remit.dev/injection-seal"]
+    assert verify([KEY], SERVER.metadata.uid, SERVER.ref, digest, seal)
+    assert not verify([KEY], SERVER.metadata.uid, SERVER.ref, digest, seal, context=V1_CONTEXT)
+
+
+SWAPS: dict[str, tuple[str, dict[str, Any]]] = {
+    "another public key": ("remit-bundle-key", {"configMap": {"name": "my-key"}}),
+    "a public key with chosen items": (
+        "remit-bundle-key",
+        {"configMap": {"name": "remit-bundle-key", "items": [{"key": "x", "path": "public.jwk"}]}},
+    ),
+    "an emptyDir public key": ("remit-bundle-key", {"emptyDir": {}}),
+    "another Secret as digest key": (
+        "remit-audit-key",
+        {"secret": {"secretName": "mine", "items": [{"key": "files", "path": "key"}]}},
+    ),
+    "another server's digest key": (
+        "remit-audit-key",
+        {
+            "secret": {
+                "secretName": "remit-audit-key",
+                "items": [{"key": "tickets", "path": "key"}],
+                "optional": False,
+            }
+        },
+    ),
+    "a digest key from a ConfigMap": ("remit-audit-key", {"configMap": {"name": "known"}}),
+    "another anchors ConfigMap": ("remit-anchors", {"configMap": {"name": "mine"}}),
+    "anchors from a Secret": ("remit-anchors", {"secret": {"secretName": "remit-anchors"}}),
+}
+
+
+def test_a_previous_release_pod_with_a_swapped_volume_is_not_a_sidecar() -> None:
+    for what, (name, source) in SWAPS.items():
+        pod = _stored_v1_pod()
+        volume = next(v for v in pod["spec"]["volumes"] if v["name"] == name)
+        for kind in ("configMap", "secret", "emptyDir"):
+            volume.pop(kind, None)
+        volume.update(source)
+        trusted, why, _ = _sort(pod)
+        assert not trusted, what
+        if why == "not sealed by the webhook for this server":
+            # v1 sealed the key volume's ConfigMap name and kind, not its items
+            assert name == "remit-bundle-key", what
+            assert "items" not in str(source), what
+            continue
+        # what the v1 seal let through, the direct check catches
+        assert why.startswith("sealed by the previous release"), what
+        assert name in why, what
+    pod = _stored_v1_pod()
+    pod["spec"]["volumes"] = [v for v in pod["spec"]["volumes"] if v["name"] != "remit-anchors"]
+    assert not _sort(pod)[0]  # a mount whose volume is gone (would fall to the pod's own)
+    pod = _stored_v1_pod()
+    gateway = gateway_spec(pod["spec"])
+    assert gateway is not None
+    gateway["image"] = "evil:1"  # the container itself is still covered by the v1 seal
+    assert _sort(pod)[1] == "not sealed by the webhook for this server"
+    # An operator publishing its key under another name expects that name in v1 pods too.
+    sidecar = sidecar_from_pod(_stored_v1_pod())
+    assert sidecar is not None
+    assert not sort_sidecars(SERVER, [sidecar], [KEY], v1_key_configmap="other-key").trusted
+
+
+class PreviousSidecar:
+    """The admin API of the previous release's sidecar: its status shape (no ``auditKey``),
+    PUT /v1/bundle, 405 for PUT elsewhere (it has no /v1/audit-key)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append((request.method, request.path))
+        if request.path == "/v1/bundle" and request.method == "PUT":
+            return web.json_response({"digest": "d2", "serial": 2, "changed": True})
+        if request.method != "GET":
+            return web.json_response({"error": "use GET"}, status=405)
+        held = {"digest": "d1", "serial": 1, "server": "agents/files"}
+        refusals = {"counts": {}, "last": None}
+        status = {"ready": True, "bundle": held, "server": "agents/files"}
+        status |= {"bundleRefusals": refusals, "bundleDelta": True, "pins": {}, "audit": None}
+        return web.json_response(status | {"consent": {"recipient": None, "holds": None}})
+
+
+@pytest.fixture
+async def previous() -> AsyncIterator[tuple[PreviousSidecar, int]]:
+    sidecar = PreviousSidecar()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", sidecar.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield sidecar, port
+    await runner.cleanup()
+
+
+async def test_the_operator_pushes_to_a_previous_release_sidecar_without_key_delivery(
+    previous: tuple[PreviousSidecar, int], tmp_path: Path
+) -> None:
+    fake, port = previous
+    document = server_document()
+    document["spec"]["gateway"] = {"adminPort": port}
+    server = MCPServer.model_validate(document)
+    sidecar = Sidecar("agents/files-1", "agents/files", "127.0.0.1", True, True, KEY.kid, "1")
+    keyring = Keyring(KEY)
+    held: dict[str, tuple[str, str]] = {}
+    root = b"r" * 32
+    pusher = Pusher(operator_settings(tmp_path))
+    try:
+        # Counted by its v1 seal: no delivery, no failure (no retry), noted for this process.
+        for _ in range(2):
+            failed = await deliver_keys(
+                pusher, keyring, server, root, [sidecar], held, {sidecar.pod}
+            )
+            assert failed == []
+        assert held == {sidecar.pod: ("1", MOUNTED)}
+        assert fake.requests == [("GET", "/v1/status")]  # asked once, never PUT a key
+        outcome = await pusher.push(sidecar, port, [b"bundle"], [])
+        assert outcome.ok
+        assert ("PUT", "/v1/bundle") in fake.requests
+        # A sidecar sealed v2 that shows no auditKey is a failure, retried as before.
+        held.clear()
+        failed = await deliver_keys(pusher, keyring, server, root, [sidecar], held, ())
+        assert [why for _, why in failed] == ["it takes no audit key delivery"]
+        # A restarted v1 sidecar (new incarnation) is asked again.
+        restarted = dataclasses.replace(sidecar, incarnation="2")
+        assert (
+            await deliver_keys(pusher, keyring, server, root, [restarted], held, {sidecar.pod})
+            == []
+        )
+        assert held[sidecar.pod] == ("2", MOUNTED)
+    finally:
+        await pusher.close()
+    assert not any(path == "/v1/audit-key" for _, path in fake.requests)
