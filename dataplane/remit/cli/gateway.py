@@ -13,7 +13,6 @@ import typer
 import uvloop
 
 from remit.cli.common import errors, fail
-from remit.cli.consent import standalone_listen, standalone_page, standalone_settings
 from remit.errors import RemitError
 from remit.gateway.app import Gateway
 from remit.gateway.logs import log_to_stderr
@@ -117,14 +116,21 @@ def gateway(
         if settings.bundle.policy_dirs:
             if not server:
                 fail("standalone mode (-f) needs --server NAME")
-            page = standalone_listen(settings, consent_listen)
-            if page is not None:
-                settings = standalone_settings(settings, page)
+            page = None
+            if consent_listen != "off":
+                # The page's stack (FastAPI, pydantic, PyYAML: ~27 MiB) loads only when served.
+                from remit.cli.consent import standalone_listen, standalone_settings  # noqa: PLC0415
+
+                page = standalone_listen(settings, consent_listen)
+                if page is not None:
+                    settings = standalone_settings(settings, page)
             built = build_standalone(settings, server, namespace)
             problem = unreachable(settings.upstream.url)
             if problem:
                 fail(problem, code=1)
             if page is not None:
+                from remit.cli.consent import standalone_page  # noqa: PLC0415
+
                 extra.append(standalone_page(built, page, consent_client_id))
         else:
             if settings.bundle.public_key is None:

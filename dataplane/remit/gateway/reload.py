@@ -5,7 +5,9 @@ the directory every ``interval`` seconds (names, sizes and modification times of
 a stat per file, no reading), and when anything changed it compiles again, signs with the run's
 own key and installs the bundle through the same verification path as a push. The consent page
 writes grants into this directory, so an approval or a revocation there is enforced within
-``interval`` plus a compile (the 2 s every other revocation gets).
+``interval`` plus a compile (the 2 s every other revocation gets). Each reload compiles in a
+short-lived child process, as the start does (``standalone.py``): parsing the YAML in-process
+left the gateway some 15 MiB larger after every reload of 10,000 grants.
 
 A directory that no longer compiles keeps the last good bundle in force and logs why (as the
 operator keeps a sidecar's last bundle when a resource is invalid); the next valid change is
@@ -25,9 +27,9 @@ from joserfc.jwk import OKPKey
 
 from remit.errors import InvalidResourcesError, RemitError
 from remit.gateway.metrics import Metrics
+from remit.gateway.standalone import compile_in_child
 from remit.gateway.state import PolicyState
 from remit.policy.bundle import Bundle
-from remit.policy.signing import sign
 
 log = logging.getLogger(__name__)
 Fingerprint = tuple[tuple[str, int, int], ...]
@@ -96,8 +98,10 @@ class PolicyReloader:
     def reload(self) -> bool:
         """Compile and install now; False (and the last bundle stays) if it does not compile."""
         try:
-            bundle = compile_dirs(self.dirs, self.server, self.namespace, self._serial())
-            self.state.install_signed(sign(bundle, self.key))
+            token, _ = compile_in_child(
+                self.dirs, self.server, self.namespace, self._serial(), self.key
+            )
+            bundle, _ = self.state.install_signed(token)
         except RemitError as exc:
             self.failures += 1
             log.error("policy directory not reloaded, the last bundle stays in force: %s", exc)

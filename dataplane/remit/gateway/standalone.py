@@ -7,8 +7,8 @@ which ``gc`` and ``malloc_trim`` cannot return). A sidecar never parses YAML: th
 compiles and pushes. Standalone mode does the same split inside one command at start: a child
 process (``spawn``, so it shares nothing with the gateway) loads, validates, compiles and signs
 with the run's key, and hands back only the signed bundle. The gateway installs it through the
-verification path a pushed bundle takes and holds what a sidecar holds. (A later reload of the
-directory, ``reload.py``, still compiles in-process.)
+verification path a pushed bundle takes and holds what a sidecar holds. A later reload of the
+directory (``reload.py``) compiles the same way.
 
 Errors keep their text: the child renders a :class:`~remit.errors.RemitError` and the parent
 raises it again as :class:`~remit.errors.CompileError` (the CLI prints the message).
