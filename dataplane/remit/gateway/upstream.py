@@ -25,6 +25,7 @@ from typing import Final, Literal
 
 import aiohttp
 from multidict import CIMultiDict
+from yarl import URL
 
 from remit.errors import MediaTypeError, UpstreamError
 from remit.gateway.bounds import DEFAULT_LIMITS, ResponseLimits
@@ -262,6 +263,7 @@ class Upstream:
 
     def __init__(self, settings: UpstreamSettings) -> None:
         self.settings = settings
+        self._url = URL(settings.url)  # parsed once, not per request
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -278,6 +280,9 @@ class Upstream:
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
                 raise_for_status=False,
+                # One client serves every caller: an upstream's Set-Cookie must never be kept
+                # and sent with another caller's request (and no jar to consult per request).
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
 
     async def close(self) -> None:
@@ -301,7 +306,7 @@ class Upstream:
         try:
             async with asyncio.timeout(self.settings.response_timeout):
                 response = await self._session.request(
-                    method, self.settings.url, headers=headers, data=body, allow_redirects=False
+                    method, self._url, headers=headers, data=body, allow_redirects=False
                 )
         except TimeoutError as exc:
             raise UpstreamError(504, "upstream did not answer in time", TIMEOUT) from exc
