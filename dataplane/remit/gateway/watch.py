@@ -12,8 +12,7 @@ drops the upstream connection (the upstream sees the call cancelled) and records
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Final, TypeVar
 
 from remit.errors import ClientGoneError, UpstreamError
@@ -48,19 +47,40 @@ class ClientWatch:
 
     async def race(self, awaitable: Awaitable[T]) -> T:
         """The result of ``awaitable``, unless the client goes first: then it is cancelled
-        and ``ClientGoneError`` raised."""
-        work = asyncio.ensure_future(awaitable)
+        and ``ClientGoneError`` raised.
+
+        ``awaitable`` runs in the calling task (no task of its own, no ``asyncio.wait``: this
+        is on every call's path twice); a disconnect cancels the calling task, and that one
+        cancellation is taken back here and turned into ``ClientGoneError``.
+        """
+        if self.gone:
+            if isinstance(awaitable, Coroutine):
+                awaitable.close()
+            raise ClientGoneError
+        task = asyncio.current_task()
+        assert task is not None
+        fired = False
+        waiting = True  # a callback scheduled before the finally below may run after it
+
+        def cancel(_: object) -> None:
+            nonlocal fired
+            # ``close`` cancels the watcher: that is not a disconnect.
+            if waiting and not self._task.cancelled():
+                fired = True
+                task.cancel()
+
+        self._task.add_done_callback(cancel)
         try:
-            await asyncio.wait({work, self._task}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            work.cancel()
-            raise
-        if work.done():
-            return work.result()
-        work.cancel()
-        with contextlib.suppress(asyncio.CancelledError, UpstreamError):
-            await work
-        raise ClientGoneError
+            return await awaitable
+        except (asyncio.CancelledError, UpstreamError):
+            # The work may have turned the cancellation into its own error (a broken read).
+            if not fired:
+                raise
+            task.uncancel()
+            raise ClientGoneError from None
+        finally:
+            waiting = False
+            self._task.remove_done_callback(cancel)
 
     def close(self) -> None:
         """Stop watching (the answer is complete)."""
