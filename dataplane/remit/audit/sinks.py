@@ -263,13 +263,21 @@ class FileSink(LineWriter):
 
 class _SyncBehind:
     """The sync thread of a :class:`FileSink` without ``fsync_wait``: ``fsync`` whenever lines
-    were written since the last sync began (group commit; never on the event loop)."""
+    were written since the last sync began (group commit; never on the event loop).
+
+    Woken through a bare lock, as the writer thread is (``writer.py``): a ``threading.Event``
+    is a ``Condition``, whose wait and notify take the GIL several times more, and this thread
+    competes for it with the loop and the writer on every written batch."""
 
     def __init__(self, fd: int, name: str, fsync_function: Callable[[int], None]) -> None:
         self._fd = fd
         self._name = name
         self._fsync_function = fsync_function
-        self._dirty = threading.Event()
+        self._lock = threading.Lock()
+        self._wake = threading.Lock()  # held while the thread sleeps; released to wake it
+        self._wake.acquire()
+        self._sleeping = False
+        self._dirty = False
         self._stopping = False
         self.error = ""
         self.syncs = 0
@@ -278,12 +286,20 @@ class _SyncBehind:
 
     def wake(self) -> None:
         """Lines were written: sync them (called by the writer thread)."""
-        self._dirty.set()
+        with self._lock:
+            self._dirty = True
+            if self._sleeping:
+                self._sleeping = False
+                self._wake.release()
 
     def _run(self) -> None:
         while True:
-            self._dirty.wait()
-            self._dirty.clear()
+            with self._lock:
+                sleep = self._sleeping = not self._dirty
+            if sleep:
+                self._wake.acquire()  # until wake releases it
+            with self._lock:
+                self._dirty = False
             if self.error:
                 return
             try:
@@ -293,13 +309,15 @@ class _SyncBehind:
                 log.error("%s: fsync failed: %s", self._name, self.error)
                 return
             self.syncs += 1
-            if self._stopping and not self._dirty.is_set():
-                return
+            with self._lock:
+                if self._stopping and not self._dirty:
+                    return
 
     def stop(self) -> None:
         """Sync what was written and stop (the writer thread has stopped)."""
-        self._stopping = True
-        self._dirty.set()
+        with self._lock:
+            self._stopping = True
+        self.wake()
         self._thread.join()
 
 
