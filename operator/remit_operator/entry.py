@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -133,6 +135,11 @@ def build(
     configure(kopf_settings, settings, scratch)
 
     after_login(runtime, kopf_settings)
+
+    @kopf.on.startup(registry=registry, id="remit-loop-errors")
+    async def _loop_errors(**_: Any) -> None:
+        asyncio.get_running_loop().set_exception_handler(handle_loop_error)
+
     return registry, kopf_settings, runtime
 
 
@@ -153,12 +160,45 @@ def after_login(runtime: Runtime, kopf_settings: kopf.OperatorSettings) -> None:
         server.gate = runtime.started
 
 
+def log_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """One log line for an exception Python cannot raise (not a traceback on stderr).
+
+    At shutdown kopf's watch streams are async generators closed by the event loop; one that
+    fails to close (``generator didn't stop after athrow()``) would otherwise print a
+    traceback into the operator's log. The traceback stays available at DEBUG.
+    """
+    log.warning(
+        "ignored %s%s in %r",
+        unraisable.exc_type.__name__,
+        f" ({unraisable.exc_value})" if unraisable.exc_value is not None else "",
+        unraisable.object,
+    )
+    log.debug("ignored exception", exc_info=unraisable.exc_value)
+
+
+def handle_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """A watch stream that fails to close at shutdown is one log line, not a traceback.
+
+    kopf's watch streams are async generators; asyncio closes those still open when the loop
+    ends and reports a failure to close (``generator didn't stop after athrow()``) through the
+    loop's exception handler, which would print a traceback into the operator's log. Every
+    other loop error keeps asyncio's default report.
+    """
+    if "asyncgen" not in context:
+        loop.default_exception_handler(context)
+        return
+    error = context.get("exception")
+    log.warning("closing %r failed: %r", context["asyncgen"], error)
+    log.debug("closing an async generator failed", exc_info=error)
+
+
 def run(settings: Settings) -> None:
     """Run the operator in this process until interrupted (all namespaces)."""
     logging.basicConfig(
         level=settings.kube.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    sys.unraisablehook = log_unraisable
     if settings.kube.log_level.upper() != "DEBUG":  # one line per request to every sidecar: noise
         logging.getLogger("httpx").setLevel(logging.WARNING)
     registry, kopf_settings, runtime = build(settings)

@@ -3,15 +3,19 @@ configuration, the index's idea of which servers a change affects, status condit
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 
 from remit.api.mcpserver import LabelSelector
 from remit.errors import ResourceError
+from remit_operator.entry import handle_loop_error, log_unraisable
 from remit_operator.errors import SettingsError
 from remit_operator.index import Index, Sidecar, sidecar_from_pod
 from remit_operator.settings import Settings, WebhookSettings
@@ -261,3 +265,58 @@ def test_operator_deployment_entry_starts_without_the_cli_framework_and_names_a_
     )
     assert result.stdout.strip() == "2 []"
     assert result.stderr.strip() == "error: REMIT_PUSH_RETRIES: expected a number, got 'lots'"
+
+
+def test_an_exception_python_cannot_raise_is_one_log_line_not_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Leaky:
+        def __del__(self) -> None:
+            raise RuntimeError("generator didn't stop after athrow()")
+
+    previous = sys.unraisablehook
+    sys.unraisablehook = log_unraisable
+    try:
+        with caplog.at_level(logging.INFO, logger="remit_operator.entry"):
+            Leaky()  # dropped at once: __del__ raises where nothing can catch it
+    finally:
+        sys.unraisablehook = previous
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(lines) == 1
+    assert lines[0].startswith("ignored RuntimeError (generator didn't stop after athrow()) in ")
+    assert "Traceback" not in caplog.text
+
+
+def test_a_watch_stream_failing_to_close_at_shutdown_is_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def watch() -> AsyncIterator[int]:
+        try:
+            yield 1
+        finally:
+            raise RuntimeError("generator didn't stop after athrow()")
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(handle_loop_error)
+        stream = watch()
+        await stream.__anext__()
+        main.stream = stream  # type: ignore[attr-defined]  # left open: closed by asyncio.run
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(main())
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(lines) == 1
+    assert lines[0].startswith("closing <async_generator object")
+    assert "RuntimeError" in lines[0]
+    assert "Traceback" not in caplog.text
+
+
+def test_other_loop_errors_keep_asyncios_report(caplog: pytest.LogCaptureFixture) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        with caplog.at_level(logging.ERROR, logger="asyncio"):
+            handle_loop_error(loop, {"message": "boom", "exception": ValueError("x")})
+    finally:
+        loop.close()
+    assert "boom" in caplog.text
+    assert "ValueError" in caplog.text
