@@ -5,7 +5,9 @@ froze the whole gateway, ``/healthz`` included. Here the loop only appends a lin
 gets a future; one thread per sink writes the queued lines in order, in batches, and resolves
 each future once its line is written (and, for a file with ``fsync``, synced). Lines queued
 while a write or ``fsync`` runs go out together in the next one: group commit, so concurrent
-callers share syscalls while each still resumes only after its own line is durable.
+callers share syscalls while each still resumes only after its own line is durable. An idle
+thread is woken once per loop tick that queued lines (a callback at the end of the tick), so
+every line of the tick goes out in one batch for one hand-over.
 
 Back-pressure policy. Nothing is dropped silently: every line that does not reach the
 destination fails its caller with :class:`~remit.errors.AuditError` (the gateway then denies
@@ -76,6 +78,7 @@ class LineWriter:
         self._wake = threading.Lock()  # held while the writer sleeps; released to wake it
         self._wake.acquire()
         self._sleeping = False
+        self._kick_due = False  # a wake is scheduled for the end of this loop tick
         self._queue: deque[_Line] = deque()
         self._queued_bytes = 0
         self._inflight: list[_Line] = []
@@ -164,7 +167,9 @@ class LineWriter:
                     data = line[written:]
                     self._queue.append(_Line(data, key, counted, self._lost, future, now))
                     self._queued_bytes += len(data)
-                    self._wake_writer()
+                    if self._sleeping and not self._kick_due:
+                        self._kick_due = True
+                        loop.call_soon(self._kick)
         self._fail(doomed, self._stall_message())
         if refusal:
             raise AuditError(refusal)
@@ -257,6 +262,14 @@ class LineWriter:
         return loop
 
     # -- the writer thread ----------------------------------------------------------------
+
+    def _kick(self) -> None:
+        """On the loop, once per tick that queued lines for an idle writer: wake it once for
+        all of them. Waking on each line handed the GIL to the thread in the middle of the
+        tick, for a batch of one line, while the tick went on queueing more."""
+        with self._lock:
+            self._kick_due = False
+            self._wake_writer()
 
     def _wake_writer(self) -> None:
         """Wake the writer if it sleeps (lock held). A bare lock, not a ``Condition``: this

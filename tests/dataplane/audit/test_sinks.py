@@ -208,12 +208,15 @@ async def test_a_stdout_pipe_nobody_reads_never_blocks_the_loop() -> None:
 
 
 async def test_a_full_queue_refuses_lines_and_counts_them(tmp_path: Path) -> None:
-    release = threading.Event()
-    sink = FileSink(
-        tmp_path / "log", max_queue_bytes=4, fsync_function=lambda fd: bool(release.wait(10))
-    )
+    release, syncing = threading.Event(), threading.Event()
+
+    def hang(fd: int) -> None:
+        syncing.set()
+        release.wait(10)
+
+    sink = FileSink(tmp_path / "log", max_queue_bytes=4, fsync_function=hang)
     first = sink.submit(b"a\n", key="a", follows=None)  # taken by the writer, fsync hangs
-    await asyncio.to_thread(wait_until, lambda: sink.health().queued == 1)
+    await asyncio.to_thread(syncing.wait, 10)
     second = sink.submit(b"b\n", key="b", follows="a")
     third = sink.submit(b"c\n", key="c", follows="b")  # 4 bytes queued: the limit
     with pytest.raises(AuditError, match="queue full"):

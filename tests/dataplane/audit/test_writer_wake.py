@@ -4,8 +4,13 @@ the loop (the per-record wake was the largest cost in the gateway's profile, iss
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+from pathlib import Path
 
+import pytest
+
+from remit.audit.sinks import FileSink
 from remit.audit.writer import LineWriter
 from tests.dataplane.audit.helpers import wait_until
 
@@ -94,3 +99,52 @@ async def test_a_blocked_write_leaves_the_loop_running() -> None:
     await asyncio.gather(*pending, *queued)
     assert writer.batches == [b"0\n", b"1\n"]
     await writer.close()
+
+
+async def test_lines_queued_in_one_tick_wake_the_writer_once_after_the_tick() -> None:
+    writer = GatedWriter()
+    await asyncio.gather(*chain(writer, [b"0\n"]))
+    await asyncio.to_thread(wait_until, lambda: writer.idle)
+    wakes, batches = writer.wakes, len(writer.batches)
+    lines = [f"{n}\n".encode() for n in range(1, 9)]
+    futures = chain(writer, lines, start=1)  # one tick: the writer is not woken mid-tick
+
+    assert writer.wakes == wakes
+    await asyncio.gather(*futures)
+    assert writer.wakes - wakes == 1
+    assert writer.batches[batches:] == [b"".join(lines)]  # one batch, in order
+    await writer.close()
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+async def test_a_line_queued_in_a_tick_is_on_disk_when_its_caller_resumes(
+    tmp_path: Path, fsync: bool
+) -> None:
+    path = tmp_path / "log"
+    synced: list[int] = []
+
+    def counting_fsync(fd: int) -> None:
+        os.fsync(fd)
+        synced.append(path.stat().st_size)
+
+    sink = FileSink(path, fsync=fsync, fsync_function=counting_fsync)
+    lines = [f'{{"n":{n}}}\n'.encode() for n in range(20)]
+    seen: list[tuple[int, int, int]] = []  # (line end, bytes in the file, bytes synced)
+    futures, end = [], 0
+    for n, line in enumerate(lines):  # one tick, chained as the audit chain submits them
+        end += len(line)
+        futures.append(sink.submit(line, key=str(n), follows=str(n - 1) if n else None))
+        futures[-1].add_done_callback(  # runs as the caller resumes
+            lambda _, end=end: seen.append((end, path.stat().st_size, synced[-1] if synced else 0))
+        )
+    await asyncio.gather(*futures)
+    await sink.close()
+
+    assert path.read_bytes() == b"".join(lines)
+    assert [line_end for line_end, _, _ in seen] == sorted(line_end for line_end, _, _ in seen)
+    assert all(size >= line_end for line_end, size, _ in seen)
+    if fsync:
+        assert synced == [end]  # the tick's lines were written and synced together
+        assert all(on_disk >= line_end for line_end, _, on_disk in seen)
+    else:
+        assert synced == []
