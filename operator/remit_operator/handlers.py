@@ -250,7 +250,14 @@ async def mutate_pod(
         if not await rt.ready(KEY_WAIT_SECONDS):
             raise kopf.AdmissionError("remit: the signing key is not loaded yet", code=503)
         native = await (version or ServerVersion()).native(rt)
-        injected = inject(pod, server, rt.settings, rt.keyring.active, native=native)
+        injected = inject(
+            pod,
+            server,
+            rt.settings,
+            rt.keyring.active,
+            native=native,
+            keys=list(rt.keyring.candidates()),
+        )
     except (InjectionError, KubeError) as exc:
         raise kopf.AdmissionError(f"remit: cannot inject the gateway: {exc}", code=403) from exc
 

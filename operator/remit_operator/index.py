@@ -18,10 +18,10 @@ from remit.api.consentgrant import ConsentGrant
 from remit.api.mcpserver import MCPServer
 from remit.policy.compiler import applies_to, grant_for
 from remit_operator.compact import Shapes
+from remit_operator.podshape import GATEWAY_CONTAINER, exposure
 from remit_operator.seal import container_digest
 from remit_operator.seal_v1 import Sources, container_digest_v1, volume_sources
 
-GATEWAY_CONTAINER = "remit-gateway"
 SERVER_ANNOTATION = "remit.dev/mcpserver"
 SERVER_LABEL = "remit.dev/mcpserver"  # the API server filters the pod watch by it
 KEY_ANNOTATION = "remit.dev/bundle-key-id"
@@ -55,6 +55,8 @@ class Sidecar:
     starting: bool = False  # created, gateway not listening yet: not a failure to report
     v1_digest: str | None = None  # what a previous release's seal covers (seal_v1.py)
     volumes: Sources = ()  # each volume the gateway mounts, with its source
+    exposed: str | None = None  # why something else could pose as its gateway (podshape.py)
+    created: str | None = None  # metadata.creationTimestamp (set by the API server)
 
     @property
     def admin_host(self) -> str:
@@ -121,6 +123,8 @@ def sidecar_from_pod(body: Mapping[str, Any]) -> Sidecar | None:
         starting=bool(alive and not reachable),
         v1_digest=container_digest_v1(container, spec) if container else None,
         volumes=volume_sources(container, spec) if container else (),
+        exposed=exposure(spec),
+        created=str(metadata.get("creationTimestamp") or "") or None,
     )
 
 

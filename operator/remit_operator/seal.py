@@ -44,7 +44,7 @@ import orjson
 from joserfc.jwk import OKPKey
 
 KEY_VOLUME = "remit-bundle-key"
-_CONTEXT = b"remit.dev injection seal v2\0"  # v2: every mounted volume
+_CONTEXT = b"remit.dev injection seal v3\0"  # v3: probes, lifecycle, place (v2 unreleased)
 
 
 def _env(entry: Mapping[str, Any]) -> list[Any]:
@@ -73,17 +73,58 @@ def mounted_volumes(container: Mapping[str, Any], spec: Mapping[str, Any]) -> li
     return identity
 
 
+_TIMING = frozenset(
+    {
+        "initialDelaySeconds",
+        "timeoutSeconds",
+        "periodSeconds",
+        "successThreshold",
+        "failureThreshold",
+        "terminationGracePeriodSeconds",
+    }
+)
+
+
+def _handler(handler: Any) -> Any:
+    """What a probe or lifecycle handler runs, by kind, without what the API server defaults
+    (``httpGet.scheme``, ``grpc.service``): the command, path, host, headers and port."""
+    if not isinstance(handler, Mapping):
+        return handler
+    out: list[Any] = []
+    for kind in sorted(str(k) for k in handler):
+        value = handler[kind]
+        if kind in _TIMING:
+            continue
+        if kind == "httpGet" and isinstance(value, Mapping):
+            value = [value.get(f) for f in ("path", "port", "host", "httpHeaders")]
+        elif kind == "grpc" and isinstance(value, Mapping):
+            value = [value.get("port"), value.get("service") or ""]
+        out.append([kind, value])
+    return out
+
+
 def container_identity(container: Mapping[str, Any]) -> list[Any]:
-    """The container's fields both seal versions cover, in their order."""
+    """The container's fields the seal covers: every one that decides what runs in it, or
+    with what, that the API server never defaults (so a stored pod still verifies)."""
+    lifecycle = container.get("lifecycle")
     return [
         container.get("name"),
         container.get("image"),
         container.get("command"),
         container.get("args"),
+        container.get("workingDir"),
         [_env(e) for e in container.get("env") or [] if isinstance(e, Mapping)],
         container.get("envFrom"),
         [
-            [m.get("name"), m.get("mountPath"), bool(m.get("readOnly")), m.get("subPath")]
+            [
+                m.get("name"),
+                m.get("mountPath"),
+                bool(m.get("readOnly")),
+                m.get("subPath"),
+                m.get("subPathExpr"),
+                m.get("mountPropagation"),
+                m.get("recursiveReadOnly"),
+            ]
             for m in container.get("volumeMounts") or []
             if isinstance(m, Mapping)
         ],
@@ -94,7 +135,26 @@ def container_identity(container: Mapping[str, Any]) -> list[Any]:
             for p in container.get("ports") or []
             if isinstance(p, Mapping)
         ],
+        [_handler(container.get(p)) for p in ("startupProbe", "readinessProbe", "livenessProbe")],
+        (
+            [[str(k), _handler(v)] for k, v in sorted(lifecycle.items())]
+            if isinstance(lifecycle, Mapping)
+            else lifecycle
+        ),
+        bool(container.get("stdin")),
+        bool(container.get("stdinOnce")),
+        bool(container.get("tty")),
     ]
+
+
+def gateway_place(container: Mapping[str, Any], spec: Mapping[str, Any]) -> list[Any]:
+    """Where the container sits in the pod: a native sidecar must be the first init container
+    (every other init container and native sidecar starts after its startup probe passes)."""
+    for key in ("initContainers", "containers"):
+        for index, entry in enumerate(spec.get(key) or []):
+            if entry is container:
+                return [key, index]
+    return [None, None]
 
 
 def digest_of(identity: list[Any]) -> str:
@@ -103,8 +163,15 @@ def digest_of(identity: list[Any]) -> str:
 
 
 def container_digest(container: Mapping[str, Any], spec: Mapping[str, Any]) -> str:
-    """SHA-256 over the identity of the gateway container and of every volume it mounts."""
-    return digest_of([*container_identity(container), mounted_volumes(container, spec)])
+    """SHA-256 over the identity of the gateway container, its place in the pod and every
+    volume it mounts."""
+    return digest_of(
+        [
+            *container_identity(container),
+            gateway_place(container, spec),
+            mounted_volumes(container, spec),
+        ]
+    )
 
 
 def _key(signing_key: OKPKey, context: bytes) -> bytes:

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from remit_operator.seal import KEY_VOLUME, container_identity, digest_of, mounted_volumes
+from remit_operator.seal import KEY_VOLUME, digest_of, mounted_volumes
 
 V1_CONTEXT = b"remit.dev injection seal v1\0"
 AUDIT_KEY_VOLUME = "remit-audit-key"  # v1 mounted the digest key from this Secret
@@ -49,9 +49,39 @@ def _key_volume(spec: Mapping[str, Any]) -> list[Any]:
     return [None, []]
 
 
+def _env(entry: Mapping[str, Any]) -> list[Any]:
+    source = entry.get("valueFrom") or {}
+    field = (source.get("fieldRef") or {}).get("fieldPath") if isinstance(source, Mapping) else None
+    return [entry.get("name"), entry.get("value"), field, sorted(source) if source else None]
+
+
+def container_identity_v1(container: Mapping[str, Any]) -> list[Any]:
+    """The container fields a v1 (and the unreleased v2) seal covered, in their order."""
+    return [
+        container.get("name"),
+        container.get("image"),
+        container.get("command"),
+        container.get("args"),
+        [_env(e) for e in container.get("env") or [] if isinstance(e, Mapping)],
+        container.get("envFrom"),
+        [
+            [m.get("name"), m.get("mountPath"), bool(m.get("readOnly")), m.get("subPath")]
+            for m in container.get("volumeMounts") or []
+            if isinstance(m, Mapping)
+        ],
+        container.get("securityContext"),
+        container.get("restartPolicy"),
+        [
+            [p.get("name"), p.get("containerPort")]
+            for p in container.get("ports") or []
+            if isinstance(p, Mapping)
+        ],
+    ]
+
+
 def container_digest_v1(container: Mapping[str, Any], spec: Mapping[str, Any]) -> str:
     """The digest a v1 seal covers: the gateway container and the key volume's name."""
-    return digest_of([*container_identity(container), _key_volume(spec)])
+    return digest_of([*container_identity_v1(container), _key_volume(spec)])
 
 
 def _canonical(source: Any) -> str:

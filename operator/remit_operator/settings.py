@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from remit import errors
@@ -99,6 +100,40 @@ class SigningSettings:
             "been re-created; a later release drops it."
         ),
     )
+    v1_seals_before: str = setting(
+        "",
+        env="V1_SEALS_BEFORE",
+        doc=(
+            "RFC 3339 time (with offset): a v1 seal counts only on a pod the API server created "
+            "before it, so a v1 seal copied into a new pod never does. Set it to when this "
+            "release replaced the previous one. Empty: the time this operator process started "
+            "(moves forward on each restart: set it)."
+        ),
+    )
+
+    def v1_cutoff(self, started: datetime) -> datetime:
+        """When v1 seals stop counting for new pods (``started``: this process's start)."""
+        if not self.v1_seals_before:
+            return started
+        return _rfc3339(self.v1_seals_before)
+
+    def check(self) -> None:
+        """Reject values that cannot work, naming the variable."""
+        if self.v1_seals_before:
+            self.v1_cutoff(datetime.now(UTC))
+
+
+def _rfc3339(value: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(value)  # reads the Z suffix itself
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise SettingsError(
+            "REMIT_V1_SEALS_BEFORE: expected an RFC 3339 time with an offset, "
+            "e.g. 2026-12-02T06:00:00Z"
+        )
+    return when
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,6 +481,7 @@ class Settings:
     def check(self) -> None:
         """Reject values that cannot work, naming the variable."""
         self.kube.check()
+        self.signing.check()
         self.webhook.check()
         self.metrics.check()
         self.push.check()

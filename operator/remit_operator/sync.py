@@ -33,7 +33,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from remit.api.common import Resource
@@ -57,7 +57,7 @@ from remit_operator.netpol import network_policy
 from remit_operator.push import MAX_PINS, PushResult
 from remit_operator.runtime import Runtime
 from remit_operator.status import ServerReport
-from remit_operator.trust import plausible_serial, sort_sidecars
+from remit_operator.trust import V1Seals, plausible_serial, sort_sidecars
 from remit_operator.writes import StatusWriter
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,9 @@ class Inputs:
             and all(a is b for a, b in zip(self.resources, other.resources, strict=True))
             and self.pins == other.pins
         )
+
+
+PROCESS_STARTED = datetime.now(UTC)  # the default v1-seal cutoff (REMIT_V1_SEALS_BEFORE)
 
 
 class Syncer:
@@ -317,9 +320,13 @@ class Syncer:
     def _trusted(self, server: MCPServer, sidecars: list[Sidecar]) -> list[Sidecar]:
         """The sidecars the webhook sealed for this server whose labels it still selects."""
         signing = self.rt.settings.signing
-        v1 = signing.public_key_configmap if signing.accept_v1_seals else None
+        v1 = (
+            V1Seals(signing.public_key_configmap, signing.v1_cutoff(PROCESS_STARTED))
+            if signing.accept_v1_seals
+            else None
+        )
         keys = list(self.rt.keyring.candidates())
-        trusted, refused, self.legacy = sort_sidecars(server, sidecars, keys, v1_key_configmap=v1)
+        trusted, refused, self.legacy = sort_sidecars(server, sidecars, keys, v1=v1)
         self._untrusted &= {s.pod for s, _ in refused}  # report again if it comes back
         for sidecar, why in refused:
             if sidecar.pod not in self._untrusted:

@@ -1,9 +1,12 @@
 """Sidecar injection as pure functions: which MCPServer a pod belongs to, and the injected pod.
 
 The mutating webhook (``handlers.py``) calls these; tests call them directly too. Injection is
-idempotent: a pod that already has the gateway container is returned unchanged. A pod that
-matches two MCPServers, or whose containers already use the gateway's ports, is refused with
-a message naming the problem (``InjectionError``), never admitted ungoverned.
+idempotent: a pod that already has the gateway container with a seal this webhook wrote for
+its server is returned unchanged (re-invocation); one whose gateway's seal does not verify (a
+copy, an edit, a previous release's v1 seal on a new pod) is refused. A pod that matches two
+MCPServers, whose containers already use the gateway's ports, or whose shape would let another
+process pose as the gateway (``podshape.py``), is refused with a message naming the problem
+(``InjectionError``), never admitted ungoverned.
 
 ``webhook_configuration`` is the MutatingWebhookConfiguration: two webhooks, one for pods
 labelled ``remit.dev/inject: "true"``, one for every pod in namespaces labelled
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import jsonpatch
@@ -24,14 +27,14 @@ from remit.api.mcpserver import LabelSelector, MCPServer
 from remit_operator.anchors import ANCHORS_CONFIGMAP
 from remit_operator.errors import InjectionError
 from remit_operator.index import (
-    GATEWAY_CONTAINER,
     KEY_ANNOTATION,
     SEAL_ANNOTATION,
     SERVER_ANNOTATION,
     SERVER_LABEL,
     gateway_spec,
 )
-from remit_operator.seal import KEY_VOLUME, container_digest, seal
+from remit_operator.podshape import GATEWAY_CONTAINER, exposure
+from remit_operator.seal import KEY_VOLUME, container_digest, seal, verify
 from remit_operator.settings import Settings
 
 POD_LABEL = "remit.dev/inject"
@@ -207,6 +210,15 @@ def _used_ports(spec: Mapping[str, Any]) -> set[int]:
     }
 
 
+def _check_shape(spec: Mapping[str, Any], server: MCPServer) -> None:
+    why = exposure(spec)
+    if why is not None:
+        raise InjectionError(
+            f"{why}, so something other than the gateway of MCPServer {server.ref} could "
+            "answer on its ports or run inside it; the operator would never trust it"
+        )
+
+
 def inject(
     pod: Mapping[str, Any],
     server: MCPServer,
@@ -214,16 +226,33 @@ def inject(
     key: OKPKey,
     *,
     native: bool = False,
+    keys: Sequence[OKPKey] = (),
 ) -> dict[str, Any]:
     """The pod with the gateway sidecar, key volume, pull secrets, label and sealed annotations.
 
-    Unchanged if already injected. ``native`` puts the gateway first among the init containers
-    with ``restartPolicy: Always`` (Kubernetes >= 1.29), so a Job's pod completes when its
-    containers do; otherwise it is one more container.
+    ``native`` puts the gateway first among the init containers with ``restartPolicy: Always``
+    (Kubernetes >= 1.29): every other init container and native sidecar starts after its
+    startup probe passed, and a Job's pod completes when its containers do; otherwise it is
+    one more container. A pod that already has the gateway is returned unchanged when its
+    seal verifies for ``server`` under ``key`` or ``keys`` (this webhook's own re-invocation);
+    otherwise it is a copied or edited gateway and refused (``InjectionError``), as is a pod
+    whose shape would let something else pose as the gateway (``podshape.exposure``).
     """
     result = copy.deepcopy(dict(pod))
     spec = result.setdefault("spec", {})
-    if gateway_spec(spec) is not None:
+    present = gateway_spec(spec)
+    if present is not None:
+        seal_value = (result.get("metadata") or {}).get("annotations", {}).get(SEAL_ANNOTATION)
+        digest = container_digest(present, spec)
+        uid = server.metadata.uid
+        if not verify([key, *keys], uid, server.ref, digest, seal_value):
+            raise InjectionError(
+                f"pod already has a {GATEWAY_CONTAINER} container that this webhook did not "
+                f"inject for MCPServer {server.ref} (its seal does not verify: a copied or "
+                "edited gateway); remove it and the remit.dev annotations, the webhook "
+                "injects its own"
+            )
+        _check_shape(spec, server)
         return result
     clash = _used_ports(spec) & {server.spec.gateway.port, server.spec.gateway.admin_port}
     if clash:
@@ -264,6 +293,7 @@ def inject(
     annotations[SERVER_ANNOTATION] = server.metadata.name
     annotations[KEY_ANNOTATION] = str(key.kid)
     annotations["remit.dev/gateway-image"] = settings.gateway.image
+    _check_shape(spec, server)
     digest = container_digest(gateway_spec(spec) or {}, spec)
     annotations[SEAL_ANNOTATION] = seal(key, server.metadata.uid or "", server.ref, digest)
     return result

@@ -77,6 +77,13 @@ async def test_injection_is_idempotent(
     assert answer["allowed"] is True
     assert "patch" not in answer
     assert patched(once, answer) == once
+    # A pod carrying a gateway this webhook did not seal (copied, then edited) is refused.
+    copied = patched(pod, await send_review(operator.settings, admission_review(pod)))
+    copied["metadata"]["name"] = "files-2"
+    _gateway(copied)["lifecycle"] = {"postStart": {"exec": {"command": ["sh", "-c", "x"]}}}
+    answer = await send_review(operator.settings, admission_review(copied))
+    assert answer["allowed"] is False
+    assert "seal does not verify" in answer["status"]["message"]
 
 
 async def test_pod_matching_no_server_is_left_alone(

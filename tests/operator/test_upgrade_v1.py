@@ -19,6 +19,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,14 @@ from joserfc.jwk import OKPKey
 from remit.api.mcpserver import MCPServer
 from remit.policy.signing import load_key
 from remit_operator.auditkeys import MOUNTED, deliver_keys
+from remit_operator.errors import InjectionError, SettingsError
 from remit_operator.index import Sidecar, gateway_spec, sidecar_from_pod
 from remit_operator.keys import Keyring
 from remit_operator.push import Pusher
 from remit_operator.seal import container_digest, seal, verify
 from remit_operator.seal_v1 import V1_CONTEXT, container_digest_v1
-from remit_operator.settings import Settings
-from remit_operator.trust import sort_sidecars
+from remit_operator.settings import Settings, SigningSettings
+from remit_operator.trust import V1Seals, sort_sidecars
 from remit_operator.webhook import inject
 from tests.dataplane.compat.support import payload_of
 from tests.dataplane.compat.v1.schema import parse_bundle
@@ -63,6 +65,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
 KEY = fixture_key()
 CONFIGMAP = Settings().signing.public_key_configmap
 SERVER = MCPServer.model_validate(server_document())
+UPGRADED = datetime(2026, 12, 1, tzinfo=UTC)  # REMIT_V1_SEALS_BEFORE in these tests
 
 
 def _stored_v1_pod() -> dict[str, Any]:
@@ -73,6 +76,7 @@ def _stored_v1_pod() -> dict[str, Any]:
             if kind in volume:
                 volume[kind]["defaultMode"] = 420
     pod["metadata"]["uid"] = "pod-uid-1"
+    pod["metadata"]["creationTimestamp"] = "2026-11-30T10:00:00Z"  # before the upgrade
     pod["status"] = {"phase": "Running", "podIP": "127.0.0.1"}
     return pod
 
@@ -80,8 +84,8 @@ def _stored_v1_pod() -> dict[str, Any]:
 def _sort(pod: dict[str, Any], *, accept_v1: bool = True) -> tuple[bool, str, frozenset[str]]:
     sidecar = sidecar_from_pod(pod)
     assert sidecar is not None
-    v1 = CONFIGMAP if accept_v1 else None
-    trusted, refused, legacy = sort_sidecars(SERVER, [sidecar], [KEY], v1_key_configmap=v1)
+    v1 = V1Seals(CONFIGMAP, UPGRADED) if accept_v1 else None
+    trusted, refused, legacy = sort_sidecars(SERVER, [sidecar], [KEY], v1=v1)
     return bool(trusted), refused[0][1] if refused else "", legacy
 
 
@@ -101,6 +105,30 @@ def test_a_pod_the_previous_release_injected_counts_as_a_sidecar() -> None:
     seal = fresh["metadata"]["annotations"]["remit.dev/injection-seal"]
     assert verify([KEY], SERVER.metadata.uid, SERVER.ref, digest, seal)
     assert not verify([KEY], SERVER.metadata.uid, SERVER.ref, digest, seal, context=V1_CONTEXT)
+
+
+def test_a_v1_seal_copied_into_a_pod_created_after_the_upgrade_counts_nowhere() -> None:
+    pod = _stored_v1_pod()
+    pod["metadata"]["creationTimestamp"] = "2026-12-01T00:00:01Z"  # after REMIT_V1_SEALS_BEFORE
+    trusted, why, legacy = _sort(pod)
+    assert (trusted, legacy) == (False, frozenset())
+    assert why.startswith("sealed by the previous release, but created after it was replaced")
+    del pod["metadata"]["creationTimestamp"]  # a pod the API server never stored: no time
+    assert not _sort(pod)[0]
+    # The webhook of this release never writes a v1 seal: a CREATE carrying one is a copy.
+    copied = json.loads((Path(__file__).parent / "v1_pod.json").read_text())
+    with pytest.raises(InjectionError, match="seal does not verify"):
+        inject(copied, SERVER, Settings(), KEY)
+
+
+def test_the_v1_cutoff_setting_is_an_rfc3339_time_with_an_offset() -> None:
+    started = datetime(2026, 12, 2, 5, 0, tzinfo=UTC)
+    assert SigningSettings().v1_cutoff(started) == started  # unset: this process's start
+    chosen = SigningSettings(v1_seals_before="2026-11-30T12:00:00Z")
+    assert chosen.v1_cutoff(started) == datetime(2026, 11, 30, 12, tzinfo=UTC)
+    for bad in ("yesterday", "2026-11-30T12:00:00"):
+        with pytest.raises(SettingsError, match="REMIT_V1_SEALS_BEFORE"):
+            SigningSettings(v1_seals_before=bad).check()
 
 
 SWAPS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -158,7 +186,7 @@ def test_a_previous_release_pod_with_a_swapped_volume_is_not_a_sidecar() -> None
     # An operator publishing its key under another name expects that name in v1 pods too.
     sidecar = sidecar_from_pod(_stored_v1_pod())
     assert sidecar is not None
-    assert not sort_sidecars(SERVER, [sidecar], [KEY], v1_key_configmap="other-key").trusted
+    assert not sort_sidecars(SERVER, [sidecar], [KEY], v1=V1Seals("other-key", UPGRADED)).trusted
 
 
 class PreviousSidecar:
@@ -304,6 +332,7 @@ async def test_a_running_operator_keeps_governing_a_previous_release_pod(
     pods = {}
     for pod_ip, pod_name in ((ip, "files-51"), (other_ip, "files-52")):
         v1 = as_v1(await injected(operator.settings, app_pod(pod_name)), signing, server)
+        v1["metadata"]["creationTimestamp"] = "2026-11-30T10:00:00Z"  # before this process
         pods[pod_name] = SidecarProcess(v1, pod_ip, "http://127.0.0.1:9", tmp_path / "k")
     anchors = next(
         v for v in pods["files-52"].pod["spec"]["volumes"] if v["name"] == "remit-anchors"
