@@ -8,29 +8,37 @@ digest of the gateway container and every volume it mounts, exactly as injected.
 only when
 
 - its seal verifies over the gateway container it *really* runs (the digest is recomputed from
-  the stored pod spec, so editing the image, command, environment, mounts or security context,
-  or pointing any of its volumes elsewhere: another public key, another anchors ConfigMap,
-  breaks it),
+  the stored pod spec, so editing the image, command, environment, mounts, security context,
+  probes or lifecycle hooks, moving it in the pod, or pointing any of its volumes elsewhere:
+  another public key, another anchors ConfigMap, breaks it),
 - the seal names the MCPServer the annotation claims, with its current uid (a server deleted
   and re-created under the same name does not inherit the old pods), and
-- the server's selector still matches the pod's labels.
+- the server's selector still matches the pod's labels,
+
+and its shape lets nothing else bind the gateway's ports first or reach into it
+(``podshape.py``). The seal proves the pod spec; what answers on the admin port is the gateway
+only as far as that shape check reaches (docs/operator.md, "Which pods count").
 
 Copying a seal together with the identical container into another pod of the same namespace
-yields a pod that runs the genuine gateway with the genuine configuration: it is a sidecar.
+and shape yields a pod that runs the genuine gateway with the genuine configuration: it is a
+sidecar.
 
-The digest covers only fields the API server never defaults or rewrites (image, command, args,
-env, volume mounts, security context, restart policy, ports, and the source of each mounted
-volume without its defaulted ``defaultMode``): defaulted fields such as probe timeouts or
-quantity canonicalization would otherwise break it. (The argument digest key is no volume at
-all: the operator delivers it to the running process, ``auditkeys.py``.)
+The digest (v3; v2, never released, lacked probes, lifecycle, workingDir, stdin/tty, the newer
+mount fields and the place) covers only fields the API server never defaults or rewrites
+(image, command, args, workingDir, env, volume mounts, security context, restart policy,
+ports, what probes and lifecycle hooks run, stdin/tty, the source of each mounted volume
+without its defaulted ``defaultMode``): defaulted fields such as probe timeouts, the
+``httpGet`` scheme or quantity canonicalization would otherwise break it, so resources are not
+covered. (The argument digest key is no volume at all: the operator delivers it to the
+running process, ``auditkeys.py``.)
 
-Pods the previous release injected carry a v1 seal, whose digest covered the same container
-fields but, of the volumes, only the public-key ConfigMap's name. Refusing them would leave
-every running sidecar on its last bundle (no revocation, no policy change) until each workload
-is restarted, so while ``REMIT_ACCEPT_V1_SEALS`` is on (the default for this release) a v1
-seal counts when, in addition, every volume the gateway mounts is checked directly against
-the source v1 injected (``seal_v1.py``): the container is still proven by the seal, what it
-mounts by comparison, so such a pod is trusted exactly as far as a v2 one.
+Pods the previous release injected carry a v1 seal, whose digest covered fewer container fields
+(``seal_v1.container_identity_v1``) and, of the volumes, only the public-key ConfigMap's name.
+Refusing them would leave every running sidecar on its last bundle (no revocation, no policy
+change) until each workload is restarted, so while ``REMIT_ACCEPT_V1_SEALS`` is on (the
+default for this release) a v1 seal counts on a pod the API server created before
+``REMIT_V1_SEALS_BEFORE`` when, in addition, every volume the gateway mounts is checked
+directly against the source v1 injected (``seal_v1.py``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ pushing to every running sidecar (revocations and policy changes not applied) un
 workload is restarted. A pod sealed by v1 therefore counts as a sidecar (``trust.py``) when
 
 - its v1 seal verifies over the container it runs (``container_digest_v1``: the fields
-  ``seal.container_identity`` covers, then the key volume as v1 digested it), and
+  ``container_identity_v1`` covers, then the key volume as v1 digested it),
+- the API server created it before ``REMIT_V1_SEALS_BEFORE`` (``trust.py``), and
 - every volume the gateway mounts has exactly the source v1 injected (``volumes_as_injected``),
   compared as the v2 digest compares sources: without the ``defaultMode`` the API server fills
   in. The key volume must name the ConfigMap this operator publishes
@@ -17,8 +18,11 @@ workload is restarted. A pod sealed by v1 therefore counts as a sidecar (``trust
 
 Anything else (another ConfigMap, another Secret or item, another kind of volume, one more
 field, a mount without its volume) is untrusted, as a pod without a seal. The webhook never
-writes a v1 seal: pods created after the upgrade get v2. ``REMIT_ACCEPT_V1_SEALS=false`` ends
-the acceptance once every governed pod has been re-created; a later release removes it.
+writes a v1 seal (pods created after the upgrade get v3, and it refuses a CREATE carrying a
+v1 seal), and a v1 seal counts only on a pod created before ``REMIT_V1_SEALS_BEFORE``.
+``REMIT_ACCEPT_V1_SEALS=false`` ends the acceptance once every governed pod has been
+re-created; a later release removes it. Their argument digests are keyed with the
+per-namespace Secret, not derivable from the operator's root key: investigators need it.
 """
 
 from __future__ import annotations
