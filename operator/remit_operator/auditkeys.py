@@ -8,7 +8,10 @@ could swap. Each sidecar shows a per-process X25519 public key in ``/v1/status``
 (``auditKey.recipient``) and the id of the key it holds (``auditKey.holds``); the operator
 ``PUT``s ``/v1/audit-key`` a delivery signed with the bundle key and encrypted to it.
 
-A sidecar already holding the current key's id gets nothing; one that restarted (new
+A sidecar already holding the current key's id gets nothing; the periodic resync reads what
+every sidecar holds again (``check_all``) and delivers anew to one that holds another key
+than it was given (a replayed delivery, which the sidecar also refuses by issue time); one
+that restarted (new
 recipient, holds nothing) gets it again in the pass that pushes its first bundle. A sidecar
 the previous release injected (v1 seal, ``seal_v1.py``) whose status shows no ``auditKey``
 takes no delivery: it reads its key from the Secret it mounts. It is noted once per
@@ -74,25 +77,33 @@ async def deliver_keys(
     sidecars: Sequence[Sidecar],
     held: dict[str, tuple[str, str]],
     legacy: Collection[str] = (),
+    check_all: bool = False,
 ) -> list[tuple[Sidecar, str]]:
     """Deliver ``server``'s key to every sidecar not known to hold it; ``held`` (pod →
     (incarnation, key id or ``MOUNTED``)) is updated; return the sidecars that failed, with
-    why. ``legacy``: pods injected by the previous release (they may take no delivery)."""
+    why. ``legacy``: pods injected by the previous release (they may take no delivery).
+    ``check_all`` (the periodic resync): read what every sidecar holds, even one this
+    incarnation was delivered to, and deliver again where it differs."""
     key = server_key(root, server.ref)
     want = key_id(key)
-    todo = [s for s in sidecars if not _settled(held.get(s.pod), s, want)]
+    todo = [s for s in sidecars if check_all or not _settled(held.get(s.pod), s, want)]
     port = server.spec.gateway.admin_port
     failed: list[tuple[Sidecar, str]] = []
     for outcome in await pusher.status_all(todo, port) if todo else []:
         sidecar = outcome.sidecar
         recipient, holds = recipient_of(outcome.audit_key)
+        before = held.get(sidecar.pod)
         if holds == want:
             held[sidecar.pod] = (sidecar.incarnation, want)
             continue
         if outcome.error is None and outcome.audit_key is None and sidecar.pod in legacy:
-            log.info("%s: pod %s reads its digest key from its mount", server.ref, sidecar.pod)
+            if before != (sidecar.incarnation, MOUNTED):
+                log.info("%s: pod %s reads its digest key from its mount", server.ref, sidecar.pod)
             held[sidecar.pod] = (sidecar.incarnation, MOUNTED)
             continue
+        if before == (sidecar.incarnation, want) and outcome.error is None:
+            log.warning("%s: pod %s holds digest key %s, not %s: delivering it again",
+                        server.ref, sidecar.pod, holds, want)  # fmt: skip
         if outcome.error is not None or recipient is None:
             failed.append((sidecar, outcome.error or "it takes no audit key delivery"))
             continue

@@ -9,7 +9,9 @@ bundle key and encrypted to it (``remit.policy.consentdelivery``). The URL is
 ``spec.consent.url`` of the MCPServer when set, else ``REMIT_CONSENT_PUBLIC_URL``.
 
 A sidecar whose ``consent.holds`` already names this URL and key gets nothing; one that
-restarted (new recipient, holds nothing) gets it again. The Secret is read at most every
+restarted (new recipient, holds nothing) gets it again, and the periodic resync reads what
+every sidecar holds (``check_all``) and delivers again where it differs. The Secret is read
+at most every
 ``KEY_TTL`` seconds, so a rotated key reaches every sidecar within a periodic check after that.
 """
 
@@ -124,11 +126,14 @@ async def deliver_all(
     key: bytes,
     sidecars: Sequence[Sidecar],
     held: dict[str, tuple[str, str]],
+    check_all: bool = False,
 ) -> list[tuple[Sidecar, str]]:
     """Deliver to every sidecar not known to hold ``url`` and ``key``; ``held`` (pod →
-    (incarnation, holding)) is updated; return the sidecars that failed, with why."""
+    (incarnation, holding)) is updated; return the sidecars that failed, with why.
+    ``check_all`` (the periodic resync): read what every sidecar holds, even one this
+    incarnation was delivered to, and deliver again where it differs."""
     want = holding(url, key)
-    todo = [s for s in sidecars if held.get(s.pod) != (s.incarnation, want)]
+    todo = [s for s in sidecars if check_all or held.get(s.pod) != (s.incarnation, want)]
     port = server.spec.gateway.admin_port
     failed: list[tuple[Sidecar, str]] = []
     for outcome in await pusher.status_all(todo, port) if todo else []:

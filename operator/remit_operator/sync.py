@@ -264,7 +264,7 @@ class Syncer:
         if check_all and await self._observe(reachable):
             self.signed = self._compile(server, now)  # new pins observed: they join the bundle
         compiled = time.perf_counter()
-        keyless = await self._deliver_key(server, reachable)  # first: ready with the bundle
+        keyless = await self._deliver_key(server, reachable, check_all)  # first: with the bundle
         too_old, failed = await asyncio.gather(
             self._too_old(server, reachable), self._push(server, reachable)
         )
@@ -278,7 +278,8 @@ class Syncer:
             (time.perf_counter() - compiled) * 1000,
         )
         self.deltas.prune(self.signed.bundle)  # bases no sidecar holds any more
-        await self._deliver_consent(server, [s for s in reachable if s.pod not in failed_pods])
+        pushed = [s for s in reachable if s.pod not in failed_pods]
+        await self._deliver_consent(server, pushed, check_all)
         self._retry = self._next_retry(failed, keyless=keyless)
         report = replace(self._report(sidecars, failed), too_old=too_old)
         await self.writes.server(server, report)
@@ -287,7 +288,9 @@ class Syncer:
         self._measure(report, time.perf_counter() - began)
         return report
 
-    async def _deliver_consent(self, server: MCPServer, sidecars: list[Sidecar]) -> None:
+    async def _deliver_consent(
+        self, server: MCPServer, sidecars: list[Sidecar], check_all: bool = False
+    ) -> None:
         """Give sidecars the consent page's URL and key, encrypted to each (consentpush.py)."""
         url = server.spec.consent.url or self.rt.settings.consent.public_url
         live = {s.pod for s in sidecars}
@@ -298,11 +301,20 @@ class Syncer:
         if key is None:
             return
         for sidecar, why in await deliver_all(
-            self.rt.pusher, self.rt.keyring, server, url, key, sidecars, self.consent_held
+            self.rt.pusher,
+            self.rt.keyring,
+            server,
+            url,
+            key,
+            sidecars,
+            self.consent_held,
+            check_all,
         ):
             log.warning("%s: pod %s: %s", self.ref, sidecar.pod, why)
 
-    async def _deliver_key(self, server: MCPServer, sidecars: list[Sidecar]) -> bool:
+    async def _deliver_key(
+        self, server: MCPServer, sidecars: list[Sidecar], check_all: bool = False
+    ) -> bool:
         """Give sidecars their server's argument digest key, encrypted to each (auditkeys.py);
         a sidecar refuses calls until it has it. True when one is still without it."""
         live = {s.pod for s in sidecars}
@@ -311,7 +323,14 @@ class Syncer:
         if root is None:
             return bool(sidecars)
         failed = await deliver_keys(
-            self.rt.pusher, self.rt.keyring, server, root, sidecars, self.key_held, self.legacy
+            self.rt.pusher,
+            self.rt.keyring,
+            server,
+            root,
+            sidecars,
+            self.key_held,
+            self.legacy,
+            check_all,
         )
         for sidecar, why in failed:
             log.warning("%s: pod %s: %s", self.ref, sidecar.pod, why)

@@ -21,6 +21,8 @@ from remit.audit.keydelivery import seal_key, server_key
 from remit.demo.issuer import Issuer
 from remit.policy.consentdelivery import Recipient
 from remit.policy.signing import generate_key
+from remit_operator.auditkeys import deliver_keys
+from remit_operator.push import Pusher
 from tests.operator.support import (
     AUDIENCE,
     NAMESPACE,
@@ -136,6 +138,10 @@ async def test_a_sidecar_refuses_calls_until_the_operator_delivers_its_key_and_f
         await files.update_pod(sidecar)
         await eventually(lambda: _holding(sidecar, want), timeout=10)
         assert await decide(sidecar.url, token, *WRITE) == "allowed"
+        # Captured on the way (admin traffic is plain HTTP in the pod's network namespace).
+        recipient = (await sidecar.status())["auditKey"]["recipient"]
+        old_key = server_key(first, "agents/files")
+        captured = seal_key(signing, recipient, "agents/files", old_key, time.time())
         # 5. Rotation: a new root reaches the sidecar; later records name the new key.
         second = b"2" * 44
         await _root(k8s, second)
@@ -144,6 +150,31 @@ async def test_a_sidecar_refuses_calls_until_the_operator_delivers_its_key_and_f
         rotated = key_id(server_key(second, "agents/files"))
         await eventually(lambda: _holding(sidecar, rotated), timeout=10)
         assert await decide(sidecar.url, token, *WRITE) == "allowed"
+        # 6. The pre-rotation delivery replayed (still fresh): refused, counted; the new key stays.
+        refused = (await sidecar.status())["auditKey"]["refused"]
+        replayed = await _put(sidecar, captured)
+        assert replayed.status_code == 400, replayed.text
+        assert "replay of an earlier delivery" in replayed.json()["error"]
+        assert (await sidecar.status())["auditKey"]["refused"] == refused + 1
+        assert await _holds(sidecar) == rotated
+        # 7. A sidecar holding another key than the operator gave it (however it came to):
+        # the periodic resync reads what it holds and delivers the right key again.
+        recipient = (await sidecar.status())["auditKey"]["recipient"]
+        wrong = seal_key(signing, recipient, "agents/files", b"w" * 64, time.time())
+        assert (await _put(sidecar, wrong)).status_code == 200
+        assert await _holds(sidecar) == key_id(b"w" * 64)
+        rt, pusher = operator.runtime, Pusher(operator.settings)  # a client on this loop
+        server = rt.index.servers["agents/files"]
+        pods = [s for s in rt.index.sidecars("agents/files") if s.ip == sidecar.ip]
+        believed = {p.pod: (p.incarnation, rotated) for p in pods}
+        assert len(pods) == 1
+        assert await deliver_keys(pusher, rt.keyring, server, second, pods, believed) == []
+        assert await _holds(sidecar) == key_id(b"w" * 64)  # not a resync: trusted, not read
+        assert await deliver_keys(
+            pusher, rt.keyring, server, second, pods, believed, check_all=True
+        ) == []  # fmt: skip
+        assert await _holds(sidecar) == rotated
+        await pusher.close()
         # Nothing in the server's namespace or the pod spec names a key.
         assert stored(k8s, "v1/secrets", NAMESPACE, "remit-audit-key") is None
         assert not [v for v in sidecar.pod["spec"]["volumes"] if "secret" in v]

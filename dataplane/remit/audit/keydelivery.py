@@ -10,7 +10,8 @@ a cluster the operator hands it over on the admin port the way it hands over the
 2. the operator encrypts ``{server, key, iat}`` to that public key (JWE), signs the JWE with
    the bundle-signing key (JWS, ``typ: remit-audit-key+jws``) and ``PUT``s ``/v1/audit-key``;
 3. the sidecar installs it only if the signature verifies with the key it trusts for bundles,
-   it decrypts with its private half, names its own server, is fresh and long enough.
+   it decrypts with its private half, names its own server, is fresh and long enough, and
+   was issued after the delivery it holds (a replay cannot roll a rotation back).
 
 Someone who can reach the admin port cannot install a key they know (no signing key), and
 someone who reads the traffic or the pod spec learns nothing.
@@ -57,6 +58,14 @@ def open_key(
     recipient: Recipient, token: bytes, verify_key: OKPKey, server: str, now: float
 ) -> bytes:
     """The digest key in a delivery to ``recipient``; ``AuditError`` saying why it is refused."""
+    return open_delivery(recipient, token, verify_key, server, now)[0]
+
+
+def open_delivery(
+    recipient: Recipient, token: bytes, verify_key: OKPKey, server: str, now: float
+) -> tuple[bytes, float]:
+    """The digest key in a delivery to ``recipient`` and its issue time (``iat``);
+    ``AuditError`` saying why it is refused."""
     try:
         body = recipient.unseal(token, verify_key, TYPE, _WHAT)
     except ConsentRequestError as exc:
@@ -77,7 +86,7 @@ def open_key(
         raise AuditError(f"{_WHAT}: key is not base64") from exc
     if not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES:
         raise AuditError(f"{_WHAT}: the key must be {MIN_KEY_BYTES} to {MAX_KEY_BYTES} bytes")
-    return key
+    return key, float(iat)
 
 
-__all__ = ["TYPE", "open_key", "seal_key", "server_key"]
+__all__ = ["TYPE", "open_delivery", "open_key", "seal_key", "server_key"]

@@ -4,7 +4,9 @@
 with the key the sidecar trusts for bundles, encrypted to the X25519 key this process made at
 start, naming this sidecar's server, fresh. Accepted, the key keys every argument digest from
 then on (records name it by id, ``arguments.key``); a later delivery of another key (a rotation)
-replaces it. Refused, it is answered 400 with the reason, counted and logged; the key held
+replaces it, if it was issued later than the one held (``iat`` only moves forward: a captured
+delivery replayed within its 5-minute freshness cannot roll a rotation back; the same delivery
+again is a no-op). Refused, it is answered 400 with the reason, counted and logged; the key held
 stays. ``GET /v1/status`` shows ``auditKey``: the public ``recipient`` key, the id of the key
 held (``holds``, never the key) and the refusals.
 
@@ -25,12 +27,12 @@ from typing import Any
 from joserfc.jwk import OKPKey
 
 from remit.audit.arguments import key_id
-from remit.audit.keydelivery import open_key
-from remit.errors import AuditError
+from remit.audit.keydelivery import open_delivery
+from remit.errors import AuditError, ConsentRequestError
 from remit.gateway.asgi import Receive, Send, reply_json
 from remit.gateway.hooks import Rejection
 from remit.gateway.replies import NO_BUNDLE_STATUS, UNAVAILABLE
-from remit.policy.consentdelivery import MAX_TOKEN, Recipient
+from remit.policy.consentdelivery import MAX_TOKEN, Recipient, replaces
 from remit.policy.decision import Reason
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ class AuditKeyInbox:
         self.on_key = on_key
         self.clock = clock
         self.key: bytes | None = None
+        self.installed: tuple[float, str] | None = None  # (iat, key id) of the delivery held
         self.refused = 0
 
     @property
@@ -68,7 +71,13 @@ class AuditKeyInbox:
 
     def receive(self, token: bytes) -> dict[str, Any]:
         """Install a delivered key; ``AuditError`` saying why it is refused."""
-        key = open_key(self.recipient, token, self.verify_key, self.server, self.clock())
+        key, iat = open_delivery(self.recipient, token, self.verify_key, self.server, self.clock())
+        try:
+            if not replaces(self.installed, iat, key_id(key), "digest key delivery"):
+                return {"holds": key_id(key)}  # the same delivery again: nothing to do
+        except ConsentRequestError as exc:
+            raise AuditError(str(exc)) from exc
+        self.installed = (iat, key_id(key))
         if key != self.key:
             previous = key_id(self.key) if self.key is not None else None
             self.key = key

@@ -10,7 +10,9 @@ the admin port, never in the pod spec or in a Secret of the server's namespace:
    ``ECDH-ES+A256KW`` + ``A256GCM``), signs the JWE with the bundle-signing key (JWS,
    ``typ: remit-consent+jws``) and ``PUT``s it to ``/v1/consent``;
 3. the sidecar installs it only if the signature verifies with the key it trusts for
-   bundles, it decrypts with its private half, names its own server and is fresh.
+   bundles, it decrypts with its private half, names its own server, is fresh and was issued
+   after the delivery it holds (``replaces``: a captured delivery replayed within its
+   freshness window cannot undo a rotation).
 
 So the key travels encrypted to one process; someone who can reach the admin port cannot
 install a URL of their choosing (no signing key), and someone who can read the traffic or the
@@ -79,6 +81,7 @@ class Delivery:
 
     url: str
     key: bytes
+    iat: float = 0.0
 
 
 class Recipient:
@@ -131,7 +134,23 @@ def _checked(body: Any, server: str, now: float) -> Delivery:
         raise ConsentRequestError("consent delivery key is not base64") from exc
     if len(raw) != 32:
         raise ConsentRequestError("consent delivery key must be 32 bytes")
-    return Delivery(url, raw)
+    return Delivery(url, raw, float(iat))
 
 
-__all__ = ["Delivery", "Recipient", "holding", "seal_body", "seal_delivery"]
+def replaces(installed: tuple[float, str] | None, iat: float, holds: str, what: str) -> bool:
+    """Whether a delivery issued at ``iat`` of what ``holds`` names replaces the one
+    ``installed`` (its issue time and what it named): issue times only move forward, so a
+    captured delivery replayed after a rotation cannot roll it back (it is fresh for
+    ``MAX_AGE``). The same delivery again (equal ``iat``, same content) changes nothing
+    (False); an older one, or another at the same instant, is ``ConsentRequestError``."""
+    if installed is None or iat > installed[0]:
+        return True
+    if iat == installed[0] and holds == installed[1]:
+        return False
+    raise ConsentRequestError(
+        f"{what} was issued at {iat:.3f}, not after the one installed ({installed[0]:.3f}): "
+        "a replay of an earlier delivery"
+    )
+
+
+__all__ = ["Delivery", "Recipient", "holding", "replaces", "seal_body", "seal_delivery"]

@@ -13,6 +13,7 @@ from remit.audit.anchors import MIN_KEY_BYTES
 from remit.audit.arguments import key_id
 from remit.audit.keydelivery import TYPE, open_key, seal_key, server_key
 from remit.errors import AuditError
+from remit.gateway.auditkey import AuditKeyInbox
 from remit.policy.consentdelivery import MAX_AGE, Recipient, seal_body, seal_delivery
 from remit.policy.signing import generate_key, public_key
 
@@ -92,3 +93,38 @@ def test_a_malformed_body_is_refused_by_name(body: object, why: str) -> None:
     token = seal_body(signing, sidecar.public(), body, TYPE, "digest key delivery")  # type: ignore[arg-type]
     with pytest.raises(AuditError, match=why):
         open_key(sidecar, token, public_key(signing), "agents/files", NOW)
+
+
+async def test_a_replayed_earlier_delivery_cannot_roll_a_rotation_back() -> None:
+    signing, now = generate_key(), [NOW]
+    installed: list[bytes] = []
+    inbox = AuditKeyInbox(public_key(signing), "agents/files", installed.append, lambda: now[0])
+    new = server_key(b"n" * 44, "agents/files")
+    captured = seal_key(signing, inbox.recipient.public(), "agents/files", KEY, now[0])
+    assert inbox.receive(captured) == {"holds": key_id(KEY)}
+    assert inbox.receive(captured) == {"holds": key_id(KEY)}  # the same again: a no-op
+    assert installed == [KEY]
+    now[0] += 120  # the root is rotated; the captured delivery is still fresh (MAX_AGE)
+    inbox.receive(seal_key(signing, inbox.recipient.public(), "agents/files", new, now[0]))
+    now[0] += 60
+    with pytest.raises(AuditError, match="not after the one installed"):
+        inbox.receive(captured)
+    # Another key at the very instant of the held delivery is no replay of it: refused too.
+    same_time = seal_key(signing, inbox.recipient.public(), "agents/files", KEY, now[0] - 60)
+    with pytest.raises(AuditError, match="not after the one installed"):
+        inbox.receive(same_time)
+    assert inbox.status()["holds"] == key_id(new)
+    assert installed == [KEY, new]
+    # Over the admin port: answered 400 and counted.
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": captured, "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await inbox.put(receive, send)
+    assert sent[0]["status"] == 400
+    assert inbox.status()["refused"] == 1
+    assert b"replay of an earlier delivery" in sent[1]["body"]  # type: ignore[operator]

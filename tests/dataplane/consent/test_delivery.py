@@ -10,7 +10,9 @@ from joserfc import jws
 from joserfc.jws import JWSRegistry
 
 from remit.errors import ConsentRequestError
+from remit.gateway.consentinbox import ConsentInbox
 from remit.policy.consentdelivery import MAX_AGE, Recipient, holding, seal_delivery
+from remit.policy.consentrequest import key_id
 from remit.policy.signing import generate_key, public_key
 
 NOW = 1_800_000_000.0
@@ -55,3 +57,21 @@ def test_a_bundle_signature_is_not_a_delivery() -> None:
     other = jws.serialize_compact(header, b"{}", signing, registry=registry)
     with pytest.raises(ConsentRequestError, match="not a consent delivery"):
         sidecar.open(other.encode(), public_key(signing), "agents/files", NOW)
+
+
+def test_a_replayed_earlier_consent_delivery_cannot_undo_a_rotation() -> None:
+    signing, now = generate_key(), [NOW]
+    inbox = ConsentInbox(public_key(signing), "agents/files", 600, lambda links: None,
+                         clock=lambda: now[0])  # fmt: skip
+    new = bytes(range(1, 33))
+    captured = seal_delivery(signing, inbox.recipient.public(), "agents/files", URL, KEY, now[0])
+    assert inbox.receive(captured) == {"holds": holding(URL, KEY)}
+    assert inbox.receive(captured) == {"holds": holding(URL, KEY)}  # the same again: no-op
+    now[0] += 120
+    rotated = seal_delivery(signing, inbox.recipient.public(), "agents/files", URL, new, now[0])
+    inbox.receive(rotated)
+    with pytest.raises(ConsentRequestError, match="replay of an earlier delivery"):
+        inbox.receive(captured)
+    assert inbox.holds == holding(URL, new)
+    assert inbox.links is not None
+    assert inbox.links.sealer.kid == key_id(new)
