@@ -1,7 +1,8 @@
 """Giving each sidecar its server's argument digest key, encrypted to that process.
 
 The operator keeps one root key in a Secret of its own namespace (``REMIT_AUDIT_KEY_SECRET``,
-key ``key``, at least 32 bytes; created when absent, like the consent key) and derives each
+key ``key``, at least 32 bytes of text or binary, ``remit.audit.anchors.key_material``;
+created when absent, like the consent key) and derives each
 server's key from it (``remit.audit.keydelivery.server_key``: HMAC over ``namespace/name``),
 so no Secret is written into a governed namespace and no pod spec names a key a pod author
 could swap. Each sidecar shows a per-process X25519 public key in ``/v1/status``
@@ -32,7 +33,7 @@ from typing import Any
 import httpx
 
 from remit.api.mcpserver import MCPServer
-from remit.audit.anchors import MIN_KEY_BYTES
+from remit.audit.anchors import MIN_KEY_BYTES, key_material
 from remit.audit.arguments import key_id
 from remit.audit.keydelivery import seal_key, server_key
 from remit.errors import AuditError
@@ -55,13 +56,14 @@ class AuditRootKey(ConsentKey):
 
     def key_of(self, secret: dict[str, Any]) -> bytes:
         data = secret.get("data") or {}
-        try:
-            raw = base64.b64decode(str(data.get("key", "")), validate=True).strip()
+        try:  # decoded once: the API's base64; what it holds is text or binary (key_material)
+            raw = base64.b64decode(str(data.get("key", "")), validate=True)
         except ValueError as exc:
             raise AuditError("key `key` is not base64") from exc
-        if len(raw) < MIN_KEY_BYTES:
-            raise AuditError(f"key `key` must hold at least {MIN_KEY_BYTES} bytes")
-        return raw  # as created: 32 random bytes as base64 text (ConsentKey._create)
+        try:
+            return key_material(raw)  # as created: 32 random bytes as base64 text (_create)
+        except AuditError as exc:
+            raise AuditError(f"key `key` must hold at least {MIN_KEY_BYTES} bytes") from exc
 
 
 def _settled(held: tuple[str, str] | None, sidecar: Sidecar, want: str) -> bool:

@@ -9,19 +9,21 @@ import base64
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import kmock
 import msgspec
 
+from remit.audit.anchors import digest_key
 from remit.audit.arguments import key_id
 from remit.audit.canonical import digest_json
 from remit.audit.keydelivery import seal_key, server_key
 from remit.demo.issuer import Issuer
 from remit.policy.consentdelivery import Recipient
 from remit.policy.signing import generate_key
-from remit_operator.auditkeys import deliver_keys
+from remit_operator.auditkeys import AuditRootKey, deliver_keys
+from remit_operator.kube import KubeClient
 from remit_operator.push import Pusher
 from tests.operator.support import (
     AUDIENCE,
@@ -33,6 +35,7 @@ from tests.operator.support import (
     decide,
     eventually,
     fleet,
+    operator_settings,
     stored,
 )
 from tests.support import mcp_wire
@@ -186,3 +189,17 @@ async def test_a_sidecar_refuses_calls_until_the_operator_delivers_its_key_and_f
     for record, root in zip(calls, (first, second), strict=True):
         expected = digest_json(WRITE[1], server_key(root, "agents/files"))
         assert record["arguments"]["digest"] == expected
+
+
+def test_a_binary_root_key_is_used_whole_by_the_operator_and_by_verify(tmp_path: Path) -> None:
+    """A raw 32-byte root that begins and ends with whitespace bytes is neither trimmed (too
+    short, or another key) nor refused; a text root loses only the newline around it."""
+    reader = AuditRootKey(cast(KubeClient, None), operator_settings(tmp_path))
+    binary = b"\n\t" + bytes(range(200, 228)) + b" \r"
+    text = b"A" * 44
+    for stored_value, root in ((binary, binary), (text + b"\n", text), (b" " + text, text)):
+        secret = {"data": {"key": base64.b64encode(stored_value).decode()}}
+        path = tmp_path / "root"
+        path.write_bytes(stored_value)  # what `kubectl get secret ... | base64 -d > root` writes
+        assert reader.key_of(secret) == root
+        assert digest_key(path) == root  # `remit audit verify --digest-root root` agrees

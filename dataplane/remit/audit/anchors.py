@@ -31,20 +31,42 @@ MAX_ANCHORS_BYTES = 8 * 1024 * 1024
 _HASH = re.compile(r"[0-9a-f]{64}")
 
 
+_WHITESPACE = b" \t\n\r\x0b\x0c"
+
+
+def key_material(value: bytes) -> bytes:
+    """The key a digest key or root value (a file, a Secret's ``key``) stands for.
+
+    A value is either **text** or **binary**. Text: once the ASCII whitespace around it is
+    trimmed (a file's trailing newline, ``kubectl create secret --from-file``), it is
+    UTF-8 of printable characters only (no control characters) and the trimmed text itself
+    is the key (the operator
+    creates its root as 44 base64 characters; a server's key is 64 hex digits). Binary:
+    anything else, used exactly as given, never trimmed (a random key may begin or end with a
+    byte that is whitespace; trimming it would make another key, or one too short). The
+    operator and ``remit audit verify --digest-root/--digest-key`` read values the same way,
+    so their digests agree. ``AuditError`` when the key is shorter than ``MIN_KEY_BYTES``."""
+    trimmed = value.strip(_WHITESPACE)
+    try:
+        text = bool(trimmed) and trimmed.decode().isprintable()
+    except UnicodeDecodeError:
+        text = False
+    key = trimmed if text else value
+    if len(key) < MIN_KEY_BYTES:
+        raise AuditError(f"the argument digest key must be at least {MIN_KEY_BYTES} bytes")
+    return key
+
+
 def digest_key(path: Path | None, value: str = "") -> bytes | None:
     """The argument digest key from ``path`` (preferred) or ``value``; None when neither."""
     if path is not None:
         try:
-            key = path.read_bytes().strip()
+            return key_material(path.read_bytes())
         except OSError as exc:
             raise AuditError(f"cannot read the digest key {path}: {exc.strerror}") from exc
-    elif value:
-        key = value.strip().encode()
-    else:
-        return None
-    if len(key) < MIN_KEY_BYTES:
-        raise AuditError(f"the argument digest key must be at least {MIN_KEY_BYTES} bytes")
-    return key
+    if value:
+        return key_material(value.strip().encode())
+    return None
 
 
 @dataclass(frozen=True, slots=True)
