@@ -50,6 +50,7 @@ class AuditRootKey(ConsentKey):
     """The root of every server's digest key, from its Secret (created when absent)."""
 
     what = "audit digest root key"
+    settle = 0.0  # only sidecars use it: a rotation is delivered at once
 
     def secret_name(self) -> str:
         return self.settings.evidence.key_secret

@@ -11,8 +11,9 @@ bundle key and encrypted to it (``remit.policy.consentdelivery``). The URL is
 A sidecar whose ``consent.holds`` already names this URL and key gets nothing; one that
 restarted (new recipient, holds nothing) gets it again, and the periodic resync reads what
 every sidecar holds (``check_all``) and delivers again where it differs. The Secret is read
-at most every
-``KEY_TTL`` seconds, so a rotated key reaches every sidecar within a periodic check after that.
+at most every ``KEY_TTL`` seconds; a rotated key reaches the sidecars ``SETTLE_SECONDS``
+after it was first read (the consent service must hold it first), within a periodic check
+after that.
 """
 
 from __future__ import annotations
@@ -38,11 +39,21 @@ from remit_operator.settings import Settings
 
 log = logging.getLogger(__name__)
 KEY_TTL = 30.0
+# How long a new `key` must have been in the Secret before sidecars get it: the kubelet
+# updates the consent service's mounted copy only at its next sync (a minute or more), and
+# links sealed with a key the service has not seen yet would be refused as unknown.
+SETTLE_SECONDS = 180.0
 MANAGED_BY = {"app.kubernetes.io/managed-by": "remit-operator"}
 
 
 class ConsentKey:
-    """The sealing key from its Secret (created when absent), cached for ``KEY_TTL``."""
+    """The sealing key from its Secret (created when absent), cached for ``KEY_TTL``.
+
+    A changed ``key`` (a rotation) is handed out only once it has been read in the Secret for
+    ``settle`` seconds: until then the key held before is (it still opens links, as the
+    service's ``previous`` or its current key). The first key read is used at once."""
+
+    settle = SETTLE_SECONDS
 
     def __init__(
         self, kube: KubeClient, settings: Settings, clock: Callable[[], float] = time.monotonic
@@ -52,6 +63,7 @@ class ConsentKey:
         self.clock = clock
         self._key: bytes | None = None
         self._read_at = -KEY_TTL
+        self._next: tuple[bytes, float] | None = None  # a new key read, and since when
 
     async def get(self) -> bytes | None:
         """The key, or None when it cannot be read (logged; the last good key is kept)."""
@@ -64,11 +76,25 @@ class ConsentKey:
                 secret = await self.kube.get(f"{collection}/{name}")
             except NotFoundError:
                 secret = await self._create(collection, name)
-            self._key = self.key_of(secret)
+            self._take(self.key_of(secret))
             self._read_at = self.clock()
         except RemitError as exc:  # KubeError, or an unusable key (key_of)
             log.warning("%s secret %s: %s", self.what, name, exc)
         return self._key
+
+    def _take(self, read: bytes) -> None:
+        """Use ``read`` at once if it is the first key or unchanged, else once it settled."""
+        now = self.clock()
+        if self._key is None or read == self._key or self.settle <= 0:
+            self._key, self._next = read, None
+            return
+        if self._next is None or self._next[0] != read:
+            self._next = (read, now)
+            log.info("%s changed in its Secret: delivered in %.0f s, once the consent service "
+                     "can have seen it", self.what, self.settle)  # fmt: skip
+        elif now - self._next[1] >= self.settle:
+            self._key, self._next = read, None
+            log.info("%s rotated: delivering the new key", self.what)
 
     what = "consent key"
 

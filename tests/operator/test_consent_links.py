@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -22,7 +22,9 @@ from remit.demo.issuer import Issuer
 from remit.policy.consentdelivery import seal_delivery
 from remit.policy.consentrequest import ConsentSealer
 from remit.policy.signing import generate_key
-from remit_operator.consentpush import _key_of
+from remit_operator.auditkeys import AuditRootKey
+from remit_operator.consentpush import KEY_TTL, SETTLE_SECONDS, ConsentKey, _key_of
+from remit_operator.kube import KubeClient
 from tests.operator.support import (
     AUDIENCE,
     OPERATOR_NAMESPACE,
@@ -165,3 +167,36 @@ async def test_a_server_naming_its_own_consent_service_gets_links_to_it(
             result = await asyncio.to_thread(_denial, sidecar.url, token)
             link = result["_meta"]["dev.remit/decision"]["consentUrl"]
             assert link.startswith(f"{own}/consent?r=")
+
+
+class _OneSecret:
+    """The API server's answer for the key Secret (only ``get`` is called once it exists)."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+
+    async def get(self, path: str) -> dict[str, Any]:
+        return {"data": {"key": base64.b64encode(base64.b64encode(self.key)).decode()}}
+
+
+async def test_a_rotated_consent_key_reaches_sidecars_only_once_the_service_can_hold_it(
+    tmp_path: Path,
+) -> None:
+    """The kubelet updates the consent service's mounted Secret a minute or more after the
+    API has it: sidecars keep sealing with the old key until the new one settled."""
+    old, new, now = b"o" * 32, b"n" * 32, [1000.0]
+    secret = _OneSecret(old)
+    keys = ConsentKey(cast(KubeClient, secret), operator_settings(tmp_path), lambda: now[0])
+    assert await keys.get() == old  # the first key read: at once
+    secret.key = new
+    now[0] += KEY_TTL
+    first_read = now[0]
+    assert await keys.get() == old  # read, not yet handed out
+    now[0] = first_read + SETTLE_SECONDS - 1  # read again (past KEY_TTL): still settling
+    assert await keys.get() == old
+    now[0] = first_read + SETTLE_SECONDS + KEY_TTL
+    assert await keys.get() == new
+    # The audit root key has no second reader: its rotation is used at once.
+    root = AuditRootKey(cast(KubeClient, _OneSecret(b"r" * 32)), operator_settings(tmp_path),
+                        lambda: now[0])  # fmt: skip
+    assert await root.get() == base64.b64encode(b"r" * 32)
