@@ -17,7 +17,9 @@ On every answer only the upstream headers in ``PASSED_BACK`` reach the client.
 
 Each forwarded request gets exactly one ``outcome``, with its true end: answered, answered
 with an error, failed at the upstream (reason code first), or cancelled by the client (who
-may leave at any time: ``watch.py``).
+may leave at any time: ``watch.py``). A cancelled outcome's detail says what is known of the
+upstream's side: the error code it answered with, or that its answer was not read (``UNREAD``:
+the tool may have run all the same).
 Responses replayed later on a GET stream (``Last-Event-ID``) are matched through
 ``PendingCalls``; a response that matches no known request is dropped (fail closed).
 """
@@ -61,6 +63,9 @@ from remit.gateway.watch import CANCELLED, ClientWatch
 log = logging.getLogger(__name__)
 
 _ERROR_SAMPLE: Final = 64 * 1024  # bytes of an upstream error body read for the record
+# A call the client cancelled or left while its answer was unread: the upstream may still have
+# run it (an outcome of ``cancelled`` says what the client did, not what the tool did).
+UNREAD: Final = "the upstream's answer was not read (the call may have completed)"
 _JSON: Final = (b"content-type", b"application/json")
 
 
@@ -147,7 +152,7 @@ class Exchange:
             return None
         transformed = await self.hooks.transform(self.identity, call.message, call.token, value)
         if local is not None and cancelled and "error" in value:  # the client gave up on it
-            await self._outcome(local, CLIENT_CANCELLED, kind=CANCELLED)
+            await self._outcome(local, _answered_error(value), kind=CANCELLED)
         elif local is not None:  # a JSON-RPC error is an answer, not an upstream failure
             await self._outcome(local, None, value)
         return transformed
@@ -175,9 +180,10 @@ class Exchange:
         awaited = []
         for id_, call in calls.items():
             if self.pending.cancelled(self.session, id_):
-                await self._outcome(call, CLIENT_CANCELLED, kind=CANCELLED)
+                await self._outcome(call, f"{CLIENT_CANCELLED}; {UNREAD}", kind=CANCELLED)
             else:
-                await self._outcome(call, reason, kind=kind)
+                detail = f"{reason}; {UNREAD}" if kind == CANCELLED else reason
+                await self._outcome(call, detail, kind=kind)
                 awaited.append(id_)
             if self.session is not None:
                 self.pending.pop(self.session, id_)
@@ -288,6 +294,15 @@ class Exchange:
             {"reason": HTTP_ERROR, "upstreamStatus": status},
         )
         await _reply(send, client_status, payload, response.client_headers())
+
+
+def _answered_error(value: dict[str, Any]) -> str:
+    """The outcome detail of a cancelled call the upstream answered with an error: its code
+    kept (the tool may have run and failed, or acknowledged the cancellation)."""
+    error = value.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    shown = code if isinstance(code, int) and not isinstance(code, bool) else "(no code)"
+    return f"{CLIENT_CANCELLED}; the upstream answered with JSON-RPC error {shown}"
 
 
 def no_response(id_: RequestId) -> dict[str, Any]:
