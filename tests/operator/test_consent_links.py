@@ -19,12 +19,19 @@ import orjson
 import pytest
 
 from remit.demo.issuer import Issuer
-from remit.policy.consentdelivery import seal_delivery
+from remit.policy.consentdelivery import holding, seal_delivery
 from remit.policy.consentrequest import ConsentSealer
 from remit.policy.signing import generate_key
 from remit_operator.auditkeys import AuditRootKey
-from remit_operator.consentpush import KEY_TTL, SETTLE_SECONDS, ConsentKey, _key_of
+from remit_operator.consentpush import (
+    KEY_TTL,
+    SETTLE_SECONDS,
+    ConsentKey,
+    _key_of,
+    deliver_all,
+)
 from remit_operator.kube import KubeClient
+from remit_operator.push import Pusher
 from tests.operator.support import (
     AUDIENCE,
     OPERATOR_NAMESPACE,
@@ -127,6 +134,29 @@ async def test_a_delivery_opens_only_in_its_own_sidecar_and_only_from_the_operat
         assert unsigned.status_code == 400
         assert "signature" in unsigned.json()["error"]
         assert (await first.status())["consent"]["refused"] == 1
+        # A sidecar holding something else than it was given (a delivery the operator signed,
+        # replayed or not): the periodic resync reads what it holds and delivers again.
+        await eventually(lambda: _holds(first))
+        other = seal_delivery(
+            operator_key, recipient, "agents/files", "https://evil.example", b"k" * 32, time.time()
+        )  # issued after the operator's delivery (an earlier one is refused as a replay)
+        async with httpx.AsyncClient(timeout=5) as http:
+            assert (await http.put(_consent(first), content=other)).status_code == 200
+        wrong = holding("https://evil.example", b"k" * 32)
+        assert (await first.status())["consent"]["holds"] == wrong
+        rt, pusher = with_consent.runtime, Pusher(with_consent.settings)  # on this loop
+        secret = stored(k8s, "v1/secrets", OPERATOR_NAMESPACE, "remit-consent-key")
+        assert secret is not None
+        key, url = _key_of(secret), with_consent.settings.consent.public_url
+        pods = [s for s in rt.index.sidecars("agents/files") if s.ip == first.ip]
+        assert len(pods) == 1
+        believed = {p.pod: (p.incarnation, holding(url, key)) for p in pods}
+        args = (pusher, rt.keyring, rt.index.servers["agents/files"], url, key, pods, believed)
+        assert await deliver_all(*args) == []  # not a resync: trusted, not read
+        assert (await first.status())["consent"]["holds"] == wrong
+        assert await deliver_all(*args, check_all=True) == []
+        assert (await first.status())["consent"]["holds"] == holding(url, key)
+        await pusher.close()
 
 
 def _consent(sidecar: Any) -> str:
