@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -40,7 +40,7 @@ from remit.errors import AuditError
 from remit_operator.consentpush import ConsentKey, recipient_of
 from remit_operator.index import Sidecar
 from remit_operator.keys import Keyring
-from remit_operator.push import Pusher
+from remit_operator.push import Pusher, PushResult
 
 log = logging.getLogger(__name__)
 MOUNTED = "mounted"  # in ``held``: a previous release's sidecar, keyed from its own mount
@@ -81,18 +81,20 @@ async def deliver_keys(
     held: dict[str, tuple[str, str]],
     legacy: Collection[str] = (),
     check_all: bool = False,
+    known: Mapping[str, PushResult] | None = None,
 ) -> list[tuple[Sidecar, str]]:
     """Deliver ``server``'s key to every sidecar not known to hold it; ``held`` (pod →
     (incarnation, key id or ``MOUNTED``)) is updated; return the sidecars that failed, with
     why. ``legacy``: pods injected by the previous release (they may take no delivery).
     ``check_all`` (the periodic resync): read what every sidecar holds, even one this
-    incarnation was delivered to, and deliver again where it differs."""
+    incarnation was delivered to, and deliver again where it differs. ``known``: statuses
+    this pass already read (``Pusher.status_all``), not read again."""
     key = server_key(root, server.ref)
     want = key_id(key)
     todo = [s for s in sidecars if check_all or not _settled(held.get(s.pod), s, want)]
     port = server.spec.gateway.admin_port
     failed: list[tuple[Sidecar, str]] = []
-    for outcome in await pusher.status_all(todo, port) if todo else []:
+    for outcome in await pusher.status_all(todo, port, known) if todo else []:
         sidecar = outcome.sidecar
         recipient, holds = recipient_of(outcome.audit_key)
         before = held.get(sidecar.pod)

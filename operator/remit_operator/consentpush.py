@@ -22,7 +22,7 @@ import base64
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -34,7 +34,7 @@ from remit_operator.errors import KubeError, NotFoundError
 from remit_operator.index import Sidecar
 from remit_operator.keys import Keyring
 from remit_operator.kube import KubeClient, object_path
-from remit_operator.push import Pusher
+from remit_operator.push import Pusher, PushResult
 from remit_operator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -153,16 +153,18 @@ async def deliver_all(
     sidecars: Sequence[Sidecar],
     held: dict[str, tuple[str, str]],
     check_all: bool = False,
+    known: Mapping[str, PushResult] | None = None,
 ) -> list[tuple[Sidecar, str]]:
     """Deliver to every sidecar not known to hold ``url`` and ``key``; ``held`` (pod →
     (incarnation, holding)) is updated; return the sidecars that failed, with why.
     ``check_all`` (the periodic resync): read what every sidecar holds, even one this
-    incarnation was delivered to, and deliver again where it differs."""
+    incarnation was delivered to, and deliver again where it differs. ``known``: statuses
+    this pass already read (``Pusher.status_all``), not read again."""
     want = holding(url, key)
     todo = [s for s in sidecars if check_all or held.get(s.pod) != (s.incarnation, want)]
     port = server.spec.gateway.admin_port
     failed: list[tuple[Sidecar, str]] = []
-    for outcome in await pusher.status_all(todo, port) if todo else []:
+    for outcome in await pusher.status_all(todo, port, known) if todo else []:
         sidecar = outcome.sidecar
         recipient, holds = recipient_of(outcome.consent)
         if holds == want:

@@ -34,7 +34,7 @@ one buffer, so memory does not grow with the number of pods.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -294,9 +294,26 @@ class Pusher:
             sidecars, lambda s: self.push(s, admin_port, tokens(s), deltas(s))
         )
 
-    async def status_all(self, sidecars: Sequence[Sidecar], admin_port: int) -> list[PushResult]:
-        """Read every sidecar's status at once."""
-        return await self._bounded(sidecars, lambda s: self.status(s, admin_port))
+    async def status_all(
+        self,
+        sidecars: Sequence[Sidecar],
+        admin_port: int,
+        known: Mapping[str, PushResult] | None = None,
+    ) -> list[PushResult]:
+        """Read every sidecar's status at once. ``known`` (pod → a status this pass already
+        read without error from the same incarnation) is used instead of reading again."""
+        reuse = [
+            r
+            for s in sidecars
+            if known is not None
+            and (r := known.get(s.pod)) is not None
+            and r.error is None
+            and r.sidecar.incarnation == s.incarnation
+        ]
+        fresh = {r.sidecar.pod for r in reuse}
+        rest = [s for s in sidecars if s.pod not in fresh]
+        read = await self._bounded(rest, lambda s: self.status(s, admin_port)) if rest else []
+        return reuse + read
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

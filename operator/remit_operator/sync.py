@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -261,10 +262,11 @@ class Syncer:
         self.deltas.retain(live)
         self.fields.retain(live)
         reachable = [s for s in sidecars if s.reachable]
-        if check_all and await self._observe(reachable):
+        observed: dict[str, PushResult] = {}  # this pass's status reads, shared below
+        if check_all and await self._observe(reachable, observed):
             self.signed = self._compile(server, now)  # new pins observed: they join the bundle
         compiled = time.perf_counter()
-        keyless = await self._deliver_key(server, reachable, check_all)  # first: with the bundle
+        keyless = await self._deliver_key(server, reachable, check_all, observed)  # first
         too_old, failed = await asyncio.gather(
             self._too_old(server, reachable), self._push(server, reachable)
         )
@@ -279,7 +281,7 @@ class Syncer:
         )
         self.deltas.prune(self.signed.bundle)  # bases no sidecar holds any more
         pushed = [s for s in reachable if s.pod not in failed_pods]
-        await self._deliver_consent(server, pushed, check_all)
+        await self._deliver_consent(server, pushed, check_all, observed)
         self._retry = self._next_retry(failed, keyless=keyless)
         report = replace(self._report(sidecars, failed), too_old=too_old)
         await self.writes.server(server, report)
@@ -289,7 +291,11 @@ class Syncer:
         return report
 
     async def _deliver_consent(
-        self, server: MCPServer, sidecars: list[Sidecar], check_all: bool = False
+        self,
+        server: MCPServer,
+        sidecars: list[Sidecar],
+        check_all: bool = False,
+        observed: Mapping[str, PushResult] | None = None,
     ) -> None:
         """Give sidecars the consent page's URL and key, encrypted to each (consentpush.py)."""
         url = server.spec.consent.url or self.rt.settings.consent.public_url
@@ -309,11 +315,16 @@ class Syncer:
             sidecars,
             self.consent_held,
             check_all,
+            observed,
         ):
             log.warning("%s: pod %s: %s", self.ref, sidecar.pod, why)
 
     async def _deliver_key(
-        self, server: MCPServer, sidecars: list[Sidecar], check_all: bool = False
+        self,
+        server: MCPServer,
+        sidecars: list[Sidecar],
+        check_all: bool = False,
+        observed: Mapping[str, PushResult] | None = None,
     ) -> bool:
         """Give sidecars their server's argument digest key, encrypted to each (auditkeys.py);
         a sidecar refuses calls until it has it. True when one is still without it."""
@@ -331,6 +342,7 @@ class Syncer:
             self.key_held,
             self.legacy,
             check_all,
+            observed,
         )
         for sidecar, why in failed:
             log.warning("%s: pod %s: %s", self.ref, sidecar.pod, why)
@@ -384,10 +396,12 @@ class Syncer:
         ):
             metrics.sidecars.labels(self.ref, state).set(count)
 
-    async def _observe(self, sidecars: list[Sidecar]) -> bool:
-        """Read every sidecar's digest and pins; return whether new pins were learned."""
+    async def _observe(self, sidecars: list[Sidecar], observed: dict[str, PushResult]) -> bool:
+        """Read every sidecar's digest and pins (kept in ``observed`` for the key deliveries
+        of the same pass); return whether new pins were learned."""
         server = self.rt.index.servers[self.ref]
         outcomes = await self.rt.pusher.status_all(sidecars, server.spec.gateway.admin_port)
+        observed.update((o.sidecar.pod, o) for o in outcomes)
         learned = False
         heads = [(o.sidecar.pod, o.head) for o in outcomes if o.error is None and o.head]
         try:
