@@ -24,6 +24,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 ERAS = ("2025-11-25", "2026-07-28")
+WAVE = 4  # Inspector runs at once: the gateway's default GET streams per caller
 """The protocol eras the suite is run in: sessions (``initialize``) and stateless."""
 _DIR = re.compile(r"^server-(?P<scenario>.+)-\d{4}-\d\d-\d\dT[\d-]+Z$")
 
@@ -122,10 +123,31 @@ class NodeTools:
         home: Path,
     ) -> list[Any]:
         """Run ``mcp-inspector --cli URL --protocol-era ERA <run> --header 'Name: value'`` once
-        per run, all at once (each its own ``home`` for catalog and secrets), and parse the
-        JSON each prints; AssertionError naming the run if one fails."""
+        per run, at most ``WAVE`` at once (each its own ``home`` for catalog and secrets), and
+        parse the JSON each prints; AssertionError naming the run if one fails.
+
+        Each run is one session of the same caller and opens a GET stream; the gateway holds a
+        caller to 4 open streams (``REMIT_MAX_STREAMS_PER_IDENTITY``, 429 ``stream_quota``
+        beyond), and
+        the Inspector CLI whose stream is refused prints an empty tool list rather than
+        failing, so runs go in waves within that quota."""
+        answers = []
+        for first in range(0, len(runs), WAVE):
+            answers += self._inspector_wave(url, era, runs, first, headers, home)
+        return answers
+
+    def _inspector_wave(
+        self,
+        url: str,
+        era: str,
+        runs: Sequence[Sequence[str]],
+        first: int,
+        headers: Mapping[str, str],
+        home: Path,
+    ) -> list[Any]:
         started = []
-        for index, args in enumerate(runs):
+        wave = runs[first : first + WAVE]
+        for index, args in enumerate(wave, start=first):
             argv = [self.node, str(self.root / "node_modules" / ".bin" / "mcp-inspector")]
             argv += ["--cli", url, "--transport", "http", "--protocol-era", era]
             for name, value in headers.items():
@@ -140,7 +162,7 @@ class NodeTools:
                 )
             )
         answers = []
-        for args, process in zip(runs, started, strict=True):
+        for args, process in zip(wave, started, strict=True):
             try:
                 out, err = process.communicate(timeout=60)
             except subprocess.TimeoutExpired:
