@@ -44,7 +44,15 @@ from remit.errors import (
     UnsupportedBundleError,
     WrongServerError,
 )
-from remit.gateway.asgi import Receive, Scope, Send, reply, reply_json, serve_lifespan
+from remit.gateway.asgi import (
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    reply,
+    reply_json,
+    serve_lifespan,
+)
 from remit.gateway.auditkey import AuditKeyInbox
 from remit.gateway.consentinbox import ConsentInbox
 from remit.gateway.metrics import Metrics
@@ -147,19 +155,14 @@ class AdminApp:
             await reply_json(send, 404, {"error": f"no such endpoint {path}"})
 
     async def _put_bundle(self, receive: Receive, send: Send, *, delta: bool) -> None:
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if len(body) > MAX_BUNDLE_BYTES:
-                error = f"bundle larger than {MAX_BUNDLE_BYTES} bytes"
-                await self._refuse(send, 413, "too_large", error)
-                return
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive, MAX_BUNDLE_BYTES)
+        if body is None:
+            error = f"bundle larger than {MAX_BUNDLE_BYTES} bytes"
+            await self._refuse(send, 413, "too_large", error)
+            return
         try:
             install = self.state.install_delta if delta else self.state.install_signed
-            bundle, changed = install(bytes(body))
+            bundle, changed = install(body)
         except BundleError as exc:
             status, reason = next((s, r) for kind, s, r in _REFUSALS if isinstance(exc, kind))
             await self._refuse(send, status, reason, str(exc))

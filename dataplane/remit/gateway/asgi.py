@@ -44,6 +44,18 @@ async def reply(
     await send({"type": "http.response.body", "body": body})
 
 
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """A request's whole body, or None as soon as it grows past ``limit`` bytes."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if len(body) > limit:
+            return None
+        if not message.get("more_body"):
+            return bytes(body)
+
+
 async def reply_json(send: Send, status: int, body: Any, headers: Headers | None = None) -> None:
     """Send ``body`` serialised as JSON."""
     await reply(send, status, orjson.dumps(body), headers)

@@ -29,7 +29,7 @@ from joserfc.jwk import OKPKey
 from remit.audit.arguments import key_id
 from remit.audit.keydelivery import open_delivery
 from remit.errors import AuditError, ConsentRequestError
-from remit.gateway.asgi import Receive, Send, reply_json
+from remit.gateway.asgi import Receive, Send, read_body, reply_json
 from remit.gateway.hooks import Rejection
 from remit.gateway.replies import NO_BUNDLE_STATUS, UNAVAILABLE
 from remit.policy.consentdelivery import MAX_TOKEN, Recipient, replaces
@@ -87,18 +87,13 @@ class AuditKeyInbox:
 
     async def put(self, receive: Receive, send: Send) -> None:
         """The ``PUT /v1/audit-key`` handler (bounded body)."""
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if len(body) > MAX_TOKEN:
-                self.refused += 1
-                await reply_json(send, 413, {"error": "audit key delivery too large"})
-                return
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive, MAX_TOKEN)
+        if body is None:
+            self.refused += 1
+            await reply_json(send, 413, {"error": "audit key delivery too large"})
+            return
         try:
-            answer = self.receive(bytes(body))
+            answer = self.receive(body)
         except AuditError as exc:
             self.refused += 1
             log.warning("audit key delivery refused: %s", exc)

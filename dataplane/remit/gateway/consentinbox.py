@@ -20,7 +20,7 @@ from typing import Any
 from joserfc.jwk import OKPKey
 
 from remit.errors import ConsentRequestError
-from remit.gateway.asgi import Receive, Send, reply_json
+from remit.gateway.asgi import Receive, Send, read_body, reply_json
 from remit.gateway.consent import ConsentLinks
 from remit.policy.consentdelivery import MAX_TOKEN, Recipient, holding, replaces
 
@@ -72,17 +72,12 @@ class ConsentInbox:
 
     async def put(self, receive: Receive, send: Send) -> None:
         """The ``PUT /v1/consent`` handler (bounded body)."""
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if len(body) > MAX_TOKEN:
-                await reply_json(send, 413, {"error": "consent delivery too large"})
-                return
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive, MAX_TOKEN)
+        if body is None:
+            await reply_json(send, 413, {"error": "consent delivery too large"})
+            return
         try:
-            answer = self.receive(bytes(body))
+            answer = self.receive(body)
         except ConsentRequestError as exc:
             self.refused += 1
             log.warning("consent delivery refused: %s", exc)
