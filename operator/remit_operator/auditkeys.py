@@ -25,25 +25,22 @@ within a periodic check after that, and records name the new key's id from then 
 from __future__ import annotations
 
 import base64
-import logging
 import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-import httpx
+from joserfc.jwk import OKPKey
 
 from remit.api.mcpserver import MCPServer
 from remit.audit.anchors import MIN_KEY_BYTES, key_material
 from remit.audit.arguments import key_id
 from remit.audit.keydelivery import seal_key, server_key
 from remit.errors import AuditError
-from remit_operator.consentpush import ConsentKey, recipient_of
+from remit_operator.consentpush import ConsentKey
+from remit_operator.delivery import MOUNTED, deliver_sealed
 from remit_operator.index import Sidecar
 from remit_operator.keys import Keyring
 from remit_operator.push import Pusher, PushResult
-
-log = logging.getLogger(__name__)
-MOUNTED = "mounted"  # in ``held``: a previous release's sidecar, keyed from its own mount
 
 
 class AuditRootKey(ConsentKey):
@@ -67,11 +64,6 @@ class AuditRootKey(ConsentKey):
             raise AuditError(f"key `key` must hold at least {MIN_KEY_BYTES} bytes") from exc
 
 
-def _settled(held: tuple[str, str] | None, sidecar: Sidecar, want: str) -> bool:
-    """Whether this incarnation holds the key, or reads its own from its mount."""
-    return held is not None and held[0] == sidecar.incarnation and held[1] in (want, MOUNTED)
-
-
 async def deliver_keys(
     pusher: Pusher,
     keyring: Keyring,
@@ -88,43 +80,30 @@ async def deliver_keys(
     why. ``legacy``: pods injected by the previous release (they may take no delivery).
     ``check_all`` (the periodic resync): read what every sidecar holds, even one this
     incarnation was delivered to, and deliver again where it differs. ``known``: statuses
-    this pass already read (``Pusher.status_all``), not read again."""
+    this pass already read (``Pusher.status_all``), not read again. The loop is
+    ``delivery.deliver_sealed``."""
     key = server_key(root, server.ref)
-    want = key_id(key)
-    todo = [s for s in sidecars if check_all or not _settled(held.get(s.pod), s, want)]
-    port = server.spec.gateway.admin_port
-    failed: list[tuple[Sidecar, str]] = []
-    for outcome in await pusher.status_all(todo, port, known) if todo else []:
-        sidecar = outcome.sidecar
-        recipient, holds = recipient_of(outcome.audit_key)
-        before = held.get(sidecar.pod)
-        if holds == want:
-            held[sidecar.pod] = (sidecar.incarnation, want)
-            continue
-        if outcome.error is None and outcome.audit_key is None and sidecar.pod in legacy:
-            if before != (sidecar.incarnation, MOUNTED):
-                log.info("%s: pod %s reads its digest key from its mount", server.ref, sidecar.pod)
-            held[sidecar.pod] = (sidecar.incarnation, MOUNTED)
-            continue
-        if before == (sidecar.incarnation, want) and outcome.error is None:
-            log.warning("%s: pod %s holds digest key %s, not %s: delivering it again",
-                        server.ref, sidecar.pod, holds, want)  # fmt: skip
-        if outcome.error is not None or recipient is None:
-            failed.append((sidecar, outcome.error or "it takes no audit key delivery"))
-            continue
-        signing = next(keyring.candidates(sidecar.kid))
-        try:
-            token = seal_key(signing, recipient, server.ref, key, time.time())
-            response = await pusher.put(sidecar, port, "/v1/audit-key", token)
-        except (AuditError, httpx.HTTPError) as exc:
-            failed.append((sidecar, f"audit key delivery: {exc}"))
-            continue
-        if response.status_code == 200:
-            held[sidecar.pod] = (sidecar.incarnation, want)
-        else:
-            failed.append((sidecar, f"audit key delivery: HTTP {response.status_code}: "
-                                    f"{response.text[:200]}"))  # fmt: skip
-    return failed
+
+    def seal(signing: OKPKey, recipient: dict[str, Any]) -> bytes:
+        return seal_key(signing, recipient, server.ref, key, time.time())
+
+    return await deliver_sealed(
+        pusher,
+        keyring,
+        server,
+        sidecars,
+        held,
+        want=key_id(key),
+        what="audit key delivery",
+        part=lambda outcome: outcome.audit_key,
+        seal=seal,
+        path="/v1/audit-key",
+        refused=(AuditError,),
+        noun="digest key",
+        legacy=legacy,
+        check_all=check_all,
+        known=known,
+    )
 
 
 __all__ = ["MOUNTED", "AuditRootKey", "deliver_keys"]

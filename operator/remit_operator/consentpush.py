@@ -25,11 +25,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import httpx
+from joserfc.jwk import OKPKey
 
 from remit.api.mcpserver import MCPServer
 from remit.errors import ConsentRequestError, RemitError
 from remit.policy.consentdelivery import holding, seal_delivery
+from remit_operator.delivery import deliver_sealed, recipient_of
 from remit_operator.errors import KubeError, NotFoundError
 from remit_operator.index import Sidecar
 from remit_operator.keys import Keyring
@@ -135,15 +136,6 @@ def _key_of(secret: dict[str, Any]) -> bytes:
     return raw
 
 
-def recipient_of(status: Any) -> tuple[dict[str, Any] | None, str | None]:
-    """The ``consent`` part of a sidecar's status: its public key and what it holds."""
-    if not isinstance(status, dict):
-        return None, None
-    recipient, holds = status.get("recipient"), status.get("holds")
-    ok = isinstance(recipient, dict) and len(recipient) <= 8
-    return (recipient if ok else None), (holds if isinstance(holds, str) else None)
-
-
 async def deliver_all(
     pusher: Pusher,
     keyring: Keyring,
@@ -159,33 +151,27 @@ async def deliver_all(
     (incarnation, holding)) is updated; return the sidecars that failed, with why.
     ``check_all`` (the periodic resync): read what every sidecar holds, even one this
     incarnation was delivered to, and deliver again where it differs. ``known``: statuses
-    this pass already read (``Pusher.status_all``), not read again."""
-    want = holding(url, key)
-    todo = [s for s in sidecars if check_all or held.get(s.pod) != (s.incarnation, want)]
-    port = server.spec.gateway.admin_port
-    failed: list[tuple[Sidecar, str]] = []
-    for outcome in await pusher.status_all(todo, port, known) if todo else []:
-        sidecar = outcome.sidecar
-        recipient, holds = recipient_of(outcome.consent)
-        if holds == want:
-            held[sidecar.pod] = (sidecar.incarnation, want)
-            continue
-        if outcome.error is not None or recipient is None:
-            failed.append((sidecar, outcome.error or "it takes no consent delivery"))
-            continue
-        signing = next(keyring.candidates(sidecar.kid))
-        try:
-            token = seal_delivery(signing, recipient, server.ref, url, key, time.time())
-            response = await pusher.put(sidecar, port, "/v1/consent", token)
-        except (ConsentRequestError, httpx.HTTPError) as exc:
-            failed.append((sidecar, f"consent delivery: {exc}"))
-            continue
-        if response.status_code == 200:
-            held[sidecar.pod] = (sidecar.incarnation, want)
-        else:
-            failed.append((sidecar, f"consent delivery: HTTP {response.status_code}: "
-                                    f"{response.text[:200]}"))  # fmt: skip
-    return failed
+    this pass already read (``Pusher.status_all``), not read again. The loop is
+    ``delivery.deliver_sealed``."""
+
+    def seal(signing: OKPKey, recipient: dict[str, Any]) -> bytes:
+        return seal_delivery(signing, recipient, server.ref, url, key, time.time())
+
+    return await deliver_sealed(
+        pusher,
+        keyring,
+        server,
+        sidecars,
+        held,
+        want=holding(url, key),
+        what="consent delivery",
+        part=lambda outcome: outcome.consent,
+        seal=seal,
+        path="/v1/consent",
+        refused=(ConsentRequestError,),
+        check_all=check_all,
+        known=known,
+    )
 
 
 __all__ = ["ConsentKey", "deliver_all", "recipient_of"]
