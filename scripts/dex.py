@@ -16,21 +16,21 @@ are not module versions: the pin is the pseudo-version the proxy serves for a co
 
 The cache is ``$REMIT_DEX_CACHE`` or ``~/.cache/remit/dex`` with one folder per pinned version
 holding ``bin/dex``, the generated module and ``build.json``. The build runs under ``nice``
-with bounded parallelism and a lock file, so two worktrees asking at once build once.
+with bounded parallelism and a lock file, so two worktrees asking at once build once
+(``gobuild.py``, shared with the other Go builds).
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import gobuild  # noqa: E402 - the shared Go-build scaffolding, beside this script
 
 #: Dex's main branch on 2026-08-06 (commit ab64ed778070), as the Go module proxy names it.
 DEX = "v0.0.0-20260806151424-ab64ed778070"
@@ -38,14 +38,11 @@ DEX = "v0.0.0-20260806151424-ab64ed778070"
 #: (its last tag, api/v2.4.0, lacks types the server at DEX uses).
 DEX_API = "v2.4.1-0.20260806151424-ab64ed778070"
 MODULE = "github.com/dexidp/dex"
+TOOL = "dex"
 
 
 def cache_root() -> Path:
-    explicit = os.environ.get("REMIT_DEX_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "remit" / "dex"
+    return gobuild.cache_base("REMIT_DEX_CACHE", "dex")
 
 
 def binary(root: Path | None = None) -> Path:
@@ -54,35 +51,6 @@ def binary(root: Path | None = None) -> Path:
 
 def present(root: Path | None = None) -> bool:
     return os.access(binary(root), os.X_OK)
-
-
-def go_binary() -> str:
-    for candidate in (os.environ.get("REMIT_GO"), shutil.which("go"), "/usr/local/go/bin/go"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    raise SystemExit("dex: no Go toolchain found (set REMIT_GO or put go on PATH)")
-
-
-def go_env(work: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["GOFLAGS"] = env.get("GOFLAGS", "-p=2") + " -mod=mod -trimpath"
-    env["GOTOOLCHAIN"] = "local"
-    env["CGO_ENABLED"] = "0"  # the tier uses Dex's memory storage; sqlite3 needs cgo
-    env.setdefault("GOPROXY", "https://proxy.golang.org")
-    env.setdefault("GOMAXPROCS", "2")
-    env["GOWORK"] = "off"
-    env.setdefault("TMPDIR", str(work))
-    return env
-
-
-def run(argv: list[str], cwd: Path, env: dict[str, str]) -> None:
-    print("dex: $", " ".join(argv), flush=True)
-    done = subprocess.run(
-        ["nice", "-n", "15", *argv], check=False, cwd=cwd, env=env, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        sys.stderr.write(done.stdout[-4000:] + done.stderr[-8000:])
-        raise SystemExit(f"dex: {argv[1:3]} failed with exit {done.returncode}")
 
 
 def wrapper_module() -> str:
@@ -104,41 +72,25 @@ def wrapper_module() -> str:
 
 def build(root: Path) -> Path:
     folder = root / DEX
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with gobuild.locked(folder):
         if present(root):
             return binary(root)
-        go = go_binary()
+        go = gobuild.go_binary(TOOL)
         work = folder / "module"
         work.mkdir(exist_ok=True)
-        env = go_env(folder)
-        (work / "go.mod").write_text(wrapper_module())
-        started = time.monotonic()
-        run([go, "get", f"{MODULE}/cmd/dex@{DEX}"], work, env)
-        staging = Path(tempfile.mkdtemp(prefix="bin-", dir=folder))
-        flags = f"-X main.version={DEX} -s -w"  # cmd/dex prints it with `dex version`
-        try:
+        env = gobuild.go_env(folder)
+        # CGO_ENABLED=0 there: the tier uses Dex's memory storage; sqlite3 needs cgo.
+
+        def steps(staging: Path) -> dict[str, float]:
+            (work / "go.mod").write_text(wrapper_module())
+            started = time.monotonic()
+            gobuild.run(TOOL, [go, "get", f"{MODULE}/cmd/dex@{DEX}"], work, env)
+            flags = f"-X main.version={DEX} -s -w"  # cmd/dex prints it with `dex version`
             target = ["-o", str(staging / "dex"), f"{MODULE}/cmd/dex"]
-            run([go, "build", "-ldflags", flags, *target], work, env)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        record = {
-            "dex": DEX,
-            "dex_api": DEX_API,
-            "go": subprocess.run(
-                [go, "version"], check=False, capture_output=True, text=True
-            ).stdout.strip(),
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "build_seconds": round(time.monotonic() - started, 1),
-        }
-        (folder / "build.json").write_text(json.dumps(record, indent=2) + "\n")
-        final = binary(root).parent
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
-        print(f"dex: built in {record['build_seconds']}s: {record}", flush=True)
+            gobuild.run(TOOL, [go, "build", "-ldflags", flags, *target], work, env)
+            return {"build_seconds": round(time.monotonic() - started, 1)}
+
+        gobuild.install(TOOL, go, folder, {"dex": DEX, "dex_api": DEX_API}, steps)
         return binary(root)
 
 
