@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from remit.audit import DecisionRecord, build_outcome, explain, open_chain
-from remit.audit.explain import render
+from remit.audit.narrative import render
 from remit.errors import AuditError
 from tests.dataplane.audit.helpers import allowed_by_consent, clock, denied, file_settings
 
