@@ -25,8 +25,8 @@ from remit_operator.handlers import register, watch_settings
 from remit_operator.kube import object_path
 from remit_operator.runtime import Runtime
 from remit_operator.settings import Settings
-from remit_operator.webhook import WEBHOOK_PATH, webhook_configuration
 from remit_operator.webhook_tls import ensure_serving_cert, install
+from remit_operator.webhookconfig import WEBHOOK_PATH, webhook_configuration
 
 log = logging.getLogger(__name__)
 FINALIZER = "remit.dev/operator"

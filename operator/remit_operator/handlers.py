@@ -33,6 +33,7 @@ from remit.api.loader import parse
 from remit.api.mcpserver import MCPServer
 from remit.errors import RemitError, ResourceError
 from remit_operator.errors import InjectionError, KubeError
+from remit_operator.gatewayspec import native_sidecars
 from remit_operator.index import SERVER_ANNOTATION, SERVER_LABEL, ref, sidecar_from_pod
 from remit_operator.intake import document, parsed
 from remit_operator.kube import object_path
@@ -40,9 +41,10 @@ from remit_operator.leader import Leadership
 from remit_operator.lint_status import recheck, warn
 from remit_operator.resync import refresh_index
 from remit_operator.runtime import Runtime
+from remit_operator.selectors import matching_server
 from remit_operator.status import grant_status, policy_status, rejection, unchanged
 from remit_operator.syncers import Syncers
-from remit_operator.webhook import inject, matching_server, native_sidecars
+from remit_operator.webhook import inject
 
 log = logging.getLogger(__name__)
 GROUP, VERSION = API_VERSION.split("/")

@@ -20,7 +20,7 @@ from remit.times import utc_text
 from remit_operator.index import Sidecar
 from remit_operator.seal import verify
 from remit_operator.seal_v1 import V1_CONTEXT, volumes_as_injected
-from remit_operator.webhook import selector_matches
+from remit_operator.selectors import selector_matches
 
 MAX_SERIAL_AHEAD = timedelta(minutes=10)
 

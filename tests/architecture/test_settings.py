@@ -19,8 +19,8 @@ from remit.gateway.settings import GatewaySettings, from_environment
 from remit.gateway.values import Address
 from remit.settings import load, sections, variables
 from remit_operator import errors as operator_errors
+from remit_operator.gatewayspec import gateway_container
 from remit_operator.settings import Settings
-from remit_operator.webhook import gateway_container
 from tests.support.policies import resources, server
 
 

@@ -309,7 +309,7 @@ def test_notes_say_what_to_apply_next() -> None:
 def test_chart_speaks_the_operators_contract() -> None:
     from remit.settings import variables  # noqa: PLC0415
     from remit_operator.settings import PREFIX, Settings  # noqa: PLC0415
-    from remit_operator.webhook import WEBHOOK_PATH  # noqa: PLC0415
+    from remit_operator.webhookconfig import WEBHOOK_PATH  # noqa: PLC0415
 
     config = find(manifests(), "MutatingWebhookConfiguration")
     assert config["webhooks"][0]["clientConfig"]["service"]["path"] == WEBHOOK_PATH

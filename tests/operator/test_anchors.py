@@ -20,10 +20,11 @@ from remit_operator.anchors import (
     valid_head,
 )
 from remit_operator.errors import InjectionError, NotFoundError
+from remit_operator.gatewayspec import evidence_volumes, gateway_container, telemetry_env
 from remit_operator.index import gateway_spec
 from remit_operator.seal import container_digest, verify
 from remit_operator.settings import Settings
-from remit_operator.webhook import evidence_volumes, gateway_container, inject, telemetry_env
+from remit_operator.webhook import inject
 from tests.operator.support import (
     RunningOperator,
     admission_review,

@@ -17,10 +17,12 @@ from remit.api.mcpserver import LabelSelector
 from remit.errors import ResourceError
 from remit_operator.entry import handle_loop_error, log_unraisable
 from remit_operator.errors import SettingsError
+from remit_operator.gatewayspec import native_sidecars
 from remit_operator.index import Index, Sidecar, sidecar_from_pod
+from remit_operator.selectors import selector_matches
 from remit_operator.settings import Settings, WebhookSettings
 from remit_operator.status import condition, rejection
-from remit_operator.webhook import native_sidecars, selector_matches, webhook_configuration
+from remit_operator.webhookconfig import webhook_configuration
 from tests.support.policies import grant, policy, resources, rule, server
 
 
