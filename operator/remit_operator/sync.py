@@ -1,13 +1,9 @@
-"""One MCPServer's sync loop: compile, sign, push to every sidecar, write status; wake on time.
+"""One MCPServer's sync pass: compile, sign, push to every sidecar, write status.
 
-An asyncio task owned by ``remit_operator.syncers.Syncers`` runs ``Syncer.run`` for each
-MCPServer (not a kopf daemon: those put a finalizer on the object). It wakes when a resource
-that takes part in the bundle changes (``touch``), at the bundle's ``nextExpiry`` (so an
-expired grant leaves the bundle on time even if nothing is written), and about every
-``REMIT_RESYNC_SECONDS`` (spread and jittered) to read every sidecar's digest and push again to
-any that differ (a restarted sidecar, a drift). Wakes and expiries are urgent; the first sync,
-the periodic check and retries wait for a periodic slot (``remit_operator.lanes``). A sync whose
-inputs (the very indexed objects and the pins) are those of the signed bundle compiles nothing.
+When a pass runs (a wake, an expiry, the periodic check, a retry) is ``syncloop.py``; what it
+reads from sidecars is ``sidecarreads.py``; the digest key and consent link it hands them are
+``sidecarkeys.py``. A sync whose inputs (the very indexed objects and the pins) are those of
+the signed bundle compiles nothing (``bundling.py``).
 
 Serials are wall-clock milliseconds, never lower than the last one used, than the MCPServer's
 ``status.bundleSerial``, or than a serial a sidecar reports in a 409: a restarted operator
@@ -32,33 +28,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
-from remit.api.common import Resource
 from remit.api.mcpserver import MCPServer
-from remit.errors import CompileError, RemitError
+from remit.errors import CompileError
 from remit.policy.bundle import BUNDLE_WIRE, Bundle
 from remit.policy.compiler import compile_bundle
 from remit.policy.signing import sign
-from remit.times import utc_text
 from remit_operator.anchors import AnchorKeeper
-from remit_operator.auditkeys import deliver_keys
-from remit_operator.bundlefields import BundleFields, TooOld, describe
-from remit_operator.consentpush import deliver_all
+from remit_operator.bundlefields import BundleFields
+from remit_operator.bundling import Inputs, Signed
 from remit_operator.deltas import Deltas
 from remit_operator.errors import KubeError
 from remit_operator.index import Sidecar
 from remit_operator.kube import object_path
-from remit_operator.lanes import next_wake, wait_any
 from remit_operator.lastuse import LastUse
 from remit_operator.netpol import network_policy
-from remit_operator.push import MAX_PINS, PushResult
+from remit_operator.push import PushResult
 from remit_operator.runtime import Runtime
+from remit_operator.sidecarkeys import SidecarKeys
+from remit_operator.sidecarreads import SidecarReads
 from remit_operator.status import ServerReport
-from remit_operator.trust import V1Seals, plausible_serial, sort_sidecars
+from remit_operator.syncloop import SyncLoop
+from remit_operator.trust import V1Seals, sort_sidecars
 from remit_operator.writes import StatusWriter
 
 log = logging.getLogger(__name__)
@@ -66,36 +60,10 @@ MAX_ROLLBACK_ROUNDS = 3
 RETRY_FIRST_SECONDS = 1.0  # after a failed push; doubles up to REMIT_RESYNC_SECONDS
 
 
-@dataclass
-class Signed:
-    """A bundle and its compact JWS per signing key id."""
-
-    bundle: Bundle
-    tokens: dict[str, bytes] = field(default_factory=dict)  # encoded once, shared by all pushes
-    uses: frozenset[str] = frozenset()  # later (post-format-1) fields it writes
-
-
-@dataclass(frozen=True, slots=True)
-class Inputs:
-    """What one bundle is compiled from: the index's objects (the index replaces an object when
-    its spec changes, never edits one) and the tool pins."""
-
-    resources: tuple[Resource, ...]
-    pins: tuple[tuple[str, str], ...]
-
-    def same(self, other: Inputs) -> bool:
-        """The very same objects (identity: held here, so never reused) and equal pins."""
-        return (
-            len(self.resources) == len(other.resources)
-            and all(a is b for a, b in zip(self.resources, other.resources, strict=True))
-            and self.pins == other.pins
-        )
-
-
 PROCESS_STARTED = datetime.now(UTC)  # the default v1-seal cutoff (REMIT_V1_SEALS_BEFORE)
 
 
-class Syncer:
+class Syncer(SyncLoop, SidecarReads):
     """Keeps every sidecar of one MCPServer on the current bundle."""
 
     def __init__(self, server_ref: str, runtime: Runtime) -> None:
@@ -107,8 +75,7 @@ class Syncer:
         self.held: dict[str, tuple[str, str | None]] = {}  # pod → (incarnation, digest)
         self.pins: dict[str, str] = {}
         self.last_use = LastUse()  # grants' last use as sidecars report it
-        self.consent_held: dict[str, tuple[str, str]] = {}  # pod → what it was delivered
-        self.key_held: dict[str, tuple[str, str]] = {}  # pod → digest key id it holds
+        self.keys = SidecarKeys(server_ref, runtime)  # digest key and consent deliveries
         self._netpol: dict[str, Any] | None = None
         self.writes = StatusWriter(server_ref, runtime)
         self._started = False
@@ -123,53 +90,6 @@ class Syncer:
     def touch(self) -> None:
         """Ask for a sync as soon as possible."""
         self.wake.set()
-
-    async def run(self, stopped: Any) -> None:
-        """The task body: sync now, then on every wake, expiry and periodic check, until stopped.
-
-        A wake or an expiry is urgent (``remit_operator.lanes``); the first sync, the periodic
-        check and the retry of failed pushes take the periodic lane, which a wake abandons.
-        """
-        await self.rt.ready()  # nothing is signed before the signing key is loaded
-        lanes = self.rt.lanes
-        interval = self.rt.settings.sync.resync_seconds
-        next_check = self.rt.clock()  # the first sync reads what every sidecar holds
-        first = True
-        retry_at: datetime | None = None
-        self.wake.clear()  # what was touched before the loop ran is in the first sync
-        while not stopped:
-            now = self.rt.clock()
-            expiry = self.signed.bundle.next_expiry if self.signed else None
-            ran = False
-            if self.wake.is_set() or (expiry is not None and now >= expiry):
-                self.wake.clear()
-                async with lanes.urgent():
-                    await self._logged(check_all=False)
-                ran = True
-            elif now >= next_check or (retry_at is not None and now >= retry_at):
-                full = now >= next_check
-                async with lanes.periodic(self.wake) as entered:
-                    if entered and not stopped:
-                        await self._logged(check_all=full)
-                if not entered:
-                    continue  # woken meanwhile: that urgent sync goes first
-                ran = True
-                if full:
-                    spread = lanes.spread(interval, first=first)
-                    next_check = self.rt.clock() + timedelta(seconds=spread)
-                    first = False
-            if ran:
-                retry = self._retry
-                retry_at = None if retry is None else self.rt.clock() + timedelta(seconds=retry)
-            expiry = self.signed.bundle.next_expiry if self.signed else None
-            deadline = next_check if retry_at is None else min(next_check, retry_at)
-            await wait_any(self.wake, stopped, next_wake(self.rt.clock(), expiry, deadline))
-
-    async def _logged(self, *, check_all: bool) -> None:
-        try:
-            await self.sync(check_all=check_all)
-        except (RemitError, OSError) as exc:
-            log.exception("sync of %s failed: %s", self.ref, exc)
 
     def _start(self, server: MCPServer) -> None:
         if self._started:
@@ -266,7 +186,8 @@ class Syncer:
         if check_all and await self._observe(reachable, observed):
             self.signed = self._compile(server, now)  # new pins observed: they join the bundle
         compiled = time.perf_counter()
-        keyless = await self._deliver_key(server, reachable, check_all, observed)  # first
+        # the digest key first: a sidecar refuses calls until it has it
+        keyless = await self.keys.digest_key(server, reachable, self.legacy, check_all, observed)
         too_old, failed = await asyncio.gather(
             self._too_old(server, reachable), self._push(server, reachable)
         )
@@ -281,7 +202,7 @@ class Syncer:
         )
         self.deltas.prune(self.signed.bundle)  # bases no sidecar holds any more
         pushed = [s for s in reachable if s.pod not in failed_pods]
-        await self._deliver_consent(server, pushed, check_all, observed)
+        await self.keys.consent(server, pushed, check_all, observed)
         self._retry = self._next_retry(failed, keyless=keyless)
         report = replace(self._report(sidecars, failed), too_old=too_old)
         await self.writes.server(server, report)
@@ -289,64 +210,6 @@ class Syncer:
         await self.writes.last_use(self.last_use)
         self._measure(report, time.perf_counter() - began)
         return report
-
-    async def _deliver_consent(
-        self,
-        server: MCPServer,
-        sidecars: list[Sidecar],
-        check_all: bool = False,
-        observed: Mapping[str, PushResult] | None = None,
-    ) -> None:
-        """Give sidecars the consent page's URL and key, encrypted to each (consentpush.py)."""
-        url = server.spec.consent.url or self.rt.settings.consent.public_url
-        live = {s.pod for s in sidecars}
-        self.consent_held = {p: h for p, h in self.consent_held.items() if p in live}
-        if not url:
-            return
-        key = await self.rt.consent_key.get()
-        if key is None:
-            return
-        for sidecar, why in await deliver_all(
-            self.rt.pusher,
-            self.rt.keyring,
-            server,
-            url,
-            key,
-            sidecars,
-            self.consent_held,
-            check_all,
-            observed,
-        ):
-            log.warning("%s: pod %s: %s", self.ref, sidecar.pod, why)
-
-    async def _deliver_key(
-        self,
-        server: MCPServer,
-        sidecars: list[Sidecar],
-        check_all: bool = False,
-        observed: Mapping[str, PushResult] | None = None,
-    ) -> bool:
-        """Give sidecars their server's argument digest key, encrypted to each (auditkeys.py);
-        a sidecar refuses calls until it has it. True when one is still without it."""
-        live = {s.pod for s in sidecars}
-        self.key_held = {p: h for p, h in self.key_held.items() if p in live}
-        root = await self.rt.audit_key.get()
-        if root is None:
-            return bool(sidecars)
-        failed = await deliver_keys(
-            self.rt.pusher,
-            self.rt.keyring,
-            server,
-            root,
-            sidecars,
-            self.key_held,
-            self.legacy,
-            check_all,
-            observed,
-        )
-        for sidecar, why in failed:
-            log.warning("%s: pod %s: %s", self.ref, sidecar.pod, why)
-        return bool(failed)
 
     def _trusted(self, server: MCPServer, sidecars: list[Sidecar]) -> list[Sidecar]:
         """The sidecars the webhook sealed for this server whose labels it still selects."""
@@ -378,13 +241,6 @@ class Syncer:
         resync = self.rt.settings.sync.resync_seconds
         return min(resync, RETRY_FIRST_SECONDS if self._retry is None else self._retry * 2)
 
-    def _plausible(self, serial: int | None) -> int:
-        """A serial a sidecar reports, if it can be one this operator signed; else 0."""
-        if serial is not None and not plausible_serial(serial, self.rt.clock(), self.serial_floor):
-            log.warning("%s: ignoring implausible serial %d from a sidecar", self.ref, serial)
-            return 0
-        return serial or 0
-
     def _measure(self, report: ServerReport, seconds: float) -> None:
         metrics = self.rt.metrics
         metrics.syncs.labels(self.ref, "ok").inc()
@@ -395,51 +251,6 @@ class Syncer:
             ("in_sync", report.in_sync),
         ):
             metrics.sidecars.labels(self.ref, state).set(count)
-
-    async def _observe(self, sidecars: list[Sidecar], observed: dict[str, PushResult]) -> bool:
-        """Read every sidecar's digest and pins (kept in ``observed`` for the key deliveries
-        of the same pass); return whether new pins were learned."""
-        server = self.rt.index.servers[self.ref]
-        outcomes = await self.rt.pusher.status_all(sidecars, server.spec.gateway.admin_port)
-        observed.update((o.sidecar.pod, o) for o in outcomes)
-        learned = False
-        heads = [(o.sidecar.pod, o.head) for o in outcomes if o.error is None and o.head]
-        try:
-            await self.anchors.anchor(self.ref, heads, utc_text(self.rt.clock(), "seconds"))
-        except KubeError as exc:
-            log.warning("%s: cannot write the chain anchors: %s", self.ref, exc)
-        for outcome in outcomes:
-            self.deltas.note(outcome)
-            self.fields.note(outcome)
-            if outcome.error is None:
-                self.held[outcome.sidecar.pod] = (outcome.sidecar.incarnation, outcome.digest)
-                self.serial_floor = max(self.serial_floor, self._plausible(outcome.serial))
-                self.last_use.observe(outcome.grants_used or {}, self.rt.clock())
-            for tool, digest in (outcome.pins or {}).items():
-                if tool not in self.pins and len(self.pins) < MAX_PINS:
-                    self.pins[tool] = digest
-                    learned = True
-        return learned
-
-    async def _too_old(self, server: MCPServer, sidecars: list[Sidecar]) -> str | None:
-        """Which sidecars do not know a field the bundle uses (asking those not yet asked, but
-        not those that did not answer last time; alongside the push, never delaying it):
-        counted, a Warning Event per pod, and the status message; ``None`` when all know."""
-        assert self.signed is not None
-        uses, found = self.signed.uses, TooOld()
-        if uses:
-            pusher = self.rt.pusher
-            if unknown := [s for s in self.fields.unknown(sidecars) if not pusher.is_silent(s)]:
-                port = server.spec.gateway.admin_port
-                for outcome in await pusher.status_all(unknown, port):
-                    self.fields.note(outcome)
-            found = self.fields.too_old(sidecars, uses)
-            for pod, missing in self.fields.to_warn(sidecars, found):
-                text = f"{pod}: sidecar does not know bundle field(s) {', '.join(missing)}"
-                text += "; it refuses this bundle and keeps its last one until restarted newer"
-                self.rt.event(server, "Warning", "SidecarsTooOld", text)
-        self.rt.metrics.sidecars.labels(self.ref, "too_old").set(len(found))
-        return describe(found) if found else None
 
     async def _push(self, server: MCPServer, sidecars: list[Sidecar]) -> list[PushResult]:
         """Push to every sidecar not known to hold the current digest; return the failures."""

@@ -9,11 +9,12 @@ from pathlib import Path
 from remit.api.consentgrant import ConsentGrant
 from remit.api.loader import parse
 from remit.policy.bundle import Bundle
+from remit_operator.bundling import Signed
 from remit_operator.index import Index
 from remit_operator.intake import essentials, parsed
 from remit_operator.lanes import JITTER, Lanes
 from remit_operator.runtime import Runtime
-from remit_operator.sync import Signed, Syncer
+from remit_operator.sync import Syncer
 from tests.operator.support import operator_settings
 from tests.support.policies import LATER, NOW, grant, policy, rule, server
 
