@@ -53,6 +53,7 @@ class _Line:
     lost_at: int  # ``lost`` when the line was accepted: the gap it closes
     future: asyncio.Future[None]
     queued_at: float
+    rest: bool = False  # the rest of a line partly written on the loop: never discarded
 
 
 class LineWriter:
@@ -165,7 +166,8 @@ class LineWriter:
                     future.set_result(None)
                 else:  # the writer thread writes the rest
                     data = line[written:]
-                    self._queue.append(_Line(data, key, counted, self._lost, future, now))
+                    rest = written > 0
+                    self._queue.append(_Line(data, key, counted, self._lost, future, now, rest))
                     self._queued_bytes += len(data)
                     if self._sleeping and not self._kick_due:
                         self._kick_due = True
@@ -203,18 +205,23 @@ class LineWriter:
         return f"{self.name} stalled: a write has not completed within {self._timeout:g}s"
 
     def _stall(self) -> list[_Line]:
-        """Declare the sink stalled: discard the queue; return the lines whose callers fail."""
+        """Declare the sink stalled: discard the queue; return the lines whose callers fail.
+
+        The rest of a line partly written on the loop (always first in the queue) stays
+        queued, as a write in progress does: discarding it would leave a torn line."""
         self._stalled = True
+        kept = [self._queue.popleft()] if self._queue and self._queue[0].rest else []
         discarded = list(self._queue)
         self._queue.clear()
-        self._queued_bytes = 0
-        last = self._inflight[-1] if self._inflight else None
-        if last is not None:
-            self._tail, self._tail_lost = last.key, last.lost_at
+        self._queue.extend(kept)
+        self._queued_bytes = sum(len(line.data) for line in kept)
+        unfinished = self._inflight + kept
+        if unfinished:
+            self._tail, self._tail_lost = unfinished[-1].key, unfinished[-1].lost_at
         elif discarded:
             self._tail, self._tail_lost = self._durable, self._durable_lost
         self._lose(sum(line.counted for line in discarded), self._stall_message())
-        return self._inflight + discarded
+        return unfinished + discarded
 
     def _lose(self, count: int, reason: str, *, keep_reason: bool = False) -> None:
         """Count ``count`` lines as lost because of ``reason``; lock held."""
