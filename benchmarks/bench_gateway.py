@@ -3,9 +3,10 @@
 Starts the demo OIDC issuer (in this process), the demo files server (``--stateless
 --json-response``) and two ``remit gateway`` processes in standalone mode over a generated
 policy directory holding the examples plus 10,000 ConsentGrants: one writes decision records to
-a file with ``REMIT_AUDIT_FSYNC=false``, the other to stdout redirected to /dev/null. Each
-``tools/call`` carries a real JWT (verified once, then served from the verified-token cache),
-is decided by the real engine (CEL included) and recorded. Prints, per gateway, the added
+a file with ``REMIT_AUDIT_FSYNC=false``, the other to stdout, a pipe drained by ``cat`` as a
+container runtime drains a pod's. Each ``tools/call`` carries a real JWT (verified once,
+then served from the verified-token cache), is decided by the real engine (CEL included) and
+recorded. Prints, per gateway, the added
 latency p50/p99 at concurrency 1 (calls interleaved with direct ones), the throughput ratio
 at concurrency 8, CPU per call and the gateway's RSS with the grants loaded.
 
@@ -183,19 +184,39 @@ def sidecar_rss(policy: Path, upstream: str, workdir: Path) -> tuple[float, floa
         proc.wait(10)
 
 
+DRAINS: list[subprocess.Popen[bytes]] = []
+
+
+def container_log() -> int:
+    """A pipe for a gateway's stdout, read by ``cat`` into /dev/null as a container runtime
+    reads a pod's (a pipe, not /dev/null: the stdout sink's writes are measured as in a pod)."""
+    drain = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    DRAINS.append(drain)  # exits once the gateway's end closes
+    assert drain.stdin is not None
+    return drain.stdin.fileno()
+
+
+def stop_drains() -> None:
+    """Close this process's end of every gateway's stdout pipe and reap the readers."""
+    for drain in DRAINS:
+        assert drain.stdin is not None
+        drain.stdin.close()
+        drain.wait(10)
+
+
 def start_gateway(
     argv: list[str], env: dict[str, str], source: Path | None
 ) -> subprocess.Popen[bytes]:
     """A ``remit gateway`` process; from the source tree ``source`` when given (A/B runs)."""
     if source is None:
-        return subprocess.Popen([REMIT, *argv], env=env, stdout=subprocess.DEVNULL)
+        return subprocess.Popen([REMIT, *argv], env=env, stdout=container_log())
     launch = (
         "import sys; sys.path.insert(0, sys.argv.pop(1)); import remit; "
         "assert remit.__file__.startswith(sys.path[0]), remit.__file__; "
         "from remit.cli.entry import main; sys.argv[0] = 'remit'; main()"
     )
     command = [sys.executable, "-c", launch, str(source / "dataplane"), *argv]
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    return subprocess.Popen(command, env=env, stdout=container_log())
 
 
 def pin(pid: int, cpus: set[int]) -> None:
@@ -382,6 +403,7 @@ def main() -> None:
         for proc in procs:
             proc.terminate()
             proc.wait(10)
+        stop_drains()
         issuer.stop()
         receiving.close()
         if not args.keep:

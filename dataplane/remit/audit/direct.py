@@ -1,4 +1,4 @@
-"""Write a stdout line on the event loop when the write cannot block: pipes and sockets.
+"""Write a stdout line on the event loop when the write cannot block: pipes, sockets, /dev/null.
 
 Why: handing a line to the writer thread and waiting for it costs a loop -> thread -> loop round
 trip (two cross-thread wake-ups and GIL hand-overs, ~30 µs of CPU per line measured on uvloop,
@@ -11,9 +11,10 @@ holds the descriptor (a shell, the runtime, other processes' stdout).
 What this module decides, :class:`~remit.audit.writer.LineWriter` relies on: a direct write
 is tried only while nothing waits for the writer thread (so lines never reorder), and what it
 did not write (``EAGAIN``, a partial write, an error) goes to the thread, which writes the rest
-of a partial line before anything else. Only pipes and sockets are tried: a regular file (its
-write may wait for the disk; ext4 refuses ``RWF_NOWAIT`` for buffered writes anyway) and a
-terminal (no ``RWF_NOWAIT`` support) keep the thread. A kernel that refuses the flag
+of a partial line before anything else. Only pipes, sockets and devices such as ``/dev/null``
+are tried (a device accepts the flag only if its driver never sleeps under it): a regular
+file (its write may wait for the disk; ext4 refuses ``RWF_NOWAIT`` for buffered writes
+anyway) and a terminal keep the thread. A kernel that refuses the flag
 (``EOPNOTSUPP``, ``EINVAL``, ``ENOSYS``) is remembered: every later line uses the thread.
 Any other error is left for the thread's blocking write to meet and report (``EPIPE``), so
 failure accounting stays in one place.
@@ -39,11 +40,14 @@ def pwrite_nowait(fd: int, data: bytes) -> int:
 
 
 def can_write_directly(fd: int) -> bool:
-    """Whether ``fd`` is a pipe or a socket (whose ``RWF_NOWAIT`` write cannot block)."""
+    """Whether ``fd`` is a pipe, a socket or a device other than a terminal (``/dev/null``):
+    those whose ``RWF_NOWAIT`` write cannot block, when the kernel accepts the flag at all."""
     if not hasattr(os, "RWF_NOWAIT"):
         return False
     try:
         mode = os.fstat(fd).st_mode
+        if stat.S_ISCHR(mode):
+            return not os.isatty(fd)
     except OSError:
         return False  # a closed descriptor: the thread meets the error and reports it
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)

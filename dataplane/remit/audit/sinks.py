@@ -138,14 +138,14 @@ class StdoutSink(LineWriter):
     """Writes lines to standard output (or another descriptor) without blocking the loop.
 
     In a cluster the container runtime collects the lines; ``kubectl logs`` reads them back.
-    A line counts as written once the pipe took it. When stdout is a pipe or socket and the
-    writer thread is idle, a line is written on the loop with ``RWF_NOWAIT`` (``direct.py``:
-    about 5 µs of CPU against some 30 µs for a round trip through the thread); what the pipe
-    does not take goes through the thread, as does every line to a regular file or terminal,
-    or when the kernel refuses the flag. ``write`` is the thread's write and ``nowait`` the
-    loop's (injectable for tests; an injected ``write`` alone disables the loop's). Keep other
-    output on stderr: a line larger than the pipe buffer may interleave with other writers to
-    the descriptor.
+    A line counts as written once the pipe took it. When stdout is a pipe, a socket or
+    ``/dev/null`` and the writer thread is idle, a line is written on the loop with
+    ``RWF_NOWAIT`` (``direct.py``: about 5 µs of CPU against some 30 µs for a round trip
+    through the thread); what the pipe does not take goes through the thread, as does every
+    line to a regular file or terminal, or when the kernel refuses the flag. ``write`` is the
+    thread's write and ``nowait`` the loop's (injectable for tests; an injected ``write``
+    alone disables the loop's). Keep other output on stderr: a line larger than the pipe
+    buffer may interleave with other writers to the descriptor.
     """
 
     name = "stdout"

@@ -1,6 +1,7 @@
-"""Stdout lines written on the event loop (``audit/direct.py``): a pipe or socket takes a line
-without the writer thread; a full pipe, a refused flag, a file or a terminal fall back to the
-thread with every line whole and in order (issue 15: the hand-over cost two wake-ups a line)."""
+"""Stdout lines written on the event loop (``audit/direct.py``): a pipe, socket or /dev/null
+takes a line without the writer thread; a full pipe, a refused flag, a file or a terminal
+fall back to the thread with every line whole and in order (issue 15: the hand-over cost two
+wake-ups a line)."""
 
 from __future__ import annotations
 
@@ -67,13 +68,15 @@ def read_exactly(fd: int, size: int) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize("kind", ["pipe", "socket"])
-async def test_a_pipe_or_socket_takes_each_line_on_the_loop(kind: str) -> None:
+@pytest.mark.parametrize("kind", ["pipe", "socket", "/dev/null"])
+async def test_a_pipe_socket_or_dev_null_takes_each_line_on_the_loop(kind: str) -> None:
     if kind == "pipe":
         read_end, write_end = os.pipe()
-    else:
+    elif kind == "socket":
         a, b = socket.socketpair()
         read_end, write_end = a.detach(), b.detach()
+    else:
+        read_end, write_end = os.open("/dev/zero", os.O_RDONLY), os.open(kind, os.O_WRONLY)
     nowait = CountingNowait()
     sink = StdoutSink(write_end, nowait=nowait)
     assert sink.direct.enabled
@@ -84,7 +87,8 @@ async def test_a_pipe_or_socket_takes_each_line_on_the_loop(kind: str) -> None:
         await future
         tail = str(n)
     assert nowait.results == [7, 7, 7]
-    assert os.read(read_end, 100) == b"line 0\nline 1\nline 2\n"
+    if kind != "/dev/null":
+        assert os.read(read_end, 100) == b"line 0\nline 1\nline 2\n"
     await sink.close()
     os.close(read_end)
     os.close(write_end)
