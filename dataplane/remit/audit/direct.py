@@ -12,7 +12,7 @@ What this module decides, :class:`~remit.audit.writer.LineWriter` relies on: a d
 is tried only while nothing waits for the writer thread (so lines never reorder), and what it
 did not write (``EAGAIN``, a partial write, an error) goes to the thread, which writes the rest
 of a partial line before anything else. Only pipes, sockets and devices such as ``/dev/null``
-are tried (a device accepts the flag only if its driver never sleeps under it): a regular
+are tried (the kernel accepts the flag only from drivers that honour it): a regular
 file (its write may wait for the disk; ext4 refuses ``RWF_NOWAIT`` for buffered writes
 anyway) and a terminal keep the thread. A kernel that refuses the flag
 (``EOPNOTSUPP``, ``EINVAL``, ``ENOSYS``) is remembered: every later line uses the thread.
@@ -57,7 +57,7 @@ class DirectWrite:
     """Non-blocking writes of whole or partial lines to one descriptor, on the event loop.
 
     ``write`` is injectable so tests can make the kernel refuse the flag; ``None`` (or a
-    descriptor that is not a pipe or socket) disables direct writes altogether.
+    descriptor :func:`can_write_directly` turns down) disables direct writes altogether.
     """
 
     def __init__(self, fd: int, write: NowaitWrite | None = pwrite_nowait) -> None:
