@@ -29,7 +29,7 @@ from yarl import URL
 
 from remit.errors import MediaTypeError, UpstreamError
 from remit.gateway.bounds import DEFAULT_LIMITS, ResponseLimits
-from remit.gateway.fields import canonical, remit_field
+from remit.gateway.fields import REMIT_PREFIX, canonical
 from remit.gateway.mediatype import EVENT_STREAM, JSON, parse_media_type
 from remit.policy.decision import Reason
 
@@ -108,7 +108,7 @@ def request_headers(
     headers: CIMultiDict[str] = CIMultiDict()
     for name, value in client_headers:
         spelled = canonical(name)  # X_Remit_Subject reaches some frameworks as X-Remit-Subject
-        if spelled in _NOT_FORWARDED or name in connection or remit_field(spelled):
+        if spelled in _NOT_FORWARDED or name in connection or spelled.startswith(REMIT_PREFIX):
             continue
         headers.add(name, value)
     for name, value in extra.items():
@@ -144,7 +144,7 @@ class UpstreamResponse:
     """A response whose headers have arrived; read the body whole or as it streams, bounded
     by ``limits``."""
 
-    __slots__ = ("_response", "headers", "limits", "status")
+    __slots__ = ("_kind", "_response", "headers", "limits", "status")
 
     def __init__(
         self, response: aiohttp.ClientResponse, limits: ResponseLimits = DEFAULT_LIMITS
@@ -153,6 +153,7 @@ class UpstreamResponse:
         self.status = response.status
         self.headers = [(name.lower(), value) for name, value in response.raw_headers]
         self.limits = limits
+        self._kind: BodyKind | Literal[False] | None = False  # False: not yet parsed
 
     def header(self, name: bytes) -> str | None:
         """First value of a (lowercase) response header, as the upstream sent it."""
@@ -183,11 +184,14 @@ class UpstreamResponse:
 
     @property
     def kind(self) -> BodyKind | None:
-        """``json`` or ``sse`` when the body is one the gateway can inspect, else None."""
-        return body_kind(
-            [v for k, v in self.headers if k == b"content-type"],
-            [v for k, v in self.headers if k == b"content-encoding"],
-        )
+        """``json`` or ``sse`` when the body is one the gateway can inspect, else None
+        (parsed from the headers once: the relay asks more than once per answer)."""
+        if self._kind is False:
+            self._kind = body_kind(
+                [v for k, v in self.headers if k == b"content-type"],
+                [v for k, v in self.headers if k == b"content-encoding"],
+            )
+        return self._kind
 
     @property
     def is_sse(self) -> bool:
@@ -206,11 +210,21 @@ class UpstreamResponse:
         declared = self._response.content_length
         if declared is not None and declared > limit:
             raise UpstreamError(502, f"upstream response exceeds {limit} bytes", TOO_LARGE)
+        content = self._response.content
+        if content.is_eof():  # the whole body came with the headers: nothing to wait for
+            try:
+                body = content.read_nowait()
+            except (aiohttp.ClientError, OSError) as exc:
+                raise UpstreamError(502, f"upstream response broke off ({type(exc).__name__})",
+                                    BROKEN) from exc  # fmt: skip
+            if len(body) > limit:
+                raise UpstreamError(502, f"upstream response exceeds {limit} bytes", TOO_LARGE)
+            return body
         chunks: list[bytes] = []
         size = 0
         try:
             async with asyncio.timeout(self.limits.read_timeout):
-                while chunk := await self._response.content.readany():
+                while chunk := await content.readany():
                     size += len(chunk)
                     if size > limit:
                         raise UpstreamError(
