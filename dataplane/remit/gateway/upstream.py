@@ -248,10 +248,14 @@ class UpstreamResponse:
         return self._response.content.at_eof()
 
     async def next_chunk(self, timeout: float | None) -> bytes:
-        """The next body chunk as it arrives (b"" at the end), waiting at most ``timeout``."""
+        """The next body chunk as it arrives (b"" at the end), waiting at most ``timeout``;
+        what has already arrived is returned at once, without a timer."""
+        content = self._response.content
         try:
+            if (chunk := content.read_nowait()) or content.is_eof():
+                return chunk
             async with asyncio.timeout(timeout):
-                return await self._response.content.readany()
+                return await content.readany()
         except TimeoutError as exc:
             raise UpstreamError(504, "upstream stream stalled", TIMEOUT) from exc
         except (aiohttp.ClientError, OSError) as exc:
