@@ -9,7 +9,8 @@ process of its own, and the rounds alternate the clients so load affects all ali
 CPU is the client process's CPU time (all its threads: Rust-backed clients run a runtime
 thread) divided by the requests it completed.
 
-Clients (those not installed are reported as such):
+Clients (those not installed are reported as such; the candidates are not the gateway's
+dependencies: ``.venv/bin/pip install pyreqwest pyqwest aiosonic`` to measure them):
   aiohttp-gateway   ``Upstream.send`` and what the relay asks of a JSON answer (``kind``,
                     bounded ``read``, ``client_headers``, ``close``), exactly as the gateway
                     runs them; ``--baseline TREE`` adds the same from another source tree
