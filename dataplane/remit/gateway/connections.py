@@ -22,7 +22,9 @@ answered one is also handed to ``record(reason, message, client)`` (the gateway'
 aggregated per source like other unauthenticated refusals): a request llhttp rejects before
 uvicorn sees it (a duplicate ``Content-Length``, a malformed request line) is answered 400
 here, and recorded with the parser's own description. Time is the event loop's clock; nothing
-here sleeps.
+here sleeps. The header and body deadlines are fixed when the headers (or body) begin, but a
+timer is armed only when a read ends with them still incomplete: a request that arrives in
+one read (nearly all) costs no timer. A response is written in one piece (``coalesced.py``).
 """
 
 from __future__ import annotations
@@ -34,9 +36,14 @@ from typing import Any
 
 import httptools
 import orjson
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 from remit.errors import RemitError
+from remit.gateway.coalesced import CoalescingCycle
 
 Refusal = Callable[[str], None]
 Record = Callable[[str, str, Any], None]
@@ -113,6 +120,8 @@ class LimitedProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_size = 0
         self._body_done = True
+        self._head_deadline = 0.0
+        self._body_deadline = 0.0
         self._refusal: tuple[int, str, str] | None = None
         self._reason = ""
         self.waiting_since = 0.0
@@ -190,6 +199,10 @@ class LimitedProtocol(HttpToolsProtocol):
             if self._head_bytes > self.limits.max_header_bytes:
                 self._refusal = (431, "header_too_large", self._too_large())
                 self._refuse()
+            elif self._head_timer is None:
+                self._head_timer = self.loop.call_at(self._head_deadline, self._head_timed_out)
+        elif not self._body_done and self._body_timer is None and not self.transport.is_closing():
+            self._body_timer = self.loop.call_at(self._body_deadline, self._body_timed_out)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -198,7 +211,8 @@ class LimitedProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_size = 0
         self._body_done = False
-        self._set_timer("_head_timer", self.limits.header_timeout, self._head_timed_out)
+        self._cancel("_head_timer")
+        self._head_deadline = self.loop.time() + self.limits.header_timeout  # armed on demand
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
@@ -233,8 +247,11 @@ class LimitedProtocol(HttpToolsProtocol):
             self.on_refusal("busy")
         self.app = self._busy if busy else self._app
         super().on_headers_complete()
-        if not self._body_done:
-            self._set_timer("_body_timer", self.limits.body_timeout, self._body_timed_out)
+        cycle = self.cycle
+        if type(cycle) is RequestResponseCycle and not cycle.response_started:
+            cycle.__class__ = CoalescingCycle  # its task has not run yet
+        self._cancel("_body_timer")
+        self._body_deadline = self.loop.time() + self.limits.body_timeout  # armed on demand
 
     def on_message_complete(self) -> None:
         self._body_done = True
@@ -261,10 +278,6 @@ class LimitedProtocol(HttpToolsProtocol):
             self._respond_and_close(408, f"Request body not received within {timeout:g} s")
         else:
             self.transport.close()
-
-    def _set_timer(self, name: str, delay: float, callback: Callable[[], None]) -> None:
-        self._cancel(name)
-        setattr(self, name, self.loop.call_later(delay, callback))
 
     def _cancel(self, name: str) -> None:
         timer: asyncio.TimerHandle | None = getattr(self, name)
