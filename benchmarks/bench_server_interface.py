@@ -128,13 +128,16 @@ def serve(server: str, port: int, tree: str | None) -> None:
         def handler(response: Any, request: Any) -> None:
             headers = tuple(request.get_headers().items())
             assert headers
+            chunks: list[bytes] = []
 
-            def done(body: bytes) -> None:
-                payload = answer(body)
-                response.write_header("content-type", "application/json")
-                response.end(payload)
+            def data(response: Any, chunk: bytes | None, end: bool) -> None:
+                if chunk:
+                    chunks.append(chunk)
+                if end:  # answered from the callback: no asyncio on this path
+                    response.write_header("content-type", "application/json")
+                    response.end(answer(b"".join(chunks)))
 
-            response.get_data().add_done_callback(lambda f: done(f.result().getvalue()))
+            response.on_data(data)
 
         app.post("/mcp", handler)
         app.listen(port, lambda _config: None)
