@@ -98,9 +98,9 @@ def serve(server: str, port: int, tree: str | None) -> None:
     if tree is not None:
         sys.path.insert(0, str(Path(tree) / "dataplane"))
     if server in ("uvicorn-gw", "uvicorn-gw-base"):
-        from remit.gateway.runner import ListenerSettings, serve as gateway_serve  # noqa: PLC0415
+        from remit.gateway import runner  # noqa: PLC0415
 
-        gateway_serve(asgi_app, ListenerSettings(port=port))
+        runner.serve(asgi_app, runner.ListenerSettings(port=port))
     elif server == "uvicorn":
         import uvicorn  # noqa: PLC0415
 
@@ -121,7 +121,7 @@ def serve(server: str, port: int, tree: str | None) -> None:
         )  # fmt: skip
         uvloop.run(embedded.serve())
     elif server == "socketify":
-        from socketify import App  # noqa: PLC0415
+        from socketify import App  # type: ignore[import-untyped,import-not-found,unused-ignore]  # noqa: PLC0415
 
         app = App()
 
@@ -279,9 +279,7 @@ def installed(server: str, args: argparse.Namespace) -> bool:
         except Exception:  # noqa: BLE001 - its native part may fail to load, too
             print("  socketify: not installed (pip install socketify), skipped")
             return False
-    if server.endswith("-base") and args.baseline is None:
-        return False
-    return True
+    return not (server.endswith("-base") and args.baseline is None)
 
 
 def main() -> None:

@@ -5,7 +5,9 @@ app on its own thread and event loop (tests and embedding need real sockets next
 caller's own loop). Uvicorn with httptools (and uvloop for ``serve``) is the default: in
 benchmarks/bench_proxy.py it used less CPU per proxied call (~0.38-0.42 ms vs ~0.42-0.54 ms)
 and less memory than granian's embedded server (which granian calls experimental);
-granian stays selectable.
+granian stays selectable. benchmarks/bench_server_interface.py compares the servers' own CPU
+per request (uvicorn with ``LimitedProtocol``, granian ASGI and RSGI, socketify): none pays
+enough to leave ASGI (docs/architecture.md).
 
 Each listener has its own ``ConnectionLimits`` (remit.gateway.connections): under uvicorn all
 of them apply; granian offers only a header timeout and a request cap, which are mapped. The

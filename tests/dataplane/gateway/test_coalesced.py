@@ -18,7 +18,10 @@ BODY = b'{"jsonrpc":"2.0","id":1,"result":{}}'
 START = {
     "type": "http.response.start",
     "status": 200,
-    "headers": [(b"content-length", str(len(BODY)).encode()), (b"content-type", b"application/json")],
+    "headers": [
+        (b"content-length", str(len(BODY)).encode()),
+        (b"content-type", b"application/json"),
+    ],
 }
 
 
