@@ -40,6 +40,8 @@ class CoalescingCycle(RequestResponseCycle):
         """ASGI ``send``: uvicorn's, with the one write a whole response needs."""
         held = self.held
         if held is not None:
+            if self.flow.write_paused and not self.disconnected:
+                await self.flow.drain()  # back-pressure as uvicorn's send applies it
             self.held = None
             body = message.get("body", b"")
             if (
