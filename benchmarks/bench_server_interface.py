@@ -16,6 +16,13 @@ Servers (``--list``): ``uvicorn`` (stock httptools protocol), ``uvicorn-gw`` (th
 ``uvicorn-gw-base`` (the same from the source tree ``--baseline``, for A/B),
 ``granian-asgi`` / ``granian-rsgi`` (granian's embedded server, as ``runner`` would run it) and
 ``socketify`` (when it is installed).
+
+Measured 2026-12-02 (2 cores, load average 7-11, medians of 3 rounds, us of server CPU per
+request at c=1 / c=8): uvicorn-gw 88-105 / 65-73 (before the one-write response and on-demand
+timers: 104-113 / 72-83), stock uvicorn 104-127 / 65-72, granian RSGI 94-108 / 75-77 with
+~16 / ~10 context switches per request (its Rust threads hand each request to the Python
+loop and back; uvicorn: ~1 / ~0.4), granian ASGI 118-170 / 101-127, socketify 144-164 /
+114-166. No interface pays enough to leave ASGI (docs/architecture.md).
 """
 
 from __future__ import annotations
