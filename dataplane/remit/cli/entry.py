@@ -2,10 +2,11 @@
 
 ``remit gateway`` with no flags is the injected sidecar: it reads only ``REMIT_*`` variables,
 so it starts without Typer, Rich and every other command's imports (sidecar memory is a
-product figure, ~14 MiB less this way). ``remit gateway`` with flags (standalone mode) runs a
-Typer app holding only that command, so it too starts without the other commands' imports
-(PyYAML, pydantic and the resource models: ~11 MiB; its policy directory is compiled in a child
-process, see ``remit.gateway.standalone``). ``remit operator`` with no flags (the chart's
+product figure, ~14 MiB less this way). ``remit gateway`` with flags (standalone mode) parses
+them with argparse (``remit.cli.gateway_args``, the Typer command's flags), so it too starts
+without Typer, Rich, pydantic and the other commands' imports (~11 MiB; its policy directory is
+compiled in a child process, see ``remit.gateway.standalone``, and its consent page loads on
+first use, ``remit.cli.standalone_consent``). ``remit operator`` with no flags (the chart's
 Deployment) also starts without Typer and the other commands (~20 MiB of the operator's
 memory). Everything else goes through the full Typer app.
 """
@@ -22,10 +23,9 @@ def main() -> None:
 
         raise SystemExit(sidecar())
     if sys.argv[1:2] == ["gateway"]:
-        from remit.cli.gateway import main as gateway  # noqa: PLC0415
+        from remit.cli.gateway_args import main as gateway  # noqa: PLC0415
 
-        gateway()
-        return
+        raise SystemExit(gateway())
     if sys.argv[1:] == ["operator"]:
         from remit.cli.operator import main as operator  # noqa: PLC0415
 

@@ -1,24 +1,19 @@
-"""``remit gateway``: run the gateway standalone (-f DIR) or as a sidecar (REMIT_* env)."""
+"""``remit gateway`` in the full Typer app: run the gateway standalone (-f DIR) or as a
+sidecar (REMIT_* env).
+
+The console script does not come here: it parses ``remit gateway ...`` with argparse
+(``gateway_args.py``, the same flags, compared by a test) so the gateway process never holds
+Typer, Rich or pydantic. Both call ``gateway_start.start``.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import socket
 from pathlib import Path
-from typing import Annotated, Any
-from urllib.parse import urlsplit
+from typing import Annotated
 
 import typer
-import uvloop
 
-from remit.cli.common import errors, fail
-from remit.errors import RemitError
-from remit.gateway.app import Gateway
-from remit.gateway.logs import log_to_stderr
-from remit.gateway.serve import build_standalone, run
-from remit.gateway.settings import GatewaySettings, from_environment
-from remit.gateway.values import Address
+from remit.cli.gateway_start import GatewayFlags, start, started_line, unreachable, with_flags
 
 
 def gateway(
@@ -87,159 +82,20 @@ def gateway(
 
     Every limit flag has a REMIT_* variable (README: Connection limits); the flag wins.
     """
-    flags = {
-        "REMIT_MAX_CONNECTIONS": max_connections,
-        "REMIT_MAX_CONCURRENT_REQUESTS": max_concurrent_requests,
-        "REMIT_IDLE_TIMEOUT_SECONDS": idle_timeout,
-        "REMIT_HEADER_TIMEOUT_SECONDS": header_timeout,
-        "REMIT_BODY_TIMEOUT_SECONDS": body_timeout,
-        "REMIT_MAX_HEADER_BYTES": max_header_bytes,
-        "REMIT_MAX_HEADERS": max_headers,
-        "REMIT_ADMIN_MAX_CONNECTIONS": admin_max_connections,
-        "REMIT_MAX_BUNDLE_AGE_SECONDS": max_bundle_age,
-        "REMIT_LOG_LEVEL": log_level,
-    }
-    try:
-        settings = with_flags(
-            from_environment(
-                {**os.environ, **{k: str(v) for k, v in flags.items() if v is not None}}
-            ),
-            upstream=upstream,
-            listen=listen,
-            admin_listen=admin_listen,
-            public_key=public_key,
-            audit_file=audit_file,
-            files=files,
+    code = start(
+        GatewayFlags(
+            files=files, upstream=upstream, server=server, namespace=namespace, listen=listen,
+            admin_listen=admin_listen, audit_file=audit_file, public_key=public_key,
+            log_level=log_level, max_connections=max_connections,
+            max_concurrent_requests=max_concurrent_requests, idle_timeout=idle_timeout,
+            header_timeout=header_timeout, body_timeout=body_timeout,
+            max_header_bytes=max_header_bytes, max_headers=max_headers,
+            admin_max_connections=admin_max_connections, max_bundle_age=max_bundle_age,
+            consent_listen=consent_listen, consent_client_id=consent_client_id,
         )
-        log_to_stderr(settings.logs.level, "%(asctime)s %(levelname)s %(message)s")
-        extra: list[Any] = []
-        if settings.bundle.policy_dirs:
-            if not server:
-                fail("standalone mode (-f) needs --server NAME")
-            page = None
-            if consent_listen != "off":
-                # The page's stack (FastAPI, pydantic, PyYAML: ~27 MiB) loads only when served.
-                from remit.cli.consent import standalone_listen, standalone_settings  # noqa: PLC0415
-
-                page = standalone_listen(settings, consent_listen)
-                if page is not None:
-                    settings = standalone_settings(settings, page)
-            built = build_standalone(settings, server, namespace)
-            problem = unreachable(settings.upstream.url)
-            if problem:
-                fail(problem, code=1)
-            if page is not None:
-                from remit.cli.consent import standalone_page  # noqa: PLC0415
-
-                extra.append(standalone_page(built, page, consent_client_id))
-        else:
-            if settings.bundle.public_key is None:
-                fail("sidecar mode needs REMIT_BUNDLE_PUBLIC_KEY or --public-key (or use -f DIR)")
-            if server and namespace:
-                instance = dataclasses.replace(settings.instance, server=f"{namespace}/{server}")
-                settings = dataclasses.replace(settings, instance=instance)
-            if not settings.instance.server:
-                fail(
-                    "sidecar mode needs its MCPServer to check bundles against: REMIT_SERVER "
-                    "(namespace/name) or --server with --namespace"
-                )
-            built = Gateway(settings)
-    except RemitError as exc:
-        fail(str(exc))
-    try:
-        uvloop.run(
-            run(
-                built,
-                started=lambda: errors.print(
-                    started_line(built), soft_wrap=True, highlight=False, markup=False
-                ),
-                extra=extra,
-            )
-        )
-    except RemitError as exc:  # a port in use, an audit file that cannot be opened
-        fail(str(exc), code=1)
+    )  # fmt: skip
+    if code:
+        raise typer.Exit(code)
 
 
-def unreachable(url: str, timeout: float = 3.0) -> str | None:
-    """Why the upstream at ``url`` cannot be reached now (a TCP connect), or None.
-
-    Standalone mode checks at start: a typo in --upstream is one line and exit 1, not a
-    gateway that answers every call with upstream_unavailable. (A sidecar does not: its MCP
-    server container may start after it.)
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"--upstream: expected an http(s) URL, got {url!r}"
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        socket.create_connection((parts.hostname, port), timeout=timeout).close()
-    except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        return f"cannot reach the upstream {url} ({parts.hostname}:{port}): {reason}"
-    return None
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-def started_line(gateway: Gateway) -> str:
-    """The one line a healthy start prints: what it serves, for which server, which bundle."""
-    s = gateway.settings
-    policy = gateway.state.current
-    bundle = (
-        f"bundle sha256:{policy.bundle.digest[:12]} (serial {policy.bundle.serial})"
-        if policy is not None
-        else "no bundle yet: denying every call until the operator pushes one"
-    )
-    mcp, admin = s.listen.mcp, s.listen.admin
-    records = str(s.audit.path) if s.audit.sink == "file" else s.audit.sink
-    return (
-        f"remit gateway: serving {s.instance.server or '?'} at "
-        f"http://{_url_host(mcp.host)}:{mcp.port}{s.upstream.mcp_path} -> {s.upstream.url}; "
-        f"admin http://{_url_host(admin.host)}:{admin.port}; {bundle}; "
-        f"decision records to {records}"
-    )
-
-
-def with_flags(
-    settings: GatewaySettings,
-    *,
-    upstream: str | None,
-    listen: str | None,
-    admin_listen: str | None,
-    public_key: Path | None,
-    audit_file: Path | None,
-    files: list[Path] | None,
-) -> GatewaySettings:
-    """``settings`` with the command line's flags in place of the variables they override."""
-    target, addresses, bundle, audit = (
-        settings.upstream,
-        settings.listen,
-        settings.bundle,
-        settings.audit,
-    )
-    if upstream:
-        target = dataclasses.replace(target, url=upstream)
-    if listen:
-        addresses = dataclasses.replace(addresses, mcp=Address.parse(listen, "--listen"))
-    if admin_listen:
-        admin = Address.parse(admin_listen, "--admin-listen")
-        addresses = dataclasses.replace(addresses, admin=admin)
-    if public_key:
-        bundle = dataclasses.replace(bundle, public_key=public_key)
-    if files:
-        bundle = dataclasses.replace(bundle, policy_dirs=tuple(files))
-    if audit_file:
-        audit = dataclasses.replace(audit, sink="file", path=audit_file)
-    return dataclasses.replace(
-        settings, upstream=target, listen=addresses, bundle=bundle, audit=audit
-    )
-
-
-def main() -> None:
-    """``remit gateway ...`` alone (``remit.cli.entry``): the other commands are not loaded."""
-    app = typer.Typer(name="remit", pretty_exceptions_enable=False, add_completion=False)
-    app.callback()(lambda: None)  # keep ``gateway`` a subcommand, as in the full app
-    app.command("gateway")(gateway)
-    app(prog_name="remit")
+__all__ = ["gateway", "started_line", "unreachable", "with_flags"]

@@ -1,0 +1,165 @@
+"""The consent page a standalone ``remit gateway -f DIR`` serves beside the gateway, loaded on
+its first request.
+
+The standalone gateway and its consent page share one process: the key that seals consent
+requests is made for the run, the page logs humans in at the MCPServer's issuer, writes grants
+into the policy directory (which the gateway reloads) and records answers on the gateway's own
+audit chain, so ``remit audit explain`` finds them next to the decisions.
+
+Why lazily: the page's stack (FastAPI, Starlette, Jinja, Authlib, pydantic, PyYAML and the
+resource models) is ~25 MiB of a process that otherwise holds ~80 MiB with 10,000 grants, and
+most gateways never serve a consent page. The port is bound and its settings checked at start
+(a bad ``REMIT_CONSENT_*`` variable still stops the start, exit code 2); the first request
+imports the stack in a worker thread (the gateway keeps serving meanwhile), builds the page and
+hands it that request and every later one. Nothing here imports the stack at module level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from remit.audit.records import ConsentRecord
+from remit.consent.settings import ConsentSettings
+from remit.errors import AuditError, StartupError
+from remit.gateway.app import Gateway
+from remit.gateway.connections import ConnectionLimits
+from remit.gateway.runner import App, ListenerSettings, free_port
+from remit.gateway.settings import GatewaySettings
+from remit.policy.consentrequest import load_consent_key, new_key
+from remit.settings import load
+
+if TYPE_CHECKING:
+    from remit.api.consentgrant import ConsentGrant
+
+log = logging.getLogger(__name__)
+
+
+def standalone_listen(settings: GatewaySettings, listen: str) -> str | None:
+    """Where the standalone consent page listens (``auto``: a free loopback port), or None
+    when there is none (``off``, or the policy is a file: grants need a directory)."""
+    dirs = settings.bundle.policy_dirs
+    if listen == "off" or not dirs or not dirs[0].is_dir():
+        return None
+    return f"127.0.0.1:{free_port()}" if listen == "auto" else listen
+
+
+def standalone_settings(settings: GatewaySettings, listen: str) -> GatewaySettings:
+    """Gateway settings linking denied calls to the consent page on ``listen``."""
+    links = settings.consent
+    key = links.key
+    if key is None:
+        key = load_consent_key(links.key_file) if links.key_file is not None else new_key()
+    links = dataclasses.replace(links, url=links.url or f"http://{listen}", key=key)
+    return dataclasses.replace(settings, consent=links)
+
+
+def standalone_page(gateway: Gateway, listen: str, client_id: str) -> tuple[App, ListenerSettings]:
+    """The consent page for a standalone gateway (built on first use), and where it listens."""
+    settings = gateway.settings
+    policy = gateway.state.current
+    if policy is None or not settings.bundle.policy_dirs or settings.consent.key is None:
+        raise StartupError("the standalone consent page needs a compiled policy directory")
+    public = settings.consent.url
+    from_env = load(ConsentSettings, os.environ)  # REMIT_CONSENT_ADMINS applies here too
+    consent_settings = ConsentSettings(
+        admins=from_env.admins,
+        public_url=public,
+        listen=listen,
+        issuer=policy.bundle.server.issuer,
+        client_id=client_id,
+        store="directory",
+        directory=settings.bundle.policy_dirs[0],
+        insecure_cookies=public.startswith("http://") and not _loopback(public),
+        key=settings.consent.key,
+    )
+    host, _, port = listen.rpartition(":")
+    return LazyPage(lambda: _build(gateway, consent_settings)), ListenerSettings(
+        host, int(port), limits=ConnectionLimits(), jsonrpc_errors=False,
+        name="--consent-listen", lifespan=False,
+    )  # fmt: skip
+
+
+def _import_stack() -> None:
+    """Import the page's stack (run in a worker thread: the slow part of the first request)."""
+    import remit.consent.serve  # noqa: PLC0415
+    import remit.consent.store  # noqa: F401, PLC0415
+
+
+def _build(gateway: Gateway, settings: ConsentSettings) -> App:
+    """The consent page's ASGI app, recording on ``gateway``'s chain (stack already imported)."""
+    from remit.consent.serve import build_app  # noqa: PLC0415
+    from remit.consent.store import DirectoryStore  # noqa: PLC0415
+
+    async def record(entry: ConsentRecord) -> None:
+        if gateway.chain is None:
+            raise AuditError("the gateway's audit chain is not open")
+        await gateway.chain.append(entry)
+
+    def last_use(grant: ConsentGrant) -> str | None:
+        # Standalone, the gateway is in this process: ask it (records name grants ns/name).
+        guard = gateway.guard
+        return guard.recorder.grant_use.get(grant.ref) if guard is not None else None
+
+    assert settings.directory is not None  # standalone_page sets it
+    app: App = build_app(
+        settings, record, store=DirectoryStore(settings.directory), last_use=last_use
+    )
+    return app
+
+
+class LazyPage:
+    """An ASGI app that builds the real one on its first request (one build, however many
+    requests arrive at once); a build that fails answers 503 and is tried again next time."""
+
+    def __init__(self, build: Callable[[], App]) -> None:
+        self._build = build
+        self._app: App | None = None
+        self._building = asyncio.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._app is not None
+
+    async def _load(self) -> App:
+        async with self._building:
+            if self._app is None:
+                await asyncio.to_thread(_import_stack)
+                self._app = self._build()
+                log.info("consent page loaded")
+        return self._app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        app = self._app
+        if app is None:
+            try:
+                app = await self._load()
+            except Exception as exc:  # noqa: BLE001 - any failure to build is a refusal, logged
+                log.error("the consent page cannot be loaded: %s", exc)
+                await _unavailable(send)
+                return
+        await app(scope, receive, send)
+
+
+async def _unavailable(send: Any) -> None:
+    body = b"the consent page is unavailable: see the gateway's log\n"
+    await send({
+        "type": "http.response.start", "status": 503,
+        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode())],
+    })  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
+
+
+def _loopback(url: str) -> bool:
+    """Browsers keep ``Secure`` cookies of http://127.0.0.1 and http://localhost."""
+    host = urlsplit(url).hostname or ""
+    return host == "localhost" or host.startswith("127.")
+
+
+__all__ = ["LazyPage", "standalone_listen", "standalone_page", "standalone_settings"]
