@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from remit.cli.gateway_start import GatewayFlags, start, started_line, unreachable, with_flags
+from remit.cli.gateway_args import GatewayFlags
+from remit.cli.gateway_start import start, started_line, unreachable, with_flags
 
 
 def gateway(

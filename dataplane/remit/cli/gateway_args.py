@@ -4,7 +4,8 @@ Typer (and the pydantic it imports to coerce parameters) and Rich cost a standal
 ~11 MiB for its whole life, for nothing it does after parsing its command line. The console
 script (``remit.cli.entry``) parses ``remit gateway`` with these flags: the same names, short
 forms, defaults and help as the Typer command in the full app (``gateway.py``), which a test
-compares. A bad flag is one line on stderr and exit code 2, as a bad setting is.
+compares. A bad flag is one line on stderr and exit code 2, as a bad setting is, and comes
+before the gateway's modules are imported.
 """
 
 from __future__ import annotations
@@ -12,10 +13,54 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from remit.cli.gateway_start import EXIT_USAGE, GatewayFlags, start
+EXIT_USAGE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayFlags:
+    """``remit gateway``'s command line; None where a flag was not given."""
+
+    files: list[Path] | None = None
+    upstream: str | None = None
+    server: str | None = None
+    namespace: str | None = None
+    listen: str | None = None
+    admin_listen: str | None = None
+    audit_file: Path | None = None
+    public_key: Path | None = None
+    log_level: str | None = None
+    max_connections: int | None = None
+    max_concurrent_requests: int | None = None
+    idle_timeout: float | None = None
+    header_timeout: float | None = None
+    body_timeout: float | None = None
+    max_header_bytes: int | None = None
+    max_headers: int | None = None
+    admin_max_connections: int | None = None
+    max_bundle_age: float | None = None
+    consent_listen: str = "auto"
+    consent_client_id: str = "remit-consent"
+
+    def variables(self) -> dict[str, str]:
+        """The REMIT_* variables the limit flags set (a flag wins over the variable)."""
+        flags = {
+            "REMIT_MAX_CONNECTIONS": self.max_connections,
+            "REMIT_MAX_CONCURRENT_REQUESTS": self.max_concurrent_requests,
+            "REMIT_IDLE_TIMEOUT_SECONDS": self.idle_timeout,
+            "REMIT_HEADER_TIMEOUT_SECONDS": self.header_timeout,
+            "REMIT_BODY_TIMEOUT_SECONDS": self.body_timeout,
+            "REMIT_MAX_HEADER_BYTES": self.max_header_bytes,
+            "REMIT_MAX_HEADERS": self.max_headers,
+            "REMIT_ADMIN_MAX_CONNECTIONS": self.admin_max_connections,
+            "REMIT_MAX_BUNDLE_AGE_SECONDS": self.max_bundle_age,
+            "REMIT_LOG_LEVEL": self.log_level,
+        }
+        return {k: str(v) for k, v in flags.items() if v is not None}
+
 
 DESCRIPTION = (
     "Run the gateway. Decision records go to stdout (or --audit-file); logs to stderr. "
@@ -85,7 +130,10 @@ def flags(argv: Sequence[str]) -> GatewayFlags:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``remit gateway ARGS``: the process exit code."""
-    return start(flags(sys.argv[2:] if argv is None else argv))
+    parsed = flags(sys.argv[2:] if argv is None else argv)  # a bad flag exits before imports
+    from remit.cli.gateway_start import start  # noqa: PLC0415
+
+    return start(parsed)
 
 
-__all__ = ["OPTIONS", "flags", "main", "parser"]
+__all__ = ["OPTIONS", "GatewayFlags", "flags", "main", "parser"]

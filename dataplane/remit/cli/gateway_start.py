@@ -14,60 +14,17 @@ import dataclasses
 import os
 import socket
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from remit.cli.gateway_args import EXIT_USAGE, GatewayFlags
 from remit.errors import RemitError, SettingsError
 from remit.gateway.app import Gateway
 from remit.gateway.settings import GatewaySettings, from_environment
 from remit.gateway.values import Address
 
 EXIT_FAILED = 1
-EXIT_USAGE = 2
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayFlags:
-    """``remit gateway``'s command line; None where a flag was not given."""
-
-    files: list[Path] | None = None
-    upstream: str | None = None
-    server: str | None = None
-    namespace: str | None = None
-    listen: str | None = None
-    admin_listen: str | None = None
-    audit_file: Path | None = None
-    public_key: Path | None = None
-    log_level: str | None = None
-    max_connections: int | None = None
-    max_concurrent_requests: int | None = None
-    idle_timeout: float | None = None
-    header_timeout: float | None = None
-    body_timeout: float | None = None
-    max_header_bytes: int | None = None
-    max_headers: int | None = None
-    admin_max_connections: int | None = None
-    max_bundle_age: float | None = None
-    consent_listen: str = "auto"
-    consent_client_id: str = "remit-consent"
-
-    def variables(self) -> dict[str, str]:
-        """The REMIT_* variables the limit flags set (a flag wins over the variable)."""
-        flags = {
-            "REMIT_MAX_CONNECTIONS": self.max_connections,
-            "REMIT_MAX_CONCURRENT_REQUESTS": self.max_concurrent_requests,
-            "REMIT_IDLE_TIMEOUT_SECONDS": self.idle_timeout,
-            "REMIT_HEADER_TIMEOUT_SECONDS": self.header_timeout,
-            "REMIT_BODY_TIMEOUT_SECONDS": self.body_timeout,
-            "REMIT_MAX_HEADER_BYTES": self.max_header_bytes,
-            "REMIT_MAX_HEADERS": self.max_headers,
-            "REMIT_ADMIN_MAX_CONNECTIONS": self.admin_max_connections,
-            "REMIT_MAX_BUNDLE_AGE_SECONDS": self.max_bundle_age,
-            "REMIT_LOG_LEVEL": self.log_level,
-        }
-        return {k: str(v) for k, v in flags.items() if v is not None}
 
 
 def start(flags: GatewayFlags) -> int:

@@ -1,0 +1,125 @@
+"""`remit gateway ARGS` parses its flags without Typer (cli/gateway_args.py): the same flags as
+the Typer command, one line and exit code 2 for a bad one, and no CLI framework in the process.
+
+Real processes for what users see (the console script); the parser's mapping in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from remit.cli.gateway_args import OPTIONS, GatewayFlags, flags
+from remit.cli.main import app
+
+REMIT = str(Path(sys.executable).parent / "remit")
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+def remit_gateway(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("REMIT_")}
+    return subprocess.run(
+        [REMIT, "gateway", *args], env={**clean, **(env or {})},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_the_fast_path_has_the_typer_commands_flags_defaults_and_help() -> None:
+    command = typer.main.get_command(app).commands["gateway"]  # type: ignore[attr-defined]
+    typer_flags = {
+        param.name: (set(param.opts), param.default, param.help) for param in command.params
+    }
+    fast = {dest: (set(names), getattr(GatewayFlags(), dest), text)
+            for names, dest, _, text in OPTIONS}  # fmt: skip
+    assert fast == typer_flags
+
+
+def test_every_flag_reaches_the_gateway_with_its_type(tmp_path: Path) -> None:
+    parsed = flags(
+        ["-f", str(tmp_path), f"--filename={EXAMPLES}", "-s", "files", "-n", "agents",
+         "--upstream", "http://127.0.0.1:9/mcp", "--listen", "127.0.0.1:1",
+         "--admin-listen", "127.0.0.1:2", "--audit-file", "a.jsonl", "--public-key", "k.jwk",
+         "--log-level", "INFO", "--max-connections", "10", "--max-concurrent-requests", "5",
+         "--idle-timeout", "1.5", "--header-timeout", "2", "--body-timeout", "3",
+         "--max-header-bytes", "4096", "--max-headers", "20", "--admin-max-connections", "4",
+         "--max-bundle-age", "60", "--consent-listen", "off", "--consent-client-id", "me"]
+    )  # fmt: skip
+    assert parsed == GatewayFlags(
+        files=[tmp_path, EXAMPLES], upstream="http://127.0.0.1:9/mcp", server="files",
+        namespace="agents", listen="127.0.0.1:1", admin_listen="127.0.0.1:2",
+        audit_file=Path("a.jsonl"), public_key=Path("k.jwk"), log_level="INFO",
+        max_connections=10, max_concurrent_requests=5, idle_timeout=1.5, header_timeout=2.0,
+        body_timeout=3.0, max_header_bytes=4096, max_headers=20, admin_max_connections=4,
+        max_bundle_age=60.0, consent_listen="off", consent_client_id="me",
+    )  # fmt: skip
+    assert parsed.variables()["REMIT_MAX_HEADERS"] == "20"
+    assert flags([]) == GatewayFlags()
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--max-connections", "many"], "--max-connections"),
+        (["--idle-timeout", "soon"], "--idle-timeout"),
+        (["--no-such-flag"], "--no-such-flag"),
+        (["--listen"], "--listen"),
+        (["--max-conn", "5"], "--max-conn"),  # no abbreviations: Typer takes none either
+        (["-f", str(EXAMPLES), "-s", "files", "--listen", "nonsense"], "--listen"),
+    ],
+)
+def test_a_bad_flag_is_one_line_and_exit_2(args: list[str], named: str) -> None:
+    result = remit_gateway(*args)
+    assert result.returncode == 2
+    assert named in one_line(result)
+
+
+def test_a_malformed_variable_is_named_and_a_flag_wins_over_it() -> None:
+    standalone = ["-f", str(EXAMPLES), "-s", "files"]
+    result = remit_gateway(*standalone, env={"REMIT_MAX_HEADERS": "many"})
+    assert result.returncode == 2
+    line = one_line(result)
+    assert "REMIT_MAX_HEADERS" in line
+    assert "'many'" in line
+    # With the flag the variable is not read: the settings load, and the start stops at the
+    # next problem (no server named), before compiling anything.
+    result = remit_gateway("-f", str(EXAMPLES), "--max-headers", "50",
+                           env={"REMIT_MAX_HEADERS": "many"})  # fmt: skip
+    assert result.returncode == 2
+    assert "standalone mode (-f) needs --server NAME" in one_line(result)
+
+
+def test_help_lists_every_flag() -> None:
+    result = remit_gateway("--help")
+    assert result.returncode == 0
+    for names, _, _, _ in OPTIONS:
+        for name in names:
+            assert name in result.stdout
+
+
+def test_the_gateway_process_imports_no_cli_framework_nor_the_consent_pages_stack() -> None:
+    probe = (
+        "import sys; sys.argv = ['remit', 'gateway', '-f', 'x'];"
+        "import remit.cli.entry, remit.cli.gateway_args, remit.cli.gateway_start,"
+        " remit.cli.standalone_consent, remit.gateway.serve;"
+        "heavy = ('typer', 'rich', 'pydantic', 'yaml', 'fastapi', 'starlette',"
+        " 'jinja2', 'authlib');"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert result.stdout.strip() == "[]"
