@@ -3,10 +3,12 @@
 Starts the demo OIDC issuer (in this process), the demo files server and, over the same
 generated policy directory as ``bench_gateway.py`` (the examples plus ``--grants``
 ConsentGrants), one standalone gateway per variant: the defaults ``bench_gateway.py`` uses
-(consent page ``auto``) and ``--consent-listen off``; plus a sidecar with the compiled bundle
-pushed. Each gateway serves ``--calls`` ``tools/call`` requests (half at concurrency 1, half at
-8) before its RSS is read, so the figure includes what serving allocates. With ``--baseline
-TREE`` every standalone variant also runs from that source tree, in the same run (A/B).
+(consent page ``auto``), ``--consent-listen off``, and the consent page on a known port opened
+once after the calls (``page opened``: what the page's code costs once loaded); plus a sidecar
+with the compiled bundle pushed. Each gateway serves ``--calls`` ``tools/call`` requests (half
+at concurrency 1, half at 8) before its RSS is read, so the figure includes what serving
+allocates. With ``--baseline TREE`` every standalone variant also runs from that source tree,
+in the same run (A/B).
 
 Printed per gateway: RSS (VmRSS) after start, after the calls, the peak (VmHWM), the CPU time
 the start took in the gateway process, and, where the consent page runs in a process of its own,
@@ -35,7 +37,8 @@ from loadgen import cpu_seconds, headers, latencies, rss_mib, start_upstream, th
 from remit.demo.issuer import Issuer
 from remit.gateway.runner import free_port, wait_for_port
 
-VARIANTS = {"default": [], "consent off": ["--consent-listen", "off"]}
+VARIANTS = {"default": [], "consent off": ["--consent-listen", "off"], "page opened": []}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def peak_mib(pid: int) -> float:
@@ -64,6 +67,15 @@ async def serve(url: str, token: str, calls: int) -> None:
         await throughput(session, url, sent, calls - calls // 2, 8)
 
 
+async def open_page(url: str) -> None:
+    """One request to the consent page (its login redirect is answer enough)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, allow_redirects=False) as response,
+    ):
+        await response.read()
+
+
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--grants", type=int, default=10_000)
@@ -73,14 +85,14 @@ def arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def main() -> None:
+def main() -> None:  # noqa: PLR0915 - one measurement loop, read top to bottom
     args = arguments()
     workdir = Path(tempfile.mkdtemp(prefix="remit-bench-mem-"))
     issuer = Issuer().start()
     procs: list[subprocess.Popen[bytes]] = []
     trees: dict[str, Path | None] = {"this": None}
-    if args.baseline is not None:
-        trees = {"base": args.baseline.resolve(), "this": None}
+    if args.baseline is not None:  # both launched the same way (python -c, from the tree)
+        trees = {"base": args.baseline.resolve(), "this": ROOT}
     try:
         up_port = free_port()
         upstream = f"http://127.0.0.1:{up_port}/mcp"
@@ -101,6 +113,9 @@ def main() -> None:
                 argv = ["gateway", "-f", str(policy), "--server", "files", "--upstream",
                         upstream, "--listen", f"127.0.0.1:{port}", "--admin-listen",
                         f"127.0.0.1:{admin}", *extra]  # fmt: skip
+                page = free_port()
+                if variant == "page opened":
+                    argv += ["--consent-listen", f"127.0.0.1:{page}"]
                 env = {**os.environ, "REMIT_AUDIT_SINK": "stdout"}
                 proc = start_gateway(argv, env, tree)
                 procs.append(proc)
@@ -113,6 +128,8 @@ def main() -> None:
                         scopes=["mcp:tools"], expires_in=3600,
                     )  # fmt: skip
                     asyncio.run(serve(audience, token, args.calls))
+                    if variant == "page opened":  # the consent page's first request
+                        asyncio.run(open_page(f"http://127.0.0.1:{page}/grants"))
                     served = rss_mib(proc.pid)
                     others = sum(rss_mib(child) for child in children(proc.pid))
                     note = f"  (+ {others:.1f} MiB in child processes)" if others else ""
