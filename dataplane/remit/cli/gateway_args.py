@@ -117,9 +117,9 @@ def parser() -> argparse.ArgumentParser:
     for names, dest, kind, text in OPTIONS:
         default = getattr(defaults, dest)
         shown = f" [default: {default}]" if default is not None else ""
-        action = "append" if dest == "files" else "store"
+        action, metavar = ("append", "DIR") if dest == "files" else ("store", dest.upper())
         parsed.add_argument(*names, dest=dest, type=kind, action=action, default=default,
-                            help=text + shown, metavar=dest.upper())  # fmt: skip
+                            help=text + shown, metavar=metavar)  # fmt: skip
     return parsed
 
 
