@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, Literal
 
 import msgspec
@@ -83,6 +84,7 @@ def redact(value: Any) -> Any:
     return root[0]
 
 
+@lru_cache(maxsize=8)  # one key at a time (a rotation adds one): per key, not per record
 def key_id(key: bytes) -> str:
     """A short public name of a digest key: the first 16 hex digits of sha256("remit-key:"+key)."""
     return hashlib.sha256(b"remit-key:" + key).hexdigest()[:16]

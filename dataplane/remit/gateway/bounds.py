@@ -111,9 +111,37 @@ def loads(data: bytes | str, limit: int) -> Any:
         if "depth limit" in str(exc):  # orjson's own ceiling (1024)
             raise JsonDepthError(limit) from exc
         raise
-    if might_be_too_deep(data, limit) and too_deep(value, limit):
-        raise JsonDepthError(limit)
-    key = colliding_key(value)
-    if key is not None:
-        raise JsonKeyCollisionError(key)
+    if type(value) is dict or type(value) is list:
+        _scan(value, limit if might_be_too_deep(data, limit) else None)
     return value
+
+
+def _scan(value: dict[str, Any] | list[Any], limit: int | None) -> None:
+    """``too_deep`` and ``colliding_key`` in one walk of what ``orjson`` decoded (only exact
+    dicts and lists, so exact type tests suffice): the same order as ``colliding_key``, so the
+    same key is named; a depth past ``limit`` (None: cannot be) wins over a collision, as in
+    two walks."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    collision: str | None = None
+    while stack:
+        node, depth = stack.pop()
+        if limit is not None and depth > limit:
+            raise JsonDepthError(limit)
+        if type(node) is dict:
+            if (
+                collision is None
+                and len(node) > 1
+                and len({k.casefold() for k in node}) < len(node)
+            ):
+                collision = colliding_key(node)
+                if limit is None:
+                    break
+            children = node.values()
+        else:
+            children = node
+        depth += 1
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth))
+    if collision is not None:
+        raise JsonKeyCollisionError(collision)

@@ -15,7 +15,7 @@ with ``-`` or ``_``): a client's copies are dropped, never forwarded.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Final
 
 from remit.errors import ProtocolError
@@ -55,19 +55,27 @@ def remit_field(name: str) -> bool:
     return canonical(name).startswith(REMIT_PREFIX)
 
 
-def check_header_fields(headers: Iterable[tuple[str, str]]) -> None:
+def check_header_fields(headers: Sequence[tuple[str, str]]) -> None:
     """Refuse (400, ``duplicate_header``) identity-bearing fields sent twice or with ``_``."""
-    counts: Counter[str] = Counter()
+    seen: set[str] = set()
+    repeated: list[str] = []
     for name, _ in headers:
-        wanted = canonical(name)
-        if not identity_bearing(wanted):
+        wanted = name.lower()
+        if "_" in wanted:
+            wanted = wanted.replace("_", "-")
+            if identity_bearing(wanted):
+                raise _refused(f"header {name!r} must be spelled {_display(wanted)!r}")
             continue
-        if "_" in name:
-            raise _refused(f"header {name!r} must be spelled {_display(wanted)!r}")
-        counts[wanted] += 1
-    for name, count in counts.items():
-        if count > 1:
-            raise _refused(f"header {_display(name)} appears {count} times; send it once")
+        if wanted not in IDENTITY_FIELDS and not wanted.startswith(PARAM_PREFIX):
+            continue
+        if wanted in seen:
+            repeated.append(wanted)
+        seen.add(wanted)
+    if repeated:  # in the order first seen, as a count of each
+        counts = Counter(canonical(name) for name, _ in headers if canonical(name) in repeated)
+        for name, count in counts.items():
+            if count > 1:
+                raise _refused(f"header {_display(name)} appears {count} times; send it once")
 
 
 def _display(name: str) -> str:

@@ -389,10 +389,15 @@ class RemitGuard:
 def _identity_headers(identity: Identity, decision_id: str) -> dict[str, str]:
     """Tell the MCP server who is calling (percent-encoded: header values must be ASCII)."""
     return {
-        "x-remit-subject": quote(identity.subject, safe=_HEADER_SAFE),
-        "x-remit-agent": quote(identity.agent, safe=_HEADER_SAFE),
+        "x-remit-subject": _header_value(identity.subject),
+        "x-remit-agent": _header_value(identity.agent),
         "x-remit-decision": decision_id,
     }
+
+
+@functools.lru_cache(maxsize=4096)  # the same callers call again: encode each name once
+def _header_value(text: str) -> str:
+    return quote(text, safe=_HEADER_SAFE)
 
 
 __all__ = ["RemitGuard", "Ticket"]

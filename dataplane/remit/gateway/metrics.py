@@ -20,6 +20,29 @@ _LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01
 _UPSTREAM_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0)
 
 
+class Children:
+    """A labelled counter's children by label values, kept after their first use.
+
+    ``Counter.labels`` converts every value to ``str`` and takes the metric's lock on each
+    call; the hot path counts every decision twice, with label values drawn from bounded sets
+    (reason codes, and the names ``labels.py`` bounds), so each child is looked up once and
+    then found in a plain dict. The dict holds no more than the metric's own children.
+    """
+
+    __slots__ = ("_children", "_metric")
+
+    def __init__(self, metric: Counter) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Counter] = {}
+
+    def __call__(self, *values: str) -> Counter:
+        """The child for ``values`` (created on first use, as ``labels`` does)."""
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
+
+
 class Metrics:
     """The gateway's counters, histograms and gauges."""
 
@@ -39,6 +62,8 @@ class Metrics:
             ["server", "agent", "tool", "effect", "reason"],
             registry=self.registry,
         )
+        self.decided = Children(self.decisions)
+        self.call_decided = Children(self.call_decisions)
         self.decision_seconds = Histogram(
             "remit_decision_seconds",
             "Time to authenticate, decide and record one request, before forwarding.",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -52,6 +53,7 @@ def split_host(value: str) -> tuple[str, str] | None:
     return host, port
 
 
+@lru_cache(maxsize=256)  # every request names its Host: parse each spelling once (bounded)
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))

@@ -85,7 +85,7 @@ class Recorder:
             policy, request, decision.effect, decision.reason, decision.message, decision,
             tool_hash, session,
         )  # fmt: skip
-        self.metrics.decisions.labels(decision.effect, decision.reason).inc()
+        self.metrics.decided(decision.effect, decision.reason).inc()
         self.count(policy, record)
         written = await self.append(record, "decision")
         if written:
@@ -107,7 +107,7 @@ class Recorder:
         """Record a request refused before (or instead of) a decision; count it unless
         ``counted``. ``count`` > 1 summarises aggregated refusals (``refusals.py``)."""
         if not counted:
-            self.metrics.decisions.labels("deny", reason).inc()
+            self.metrics.decided("deny", reason).inc()
         record = record_decision(
             request,
             bundle=policy.bundle if policy is not None else None,
@@ -131,7 +131,7 @@ class Recorder:
         agent = known.agent(record.agent) if known is not None else OTHER
         tool = known.target(record.tool) if known is not None else OTHER
         labels = (record.server, agent, tool, record.decision, record.reason)
-        self.metrics.call_decisions.labels(*labels).inc()
+        self.metrics.call_decided(*labels).inc()
 
     async def not_forwarded(self, ticket: Ticket, why: str) -> None:
         """Complete an allow whose request was then not forwarded after all (e.g. a later

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from remit.errors import EvaluationError
@@ -24,6 +25,7 @@ from remit.policy.request import Identity, Request
 from remit.times import utc_text
 
 _NOUN = {"tool": "tool", "resource": "resource", "prompt": "prompt"}
+_CACHE_SIZE = 8192  # (agent, human, target, hints) whose applicable rules are kept per bundle
 
 
 class Engine:
@@ -35,6 +37,7 @@ class Engine:
         self._rules = RuleIndex(bundle)
         self._grants = GrantIndex(bundle.grants)
         self._server = {"name": bundle.server.name, "namespace": bundle.server.namespace}
+        self._applicable_for = lru_cache(maxsize=_CACHE_SIZE)(self._find_applicable)
 
     # -- deciding ---------------------------------------------------------------------------
 
@@ -196,13 +199,25 @@ class Engine:
 
     def _applicable(
         self, identity: Identity, target: TargetKind, name: str, hints: Mapping[str, bool]
-    ) -> Iterable[RuleEntry]:
-        for entry in self._rules.lookup(identity.agent, target, name):
-            if not entry.policy.covers_subject(identity.subject, identity.groups):
-                continue
-            if entry.rule.annotations and not entry.hints_hold(hints):
-                continue
-            yield entry
+    ) -> tuple[RuleEntry, ...]:
+        return self._applicable_for(
+            identity.agent, identity.subject, identity.groups, target, name,
+            tuple(hints.items()),
+        )  # fmt: skip
+
+    def _find_applicable(
+        self, agent: str, subject: str, groups: tuple[str, ...], target: TargetKind, name: str,
+        hints: tuple[tuple[str, bool], ...],
+    ) -> tuple[RuleEntry, ...]:  # fmt: skip
+        """The rules for this agent, human, target and tool hints (cached per bundle: the
+        same callers call the same tools)."""
+        wanted = dict(hints)
+        return tuple(
+            entry
+            for entry in self._rules.lookup(agent, target, name)
+            if entry.policy.covers_subject(subject, groups)
+            and (not entry.rule.annotations or entry.hints_hold(wanted))
+        )
 
     # -- visibility (list filtering) ----------------------------------------------------------
 

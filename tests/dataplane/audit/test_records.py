@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 import pytest
@@ -21,6 +21,7 @@ from remit.audit import (
 from remit.audit.records import format_time, new_record_id
 from remit.errors import AuditError
 from remit.policy.request import Request
+from remit.times import utc_text
 from tests.dataplane.audit.helpers import ALICE, NOW, allowed_by_consent, clock
 
 
@@ -153,6 +154,17 @@ def test_times_are_rfc3339_utc_with_milliseconds() -> None:
         format_time(datetime(2026, 3, 1))
 
 
+def test_record_times_in_utc_are_the_text_of_utc_text_across_seconds() -> None:
+    # format_time keeps the text of the current second: it must never serve a stale one.
+    start = datetime(2026, 12, 31, 23, 59, 59, 999_500, tzinfo=UTC)
+    for step in (0, 1, 499, 500, 1_000, 1_001, 999_999, 1_000_000, 1_500_000, 3_600_000_000):
+        moment = start + timedelta(microseconds=step)
+        assert format_time(moment) == utc_text(moment, "milliseconds")
+    assert format_time(start) == "2026-12-31T23:59:59.999Z"
+    assert format_time(start + timedelta(milliseconds=1)) == "2027-01-01T00:00:00.000Z"
+    assert format_time(datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01T00:00:00.000Z"
+
+
 def test_record_ids_are_unique_within_a_millisecond() -> None:
     same_instant = 1_767_225_600_000_000_000
     ids = [new_record_id(lambda: same_instant) for _ in range(1000)]
@@ -166,6 +178,7 @@ def test_record_ids_sort_by_time_whatever_their_random_bits() -> None:
     ids = [new_record_id(lambda moment=moment: moment) for moment in moments]
     assert sorted(ids) == ids
     assert ids[0][:12] == f"{start // 1_000_000:012x}"
+    assert new_record_id(lambda: 0)[:12] == "0" * 12  # zero-padded to 12 + 20 digits
 
 
 def test_a_line_with_a_bad_field_names_it() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from remit.errors import JsonKeyCollisionError
+from remit.errors import JsonDepthError, JsonKeyCollisionError
 from remit.gateway.bounds import colliding_key, loads
 from remit.gateway.protocol import parse_body
 from remit.gateway.proxy import _encoded
@@ -36,6 +36,25 @@ def test_keys_that_differ_only_in_case_are_found_at_any_depth(
     if key is not None:
         with pytest.raises(JsonKeyCollisionError):
             loads(orjson.dumps(document), 64)
+
+
+def test_one_walk_names_the_same_key_and_depth_still_wins() -> None:
+    # loads checks depth and case collisions in one walk: the key named is colliding_key's,
+    # and a body both too deep and colliding is refused for its depth, as with two walks.
+    many = {"a": {"x": 1, "X": 2}, "b": [{"y": 1, "Y": 2}], "c": {"z": {"q": 1, "Q": 2}}}
+    with pytest.raises(JsonKeyCollisionError) as raised:
+        loads(orjson.dumps(many), 64)
+    assert raised.value.args == JsonKeyCollisionError(str(colliding_key(many))).args
+    deep: object = {"k": 1, "K": 2}
+    for _ in range(10):
+        deep = {"n": [deep]}
+    with pytest.raises(JsonDepthError):
+        loads(orjson.dumps(deep), 8)
+    with pytest.raises(JsonKeyCollisionError):
+        loads(orjson.dumps(deep), 64)
+    assert loads(b'[[], {}, "A", {"a": [1]}]', 3) == [[], {}, "A", {"a": [1]}]
+    with pytest.raises(JsonDepthError):
+        loads(b'[[], {}, "A", {"a": [[1]]}]', 3)
 
 
 def test_the_upstream_receives_the_gateways_encoding_not_the_clients_bytes() -> None:
