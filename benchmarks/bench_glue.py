@@ -167,9 +167,14 @@ def child(policy: Path, upstream: str, token: str, audience: str, calls: int) ->
 
                 profiler = cProfile.Profile()
                 profiler.enable()
+            counting = bool(os.environ.get("BENCH_GLUE_CALLGRIND"))
+            if counting:  # under callgrind: count exactly this pass (--callgrind)
+                os.system(f"callgrind_control -d before {os.getpid()} >/dev/null")  # noqa: S605
             thread, process = time.thread_time(), time.process_time()
             for _ in range(calls):
                 await one()
+            if counting:
+                os.system(f"callgrind_control -d measured {os.getpid()} >/dev/null")  # noqa: S605
             if profile:
                 profiler.disable()
                 profiler.dump_stats(profile)
@@ -179,9 +184,10 @@ def child(policy: Path, upstream: str, token: str, audience: str, calls: int) ->
             }
             instrument(totals)
             totals.clear()
-            for _ in range(calls):
+            for _ in range(0 if counting else calls):
                 await one()
-            result.update({label: total / calls for label, total in totals.items()})
+            if not counting:
+                result.update({label: total / calls for label, total in totals.items()})
             return result
         finally:
             await gateway.stop()
@@ -189,6 +195,19 @@ def child(policy: Path, upstream: str, token: str, audience: str, calls: int) ->
     result = uvloop.run(run())
     out.write(json.dumps(result) + "\n")
     out.flush()
+
+
+INSTRUCTIONS = "thousand instructions"
+
+
+def instructions(prefix: Path) -> float:
+    """The instructions callgrind counted in the dump named ``measured`` of ``prefix``."""
+    for dump in prefix.parent.glob(f"{prefix.name}.*"):
+        text = dump.read_text(errors="replace")
+        if "Trigger: dump measured\n" in text:
+            summary = next(line for line in text.splitlines() if line.startswith("summary:"))
+            return float(summary.split()[1]) * 1e-3
+    raise SystemExit(f"no callgrind dump of the measured pass next to {prefix}")
 
 
 def main() -> None:
@@ -201,6 +220,12 @@ def main() -> None:
         "--cprofile", type=Path, metavar="PREFIX",
         help="Also write cProfile stats of each run's whole-call pass to PREFIX-<tree>-<n>.prof "
         "(the whole-call figure then includes cProfile's own cost)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--callgrind", action="store_true",
+        help="Run each child under valgrind's callgrind and report the instructions the "
+        "gateway process executes per call (both threads; exact, so unaffected by load), "
+        "instead of the stage table; use a few hundred --calls",
     )  # fmt: skip
     args = parser.parse_args()
 
@@ -239,6 +264,11 @@ def main() -> None:
                     command = [sys.executable, "-c", launch, str(tree / "dataplane"), str(HERE),
                                str(policy), upstream, token, audience, str(args.calls)]  # fmt: skip
                     env = dict(os.environ)
+                    counts = Path(work) / f"callgrind-{name}-{len(runs[name])}"
+                    if args.callgrind:
+                        command = ["valgrind", "--tool=callgrind",
+                                   f"--callgrind-out-file={counts}", *command]  # fmt: skip
+                        env["BENCH_GLUE_CALLGRIND"] = "1"
                     if args.cprofile is not None:
                         env["BENCH_GLUE_PROFILE"] = f"{args.cprofile}-{name}-{len(runs[name])}.prof"
                     done = subprocess.run(
@@ -247,12 +277,17 @@ def main() -> None:
                     if done.returncode != 0:
                         raise SystemExit(f"{name}: {done.stderr[-3000:]}")
                     runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                    if args.callgrind:
+                        runs[name][-1][INSTRUCTIONS] = instructions(counts) / args.calls / 1e6
         finally:
             upstream_proc.terminate()
             upstream_proc.wait(10)
     labels = ["whole call (loop thread)", "whole call (process)", *(s[0] for s in STAGES)]
+    if args.callgrind:
+        labels = [INSTRUCTIONS, "whole call (loop thread)", "whole call (process)"]
     header = "".join(f"{name + ' ' + str(i + 1):>10}" for name in trees for i in range(args.rounds))
-    print(f"\nus of CPU per call (stages: loop thread, inclusive)\n{'':<26}{header}")
+    what = "instructions (callgrind) and" if args.callgrind else ""
+    print(f"\n{what} us of CPU per call (stages: loop thread, inclusive)\n{'':<26}{header}")
     for label in labels:
         row = "".join(
             f"{run[label] * 1e6:10.1f}" if label in run else f"{'-':>10}"
