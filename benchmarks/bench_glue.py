@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,34 @@ def request_scope(token: str, audience: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+async def whole_pass(one: Callable[[], Awaitable[None]], calls: int) -> dict[str, float]:
+    """CPU per call over ``calls`` calls of ``one``, nothing instrumented; under cProfile with
+    ``--cprofile``, between two callgrind dumps with ``--callgrind``."""
+    profile = os.environ.get("BENCH_GLUE_PROFILE")
+    profiler = None
+    if profile:
+        import cProfile  # noqa: PLC0415
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    counting = bool(os.environ.get("BENCH_GLUE_CALLGRIND"))
+    if counting:
+        os.system(f"callgrind_control -d before {os.getpid()} >/dev/null")
+    thread, process = time.thread_time(), time.process_time()
+    for _ in range(calls):
+        await one()
+    result = {
+        "whole call (loop thread)": (time.thread_time() - thread) / calls,
+        "whole call (process)": (time.process_time() - process) / calls,
+    }
+    if counting:
+        os.system(f"callgrind_control -d measured {os.getpid()} >/dev/null")
+    if profiler is not None and profile:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    return result
+
+
 def child(policy: Path, upstream: str, token: str, audience: str, calls: int) -> None:
     """Run both passes in this process and print one JSON line on the saved stdout."""
     import asyncio  # noqa: PLC0415
@@ -161,27 +190,8 @@ def child(policy: Path, upstream: str, token: str, audience: str, calls: int) ->
         try:
             for _ in range(300):  # warm up: token cache, connections, pins
                 await one()
-            profile = os.environ.get("BENCH_GLUE_PROFILE")
-            if profile:  # cProfile of the uninstrumented pass (--cprofile)
-                import cProfile  # noqa: PLC0415
-
-                profiler = cProfile.Profile()
-                profiler.enable()
+            result = await whole_pass(one, calls)
             counting = bool(os.environ.get("BENCH_GLUE_CALLGRIND"))
-            if counting:  # under callgrind: count exactly this pass (--callgrind)
-                os.system(f"callgrind_control -d before {os.getpid()} >/dev/null")  # noqa: S605
-            thread, process = time.thread_time(), time.process_time()
-            for _ in range(calls):
-                await one()
-            if counting:
-                os.system(f"callgrind_control -d measured {os.getpid()} >/dev/null")  # noqa: S605
-            if profile:
-                profiler.disable()
-                profiler.dump_stats(profile)
-            result = {
-                "whole call (loop thread)": (time.thread_time() - thread) / calls,
-                "whole call (process)": (time.process_time() - process) / calls,
-            }
             instrument(totals)
             totals.clear()
             for _ in range(0 if counting else calls):
@@ -210,7 +220,7 @@ def instructions(prefix: Path) -> float:
     raise SystemExit(f"no callgrind dump of the measured pass next to {prefix}")
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--grants", type=int, default=10_000)
@@ -227,7 +237,30 @@ def main() -> None:
         "gateway process executes per call (both threads; exact, so unaffected by load), "
         "instead of the stage table; use a few hundred --calls",
     )  # fmt: skip
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def report(
+    args: argparse.Namespace, trees: list[str], runs: dict[str, list[dict[str, float]]]
+) -> None:
+    """Print the table: one column per run, tree by tree."""
+    labels = ["whole call (loop thread)", "whole call (process)", *(s[0] for s in STAGES)]
+    if args.callgrind:
+        labels = [INSTRUCTIONS, "whole call (loop thread)", "whole call (process)"]
+    header = "".join(f"{name + ' ' + str(i + 1):>10}" for name in trees for i in range(args.rounds))
+    what = "instructions (callgrind) and" if args.callgrind else ""
+    print(f"\n{what} us of CPU per call (stages: loop thread, inclusive)\n{'':<26}{header}")
+    for label in labels:
+        row = "".join(
+            f"{run[label] * 1e6:10.1f}" if label in run else f"{'-':>10}"
+            for name in trees
+            for run in runs[name]
+        )
+        print(f"{label:<26}{row}")
+
+
+def main() -> None:
+    args = arguments()
 
     from bench_gateway import write_policy  # noqa: PLC0415
     from loadgen import start_upstream  # noqa: PLC0415
@@ -282,19 +315,7 @@ def main() -> None:
         finally:
             upstream_proc.terminate()
             upstream_proc.wait(10)
-    labels = ["whole call (loop thread)", "whole call (process)", *(s[0] for s in STAGES)]
-    if args.callgrind:
-        labels = [INSTRUCTIONS, "whole call (loop thread)", "whole call (process)"]
-    header = "".join(f"{name + ' ' + str(i + 1):>10}" for name in trees for i in range(args.rounds))
-    what = "instructions (callgrind) and" if args.callgrind else ""
-    print(f"\n{what} us of CPU per call (stages: loop thread, inclusive)\n{'':<26}{header}")
-    for label in labels:
-        row = "".join(
-            f"{run[label] * 1e6:10.1f}" if label in run else f"{'-':>10}"
-            for name in trees
-            for run in runs[name]
-        )
-        print(f"{label:<26}{row}")
+    report(args, list(trees), runs)
 
 
 if __name__ == "__main__":
