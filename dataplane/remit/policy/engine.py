@@ -201,8 +201,8 @@ class Engine:
         self, identity: Identity, target: TargetKind, name: str, hints: Mapping[str, bool]
     ) -> tuple[RuleEntry, ...]:
         return self._applicable_for(
-            identity.agent, identity.subject, identity.groups, target, name,
-            tuple(hints.items()),
+            identity.agent, identity.subject, tuple(identity.groups), target, name,
+            tuple(hints.items()),  # tuple(): a caller's list of groups is still a key
         )  # fmt: skip
 
     def _find_applicable(

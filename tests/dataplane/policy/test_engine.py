@@ -97,6 +97,31 @@ def test_policy_applies_only_for_its_subjects(
     assert decision.effect == effect
 
 
+def test_one_engine_answers_each_caller_and_tool_hint_for_itself() -> None:
+    # The rules applicable to a caller are cached per bundle: the same engine, asked in turn
+    # for callers and hints that differ, must answer each as a fresh engine would.
+    destructive = rule(
+        "no-destructive", effect="Deny", tools=["*"], annotations={"destructiveHint": True}
+    )
+    engine = engine_for(policy("p", READ, destructive, users=["*@example.com"], groups=["support"]))
+    asks = [
+        (who("alice@example.com"), {"readOnlyHint": True}, "allow"),
+        (who("bob@other.org"), {"readOnlyHint": True}, "deny"),
+        (who("bob@other.org", groups=("support",)), {"readOnlyHint": True}, "allow"),
+        (who("bob@other.org", groups=["support"]), {"readOnlyHint": True}, "allow"),
+        (who("alice@example.com"), {}, "deny"),  # undeclared hints: possibly destructive
+        (who("alice@example.com", "other-bot"), {"readOnlyHint": True}, "deny"),
+    ]
+    for _ in range(2):
+        for identity, hints, effect in asks:
+            request = call("read_file", identity=identity, annotations=hints)
+            assert engine.decide(request).effect == effect
+            fresh = engine_for(
+                policy("p", READ, destructive, users=["*@example.com"], groups=["support"])
+            )
+            assert fresh.decide(request) == engine.decide(request)
+
+
 def test_servers_agents_and_subjects_must_all_match() -> None:
     engine = engine_for(
         policy("p", READ, servers=["files"], agents=["support-bot"], users=["alice@example.com"])
