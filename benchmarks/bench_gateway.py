@@ -254,7 +254,7 @@ def arguments() -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument(
         "--profile", action="store_true",
-        help="Record each gateway with py-spy (--nonblocking; raw stacks next to the workdir).",
+        help="Record each gateway with py-spy (--nonblocking; stacks in a new folder, printed).",
     )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="Keep the temporary directory.")
     return parser.parse_args()
@@ -315,8 +315,14 @@ def start_gateways(
     return hops
 
 
-def profilers(hops: dict[str, tuple[str, int]], where: Path) -> list[subprocess.Popen[bytes]]:
-    """py-spy on every gateway (``--nonblocking``: the gateway is never paused)."""
+def profilers(hops: dict[str, tuple[str, int]]) -> list[subprocess.Popen[bytes]]:
+    """py-spy on every gateway (``--nonblocking``: the gateway is never paused).
+
+    The stacks go to a fresh folder per run (printed, kept): fixed names in /tmp were overwritten
+    by concurrent runs.
+    """
+    where = Path(tempfile.mkdtemp(prefix="remit-profile-"))
+    print(f"py-spy raw stacks: {where}/profile-<hop>.txt")
     spy = str(Path(sys.executable).parent / "py-spy")
     return [
         subprocess.Popen(
@@ -337,6 +343,13 @@ def profilers(hops: dict[str, tuple[str, int]], where: Path) -> list[subprocess.
         for name, (_, pid) in hops.items()
         if "gw" in name
     ]
+
+
+def stop_profilers(spies: list[subprocess.Popen[bytes]]) -> None:
+    """Stop py-spy: it writes its profile on SIGINT."""
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
 
 
 def main() -> None:
@@ -377,11 +390,9 @@ def main() -> None:
             f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; "
             f"{'pinned: hops on CPU ' + str(max(cpus)) if args.pin else 'unpinned'}"
         )
-        spies = profilers(hops, workdir.parent) if args.profile else []
+        spies = profilers(hops) if args.profile else []
         asyncio.run(measure(upstream, hops, token, args.requests, procs[0].pid))
-        for spy in spies:  # py-spy writes its profile on SIGINT
-            spy.send_signal(signal.SIGINT)
-            spy.wait(60)
+        stop_profilers(spies)
         if otlp is not None:
             print(
                 f"\nOTLP receiver: {len(otlp.spans)} spans from the tracing gateway"
