@@ -202,7 +202,9 @@ async def serve_app(
         proxy_headers=False,
         log_config=None,  # uvicorn's loggers go to the root handler, which never blocks
     )
-    server = uvicorn.Server(config)
+    from remit.gateway.quietserver import QuietServer  # noqa: PLC0415 - with uvicorn
+
+    server = QuietServer(config)  # no 100 ms tick: an idle gateway sleeps (quietserver.py)
     sockets = [sock] if sock is not None else None
     if stop is None:
         await server.serve(sockets)

@@ -6,12 +6,16 @@ Real processes: the console script's module, real sockets on loopback.
 from __future__ import annotations
 
 import socket
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from remit.gateway.runner import wait_for_port
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 STANDALONE = ["-f", str(EXAMPLES), "--server", "files", "--namespace", "agents"]
@@ -73,7 +77,11 @@ def test_an_unreadable_key_is_one_line_and_a_non_zero_exit(tmp_path: Path) -> No
     assert "missing.pem: cannot read key" in one_line(result)
 
 
-def test_a_healthy_start_says_what_it_serves(listening: socket.socket, tmp_path: Path) -> None:
+def test_a_healthy_start_says_what_it_serves_and_sigterm_stops_it_promptly(
+    listening: socket.socket, tmp_path: Path
+) -> None:
+    """The server has no tick polling for the exit (gateway/quietserver.py): SIGTERM itself
+    wakes it, and the gateway stops gracefully (exit 0) at once."""
     upstream = f"http://127.0.0.1:{listening.getsockname()[1]}/mcp"
     port, admin = free_port(), free_port()
     process = subprocess.Popen(
@@ -85,9 +93,16 @@ def test_a_healthy_start_says_what_it_serves(listening: socket.socket, tmp_path:
     try:
         assert process.stderr is not None
         line = process.stderr.readline()
+        wait_for_port("127.0.0.1", port, 30)  # serving: its server waits to be told to exit
+        began = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)
+        stopped = time.monotonic() - began
     finally:
-        process.terminate()
+        process.kill()
         process.wait(30)
+    assert process.returncode == 0
+    assert stopped < 3, f"SIGTERM took {stopped:.2f} s"  # ~0.2 s; generous for a loaded machine
     assert line.startswith(
         f"remit gateway: serving agents/files at http://127.0.0.1:{port}/mcp -> {upstream}; "
         f"admin http://127.0.0.1:{admin}; bundle sha256:"
