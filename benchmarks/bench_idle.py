@@ -13,9 +13,10 @@ other:
 
 After ``--settle`` seconds it reads ``/proc/<pid>/task/*/schedstat`` (time on a CPU, times
 scheduled) of every thread, waits ``--seconds``, reads again, and prints CPU ms/s and
-wake-ups/s (times a thread was put on a CPU), per process and (``--threads``) per thread. No probe, no
-scrape, no request reaches the gateway meanwhile. With ``--baseline DIR`` each gateway is also
-run from another source tree (``git archive main | tar -x -C DIR``) in the same run, for an A/B.
+wake-ups/s (times a thread was put on a CPU), per process and (``--threads``) per thread. No
+probe, no scrape, no request reaches the gateway meanwhile; SIGTERM then stops it, timed.
+With ``--baseline DIR`` each gateway is also run from another source tree
+(``git archive main | tar -x -C DIR``) in the same run, for an A/B.
 
     .venv/bin/python benchmarks/bench_idle.py [--seconds 10] [--grants 0] [--baseline DIR]
 """
@@ -35,8 +36,7 @@ from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests.support: the policy documents
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: policy documents
 
 from tests.support.policies import LATER, grant, server
 
@@ -46,6 +46,7 @@ from remit.policy.signing import generate_key, save_key, sign
 from remit_operator.gatewayspec import gateway_container
 from remit_operator.settings import Settings
 
+ROOT = Path(__file__).resolve().parents[1]
 REMIT = str(Path(sys.executable).parent / "remit")
 UPSTREAM = socket.create_server(("127.0.0.1", 0))  # accepts (the start checks it), never called
 UPSTREAM_URL = f"http://127.0.0.1:{UPSTREAM.getsockname()[1]}/mcp"
@@ -132,7 +133,9 @@ def run_sidecar(workdir: Path, source: Path | None) -> subprocess.Popen[bytes]:
     bundle = compile_bundle(load([workdir / "policy"]).resources, "files", serial=1)
     port, admin = free_port(), free_port()
     proc = subprocess.Popen(
-        command(["gateway"], source), env=sidecar_env(workdir, admin, port), stdout=subprocess.DEVNULL
+        command(["gateway"], source),
+        env=sidecar_env(workdir, admin, port),
+        stdout=subprocess.DEVNULL,
     )
     wait_for_port("127.0.0.1", admin, 60)
     push(admin, sign(bundle, key))

@@ -45,7 +45,7 @@ class DatedState(ServerState):
         self._headers: list[tuple[bytes, bytes]] = []
         super().__init__()
 
-    @property  # type: ignore[override]
+    @property
     def default_headers(self) -> list[tuple[bytes, bytes]]:
         """``Date`` of this second (if the config sends one) plus the configured headers."""
         second = int(self._clock())
@@ -71,7 +71,7 @@ class QuietServer(uvicorn.Server):
         super().__init__(config)
         self.server_state = DatedState(config)
 
-    @property  # type: ignore[override]
+    @property
     def should_exit(self) -> bool:
         """Whether the server should stop; setting it wakes the main loop."""
         return self._exit

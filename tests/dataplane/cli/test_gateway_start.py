@@ -5,8 +5,8 @@ Real processes: the console script's module, real sockets on loopback.
 
 from __future__ import annotations
 
-import socket
 import signal
+import socket
 import subprocess
 import sys
 import time

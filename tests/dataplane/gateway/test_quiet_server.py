@@ -56,12 +56,13 @@ def test_a_served_response_carries_the_current_date_once() -> None:
     server.start()
     try:
         before = int(time.time())
-        with urllib.request.urlopen(f"{server.url}/", timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(f"{server.url}/", timeout=10) as response:
             dates = response.headers.get_all("date")
         after = time.time()
     finally:
         server.stop()
-    assert dates is not None and len(dates) == 1
+    assert dates is not None
+    assert len(dates) == 1
     assert before <= parsedate_to_datetime(dates[0]).timestamp() <= after
 
 
