@@ -2,7 +2,8 @@
 
 ``remit gateway -f DIR`` compiles the directory once at start. ``PolicyReloader`` then looks at
 the directory every ``interval`` seconds (names, sizes and modification times of its YAML files;
-a stat per file, no reading), and when anything changed it compiles again, signs with the run's
+a stat per file, no reading; ``dirlook.py``, on the event loop while the directory is small),
+and when anything changed it compiles again, signs with the run's
 own key and installs the bundle through the same verification path as a push. The consent page
 writes grants into this directory, so an approval or a revocation there is enforced within
 ``interval`` plus a compile (the 2 s every other revocation gets). Each reload compiles in a
@@ -26,6 +27,7 @@ from pathlib import Path
 from joserfc.jwk import OKPKey
 
 from remit.errors import InvalidResourcesError, RemitError
+from remit.gateway.dirlook import DirectoryLook
 from remit.gateway.metrics import Metrics
 from remit.gateway.standalone import compile_in_child
 from remit.gateway.state import PolicyState
@@ -38,16 +40,7 @@ DEFAULT_INTERVAL = 0.5
 
 def fingerprint(dirs: tuple[Path, ...]) -> Fingerprint:
     """What changes when a YAML file in ``dirs`` is added, removed or written."""
-    seen: list[tuple[str, int, int]] = []
-    for root in dirs:
-        files = [root] if root.is_file() else sorted(root.glob("*.y*ml")) if root.is_dir() else []
-        for path in files:
-            try:
-                stat = path.stat()
-            except OSError:
-                continue  # removed between listing and stat: the next look sees it gone
-            seen.append((str(path), stat.st_mtime_ns, stat.st_size))
-    return tuple(seen)
+    return tuple(sorted((path, *seen) for path, seen in DirectoryLook(dirs).seen.items()))
 
 
 def compile_dirs(dirs: tuple[Path, ...], server: str, namespace: str | None, serial: int) -> Bundle:
@@ -84,7 +77,7 @@ class PolicyReloader:
         self.metrics = metrics
         self.interval = interval
         self._clock = clock
-        self._seen = fingerprint(dirs)
+        self._look = DirectoryLook(dirs)
         self.reloads = 0
         self.failures = 0
 
@@ -114,19 +107,19 @@ class PolicyReloader:
 
     def check(self) -> bool:
         """Reload if the directory changed since the last look; whether it reloaded."""
-        now = fingerprint(self.dirs)
-        if now == self._seen:
-            return False
-        self._seen = now
-        return self.reload()
+        return self._look.changed() and self.reload()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Look every ``interval`` seconds until ``stop`` is set (compiles off the loop)."""
+        """Look every ``interval`` seconds until ``stop`` is set (compiles off the loop; looks
+        at a small directory on it, which costs less than handing the look to a thread)."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.interval)
-            if not stop.is_set():
-                await asyncio.to_thread(self.check)
+            if stop.is_set():
+                return
+            look = self._look
+            if look.changed() if look.small else await asyncio.to_thread(look.changed):
+                await asyncio.to_thread(self.reload)
 
 
 __all__ = ["PolicyReloader", "compile_dirs", "fingerprint"]
