@@ -174,6 +174,7 @@ class AnonymousRefusals:
         self.recorder = recorder
         self.metrics = metrics
         self.aggregator = aggregator if aggregator is not None else RefusalAggregator()
+        self._opened = asyncio.Event()  # a window opened: ``run`` has something to close
 
     async def refuse(
         self,
@@ -203,6 +204,7 @@ class AnonymousRefusals:
                 source=source if identity is None else None, counted=True,
             )  # fmt: skip
             window.record_id = record.id
+            self._opened.set()
         await self.flush(policy)
 
     async def connection(
@@ -228,8 +230,12 @@ class AnonymousRefusals:
             )
 
     async def run(self, current: Callable[[], Policy | None]) -> None:
-        """Flush windows as they close, until cancelled (the gateway's lifetime)."""
+        """Flush windows as they close, until cancelled (the gateway's lifetime). While no
+        window is open it sleeps until one opens: an idle gateway is not woken for nothing."""
         while True:
+            if not self.aggregator:
+                self._opened.clear()
+                await self._opened.wait()
             await asyncio.sleep(max(self.aggregator.interval / 4, 0.05))
             await self.flush(current())
 

@@ -7,6 +7,7 @@ every refusal; sources beyond the window limit share one overflow window.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -183,3 +184,32 @@ async def test_an_authenticated_flood_is_aggregated_per_caller(
     assert records[0]["session"] is not None  # the first keeps its session (hashed)
     assert "source" not in records[0]  # an identified caller is named, not its address
     assert sum(r.get("count", 1) for r in records) == 501
+
+
+async def test_the_flusher_sleeps_until_a_window_opens_then_writes_its_summary(
+    chain: AuditChain, tmp_path: Path
+) -> None:
+    clock = Clock()
+    metrics = Metrics()
+    refusals = AnonymousRefusals(
+        Recorder(chain, metrics, "p"), metrics, RefusalAggregator(0.2, clock=clock)
+    )
+    flusher = asyncio.create_task(refusals.run(lambda: None))
+    try:
+        for _ in range(5):
+            await asyncio.sleep(0)
+        timers = asyncio.get_running_loop()._scheduled  # type: ignore[attr-defined]
+        assert not [t for t in timers if "_set_result_unless_cancelled" in repr(t)]  # no sleep
+        for _ in range(3):
+            await refusals.refuse(None, _request("10.0.0.9"), "unauthenticated", "bad", "x")
+        clock.now += 1  # the window has closed; the flusher writes it within interval / 4
+        for _ in range(200):
+            if not refusals.aggregator:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        flusher.cancel()
+    await chain.close()
+    lines = (tmp_path / "audit.jsonl").read_bytes().splitlines()
+    records = [orjson.loads(line) for line in lines][1:]
+    assert [r.get("count", 1) for r in records] == [1, 2]
