@@ -14,23 +14,28 @@ other:
 After ``--settle`` seconds it reads ``/proc/<pid>/task/*/schedstat`` (time on a CPU, times
 scheduled) of every thread, waits ``--seconds``, reads again, and prints CPU ms/s and
 wake-ups/s (times a thread was put on a CPU), per process and (``--threads``) per thread. No
-probe, no scrape, no request reaches the gateway meanwhile; SIGTERM then stops it, timed.
+request reaches the gateway meanwhile, except with ``--probes`` the kubelet's probes of the
+admin port as the injected container declares them; SIGTERM then stops it, timed.
 With ``--baseline DIR`` each gateway is also run from another source tree
 (``git archive main | tar -x -C DIR``) in the same run, for an A/B.
 
     .venv/bin/python benchmarks/bench_idle.py [--seconds 10] [--grants 0] [--baseline DIR]
+        [--probes] [--threads] [--modes sidecar standalone]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
@@ -81,6 +86,26 @@ def idle_cost(pid: int, seconds: float) -> tuple[float, float, dict[str, tuple[f
     return cpu, wakes, {name: (t[0], t[1]) for name, t in threads.items()}
 
 
+class Probes(threading.Thread):
+    """The kubelet's probes of the injected container: ``/readyz`` every 2 s and ``/healthz``
+    every 10 s (``gatewayspec.py``), each on a new connection, as the kubelet makes them."""
+
+    def __init__(self, admin: int) -> None:
+        super().__init__(daemon=True)
+        self.admin = admin
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        tick = 0
+        while not self.stop.wait(2.0 if tick else 0):
+            paths = ["/readyz"] + (["/healthz"] if tick % 5 == 0 else [])
+            for path in paths:
+                url = f"http://127.0.0.1:{self.admin}{path}"
+                with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5):
+                    pass
+            tick += 1
+
+
 def command(argv: list[str], source: Path | None) -> list[str]:
     """``remit *argv``, from the source tree ``source`` when given (A/B runs)."""
     if source is None:
@@ -124,7 +149,7 @@ def push(admin: int, token: str) -> None:
     asyncio.run(put())
 
 
-def run_sidecar(workdir: Path, source: Path | None) -> subprocess.Popen[bytes]:
+def run_sidecar(workdir: Path, source: Path | None) -> tuple[subprocess.Popen[bytes], int]:
     from remit.api.loader import load  # noqa: PLC0415
     from remit.policy.compiler import compile_bundle  # noqa: PLC0415
 
@@ -139,10 +164,10 @@ def run_sidecar(workdir: Path, source: Path | None) -> subprocess.Popen[bytes]:
     )
     wait_for_port("127.0.0.1", admin, 60)
     push(admin, sign(bundle, key))
-    return proc
+    return proc, admin
 
 
-def run_standalone(workdir: Path, source: Path | None) -> subprocess.Popen[bytes]:
+def run_standalone(workdir: Path, source: Path | None) -> tuple[subprocess.Popen[bytes], int]:
     port, admin = free_port(), free_port()
     argv = ["gateway", "-f", str(workdir / "policy"), "--server", "files"]
     argv += ["--upstream", UPSTREAM_URL]
@@ -150,7 +175,7 @@ def run_standalone(workdir: Path, source: Path | None) -> subprocess.Popen[bytes
     clean = {k: v for k, v in os.environ.items() if not k.startswith("REMIT_")}
     proc = subprocess.Popen(command(argv, source), env=clean, stdout=subprocess.DEVNULL)
     wait_for_port("127.0.0.1", admin, 60)
-    return proc
+    return proc, admin
 
 
 def write_policy(directory: Path, grants: int) -> None:
@@ -174,6 +199,8 @@ def main() -> None:
     parser.add_argument("--grants", type=int, default=0, help="extra grants (standalone)")
     parser.add_argument("--baseline", type=Path, help="a source tree to compare against")
     parser.add_argument("--threads", action="store_true", help="print per-thread figures")
+    parser.add_argument("--probes", action="store_true", help="with the kubelet's probes")
+    parser.add_argument("--modes", nargs="+", default=["sidecar", "standalone"])
     args = parser.parse_args()
     trees: list[tuple[str, Path | None]] = [("this tree", None)]
     if args.baseline is not None:
@@ -182,13 +209,19 @@ def main() -> None:
         workdir = Path(tmp)
         write_policy(workdir / "policy", args.grants)
         for mode, start in (("sidecar", run_sidecar), ("standalone", run_standalone)):
+            if mode not in args.modes:
+                continue
             for label, source in trees:
-                proc = start(workdir, source)
+                proc, admin = start(workdir, source)
+                probes = Probes(admin)
+                if args.probes:
+                    probes.start()
                 try:
                     time.sleep(args.settle)
                     load = os.getloadavg()[0]
                     cpu, wakes, threads = idle_cost(proc.pid, args.seconds)
                 finally:
+                    probes.stop.set()
                     began = time.monotonic()
                     proc.terminate()
                     proc.wait(10)
