@@ -20,7 +20,7 @@ With ``--baseline DIR`` each gateway is also run from another source tree
 (``git archive main | tar -x -C DIR``) in the same run, for an A/B.
 
     .venv/bin/python benchmarks/bench_idle.py [--seconds 10] [--grants 0] [--baseline DIR]
-        [--probes] [--threads] [--modes sidecar standalone]
+        [--probes] [--threads] [--modes sidecar standalone] [--telemetry]
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REMIT = str(Path(sys.executable).parent / "remit")
 UPSTREAM = socket.create_server(("127.0.0.1", 0))  # accepts (the start checks it), never called
 UPSTREAM_URL = f"http://127.0.0.1:{UPSTREAM.getsockname()[1]}/mcp"
+TRACED = "--telemetry" in sys.argv  # the MCPServer names an OTLP endpoint (never answered)
 Sample = dict[int, tuple[str, int, int]]  # tid -> (thread, CPU ns, times scheduled)
 
 
@@ -120,7 +121,8 @@ def command(argv: list[str], source: Path | None) -> list[str]:
 
 def sidecar_env(workdir: Path, admin: int, port: int) -> dict[str, str]:
     """The environment the webhook injects, with loopback addresses and mounted files."""
-    resource = MCPServer.model_validate(server("files"))
+    telemetry = {"telemetry": {"otlpEndpoint": UPSTREAM_URL.removesuffix("/mcp")}} if TRACED else {}
+    resource = MCPServer.model_validate(server("files", **telemetry))
     container = gateway_container(resource, Settings())
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     env.update(
@@ -200,6 +202,7 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="a source tree to compare against")
     parser.add_argument("--threads", action="store_true", help="print per-thread figures")
     parser.add_argument("--probes", action="store_true", help="with the kubelet's probes")
+    parser.add_argument("--telemetry", action="store_true", help="sidecar with an OTLP endpoint")
     parser.add_argument("--modes", nargs="+", default=["sidecar", "standalone"])
     args = parser.parse_args()
     trees: list[tuple[str, Path | None]] = [("this tree", None)]
