@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from stat import S_ISDIR
 
 Seen = dict[str, tuple[int, int]]  # path -> (mtime ns, size)
 PATTERN = "*.y*ml"
@@ -67,7 +68,7 @@ def _dir_times(dirs: tuple[Path, ...]) -> tuple[int, ...]:
         except OSError:
             times.append(-1)
             continue
-        times.append(stat.st_mtime_ns if root.is_dir() else 0)
+        times.append(stat.st_mtime_ns if S_ISDIR(stat.st_mode) else 0)
     return tuple(times)
 
 
