@@ -18,7 +18,6 @@ picked up as usual.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -110,11 +109,11 @@ class PolicyReloader:
         return self._look.changed() and self.reload()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Look every ``interval`` seconds until ``stop`` is set (compiles off the loop; looks
-        at a small directory on it, which costs less than handing the look to a thread)."""
+        """Look every ``interval`` seconds until ``stop`` is set (seen at the next look; the
+        gateway cancels this at once when it stops). Compiles off the loop; looks at a small
+        directory on it, which costs less than handing the look to a thread."""
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval)
+            await asyncio.sleep(self.interval)  # one timer; the caller cancels on stop
             if stop.is_set():
                 return
             look = self._look
