@@ -232,7 +232,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--sinks", default="file,fsync,stdout",
         help="Gateways to run, by audit sink: file (fsync off), fsync (file, fsync on), behind "
-        "(file, synced behind the call: REMIT_AUDIT_FSYNC_WAIT=false), stdout, tracing "
+        "(file, synced behind the call: REMIT_AUDIT_FSYNC_WAIT=false), strict (file, each record "
+        "synced before the call proceeds: REMIT_AUDIT_FSYNC_STRICT=true), stdout, tracing "
         "(stdout, every request traced and exported over OTLP).",
     )  # fmt: skip
     parser.add_argument(
@@ -264,6 +265,7 @@ SINKS = {
     "file": {"REMIT_AUDIT_FSYNC": "false"},
     "fsync": {"REMIT_AUDIT_FSYNC": "true"},
     "behind": {"REMIT_AUDIT_FSYNC": "true", "REMIT_AUDIT_FSYNC_WAIT": "false"},
+    "strict": {"REMIT_AUDIT_FSYNC": "true", "REMIT_AUDIT_FSYNC_STRICT": "true"},
     "stdout": {"REMIT_AUDIT_SINK": "stdout"},
     "tracing": {"REMIT_AUDIT_SINK": "stdout", "REMIT_TRACE_SAMPLE_RATIO": "1"},
 }

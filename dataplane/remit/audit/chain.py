@@ -63,6 +63,7 @@ from remit.audit.records import (
     utc_now,
 )
 from remit.audit.sinks import AuditSettings, Sink, sink_from_settings
+from remit.audit.syncer import SyncPoint
 from remit.audit.verify import verify_tail
 from remit.errors import AuditError
 
@@ -215,6 +216,13 @@ class AuditChain:
         if error is not None:
             raise error
         return entry
+
+    def sync_point(self) -> SyncPoint | None:
+        """What to wait for before acting on the records appended so far being durable: None
+        when an append returns only once its record is durable (or never will be: stdout,
+        ``fsync`` off, ``fsync_wait`` off). See ``syncer.py``."""
+        point = getattr(self.sink, "sync_point", None)
+        return point() if point is not None else None
 
     def health(self) -> SinkHealth:
         """Whether the sink can write (for ``/readyz`` and metrics).

@@ -7,10 +7,12 @@ nobody reads nor a slow or full disk can block the loop. The back-pressure polic
 never drop silently; fail every caller of a stalled or failed write within ``timeout``) is
 described in ``writer.py``; ``health()`` says whether the sink can write, for ``/readyz``.
 
-:class:`FileSink` group-commits: lines queued while a write and ``fsync`` run are written and
-synced together by the next one. A failed write (``ENOSPC``, ``EFBIG``, ``EIO``) is undone by
-truncating the file back to the end of its last complete line, so a disk-full event never
-leaves a torn line in the log.
+:class:`FileSink` group-commits: lines queued while a write runs are written together by the
+next one, and synced together, either by the writer (``fsync_strict``: a caller resumes once
+its line is on disk) or by a sync thread behind it (``syncer.py``: a caller resumes once its
+line is written and may wait for its sync point, as the gateway does before it answers).
+A failed write (``ENOSPC``, ``EFBIG``, ``EIO``) is undone by truncating the file back to the
+end of its last complete line, so a disk-full event never leaves a torn line in the log.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import asyncio
 import logging
 import math
 import os
-import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,8 @@ from typing import Literal, Protocol
 
 from remit.audit.arguments import ArgumentMode
 from remit.audit.direct import DirectWrite, NowaitWrite, pwrite_nowait
-from remit.audit.health import SinkHealth
+from remit.audit.health import SinkHealth, SinkState
+from remit.audit.syncer import DEFAULT_SYNC_DELAY, GroupSync, SyncPoint
 from remit.audit.writer import DEFAULT_QUEUE_BYTES, LineWriter
 from remit.errors import AuditError
 
@@ -40,26 +43,32 @@ FailurePolicy = Literal["Fail", "Ignore"]
 class AuditSettings:
     """How a gateway writes its decision records.
 
-    ``sink`` is ``stdout`` or ``file`` (then ``path`` is required). ``fsync`` makes each
-    record durable before the call proceeds (file sink only); with ``fsync_wait`` off a record
-    is written before the call proceeds and synced right behind it by a sync thread (group
-    commit, not awaited: see :class:`FileSink`). ``arguments`` chooses what is kept
-    of call arguments (``digest`` or ``redacted``). ``failure_policy`` tells the gateway what to
-    do when a record cannot be written: ``Fail`` denies the call (the default), ``Ignore``
-    forwards it anyway. ``resume_broken`` lets a gateway append to a file whose tail does not
-    verify, after a marker line naming the damage (see :func:`remit.audit.chain.open_chain`).
-    ``timeout`` bounds how long a caller waits for its line to be durable: a line not written
-    by then fails its caller and marks the sink stalled. ``max_queue_bytes`` bounds the lines
-    waiting for the writer; beyond it new lines are refused (the call is denied).
-    ``digest_key`` keys argument digests (HMAC-SHA256; see ``arguments.py``); with
-    ``key_delivered`` the operator delivers it instead (``keydelivery.py``); ``anchor`` is
-    the head this pod's previous chain was last anchored at, named by the new chain's marker.
+    ``sink`` is ``stdout`` or ``file`` (then ``path`` is required). ``fsync`` makes records
+    durable (file sink only): a record is written before the call proceeds and a sync thread
+    group-commits right behind it; with ``fsync_wait`` (the default) nothing of a call's answer
+    is released before its decision record is synced (the sync runs while the upstream works),
+    with ``fsync_wait`` off nobody waits for a sync, and with ``fsync_strict`` each record is
+    synced before its call proceeds (see :class:`FileSink`); ``sync_delay`` bounds how long a
+    record nobody waits for (an outcome) may wait for the next sync. ``arguments`` chooses what
+    is kept of call arguments (``digest`` or ``redacted``). ``failure_policy`` tells the gateway
+    what to do when a record cannot be written: ``Fail`` denies the call (the default),
+    ``Ignore`` forwards it anyway. ``resume_broken`` lets a gateway append to a file whose tail
+    does not verify, after a marker line naming the damage (see
+    :func:`remit.audit.chain.open_chain`). ``timeout`` bounds how long a caller waits for its
+    line to be durable: a line not written by then fails its caller and marks the sink stalled.
+    ``max_queue_bytes`` bounds the lines waiting for the writer; beyond it new lines are refused
+    (the call is denied). ``digest_key`` keys argument digests (HMAC-SHA256; see
+    ``arguments.py``); with ``key_delivered`` the operator delivers it instead
+    (``keydelivery.py``); ``anchor`` is the head this pod's previous chain was last anchored at,
+    named by the new chain's marker.
     """
 
     sink: Literal["stdout", "file"] = "stdout"
     path: Path | None = None
     fsync: bool = True
     fsync_wait: bool = True
+    fsync_strict: bool = False
+    sync_delay: float = DEFAULT_SYNC_DELAY
     arguments: ArgumentMode = "digest"
     failure_policy: FailurePolicy = "Fail"
     resume_broken: bool = False
@@ -86,6 +95,8 @@ class AuditSettings:
             )
         if not 0 < self.timeout < math.inf:  # also refuses NaN
             raise AuditError("audit write timeout must be positive and finite")
+        if not 0 <= self.sync_delay < self.timeout:
+            raise AuditError("audit sync delay must be at least 0 and less than the timeout")
         if self.max_queue_bytes <= 0:
             raise AuditError("audit queue size must be positive")
 
@@ -176,16 +187,19 @@ class StdoutSink(LineWriter):
 class FileSink(LineWriter):
     """An append-only file (``O_APPEND``) with group-committed ``fsync``.
 
-    With ``fsync_wait`` (the default) a caller resumes once its line is written and synced.
-    Without it, a caller resumes once its line is written (in the page cache: a gateway that
-    crashes loses nothing, a machine that loses power may lose the last few milliseconds) and a
-    sync thread ``fsync``s behind the writer, one sync for every line written while the last
-    one ran. A sync that fails marks the sink failing and refuses every later line (the
-    gateway denies with ``audit_unavailable``): after a failed ``fsync`` nothing says what
-    reached the disk.
+    ``fsync_strict`` (the default here): a caller resumes once its line is written and synced
+    by the writer thread. Otherwise a caller resumes once its line is written (in the page
+    cache: a gateway that crashes loses nothing) and a sync thread ``fsync``s behind the
+    writer, one sync for every line written while the last one ran (``syncer.py``); with
+    ``fsync_wait`` the sink hands out sync points (:meth:`sync_point`) that the gateway waits
+    for before it releases an answer, without it nobody waits. A line not synced within
+    ``timeout`` marks the sink stalled (lines refused until the sync returns); a sync that
+    fails marks it failing and refuses every later line (the gateway denies with
+    ``audit_unavailable``): after a failed ``fsync`` nothing says what reached the disk.
 
-    ``fsync_function`` and ``write`` are injectable so tests can count syncs and make the
-    operating system's write fail part-way (as a full disk does).
+    ``fsync_function``, ``write`` and ``clock`` are injectable so tests can count and hold
+    syncs, make the operating system's write fail part-way (as a full disk does), and age
+    lines without sleeping.
     """
 
     def __init__(
@@ -194,16 +208,20 @@ class FileSink(LineWriter):
         *,
         fsync: bool = True,
         fsync_wait: bool = True,
+        fsync_strict: bool = True,
+        sync_delay: float = DEFAULT_SYNC_DELAY,
         timeout: float = 5.0,
         max_queue_bytes: int = DEFAULT_QUEUE_BYTES,
         fsync_function: Callable[[int], None] = os.fsync,
         write: Callable[[int, bytes], int] = os.write,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(timeout=timeout, max_queue_bytes=max_queue_bytes)
+        super().__init__(timeout=timeout, max_queue_bytes=max_queue_bytes, clock=clock)
         self.path = path
         self.name = f"audit file {path}"
-        self._fsync = fsync and fsync_wait
-        self._behind: _SyncBehind | None = None
+        self._fsync = fsync and fsync_wait and fsync_strict
+        self._behind: GroupSync | None = None
+        self._points = fsync and fsync_wait and not fsync_strict
         self._fsync_function = fsync_function
         self._os_write = write
         self._start_size: int | None = None
@@ -212,13 +230,24 @@ class FileSink(LineWriter):
             self._fd = os.open(path, flags, 0o640)
         except OSError as exc:
             raise AuditError(f"cannot open audit file {path}: {exc.strerror}") from exc
-        if fsync and not fsync_wait:
-            self._behind = _SyncBehind(self._fd, self.name, fsync_function)
+        if fsync and not self._fsync:
+            delay = sync_delay if self._points else None
+            self._behind = GroupSync(
+                self._fd, self.name, fsync_function, timeout=timeout, clock=clock, delay=delay
+            )
+
+    def sync_point(self) -> SyncPoint | None:
+        """What a caller whose line was written waits for before it acts on the line being
+        durable (None when the sink syncs each line before its caller resumes, or never)."""
+        return self._behind.point() if self._points and self._behind is not None else None
 
     async def write(self, line: bytes) -> None:
         """Append ``line`` outside any chain (never refused for earlier losses, nor counted as
         lost) and return once it is durable."""
         await self.submit(line, key="", follows=self.tail, counted=False)
+        point = self.sync_point()
+        if point is not None:
+            await point.wait()
 
     def _write(self, data: bytes) -> None:
         self._start_size = None
@@ -227,18 +256,23 @@ class FileSink(LineWriter):
         if self._fsync:
             self._fsync_function(self._fd)
         elif self._behind is not None:
-            self._behind.wake()
+            self._behind.wrote()
 
     def _refusal(self, size: int, follows: str | None, *, segment: bool) -> str:
-        if self._behind is not None and self._behind.error:
-            return f"{self.name}: fsync failed ({self._behind.error}); records may not be on disk"
+        if self._behind is not None:
+            problem = self._behind.problem(self._clock())
+            if problem:
+                return problem
         return super()._refusal(size, follows, segment=segment)
 
     def health(self) -> SinkHealth:
         health = super().health()
-        if self._behind is not None and self._behind.error and health.state == "ok":
-            reason = f"fsync failed: {self._behind.error}"
-            return SinkHealth("failing", reason, health.queued, health.lost, health.failures)
+        if self._behind is not None and health.state == "ok":
+            problem = self._behind.problem(self._clock())
+            if problem:
+                state: SinkState = "failing" if self._behind.error else "stalled"
+                reason = f"fsync failed: {self._behind.error}" if self._behind.error else problem
+                return SinkHealth(state, reason, health.queued, health.lost, health.failures)
         return health
 
     def _undo(self) -> None:
@@ -257,66 +291,6 @@ class FileSink(LineWriter):
         os.close(self._fd)
 
 
-class _SyncBehind:
-    """The sync thread of a :class:`FileSink` without ``fsync_wait``: ``fsync`` whenever lines
-    were written since the last sync began (group commit; never on the event loop).
-
-    Woken through a bare lock, as the writer thread is (``writer.py``): a ``threading.Event``
-    is a ``Condition``, whose wait and notify take the GIL several times more, and this thread
-    competes for it with the loop and the writer on every written batch."""
-
-    def __init__(self, fd: int, name: str, fsync_function: Callable[[int], None]) -> None:
-        self._fd = fd
-        self._name = name
-        self._fsync_function = fsync_function
-        self._lock = threading.Lock()
-        self._wake = threading.Lock()  # held while the thread sleeps; released to wake it
-        self._wake.acquire()
-        self._sleeping = False
-        self._dirty = False
-        self._stopping = False
-        self.error = ""
-        self.syncs = 0
-        self._thread = threading.Thread(target=self._run, name=f"{name} sync", daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        """Lines were written: sync them (called by the writer thread)."""
-        with self._lock:
-            self._dirty = True
-            if self._sleeping:
-                self._sleeping = False
-                self._wake.release()
-
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                sleep = self._sleeping = not self._dirty
-            if sleep:
-                self._wake.acquire()  # until wake releases it
-            with self._lock:
-                self._dirty = False
-            if self.error:
-                return
-            try:
-                self._fsync_function(self._fd)
-            except OSError as exc:
-                self.error = exc.strerror or str(exc)
-                log.error("%s: fsync failed: %s", self._name, self.error)
-                return
-            self.syncs += 1
-            with self._lock:
-                if self._stopping and not self._dirty:
-                    return
-
-    def stop(self) -> None:
-        """Sync what was written and stop (the writer thread has stopped)."""
-        with self._lock:
-            self._stopping = True
-        self.wake()
-        self._thread.join()
-
-
 def sink_from_settings(
     settings: AuditSettings, *, fsync_function: Callable[[int], None] = os.fsync
 ) -> StdoutSink | FileSink:
@@ -327,6 +301,8 @@ def sink_from_settings(
             settings.path,
             fsync=settings.fsync,
             fsync_wait=settings.fsync_wait,
+            fsync_strict=settings.fsync_strict,
+            sync_delay=settings.sync_delay,
             timeout=settings.timeout,
             max_queue_bytes=settings.max_queue_bytes,
             fsync_function=fsync_function,

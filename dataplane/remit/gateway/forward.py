@@ -5,7 +5,8 @@ ended: an upstream that cannot be reached, a notification the upstream accepted 
 a session it issued (bound to the caller) or ended, an answer relayed (``relay.py``) or
 refused, and a client that left before its answer (``watch.py``): then each open call ends
 ``cancelled`` and the upstream connection is closed. A ``notifications/cancelled`` it carries
-marks the session's request it names cancelled (``pending.py``).
+marks the session's request it names cancelled (``pending.py``). Nothing reaches the client
+before the request's decision records are on disk (``durability.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Final
 
 from remit.errors import ClientGoneError, ProtocolError, UpstreamError
 from remit.gateway.asgi import Send
+from remit.gateway.durability import gated
 from remit.gateway.hooks import GatewayHooks, HttpRequest, Identity
 from remit.gateway.pending import Call
 from remit.gateway.protocol import INTERNAL_ERROR, SESSION_HEADER
@@ -63,6 +65,7 @@ async def forward(
     the POST; ``stream`` (a GET or DELETE) ends with its response; a client that leaves
     (``watch``) ends every open one ``cancelled``."""
     ends = [*notices, *([stream] if stream else [])]
+    send = gated(send, [*exchange.calls.values(), *ends])  # decisions on disk first
     cancels = exchange.pending.cancel(session, exchange.cancels) if session is not None else []
     try:
         response = await watch.race(upstream.send(request.method, headers, body, exchange.limits))

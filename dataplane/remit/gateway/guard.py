@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from remit.audit import AuditChain
+from remit.audit import AuditChain, DecisionRecord
 from remit.errors import AuthenticationError, ProtocolError
 from remit.gateway.attribution import POST_ORIGIN, Origin, ServerRequests, key_of
 from remit.gateway.auditkey import key_pending
@@ -186,7 +186,7 @@ class RemitGuard:
             self.recorder.unconfirmed(record)
             return stream_refusal(500, "decision could not be recorded", record.id)
         headers["x-remit-decision"] = record.id
-        return Admit(upstream_headers=headers, token=Ticket(record, self._clock()))
+        return Admit(upstream_headers=headers, token=self._ticket(policy, record))
 
     # -- 2. bind the session --------------------------------------------------------------
 
@@ -261,9 +261,15 @@ class RemitGuard:
             if token is not None and j.call.kind == "request":
                 self.progress.remember(identity, token)
             headers = _identity_headers(identity, record.id)
-            verdicts.append(Admit(upstream_headers=headers, token=Ticket(record, self._clock())))
+            verdicts.append(Admit(upstream_headers=headers, token=self._ticket(policy, record)))
         self.metrics.decision_seconds.observe(self._clock() - started)
         return verdicts
+
+    def _ticket(self, policy: Policy, record: DecisionRecord) -> Ticket:
+        """What the admitted call carries to its outcome; failing closed, the point its answer
+        waits for: its decision record on disk (``durability.py``)."""
+        fail = policy.bundle.server.audit_failure_policy == "Fail"
+        return Ticket(record, self._clock(), self.recorder.sync_point() if fail else None)
 
     async def _judge(
         self, policy: Policy, identity: Identity, call: Message, session: str | None

@@ -21,10 +21,11 @@ from typing import Any
 
 import orjson
 
-from remit.errors import ClientGoneError, ProtocolError
+from remit.errors import AuditError, ClientGoneError, ProtocolError
 from remit.gateway.admission import admit, resumable
 from remit.gateway.asgi import Receive, Scope, Send, reply, serve_lifespan
 from remit.gateway.bounds import ResponseLimits
+from remit.gateway.durability import withheld
 from remit.gateway.eras import check_removed, denial_status
 from remit.gateway.fields import check_header_fields
 from remit.gateway.forward import Sender, forward
@@ -265,6 +266,8 @@ class McpProxy:
         try:
             await forward(self.upstream, self.hooks, request, identity, session, exchange,
                           notices, stream, headers, body, send, watch)  # fmt: skip
+        except AuditError as exc:  # a decision record did not sync: the answer is withheld
+            await withheld(exchange, exc, send, stream)
         finally:
             watch.close()
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from remit.audit import AuditChain, Entry, build_outcome, record_decision
 from remit.audit.records import DecisionRecord, OutcomeRecord
+from remit.audit.syncer import SyncPoint
 from remit.errors import AuditError
 from remit.gateway.grantuse import GrantUse
 from remit.gateway.hooks import Outcome
@@ -23,15 +24,18 @@ from remit.gateway.state import Policy
 from remit.policy.decision import Decision, Reason, upstream_reason
 from remit.policy.request import Request
 
+AUDIT_UNAVAILABLE = Reason.AUDIT_UNAVAILABLE.value
 _MAX_ERROR_MESSAGE = 200  # characters of a JSON-RPC error's message kept in its outcome
 
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """What the guard remembers between admitting a call and its outcome."""
+    """What the guard remembers between admitting a call and its outcome; ``synced``: what
+    the call's answer waits for, its decision record on disk (``gateway/durability.py``)."""
 
     record: DecisionRecord
     started: float
+    synced: SyncPoint | None = None
 
 
 log = logging.getLogger(__name__)
@@ -148,10 +152,15 @@ class Recorder:
         self.chain.not_forwarded(record.id)
 
     async def outcome(self, ticket: Ticket, outcome: Outcome) -> None:
-        """Write the outcome line that completes the call's decision record."""
+        """Write the outcome line that completes the call's decision record (once the
+        decision is on disk: an answer whose decision did not sync is withheld, and its
+        outcome says so; ``durability.py``)."""
         self.metrics.upstream_seconds.observe(outcome.latency)
         kind, error = "ok", outcome.error
-        if outcome.kind is not None:
+        unsynced = await _unsynced(ticket)
+        if unsynced is not None:
+            kind, error = AUDIT_UNAVAILABLE, unsynced
+        elif outcome.kind is not None:
             kind = outcome.kind  # e.g. cancelled: the client went away
         elif outcome.error is not None:
             kind = "upstream_error"
@@ -171,6 +180,12 @@ class Recorder:
         )
         await self.append(record, "outcome")
 
+    def sync_point(self) -> SyncPoint | None:
+        """What to wait for before the records appended so far are on disk (None: nothing;
+        see ``AuditChain.sync_point``)."""
+        point = getattr(self.chain, "sync_point", None)  # a chain without one syncs per record
+        return point() if point is not None else None
+
     async def append(self, record: DecisionRecord | OutcomeRecord, what: str) -> bool:
         """Append ``record`` to the chain; a failure is counted, logged and returned as False."""
         entry: Entry | None = None
@@ -185,6 +200,17 @@ class Recorder:
         if self.observe is not None:
             self.observe(record, entry)
         return written
+
+
+async def _unsynced(ticket: Ticket) -> str | None:
+    """Why the ticket's decision record is not on disk (None: it is, or nothing waits)."""
+    if ticket.synced is None:
+        return None
+    try:
+        await ticket.synced.wait()
+    except AuditError as exc:
+        return f"{AUDIT_UNAVAILABLE}: the answer was withheld, its decision is not on disk ({exc})"
+    return None
 
 
 def jsonrpc_error_text(error: object) -> str:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from remit.audit.anchors import digest_key, read_anchor
 from remit.audit.sinks import AuditSettings
+from remit.audit.syncer import DEFAULT_SYNC_DELAY
 from remit.audit.writer import DEFAULT_QUEUE_BYTES
 from remit.errors import RemitError, SettingsError
 from remit.gateway import values
@@ -171,13 +172,29 @@ class AuditVariables:
     )
     file: Path | None = setting(None, env="AUDIT_FILE", doc="Path of the file sink.")
     fsync: bool = setting(
-        True, env="AUDIT_FSYNC", doc="Make each record durable before the call proceeds."
+        True,
+        env="AUDIT_FSYNC",
+        doc="Make records durable (file sink): fsynced by a sync thread, group-committed.",
     )
     fsync_wait: bool = setting(
         True,
         env="AUDIT_FSYNC_WAIT",
-        doc="With `false`, each record is written before the call proceeds and synced right "
-        "behind it (group commit, not awaited): no fsync on the call's path.",
+        doc="Hold each answer until its call's decision record is fsynced (the fsync runs "
+        "while the upstream works). `false`: records are synced behind, nothing waits.",
+    )
+    fsync_strict: bool = setting(
+        False,
+        env="AUDIT_FSYNC_STRICT",
+        doc="With `REMIT_AUDIT_FSYNC_WAIT=true`: fsync each record before its call proceeds "
+        "(the decision before forwarding, the outcome before the answer): two fsyncs on each "
+        "call's path.",
+    )
+    sync_delay: float = setting(
+        DEFAULT_SYNC_DELAY,
+        env="AUDIT_SYNC_DELAY",
+        doc="With the default fsync settings: seconds an outcome record may stay unsynced "
+        "waiting for the next decision's fsync to cover it too (then it is synced on its own).",
+        parse=values.seconds,
     )
     resume_broken: bool = setting(
         False,
@@ -235,6 +252,8 @@ def _audit(variables: AuditVariables) -> AuditSettings:
             path=variables.file,
             fsync=variables.fsync,
             fsync_wait=variables.fsync_wait,
+            fsync_strict=variables.fsync_strict,
+            sync_delay=variables.sync_delay,
             resume_broken=variables.resume_broken,
             timeout=variables.timeout,
             max_queue_bytes=variables.queue_bytes,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -136,3 +138,28 @@ class DiskFillingAfter:
         self.written += written
         self.torn += written < len(data)
         return written
+
+
+class HeldSync:
+    """An fsync the test releases: records, for each completed sync, the file's size when it
+    began (what it made durable); ``fail`` makes the next one raise ``EIO``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entered = threading.Semaphore(0)  # released each time a sync starts
+        self.release = threading.Semaphore(0)  # one sync may finish per release
+        self.sizes: list[int] = []
+        self.fail = False
+
+    def __call__(self, fd: int) -> None:
+        size = self.path.stat().st_size
+        self.entered.release()
+        assert self.release.acquire(timeout=10), "the test never released the sync"
+        if self.fail:
+            raise OSError(errno.EIO, "Input/output error")
+        os.fsync(fd)
+        self.sizes.append(size)
+
+    async def started(self) -> None:
+        """Until a sync has begun (in the sync thread)."""
+        assert await asyncio.to_thread(self.entered.acquire, True, 10)

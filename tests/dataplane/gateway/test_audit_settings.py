@@ -1,4 +1,4 @@
-"""The audit write timeout and queue bound from the sidecar's environment."""
+"""The audit write timeout, queue bound and durability mode from the sidecar's environment."""
 
 from __future__ import annotations
 
@@ -23,8 +23,22 @@ def test_audit_timeout_and_queue_bound_come_from_the_environment() -> None:
         ({"REMIT_AUDIT_TIMEOUT": "0"}, "positive and finite"),
         ({"REMIT_AUDIT_QUEUE_BYTES": "lots"}, "REMIT_AUDIT_QUEUE_BYTES"),
         ({"REMIT_AUDIT_QUEUE_BYTES": "0"}, "queue size must be positive"),
+        ({"REMIT_AUDIT_FSYNC_STRICT": "maybe"}, "REMIT_AUDIT_FSYNC_STRICT"),
+        ({"REMIT_AUDIT_SYNC_DELAY": "-1"}, "sync delay"),
+        ({"REMIT_AUDIT_SYNC_DELAY": "10"}, "less than the timeout"),
     ],
 )
 def test_bad_audit_settings_are_named(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         from_environment(env)
+
+
+def test_durability_modes_come_from_the_environment() -> None:
+    defaults = from_environment({}).audit
+    assert (defaults.fsync, defaults.fsync_wait, defaults.fsync_strict) == (True, True, False)
+    assert defaults.sync_delay == 0.05
+    strict = from_environment({"REMIT_AUDIT_FSYNC_STRICT": "true"}).audit
+    assert strict.fsync_strict
+    behind = from_environment({"REMIT_AUDIT_FSYNC_WAIT": "false"}).audit
+    assert not behind.fsync_wait
+    assert from_environment({"REMIT_AUDIT_SYNC_DELAY": "0.2"}).audit.sync_delay == 0.2
