@@ -17,3 +17,26 @@ def utc_text(moment: datetime, precision: str = "auto") -> str:
     """
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return moment.isoformat(timespec=precision).removesuffix("+00:00") + "Z"
+
+
+#: The last whole second :func:`utc_millis_text` wrote (its fields, seconds first) and its text.
+_second: tuple[tuple[int, ...], str] = ((), "")
+#: ``.000Z`` to ``.999Z``: the end of a record time, by millisecond.
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
+
+
+def utc_millis_text(moment: datetime) -> str:
+    """``utc_text(moment, "milliseconds")``, cheaper for the moments a gateway writes per call.
+
+    Every decision record carries its time, so the text of the current second is kept and only
+    the milliseconds are added per record (same bytes as :func:`utc_text`).
+    """
+    global _second  # noqa: PLW0603 - one immutable pair, replaced whole (thread-safe)
+    if moment.tzinfo is not UTC:
+        return utc_text(moment, "milliseconds")
+    key = (moment.second, moment.minute, moment.hour, moment.day, moment.month, moment.year)
+    cached = _second
+    if cached[0] != key:
+        text = moment.replace(microsecond=0).isoformat().removesuffix("+00:00")
+        cached = _second = (key, text)
+    return cached[1] + _MILLIS[moment.microsecond // 1000]

@@ -36,7 +36,7 @@ import msgspec
 
 from remit.audit.arguments import ArgumentEvidence
 from remit.policy.decision import Effect
-from remit.times import utc_text
+from remit.times import utc_millis_text
 
 GENESIS = "0" * 64
 """The ``prev`` of the first line of a chain."""
@@ -54,29 +54,11 @@ def new_record_id(clock: Callable[[], int] = time.time_ns) -> str:
     return ((clock() // 1_000_000) << 80 | random.getrandbits(80)).to_bytes(16, "big").hex()
 
 
-#: The last whole second :func:`format_time` wrote (its fields, seconds first) and its text.
-_second: tuple[tuple[int, ...], str] = ((), "")
-#: ``.000Z`` to ``.999Z``: the end of a record time, by millisecond.
-_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
-
-
 def format_time(moment: datetime) -> str:
-    """Format ``moment`` as RFC 3339 UTC with milliseconds, e.g. ``2026-01-02T03:04:05.678Z``.
-
-    Every record carries its time, so the text of the current second is kept and only the
-    milliseconds are added per record (the bytes are ``utc_text``'s).
-    """
-    global _second  # noqa: PLW0603 - one immutable pair, replaced whole (thread-safe)
+    """Format ``moment`` as RFC 3339 UTC with milliseconds, e.g. ``2026-01-02T03:04:05.678Z``."""
     if moment.tzinfo is None:
         raise ValueError("audit times must be timezone-aware")
-    if moment.tzinfo is not UTC:
-        return utc_text(moment, "milliseconds")
-    key = (moment.second, moment.minute, moment.hour, moment.day, moment.month, moment.year)
-    cached = _second
-    if cached[0] != key:
-        text = moment.replace(microsecond=0).isoformat().removesuffix("+00:00")
-        cached = _second = (key, text)
-    return cached[1] + _MILLIS[moment.microsecond // 1000]
+    return utc_millis_text(moment)
 
 
 def utc_now() -> datetime:
