@@ -10,7 +10,9 @@ GET stream ends cleanly after ``exchange.lifetime`` seconds, and a stream answer
 only notifications after ``exchange.idle_timeout`` seconds without an event; either sets
 ``exchange.closed`` (``stream_closed: ...``) for the record (``quotas.py``).
 When the stream fails or ends early, each request still unanswered gets its outcome and, in
-the stream, the gateway's own JSON-RPC error, so no client waits on a stream that is gone.
+the stream, the gateway's own JSON-RPC error, so no client waits on a stream that is gone. A
+client that left (its disconnect seen, even in the same loop pass as the stream's end, or a
+send refused with ``OSError`` as ASGI says) gets ``cancelled`` instead, and no error event.
 """
 
 from __future__ import annotations
@@ -53,10 +55,10 @@ async def relay_sse(
     parser = SseParser(exchange.limits.max_response_bytes)
     headers = [(k, v) for k, v in response.client_headers() if k != b"cache-control"]
     headers += _STREAM_HEADERS
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
     watch.on_gone(response.abort)  # ends the upstream stream too
     failure: UpstreamError | None = None
     try:
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await _pump(exchange, response, parser, send)
         if exchange.closed is not None:
             response.abort()  # the upstream sees the stream end too
@@ -64,7 +66,13 @@ async def relay_sse(
         failure = exc
     except SseEventTooLargeError as exc:
         failure = UpstreamError(502, f"upstream sent {exc}", TOO_LARGE)
-    if watch.gone:
+    except OSError:  # ASGI: a send on a connection the client closed
+        response.abort()
+        await exchange.fail(CLIENT_GONE, kind=CANCELLED)
+        return
+    # A disconnect woken in the same loop pass as the stream's end is seen before an
+    # unanswered call or a failure gets its outcome (``ClientWatch.left``).
+    if watch.gone or ((failure is not None or exchange.calls) and await watch.left()):
         await exchange.fail(CLIENT_GONE, kind=CANCELLED)
         return
     if failure is not None:

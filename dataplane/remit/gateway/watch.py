@@ -6,7 +6,10 @@ then on). Each wait on the upstream (the request until its headers, a JSON body)
 the client goes first, the wait is cancelled and ``ClientGoneError`` raised, so the gateway
 drops the upstream connection (the upstream sees the call cancelled) and records the call
 ``cancelled`` at once, not when a timeout ends it. An SSE relay asks to be told instead
-(``on_gone``) and ends its stream.
+(``on_gone``) and ends its stream. The disconnect and the upstream's end (its EOF, a stall, a
+broken read) may wake their tasks in the same loop pass, the relay's first: before an upstream
+failure or a stream's end becomes the outcome, ``left`` lets a disconnect already delivered
+be seen, so the call is ``cancelled`` in either order.
 """
 
 from __future__ import annotations
@@ -41,6 +44,15 @@ class ClientWatch:
         """Whether the client has disconnected."""
         return self._task.done() and not self._task.cancelled()
 
+    async def left(self) -> bool:
+        """Whether the client has gone, counting a disconnect the server has delivered but
+        the watcher has yet to see: woken in the same loop pass as the caller (say with the
+        upstream's end of stream), it may not have run. The caller yields once, so that it
+        does; nothing waits on the client."""
+        if not self._task.done():
+            await asyncio.sleep(0)
+        return self.gone
+
     def on_gone(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when the client disconnects (never after ``close``)."""
         self._task.add_done_callback(lambda task: None if task.cancelled() else callback())
@@ -72,12 +84,16 @@ class ClientWatch:
         self._task.add_done_callback(cancel)
         try:
             return await awaitable
-        except (asyncio.CancelledError, UpstreamError):
+        except (asyncio.CancelledError, UpstreamError) as exc:
             # The work may have turned the cancellation into its own error (a broken read).
-            if not fired:
-                raise
-            task.uncancel()
-            raise ClientGoneError from None
+            if fired:
+                task.uncancel()
+                raise ClientGoneError from None
+            waiting = False
+            # A failure woken in the same pass as the client's disconnect is the client's.
+            if isinstance(exc, UpstreamError) and await self.left():
+                raise ClientGoneError from None
+            raise
         finally:
             waiting = False
             self._task.remove_done_callback(cancel)
