@@ -7,6 +7,7 @@ what it records and what it lets through.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -184,9 +185,13 @@ async def _post(proxy: McpProxy, message: dict[str, Any]) -> tuple[int, dict[str
     }
     incoming = [{"type": "http.request", "body": body, "more_body": False}]
     sent: list[dict[str, Any]] = []
+    stays = asyncio.Event()  # the client stays connected (ASGI: receive waits until it leaves)
 
     async def receive() -> dict[str, Any]:
-        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+        if incoming:
+            return incoming.pop(0)
+        await stays.wait()
+        return {"type": "http.disconnect"}
 
     async def send(event: dict[str, Any]) -> None:
         sent.append(event)
