@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any, Literal
 
 import msgspec
@@ -84,10 +83,22 @@ def redact(value: Any) -> Any:
     return root[0]
 
 
-@lru_cache(maxsize=8)  # one key at a time (a rotation adds one): per key, not per record
+_named: tuple[bytes, str] = (b"", "")  # the last key named: computed per key, not per record
+
+
 def key_id(key: bytes) -> str:
-    """A short public name of a digest key: the first 16 hex digits of sha256("remit-key:"+key)."""
-    return hashlib.sha256(b"remit-key:" + key).hexdigest()[:16]
+    """A short public name of a digest key: the first 16 hex digits of sha256("remit-key:"+key).
+
+    Remembers only the last key it named (the current one), so a rotated-out secret is not
+    kept in memory by this cache.
+    """
+    global _named  # noqa: PLW0603 - a one-entry memo; the tuple is replaced whole
+    last, name = _named
+    if key == last and name:
+        return name
+    name = hashlib.sha256(b"remit-key:" + key).hexdigest()[:16]
+    _named = (key, name)
+    return name
 
 
 def evidence_for(

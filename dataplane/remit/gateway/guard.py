@@ -401,8 +401,14 @@ def _identity_headers(identity: Identity, decision_id: str) -> dict[str, str]:
     }
 
 
-@functools.lru_cache(maxsize=4096)  # the same callers call again: encode each name once
 def _header_value(text: str) -> str:
+    # A token's subject or agent may be as long as the header limit: cache only short ones,
+    # so 4,096 entries cannot pin 4,096 long names.
+    return _short_header_value(text) if len(text) <= 256 else quote(text, safe=_HEADER_SAFE)
+
+
+@functools.lru_cache(maxsize=4096)  # the same callers call again: encode each name once
+def _short_header_value(text: str) -> str:
     return quote(text, safe=_HEADER_SAFE)
 
 

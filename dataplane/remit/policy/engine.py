@@ -26,6 +26,10 @@ from remit.times import utc_text
 
 _NOUN = {"tool": "tool", "resource": "resource", "prompt": "prompt"}
 _CACHE_SIZE = 8192  # (agent, human, target, hints) whose applicable rules are kept per bundle
+# Only keys of ordinary size are cached: a name comes from the caller (up to the body limit),
+# so 8,192 entries of megabyte names would pin gigabytes. Bounded, the cache holds at most
+# _CACHE_SIZE * _CACHE_KEY_CHARS characters of keys; a longer key is looked up uncached.
+_CACHE_KEY_CHARS = 1024
 
 
 class Engine:
@@ -200,10 +204,14 @@ class Engine:
     def _applicable(
         self, identity: Identity, target: TargetKind, name: str, hints: Mapping[str, bool]
     ) -> tuple[RuleEntry, ...]:
-        return self._applicable_for(
-            identity.agent, identity.subject, tuple(identity.groups), target, name,
-            tuple(hints.items()),  # tuple(): a caller's list of groups is still a key
-        )  # fmt: skip
+        agent, subject, groups = identity.agent, identity.subject, tuple(identity.groups)
+        size = len(agent) + len(subject) + len(name)
+        if size <= _CACHE_KEY_CHARS and size + sum(map(len, groups)) <= _CACHE_KEY_CHARS:
+            return self._applicable_for(
+                agent, subject, groups, target, name,
+                tuple(hints.items()),  # tuple(): a caller's list of groups is still a key
+            )  # fmt: skip
+        return self._find_applicable(agent, subject, groups, target, name, tuple(hints.items()))
 
     def _find_applicable(
         self, agent: str, subject: str, groups: tuple[str, ...], target: TargetKind, name: str,

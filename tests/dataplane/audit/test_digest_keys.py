@@ -5,6 +5,7 @@ argument values fails (the real chain writer, typer's CliRunner)."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import msgspec
@@ -114,3 +115,14 @@ def test_an_unreadable_or_short_key_is_an_error_not_a_traceback(tmp_path: Path) 
         assert result.exit_code == 2
         assert "digest key" in result.output
         assert "Traceback" not in result.output
+
+
+def test_key_names_keep_no_rotated_out_secret_in_memory() -> None:
+    # key_id is asked per record; it may remember the current key, never the ones before it.
+    old, new = bytes(range(32)), bytes(range(1, 33))
+    references = sys.getrefcount(old)
+    named_old = key_id(old)
+    assert key_id(bytes(range(32))) == named_old  # asked again (an equal key): the same name
+    assert key_id(new) != named_old  # the key rotates
+    assert sys.getrefcount(old) == references  # nothing keeps the rotated-out key alive
+    assert key_id(old) == named_old  # and its name is the same when asked again

@@ -8,6 +8,7 @@ what it records and what it lets through.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 
 from remit.audit.records import DecisionRecord, OutcomeRecord
 from remit.errors import AuditError, UpstreamError
-from remit.gateway.guard import RemitGuard
+from remit.gateway.guard import RemitGuard, _identity_headers
 from remit.gateway.hooks import Admit, Deny, HttpRequest, Identity, Outcome, Rejection
 from remit.gateway.metrics import Metrics
 from remit.gateway.protocol import Message, parse_body
@@ -321,3 +322,13 @@ async def test_lists_show_only_what_the_caller_may_use() -> None:
     assert await _list(guard, ALICE, READ_TOOL, write) == ["read_file"]
     other = who("bob@example.com", "another-bot")
     assert await _list(guard, other, READ_TOOL, write) == []
+
+
+def test_identity_headers_of_long_names_are_encoded_but_not_cached() -> None:
+    # A token's subject may be as long as the header limit: the encoding cache keeps short ones.
+    long_subject = "é" * 5000 + "-header-test"
+    references = sys.getrefcount(long_subject)
+    headers = _identity_headers(who(long_subject, "a b"), "d-1")
+    assert headers["x-remit-subject"] == "%C3%A9" * 5000 + "-header-test"
+    assert headers["x-remit-agent"] == "a%20b"
+    assert sys.getrefcount(long_subject) == references  # no cache entry keeps it alive

@@ -709,6 +709,31 @@ def test_cached_lookups_do_not_leak_between_agents_or_subjects() -> None:
     assert engine.decide(call("read_file")).allowed
 
 
+def test_callers_long_names_are_decided_but_not_kept_in_the_cache() -> None:
+    # A name comes from the caller, bounded only by the body limit: the per-bundle cache of
+    # applicable rules must not keep megabyte keys alive (8,192 of them would pin gigabytes).
+    engine = engine_for(policy("p", READ, users=["alice@example.com"], groups=["support"]))
+    assert engine.decide(call("read_file")).allowed  # an ordinary call is cached
+    assert engine._applicable_for.cache_info().currsize == 1
+    huge = "x" * (1 << 20)
+    asks = [
+        (call("read_" + huge), True),
+        (call("write_" + huge), False),
+        (call("read_file", identity=who("alice@example.com", agent=huge)), False),
+        (call("read_file", identity=who("b" * 2000, groups=["support"])), True),
+        (
+            call("read_file", identity=who("bob@x.org", groups=["g" * 600, "support", "h" * 600])),
+            True,
+        ),
+        (call("read_file", identity=who("bob@x.org", groups=["g" * 600, "h" * 600])), False),
+    ]
+    for request, allowed in asks * 2:
+        assert engine.decide(request).allowed is allowed
+        fresh = engine_for(policy("p", READ, users=["alice@example.com"], groups=["support"]))
+        assert fresh.decide(request) == engine.decide(request)
+    assert engine._applicable_for.cache_info().currsize == 1  # none of the long keys was kept
+
+
 def test_another_agents_conditions_are_never_evaluated(monkeypatch: pytest.MonkeyPatch) -> None:
     evaluated: list[str] = []
     original = Condition.evaluate
