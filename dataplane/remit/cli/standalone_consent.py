@@ -31,6 +31,7 @@ from remit.gateway.app import Gateway
 from remit.gateway.connections import ConnectionLimits
 from remit.gateway.runner import App, ListenerSettings, free_port
 from remit.gateway.settings import GatewaySettings
+from remit.gateway.values import Address
 from remit.policy.consentrequest import load_consent_key, new_key
 from remit.settings import load
 
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 def standalone_listen(settings: GatewaySettings, listen: str) -> str | None:
     """Where the standalone consent page listens (``auto``: a free loopback port), or None
     when there is none (``off``, or the policy is a file: grants need a directory)."""
+    if listen not in ("auto", "off"):
+        Address.parse(listen, "--consent-listen")  # a bad value: SettingsError, exit code 2
     dirs = settings.bundle.policy_dirs
     if listen == "off" or not dirs or not dirs[0].is_dir():
         return None
@@ -78,9 +81,9 @@ def standalone_page(gateway: Gateway, listen: str, client_id: str) -> tuple[App,
         insecure_cookies=public.startswith("http://") and not _loopback(public),
         key=settings.consent.key,
     )
-    host, _, port = listen.rpartition(":")
+    where = Address.parse(listen, "--consent-listen")
     return LazyPage(lambda: _build(gateway, consent_settings)), ListenerSettings(
-        host, int(port), limits=ConnectionLimits(), jsonrpc_errors=False,
+        where.host, where.port, limits=ConnectionLimits(), jsonrpc_errors=False,
         name="--consent-listen", lifespan=False,
     )  # fmt: skip
 

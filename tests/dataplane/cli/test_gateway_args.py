@@ -79,6 +79,12 @@ def test_every_flag_reaches_the_gateway_with_its_type(tmp_path: Path) -> None:
         (["--listen"], "--listen"),
         (["--max-conn", "5"], "--max-conn"),  # no abbreviations: Typer takes none either
         (["-f", str(EXAMPLES), "-s", "files", "--listen", "nonsense"], "--listen"),
+        (["-f", str(EXAMPLES), "-s", "files", "--consent-listen", "nonsense"], "--consent-listen"),
+        (
+            ["-f", str(EXAMPLES), "-s", "files", "--consent-listen", "127.0.0.1:99999"],
+            "--consent-listen",
+        ),
+        (["-f", str(EXAMPLES), "-s", "files", "--consent-listen", "[::1]:x"], "--consent-listen"),
     ],
 )
 def test_a_bad_flag_is_one_line_and_exit_2(args: list[str], named: str) -> None:

@@ -7,7 +7,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from remit.cli.standalone_consent import LazyPage
+import pytest
+
+from remit.cli.standalone_consent import LazyPage, standalone_listen
+from remit.errors import SettingsError
+from remit.gateway.settings import from_environment
 
 
 def _answer(text: bytes) -> Any:
@@ -64,3 +68,15 @@ def test_a_page_that_cannot_be_built_answers_503_and_is_built_on_the_next_reques
     assert b"unavailable" in body
     assert b"templates missing" not in body  # the reason goes to the log, not to the browser
     assert asyncio.run(_get(page)) == (200, b"page")
+
+
+@pytest.mark.parametrize(
+    "value", ["nonsense", "127.0.0.1:notaport", "127.0.0.1:99999", "[::1]:x", "127.0.0.1:"]
+)
+def test_a_bad_consent_listen_is_a_settings_error_naming_the_flag(value: str) -> None:
+    # Checked before anything else, whether or not a page would be served: exit code 2 with
+    # one line (the real process: test_gateway_args.py), never a ValueError traceback.
+    settings = from_environment({})
+    with pytest.raises(SettingsError, match="--consent-listen"):
+        standalone_listen(settings, value)
+    assert standalone_listen(settings, "[::1]:8443") is None  # a file policy serves no page
