@@ -12,14 +12,20 @@ most gateways never serve a consent page. The port is bound and its settings che
 (a bad ``REMIT_CONSENT_*`` variable still stops the start, exit code 2); the first request
 imports the stack in a worker thread (the gateway keeps serving meanwhile), builds the page and
 hands it that request and every later one. Nothing here imports the stack at module level.
+That the stack's modules can be found is checked at start (``importlib.util.find_spec``, which
+imports nothing): a gateway installed without the ``consent`` extra stops with one line, exit
+code 2, rather than answering 503 on the page's first request. A page that still cannot be
+built answers 503 on every request (each tries again), and logs why once a minute at most.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.util
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -39,6 +45,31 @@ if TYPE_CHECKING:
     from remit.api.consentgrant import ConsentGrant
 
 log = logging.getLogger(__name__)
+
+# What the page imports when it loads, as alternatives (python-multipart's module was renamed).
+PAGE_MODULES: tuple[tuple[str, ...], ...] = (
+    ("fastapi",), ("starlette",), ("jinja2",), ("authlib",), ("itsdangerous",), ("httpx",),
+    ("python_multipart", "multipart"), ("yaml",), ("remit.consent.serve",),
+    ("remit.consent.store",),
+)  # fmt: skip
+FAILURE_LOG_SECONDS = 60.0  # a page that cannot be built logs why at most this often
+
+
+def check_page_modules() -> None:
+    """Raise :class:`StartupError` when a module the page needs cannot be found (no import)."""
+    missing = [names[0] for names in PAGE_MODULES if not any(map(_findable, names))]
+    if missing:
+        raise StartupError(
+            f"the consent page needs {', '.join(missing)}, which cannot be found: install "
+            "remit[consent], or pass --consent-listen off"
+        )
+
+
+def _findable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a broken module entry
+        return False
 
 
 def standalone_listen(settings: GatewaySettings, listen: str) -> str | None:
@@ -68,6 +99,7 @@ def standalone_page(gateway: Gateway, listen: str, client_id: str) -> tuple[App,
     policy = gateway.state.current
     if policy is None or not settings.bundle.policy_dirs or settings.consent.key is None:
         raise StartupError("the standalone consent page needs a compiled policy directory")
+    check_page_modules()
     public = settings.consent.url
     from_env = load(ConsentSettings, os.environ)  # REMIT_CONSENT_ADMINS applies here too
     consent_settings = ConsentSettings(
@@ -118,12 +150,18 @@ def _build(gateway: Gateway, settings: ConsentSettings) -> App:
 
 class LazyPage:
     """An ASGI app that builds the real one on its first request (one build, however many
-    requests arrive at once); a build that fails answers 503 and is tried again next time."""
+    requests arrive at once); a build that fails answers 503 and is tried again next time,
+    and its failure is logged at most once per ``FAILURE_LOG_SECONDS``."""
 
-    def __init__(self, build: Callable[[], App]) -> None:
+    def __init__(
+        self, build: Callable[[], App], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._build = build
         self._app: App | None = None
         self._building = asyncio.Lock()
+        self._clock = clock
+        self._logged_at: float | None = None  # when a failure was last logged
+        self._unlogged = 0  # failures since then, not logged
 
     @property
     def loaded(self) -> bool:
@@ -143,10 +181,19 @@ class LazyPage:
             try:
                 app = await self._load()
             except Exception as exc:  # noqa: BLE001 - any failure to build is a refusal, logged
-                log.error("the consent page cannot be loaded: %s", exc)
+                self._failed(exc)
                 await _unavailable(send)
                 return
         await app(scope, receive, send)
+
+    def _failed(self, exc: Exception) -> None:
+        now = self._clock()
+        if self._logged_at is not None and now - self._logged_at < FAILURE_LOG_SECONDS:
+            self._unlogged += 1
+            return
+        more = f" ({self._unlogged} more failures since the last report)" if self._unlogged else ""
+        log.error("the consent page cannot be loaded: %s%s", exc, more)
+        self._logged_at, self._unlogged = now, 0
 
 
 async def _unavailable(send: Any) -> None:
@@ -165,4 +212,12 @@ def _loopback(url: str) -> bool:
     return host == "localhost" or host.startswith("127.")
 
 
-__all__ = ["LazyPage", "standalone_listen", "standalone_page", "standalone_settings"]
+__all__ = [
+    "FAILURE_LOG_SECONDS",
+    "PAGE_MODULES",
+    "LazyPage",
+    "check_page_modules",
+    "standalone_listen",
+    "standalone_page",
+    "standalone_settings",
+]

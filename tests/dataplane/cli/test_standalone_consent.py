@@ -5,12 +5,19 @@ again. The page itself is tested end to end in tests/consent (a real browser, a 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
 
-from remit.cli.standalone_consent import LazyPage, standalone_listen
-from remit.errors import SettingsError
+from remit.cli import standalone_consent
+from remit.cli.standalone_consent import (
+    PAGE_MODULES,
+    LazyPage,
+    check_page_modules,
+    standalone_listen,
+)
+from remit.errors import SettingsError, StartupError
 from remit.gateway.settings import from_environment
 
 
@@ -80,3 +87,51 @@ def test_a_bad_consent_listen_is_a_settings_error_naming_the_flag(value: str) ->
     with pytest.raises(SettingsError, match="--consent-listen"):
         standalone_listen(settings, value)
     assert standalone_listen(settings, "[::1]:8443") is None  # a file policy serves no page
+
+
+def test_a_page_that_keeps_failing_answers_503_each_time_and_logs_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [1000.0]
+    attempts: list[float] = []
+
+    def build() -> Any:
+        attempts.append(now[0])
+        raise OSError("templates missing")
+
+    page = LazyPage(build, clock=lambda: now[0])
+
+    async def requests_at(times: list[float]) -> list[int]:
+        statuses = []
+        for moment in times:
+            now[0] = moment
+            statuses.append((await _get(page))[0])
+        return statuses
+
+    caplog.set_level(logging.ERROR, "remit.cli.standalone_consent")
+    times = [1000.0, 1001.0, 1059.0, 1060.0, 1061.0, 1200.0]
+    assert asyncio.run(requests_at(times)) == [503] * 6
+    assert attempts == times  # every request tries again (a dependency may have been fixed)
+    logged = [r.getMessage() for r in caplog.records]
+    assert logged == [
+        "the consent page cannot be loaded: templates missing",
+        "the consent page cannot be loaded: templates missing (2 more failures since the last "
+        "report)",
+        "the consent page cannot be loaded: templates missing (1 more failures since the last "
+        "report)",
+    ]
+
+
+def test_the_pages_modules_are_checked_at_start_without_importing_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    check_page_modules()  # installed here (the dev extra includes consent): no error
+    missing = (*PAGE_MODULES, ("remit_no_such_module",), ("remit.no_such_package.page",))
+    monkeypatch.setattr(standalone_consent, "PAGE_MODULES", missing)
+    with pytest.raises(StartupError) as raised:
+        check_page_modules()
+    message = str(raised.value)
+    assert "remit_no_such_module, remit.no_such_package.page" in message
+    assert "--consent-listen off" in message
+    # That the check imports none of the stack is shown by the real process, in
+    # test_gateway_args.py (test_the_gateway_process_imports_no_cli_framework_...).
