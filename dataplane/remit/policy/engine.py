@@ -19,17 +19,19 @@ from remit.policy.bundle import Bundle, TargetKind
 from remit.policy.decision import Decision, GrantRef, RateLimitRef, Reason, deny
 from remit.policy.ended import is_revoked
 from remit.policy.expressions import Bindings
-from remit.policy.index import GrantIndex, RuleEntry, RuleIndex, effective_hints
+from remit.policy.index import (
+    CACHE_KEY_CHARS,
+    GrantIndex,
+    RuleEntry,
+    RuleIndex,
+    effective_hints,
+)
 from remit.policy.methods import DECIDED, LISTS, REFERENCING, classify
 from remit.policy.request import Identity, Request
 from remit.times import utc_text
 
 _NOUN = {"tool": "tool", "resource": "resource", "prompt": "prompt"}
 _CACHE_SIZE = 8192  # (agent, human, target, hints) whose applicable rules are kept per bundle
-# Only keys of ordinary size are cached: a name comes from the caller (up to the body limit),
-# so 8,192 entries of megabyte names would pin gigabytes. Bounded, the cache holds at most
-# _CACHE_SIZE * _CACHE_KEY_CHARS characters of keys; a longer key is looked up uncached.
-_CACHE_KEY_CHARS = 1024
 
 
 class Engine:
@@ -204,9 +206,10 @@ class Engine:
     def _applicable(
         self, identity: Identity, target: TargetKind, name: str, hints: Mapping[str, bool]
     ) -> tuple[RuleEntry, ...]:
+        # Only keys of ordinary size are cached (index.CACHE_KEY_CHARS: a name is the caller's).
         agent, subject, groups = identity.agent, identity.subject, tuple(identity.groups)
         size = len(agent) + len(subject) + len(name)
-        if size <= _CACHE_KEY_CHARS and size + sum(map(len, groups)) <= _CACHE_KEY_CHARS:
+        if size <= CACHE_KEY_CHARS and size + sum(map(len, groups)) <= CACHE_KEY_CHARS:
             return self._applicable_for(
                 agent, subject, groups, target, name,
                 tuple(hints.items()),  # tuple(): a caller's list of groups is still a key

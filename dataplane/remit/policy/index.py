@@ -92,6 +92,12 @@ class GrantEntry:
         return (self.resources if target == "resource" else self.prompts)(name)
 
 
+# Names come from callers (a tool name or resource URI, up to the body limit): a cache keeps
+# only keys of at most this many characters, so 8,192 entries cannot pin gigabytes; a longer
+# key is looked up uncached (same answer, a little slower).
+CACHE_KEY_CHARS = 1024
+
+
 class RuleIndex:
     """Rules by (target, name), resolved per agent and cached."""
 
@@ -107,7 +113,13 @@ class RuleIndex:
                         self._globs.setdefault(rule.target, []).append((pattern, item))
                     else:
                         self._exact.setdefault((rule.target, pattern), []).append(item)
-        self.lookup = lru_cache(maxsize=cache_size)(self._lookup)
+        self._cached = lru_cache(maxsize=cache_size)(self._lookup)
+
+    def lookup(self, agent: str, target: str, name: str) -> tuple[RuleEntry, ...]:
+        """Rules for this agent and name (cached unless the key is long: see CACHE_KEY_CHARS)."""
+        if len(agent) + len(name) <= CACHE_KEY_CHARS:
+            return self._cached(agent, target, name)
+        return self._lookup(agent, target, name)
 
     def _lookup(self, agent: str, target: str, name: str) -> tuple[RuleEntry, ...]:
         """Rules for this agent and name, Deny rules first, each rule once, in bundle order."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -728,7 +729,10 @@ def test_callers_long_names_are_decided_but_not_kept_in_the_cache() -> None:
         (call("read_file", identity=who("bob@x.org", groups=["g" * 600, "h" * 600])), False),
     ]
     for request, allowed in asks * 2:
+        held = [sys.getrefcount(request.name), sys.getrefcount(request.identity.agent)]
         assert engine.decide(request).allowed is allowed
+        # no cache (the engine's, the rule index's) keeps the long name or agent alive
+        assert [sys.getrefcount(request.name), sys.getrefcount(request.identity.agent)] == held
         fresh = engine_for(policy("p", READ, users=["alice@example.com"], groups=["support"]))
         assert fresh.decide(request) == engine.decide(request)
     assert engine._applicable_for.cache_info().currsize == 1  # none of the long keys was kept
