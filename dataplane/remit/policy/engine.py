@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from remit.errors import EvaluationError
@@ -43,7 +42,8 @@ class Engine:
         self._rules = RuleIndex(bundle)
         self._grants = GrantIndex(bundle.grants)
         self._server = {"name": bundle.server.name, "namespace": bundle.server.namespace}
-        self._applicable_for = lru_cache(maxsize=_CACHE_SIZE)(self._find_applicable)
+        # (agent, subject, groups, target, name, hints) -> applicable rules, oldest first
+        self._applicable_cache: dict[tuple[Any, ...], tuple[RuleEntry, ...]] = {}
 
     # -- deciding ---------------------------------------------------------------------------
 
@@ -206,15 +206,20 @@ class Engine:
     def _applicable(
         self, identity: Identity, target: TargetKind, name: str, hints: Mapping[str, bool]
     ) -> tuple[RuleEntry, ...]:
-        # Only keys of ordinary size are cached (index.CACHE_KEY_CHARS: a name is the caller's).
-        agent, subject, groups = identity.agent, identity.subject, tuple(identity.groups)
-        size = len(agent) + len(subject) + len(name)
-        if size <= CACHE_KEY_CHARS and size + sum(map(len, groups)) <= CACHE_KEY_CHARS:
-            return self._applicable_for(
-                agent, subject, groups, target, name,
-                tuple(hints.items()),  # tuple(): a caller's list of groups is still a key
-            )  # fmt: skip
-        return self._find_applicable(agent, subject, groups, target, name, tuple(hints.items()))
+        groups = tuple(identity.groups)  # tuple(): a caller's list of groups is still a key
+        key = (identity.agent, identity.subject, groups, target, name, tuple(hints.items()))
+        cache = self._applicable_cache
+        found = cache.get(key)
+        if found is None:
+            found = self._find_applicable(*key)
+            # Only keys of ordinary size are kept (a name is the caller's, up to the body
+            # limit): checked on a miss only, as a long key is never found.
+            size = len(identity.agent) + len(identity.subject) + len(name)
+            if size + sum(map(len, groups)) <= CACHE_KEY_CHARS:
+                if len(cache) >= _CACHE_SIZE:
+                    cache.pop(next(iter(cache)), None)  # the oldest entry
+                cache[key] = found
+        return found
 
     def _find_applicable(
         self, agent: str, subject: str, groups: tuple[str, ...], target: TargetKind, name: str,

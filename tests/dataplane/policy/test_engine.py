@@ -11,6 +11,7 @@ import pytest
 
 from remit.api.loader import load
 from remit.errors import BundleError
+from remit.policy import engine as engine_module
 from remit.policy.compiler import compile_bundle
 from remit.policy.engine import Engine
 from remit.policy.expressions import Condition
@@ -715,7 +716,7 @@ def test_callers_long_names_are_decided_but_not_kept_in_the_cache() -> None:
     # applicable rules must not keep megabyte keys alive (8,192 of them would pin gigabytes).
     engine = engine_for(policy("p", READ, users=["alice@example.com"], groups=["support"]))
     assert engine.decide(call("read_file")).allowed  # an ordinary call is cached
-    assert engine._applicable_for.cache_info().currsize == 1
+    assert len(engine._applicable_cache) == 1
     huge = "x" * (1 << 20)
     asks = [
         (call("read_" + huge), True),
@@ -735,7 +736,19 @@ def test_callers_long_names_are_decided_but_not_kept_in_the_cache() -> None:
         assert [sys.getrefcount(request.name), sys.getrefcount(request.identity.agent)] == held
         fresh = engine_for(policy("p", READ, users=["alice@example.com"], groups=["support"]))
         assert fresh.decide(request) == engine.decide(request)
-    assert engine._applicable_for.cache_info().currsize == 1  # none of the long keys was kept
+    assert len(engine._applicable_cache) == 1  # none of the long keys was kept
+
+
+def test_the_applicable_rules_cache_holds_at_most_its_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine_module, "_CACHE_SIZE", 2)
+    engine = engine_for(policy("p", READ))
+    for _ in range(2):
+        for name in ("read_a", "read_b", "write_c", "read_d"):
+            assert engine.decide(call(name)).allowed is name.startswith("read_")
+            assert len(engine._applicable_cache) <= 2
+    assert [key[4] for key in engine._applicable_cache] == ["write_c", "read_d"]  # the newest
 
 
 def test_another_agents_conditions_are_never_evaluated(monkeypatch: pytest.MonkeyPatch) -> None:
