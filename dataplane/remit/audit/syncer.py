@@ -136,10 +136,13 @@ class GroupSync:
 
     def _check(self, generation: int) -> asyncio.Future[None] | None:
         """None if ``generation`` is durable, a future to await if not; raises if it never
-        will be (the sync failed or stalled)."""
+        will be (the sync failed or stalled). The future fails ``timeout`` seconds after the
+        oldest line not yet durable was written (so at the latest ``timeout`` after the
+        point's own line), not ``timeout`` after the wait began."""
         if self.durable >= generation:
             return None
-        problem = self.problem(self._clock())
+        now = self._clock()
+        problem = self.problem(now)
         if problem:
             raise AuditError(problem)
         loop = self._loop
@@ -148,13 +151,20 @@ class GroupSync:
         with self._lock:
             if self.durable >= generation:
                 return None
-            timer = loop.call_later(self._timeout, self._expire, future)
+            written = self._oldest if self._oldest is not None else now
+            left = max(0.0, written + self._timeout - now)
+            timer = loop.call_later(left, self._expire, generation, future)
             self._waiters.append((generation, future, timer))
         return future
 
-    def _expire(self, future: asyncio.Future[None]) -> None:
-        """Timer: a waiter not served within ``timeout`` fails (the sync stalled)."""
-        if not future.done():
+    def _expire(self, generation: int, future: asyncio.Future[None]) -> None:
+        """Timer: a waiter not served within ``timeout`` of the write fails (the sync stalled)
+        unless the sync completed meanwhile (its settle not yet run: same loop turn)."""
+        if future.done():
+            return
+        if self.durable >= generation:
+            future.set_result(None)
+        else:
             future.set_exception(AuditError(self.problem(self._clock()) or self._stalled()))
 
     def _stalled(self) -> str:
@@ -253,21 +263,39 @@ class GroupSync:
 
 
 class SyncPoint:
-    """A generation of a :class:`GroupSync`: every line written before the point was taken."""
+    """A generation of a :class:`GroupSync`: every line written before the point was taken.
 
-    __slots__ = ("_sync", "generation")
+    A point has one verdict: once a wait on it has failed (the sync failed or stalled) it
+    stays failed, even if the sync completes later, so the outcome recorded for a call and the
+    gate on its answer (``gateway/durability.py``) always agree; once it is durable it stays
+    durable. Concurrent waits share one future (a cancelled waiter does not cancel it).
+    """
+
+    __slots__ = ("_error", "_future", "_sync", "generation")
 
     def __init__(self, sync: GroupSync, generation: int) -> None:
         self._sync = sync
         self.generation = generation
+        self._error: str | None = None  # the verdict: None undecided, '' durable, else why not
+        self._future: asyncio.Future[None] | None = None
 
     def durable(self) -> bool:
-        """Whether the point is on stable storage now."""
-        return self._sync.durable >= self.generation
+        """Whether the point is on stable storage now (False for good once a wait failed)."""
+        if self._error is None and self._sync.durable >= self.generation:
+            self._error = ""
+        return self._error == ""
 
     async def wait(self) -> None:
         """Return once the point is durable; :class:`AuditError` if the sync failed or did not
-        complete within the sink's timeout."""
-        future = self._sync._check(self.generation)
-        if future is not None:
-            await future
+        complete within the sink's timeout of the write (the same verdict for every wait)."""
+        if self._error is None and not self.durable():
+            try:
+                if self._future is None:
+                    self._future = self._sync._check(self.generation)
+                if self._future is not None:
+                    await asyncio.shield(self._future)
+                self._error = ""
+            except AuditError as exc:
+                self._error = str(exc) or "the record did not sync"
+        if self._error:
+            raise AuditError(self._error)

@@ -58,10 +58,9 @@ class _Gate:
         self.points = points
 
     async def __call__(self, message: dict[str, Any]) -> None:
-        if self.points:
-            points, self.points = self.points, []
-            for point in points:
-                await point.wait()  # AuditError: the record may not be on disk
+        while self.points:  # a point is dropped only once durable: a cancelled wait keeps it
+            await self.points[0].wait()  # AuditError: the record may not be on disk
+            del self.points[0]
         await self.send(message)
 
 

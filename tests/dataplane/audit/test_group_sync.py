@@ -11,7 +11,7 @@ import pytest
 
 from remit.audit import AuditSettings, FileSink, sink_from_settings
 from remit.errors import AuditError
-from tests.dataplane.audit.helpers import HeldSync
+from tests.dataplane.audit.helpers import HeldSync, wait_until
 
 
 class Clock:
@@ -130,7 +130,11 @@ async def test_a_line_not_synced_within_the_bound_stalls_the_sink(tmp_path: Path
     with pytest.raises(AuditError, match="stalled"):
         await sink.submit(b"next\n", key="n", follows="o")
     clock.now = 8.0  # (back within the bound, so a waiter can be registered)
-    waiting = asyncio.ensure_future(outcome.wait())
+    with pytest.raises(AuditError, match="stalled"):
+        await outcome.wait()  # its verdict stands: a point fails once
+    again = sink.sync_point()  # (the same line, a new point)
+    assert again is not None
+    waiting = asyncio.ensure_future(again.wait())
     await asyncio.sleep(0)
     sync.release.release()  # the disk answers: the outcome is durable, the sink recovers
     await waiting
@@ -174,3 +178,72 @@ async def test_a_line_nobody_waits_for_is_synced_within_the_delay(tmp_path: Path
     sync.release.release()
     await sink.close()
     assert sync.sizes == [len(b"outcome\n")]
+
+
+async def test_a_waiter_whose_timer_fires_after_its_sync_completed_is_served(
+    tmp_path: Path,
+) -> None:
+    """The sync completes in the loop turn its waiter's timer fires in (the settle it
+    scheduled not yet run): the record is durable, so the waiter is served, not failed."""
+    path = tmp_path / "log"
+    sync = HeldSync(path)
+    sink = _sink(path, sync)
+    await sink.submit(b"decision\n", key="d", follows=None)
+    point = sink.sync_point()
+    assert point is not None
+    await sync.started()
+    waiting = asyncio.ensure_future(point.wait())
+    await asyncio.sleep(0)
+    syncer = sink._behind
+    assert syncer is not None
+    ((generation, future, _),) = syncer._waiters
+    sync.release.release()
+    wait_until(lambda: syncer.durable >= generation)  # (the loop is blocked: no settle yet)
+    syncer._expire(generation, future)  # the timer runs first
+    await waiting
+    assert point.durable()
+    await sink.close()
+
+
+async def test_a_point_that_failed_stays_failed_when_its_sync_completes_late(
+    tmp_path: Path,
+) -> None:
+    """One verdict per point: the outcome that said "withheld" and the gate on the answer
+    must agree, so a late sync does not turn a failed point durable."""
+    path = tmp_path / "log"
+    sync = HeldSync(path)
+    clock = Clock()
+    sink = _sink(path, sync, clock)
+    await sink.submit(b"decision\n", key="d", follows=None)
+    point = sink.sync_point()
+    assert point is not None
+    await sync.started()
+    clock.now = 5.0  # the bound is up: the outcome's wait fails
+    with pytest.raises(AuditError, match="stalled"):
+        await point.wait()
+    sync.release.release()  # the disk answers late
+    await asyncio.to_thread(wait_until, lambda: sink.health().state == "ok")
+    assert not point.durable()
+    with pytest.raises(AuditError, match="stalled"):
+        await point.wait()  # the gate's wait: the same verdict
+    await sink.close()
+
+
+async def test_a_waiter_fails_within_the_bound_of_the_write_not_of_its_wait(
+    tmp_path: Path,
+) -> None:
+    """A decision can hold its answer at most ``timeout`` after its line was written: a wait
+    that begins late gets only what is left of the bound."""
+    path = tmp_path / "log"
+    sync = HeldSync(path)
+    clock = Clock()
+    sink = _sink(path, sync, clock)  # timeout 5 s
+    await sink.submit(b"decision\n", key="d", follows=None)
+    point = sink.sync_point()
+    assert point is not None
+    await sync.started()
+    clock.now = 5.0 - 1e-6  # written almost the whole bound ago; the wait begins now
+    with pytest.raises(AuditError, match="stalled"):
+        await asyncio.wait_for(point.wait(), 2.0)  # not another 5 s
+    sync.release.release()
+    await sink.close()

@@ -7,6 +7,7 @@ Syncs are held and released by the test (no sleeps)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -267,4 +268,36 @@ async def test_a_gated_send_holds_its_first_message_until_the_decisions_are_dura
     await held({"type": "http.response.body", "body": b""})
     assert [event["type"] for event in sent] == ["http.response.start", "http.response.body"]
     assert gated(send, [call]) is send  # durable now: nothing to hold
+    await sink.close()
+
+
+async def test_a_gated_send_cancelled_while_held_holds_the_next_one_too(tmp_path: Path) -> None:
+    """A send cancelled while it waits (the client went away, a task was cancelled) must not
+    leave the gate open for a later send."""
+    path = tmp_path / "audit.jsonl"
+    sync = HeldSync(path)
+    sink = FileSink(path, fsync_strict=False, fsync_function=sync)
+    await sink.submit(b"decision\n", key="d", follows=None)
+    message = parse_body(orjson.dumps(CALL)).messages[0]
+    call = Call(message, SimpleNamespace(synced=sink.sync_point()))
+    sent: list[dict[str, Any]] = []
+
+    async def send(event: dict[str, Any]) -> None:
+        sent.append(event)
+
+    held = gated(send, [call])
+    first = asyncio.ensure_future(held({"type": "http.response.start", "status": 200}))
+    await sync.started()
+    await asyncio.sleep(0)
+    first.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    second = asyncio.ensure_future(held({"type": "http.response.start", "status": 200}))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not second.done()
+    assert sent == []
+    sync.release.release()
+    await second
+    assert [event["type"] for event in sent] == ["http.response.start"]
     await sink.close()
