@@ -95,10 +95,21 @@ class AuditSettings:
             )
         if not 0 < self.timeout < math.inf:  # also refuses NaN
             raise AuditError("audit write timeout must be positive and finite")
-        if not 0 <= self.sync_delay < self.timeout:
-            raise AuditError("audit sync delay must be at least 0 and less than the timeout")
+        if not 0 <= self.sync_delay < math.inf:
+            raise AuditError("audit sync delay must be at least 0 and finite")
+        if self.sync_points and self.sync_delay >= self.timeout:  # where the delay is used
+            raise AuditError(
+                f"REMIT_AUDIT_SYNC_DELAY ({self.sync_delay:g}s) must be less than "
+                f"REMIT_AUDIT_TIMEOUT ({self.timeout:g}s) with the file sink's default fsync"
+            )
         if self.max_queue_bytes <= 0:
             raise AuditError("audit queue size must be positive")
+
+    @property
+    def sync_points(self) -> bool:
+        """Whether answers wait for sync points (the file sink's default fsync mode): the only
+        mode that uses ``sync_delay``."""
+        return self.sink == "file" and self.fsync and self.fsync_wait and not self.fsync_strict
 
 
 class Sink(Protocol):

@@ -193,7 +193,8 @@ class AuditVariables:
         DEFAULT_SYNC_DELAY,
         env="AUDIT_SYNC_DELAY",
         doc="With the default fsync settings: seconds an outcome record may stay unsynced "
-        "waiting for the next decision's fsync to cover it too (then it is synced on its own).",
+        "waiting for the next decision's fsync to cover it too (then it is synced on its own). "
+        "Must be less than `REMIT_AUDIT_TIMEOUT` in that mode (only).",
         parse=values.seconds,
     )
     resume_broken: bool = setting(
