@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from remit.audit.syncer import SyncPoint
 from remit.errors import AuditError
 from remit.gateway.asgi import Send, reply
 from remit.gateway.pending import Call
 from remit.gateway.protocol import INTERNAL_ERROR, error_body
-from remit.gateway.relay import Exchange
 from remit.policy.decision import Reason
+
+if TYPE_CHECKING:  # (relay.py uses decided_on_disk)
+    from remit.gateway.relay import Exchange
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,21 @@ class _Gate:
             await self.points[0].wait()  # AuditError: the record may not be on disk
             del self.points[0]
         await self.send(message)
+
+
+async def decided_on_disk(call: Call) -> bool:
+    """Wait for ``call``'s decision record to be on disk; False (drop its response) if it
+    never will be. For a response relayed on another stream than its request's (a GET stream
+    replaying an earlier POST's answer): that stream's gate holds only for its own calls."""
+    point = getattr(call.token, "synced", None)
+    if not isinstance(point, SyncPoint):
+        return True
+    try:
+        await point.wait()
+    except AuditError as exc:
+        log.error("dropped a response whose call's decision record is not on disk: %s", exc)
+        return False
+    return True
 
 
 async def withheld(

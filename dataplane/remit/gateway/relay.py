@@ -38,6 +38,7 @@ from remit.errors import ClientGoneError, JsonDepthError, JsonKeyCollisionError,
 from remit.gateway.asgi import Send
 from remit.gateway.attribution import Origin
 from remit.gateway.bounds import DEFAULT_LIMITS, ResponseLimits, loads
+from remit.gateway.durability import decided_on_disk
 from remit.gateway.eras import rejection_answers
 from remit.gateway.foreign import undefined_body
 from remit.gateway.hooks import GatewayHooks, Identity, Outcome
@@ -149,6 +150,8 @@ class Exchange:
         call = local or replayed
         if call is None:
             log.warning("dropped a response that answers no forwarded request (id %r)", id_)
+            return None
+        if local is None and not await decided_on_disk(call):  # not under this stream's gate
             return None
         transformed = await self.hooks.transform(self.identity, call.message, call.token, value)
         if local is not None and cancelled and "error" in value:  # the client gave up on it

@@ -20,11 +20,12 @@ from remit.audit import AuditChain, FileSink
 from remit.errors import UpstreamError
 from remit.gateway.durability import gated
 from remit.gateway.guard import RemitGuard
-from remit.gateway.hooks import HttpRequest, Identity, Rejection
+from remit.gateway.hooks import AllowAllHooks, HttpRequest, Identity, Rejection
 from remit.gateway.metrics import Metrics
-from remit.gateway.pending import Call
+from remit.gateway.pending import Call, PendingCalls
 from remit.gateway.protocol import parse_body
 from remit.gateway.proxy import McpProxy, ProxySettings
+from remit.gateway.relay import Exchange
 from remit.gateway.state import PolicyState
 from tests.dataplane.audit.helpers import HeldSync
 from tests.support.policies import bundle_for, policy, rule, server, who
@@ -300,4 +301,40 @@ async def test_a_gated_send_cancelled_while_held_holds_the_next_one_too(tmp_path
     sync.release.release()
     await second
     assert [event["type"] for event in sent] == ["http.response.start"]
+    await sink.close()
+
+
+async def test_a_response_replayed_on_a_get_stream_waits_for_its_own_call_decision(
+    tmp_path: Path,
+) -> None:
+    """A response to a call pending from an earlier POST, relayed on a GET stream whose gate
+    already opened (or held only for the stream's own decision), e.g. a hostile upstream
+    answering there instead: it waits for that call's decision record, and is dropped if that
+    never syncs."""
+    path = tmp_path / "audit.jsonl"
+    sync = HeldSync(path)
+    sink = FileSink(path, fsync_strict=False, fsync_function=sync)
+    await sink.submit(b"decision\n", key="d", follows=None)
+    pending = PendingCalls()
+    message = parse_body(orjson.dumps(CALL)).messages[0]
+
+    def post(call: Call) -> None:  # an earlier POST forwarded the call: pending in the session
+        Exchange(AllowAllHooks(), ALICE, {7: call}, pending, session="s1")
+
+    post(Call(message, SimpleNamespace(synced=sink.sync_point())))
+    stream = Exchange(AllowAllHooks(), ALICE, {}, pending, session="s1")  # the GET
+    relayed = asyncio.ensure_future(stream.message(ANSWER))
+    await sync.started()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not relayed.done()
+    sync.release.release()
+    assert await relayed == ANSWER
+    # A decision whose sync fails: its replayed response is dropped, not relayed.
+    await sink.submit(b"decision\n", key="e", follows="d")
+    post(Call(message, SimpleNamespace(synced=sink.sync_point())))
+    sync.fail = True
+    await sync.started()
+    sync.release.release()
+    assert await stream.message(ANSWER) is None
     await sink.close()
