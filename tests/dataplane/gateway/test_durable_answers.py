@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
+import pytest
 
 from remit.audit import AuditChain, FileSink
 from remit.errors import UpstreamError
@@ -72,12 +73,31 @@ class Answer:
     def abort(self) -> None: ...
 
 
+class StreamedAnswer(Answer):
+    """An upstream answer as an event stream: a progress notification, then the response;
+    with ``broken`` the stream fails before its first event (the gateway answers an error)."""
+
+    kind = "sse"
+
+    def __init__(self, broken: bool) -> None:
+        progress = {"jsonrpc": "2.0", "method": "notifications/message", "params": {}}
+        self.chunks = [] if broken else [progress, ANSWER]
+        self.broken = broken
+
+    async def next_chunk(self, timeout: float | None = None) -> bytes:
+        if self.broken:
+            raise UpstreamError(502, "connection reset mid-stream")
+        return b"data: " + orjson.dumps(self.chunks.pop(0)) + b"\n\n" if self.chunks else b""
+
+
 class Upstream:
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self.forwarded = asyncio.Event()
         self.sent = 0
         self.fails = False  # answer with a transport failure instead
+        self.streams = False  # answer with an event stream
+        self.fails_streaming = False  # ... that fails before its first event
 
     async def send(self, method: str, headers: Any, body: bytes | None, limits: Any = None) -> Any:
         self.sent += 1
@@ -85,7 +105,7 @@ class Upstream:
         self.forwarded.set()
         if self.fails:
             raise UpstreamError(502, "connection refused")
-        return Answer()
+        return StreamedAnswer(broken=self.fails_streaming) if self.streams else Answer()
 
     async def start(self) -> None: ...
 
@@ -162,13 +182,20 @@ class Gateway:
 
         await self.proxy(scope, receive, send)
         payload = b"".join(e.get("body", b"") for e in sent[1:])
+        if self.upstream.streams:  # the last event's data: the answer, or the gateway's error
+            data = [line for line in payload.splitlines() if line.startswith(b"data:")]
+            return sent[0]["status"], orjson.loads(data[-1][5:])
         return sent[0]["status"], orjson.loads(payload)
 
 
+@pytest.mark.parametrize("streamed", [False, True])
 async def test_the_answer_waits_for_the_decision_fsync_which_runs_beside_the_upstream(
-    tmp_path: Path,
+    tmp_path: Path, streamed: bool
 ) -> None:
+    """Streamed, the first thing sent is the stream's start, before any outcome is recorded:
+    only the gate on the client's ``send`` holds it."""
     gateway = Gateway(tmp_path / "audit.jsonl")
+    gateway.upstream.streams = streamed
     await gateway.open()
     call = asyncio.ensure_future(gateway.post())
     await gateway.written()  # the decision
@@ -181,10 +208,11 @@ async def test_the_answer_waits_for_the_decision_fsync_which_runs_beside_the_ups
     gateway.sync.release.release()  # the decision is on disk: the answer may go
     status, answer = await call
     assert (status, answer) == (200, ANSWER)
-    forward, start, _ = gateway.journal.events
+    forward, start, *_ = gateway.journal.events
     assert forward == ("forward", ["chain", "decision"], 1)  # written, not yet synced
     assert start[0] == "http.response.start"
-    assert start[1] == ["chain", "decision", "outcome"]  # the outcome written before it
+    if not streamed:
+        assert start[1] == ["chain", "decision", "outcome"]  # the outcome written before it
     assert start[2] == 2  # the decision's fsync done
     lines = gateway.path.read_bytes().splitlines(keepends=True)
     assert gateway.sync.sizes[1] >= len(b"".join(lines[:2]))  # it held the decision
@@ -218,12 +246,16 @@ async def test_a_failed_decision_fsync_withholds_the_answer_and_denies_what_foll
     await gateway.chain.close()
 
 
+@pytest.mark.parametrize("streamed", [False, True])
 async def test_the_gateway_own_error_about_the_upstream_also_waits_for_the_decision_fsync(
-    tmp_path: Path,
+    tmp_path: Path, streamed: bool
 ) -> None:
+    """Streamed: the upstream's stream breaks before its first event; the stream's start and
+    the gateway's error event wait (the start before any outcome: only the gate holds it)."""
     gateway = Gateway(tmp_path / "audit.jsonl")
     await gateway.open()
-    gateway.upstream.fails = True
+    gateway.upstream.fails = not streamed
+    gateway.upstream.streams = gateway.upstream.fails_streaming = streamed
     call = asyncio.ensure_future(gateway.post())
     await gateway.sync.started()
     await gateway.upstream.forwarded.wait()
@@ -231,8 +263,9 @@ async def test_the_gateway_own_error_about_the_upstream_also_waits_for_the_decis
         await asyncio.sleep(0)
     assert not call.done()  # the upstream failed at once; its 502 waits for the fsync
     gateway.sync.release.release()
-    status, _ = await call
-    assert status == 502
+    status, answer = await call
+    assert status == (200 if streamed else 502)
+    assert "result" not in answer
     assert gateway.journal.events[1][0] == "http.response.start"
     assert gateway.journal.events[1][2] == 2  # the decision's fsync done before it
     await gateway.sync.started()
