@@ -3,11 +3,13 @@ them, tampering detected, and a gateway that cannot write records denies (fail c
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from remit.demo.issuer import Issuer
@@ -114,3 +116,22 @@ def test_calls_are_denied_when_records_cannot_be_written(
     assert (
         metric_value(text, "remit_decisions_total", effect="deny", reason="audit_unavailable") >= 2
     )
+
+
+def test_by_default_an_answer_arrives_after_its_decision_is_in_the_file(
+    gateway: GatewayProcess, upstream: Upstream, mint: Mint
+) -> None:
+    """The real gateway in the default durability mode (a file sink, fsync on, each answer
+    held for its decision's fsync; no REMIT_AUDIT_FSYNC* override): the answer arrives and
+    its decision line is already in the file (the hold for the fsync itself is proven with
+    injected syncs in tests/dataplane/gateway/test_durable_answers.py)."""
+    assert not [name for name in os.environ if name.startswith("REMIT_AUDIT_FSYNC")]
+    path = f"/data/alice/{uuid.uuid4().hex}.txt"
+    answer = mcp_wire.tool_call(gateway.url, "read_file", {"path": path}, token=mint())
+    assert "result" in answer.json()
+    records = gateway.records()  # read at once: nothing was waited for after the answer
+    calls = upstream.calls("tools/call")
+    (forwarded,) = [c for c in calls if c["rpc"]["params"]["arguments"].get("path") == path]
+    decision = [r for r in records if r.get("id") == forwarded["headers"]["x-remit-decision"]]
+    assert [r["type"] for r in decision] == ["decision"]
+    assert httpx.get(f"{gateway.admin}/readyz", timeout=5).status_code == 200
