@@ -126,15 +126,25 @@ def _import_stack() -> None:
     import remit.consent.store  # noqa: F401, PLC0415
 
 
+async def record_durably(gateway: Gateway, entry: ConsentRecord) -> None:
+    """Append ``entry`` to ``gateway``'s chain and return once it is on disk (in the default
+    durability mode, once its sync point is: ``audit/syncer.py``), so the page answers, and
+    an approval's grant is used, only for a consent record a node crash cannot take away."""
+    if gateway.chain is None:
+        raise AuditError("the gateway's audit chain is not open")
+    await gateway.chain.append(entry)
+    point = gateway.chain.sync_point()
+    if point is not None:
+        await point.wait()  # AuditError: the page answers the failure, not the approval
+
+
 def _build(gateway: Gateway, settings: ConsentSettings) -> App:
     """The consent page's ASGI app, recording on ``gateway``'s chain (stack already imported)."""
     from remit.consent.serve import build_app  # noqa: PLC0415
     from remit.consent.store import DirectoryStore  # noqa: PLC0415
 
     async def record(entry: ConsentRecord) -> None:
-        if gateway.chain is None:
-            raise AuditError("the gateway's audit chain is not open")
-        await gateway.chain.append(entry)
+        await record_durably(gateway, entry)
 
     def last_use(grant: ConsentGrant) -> str | None:
         # Standalone, the gateway is in this process: ask it (records name grants ns/name).

@@ -6,19 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
+from remit.audit import AuditChain, FileSink
+from remit.audit.records import ConsentRecord
 from remit.cli import standalone_consent
 from remit.cli.standalone_consent import (
     PAGE_MODULES,
     LazyPage,
     check_page_modules,
+    record_durably,
     standalone_listen,
 )
-from remit.errors import SettingsError, StartupError
+from remit.errors import AuditError, SettingsError, StartupError
+from remit.gateway.app import Gateway
 from remit.gateway.settings import from_environment
+from tests.dataplane.audit.helpers import HeldSync
 
 
 def _answer(text: bytes) -> Any:
@@ -135,3 +142,36 @@ def test_the_pages_modules_are_checked_at_start_without_importing_them(
     assert "--consent-listen off" in message
     # That the check imports none of the stack is shown by the real process, in
     # test_gateway_args.py (test_the_gateway_process_imports_no_cli_framework_...).
+
+
+def _approval(id_: str) -> ConsentRecord:
+    return ConsentRecord(
+        id=id_, time="2026-12-02T08:00:00.000Z", server="files", pod="", request="r1",
+        answer="approved", subject="alice", agent="bot", tool="write_file",
+        login_issuer="https://idp", login_subject="alice", scope="once", grant="ns/g",
+    )  # fmt: skip
+
+
+async def test_a_consent_record_is_on_disk_before_the_page_answers(tmp_path: Path) -> None:
+    """In the default durability mode the standalone page's record (an approval) returns only
+    once its fsync is done, and fails (the page answers the failure) if that fsync fails."""
+    path = tmp_path / "audit.jsonl"
+    sync = HeldSync(path)
+    chain = AuditChain(
+        FileSink(path, fsync_strict=False, fsync_function=sync), server="files", pod="p"
+    )
+    gateway = cast(Gateway, SimpleNamespace(chain=chain))
+    recorded = asyncio.ensure_future(record_durably(gateway, _approval("c1")))
+    await sync.started()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not recorded.done()
+    assert b'"c1"' in path.read_bytes()  # written, not yet synced: the page has not answered
+    for _ in range(3):  # this sync, and any the chain's opening marker took
+        sync.release.release()
+    await recorded
+    failing = asyncio.ensure_future(record_durably(gateway, _approval("c2")))
+    sync.fail = True
+    with pytest.raises(AuditError, match="fsync failed"):
+        await failing
+    await chain.close()
