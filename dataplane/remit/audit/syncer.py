@@ -21,9 +21,11 @@ synced right behind (``REMIT_AUDIT_FSYNC_WAIT=false``).
 
 Bounds, fail closed:
 
-- *Stalled*: a written line not synced within ``timeout`` seconds (a sync that does not
-  return). Waiters fail with :class:`AuditError`, :meth:`problem` names the stall (the sink
-  then refuses new lines and ``/readyz`` fails) until the sync returns.
+- *Stalled*: a written line not synced within ``timeout`` seconds of its write (a sync that
+  does not return). Waiters fail with :class:`AuditError` at the latest ``timeout`` after the
+  oldest unsynced line was written (however late they began to wait), :meth:`problem` names
+  the stall (the sink then refuses new lines and ``/readyz`` fails) until the sync returns. A
+  point that failed stays failed (:class:`SyncPoint`: one verdict per point).
 - *Failed*: a sync that raises. After a failed ``fsync`` nothing says what reached the disk,
   so every waiter fails and :meth:`problem` refuses every later line for good.
 """

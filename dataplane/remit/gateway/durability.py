@@ -7,8 +7,10 @@ is forwarded, and synced by the file sink's sync thread while the upstream works
 (``audit/syncer.py``). Each admitted call's ticket carries the point to wait for
 (``Ticket.synced``); :func:`gated` wraps the client's ``send`` so that nothing, neither the
 upstream's answer nor the gateway's own error about it, reaches the client before every
-decision of the request is durable. An answer the client has is therefore never backed by a
-decision record a node crash can take away.
+decision of the request is durable; a response relayed on another stream than its request's
+waits for its own call's point (:func:`decided_on_disk`, from ``relay.py``). An answer of a
+forwarded call the client has is therefore never backed by a decision record a node crash can
+take away (denials are answered once written, not synced: docs/gateway.md#audit-durability).
 
 Fail closed: a sync that fails or does not complete within ``REMIT_AUDIT_TIMEOUT`` raises
 :class:`AuditError` at the first ``send``; :func:`withheld` then drops the upstream's answer,
