@@ -124,7 +124,8 @@ def test_by_default_an_answer_arrives_after_its_decision_is_in_the_file(
     """The real gateway in the default durability mode (a file sink, fsync on, each answer
     held for its decision's fsync; no REMIT_AUDIT_FSYNC* override): the answer arrives and
     its decision line is already in the file (the hold for the fsync itself is proven with
-    injected syncs in tests/dataplane/gateway/test_durable_answers.py)."""
+    injected syncs in tests/dataplane/gateway/test_durable_answers.py), and so is its outcome
+    line (written before any byte of the answer is sent; synced later)."""
     assert not [name for name in os.environ if name.startswith("REMIT_AUDIT_FSYNC")]
     path = f"/data/alice/{uuid.uuid4().hex}.txt"
     answer = mcp_wire.tool_call(gateway.url, "read_file", {"path": path}, token=mint())
@@ -132,6 +133,11 @@ def test_by_default_an_answer_arrives_after_its_decision_is_in_the_file(
     records = gateway.records()  # read at once: nothing was waited for after the answer
     calls = upstream.calls("tools/call")
     (forwarded,) = [c for c in calls if c["rpc"]["params"]["arguments"].get("path") == path]
-    decision = [r for r in records if r.get("id") == forwarded["headers"]["x-remit-decision"]]
+    decided = forwarded["headers"]["x-remit-decision"]
+    decision = [r for r in records if r.get("id") == decided]
     assert [r["type"] for r in decision] == ["decision"]
+    # ... and so is its outcome: written (not synced) before the answer is sent; on disk the
+    # field is camelCase ``decisionId`` (``decision_id`` matches nothing, the outcome "missing")
+    outcome = [r for r in records if r.get("decisionId") == decided]
+    assert [(r["type"], r["outcome"]) for r in outcome] == [("outcome", "ok")]
     assert httpx.get(f"{gateway.admin}/readyz", timeout=5).status_code == 200

@@ -177,7 +177,8 @@ class Gateway:
             return {"type": "http.disconnect"}
 
         async def send(event: dict[str, Any]) -> None:
-            self.journal.note(event["type"])
+            answers = b'"id":' in event.get("body", b"")  # the call's response or error
+            self.journal.note(event["type"] + (" (answer)" if answers else ""))
             sent.append(event)
 
         await self.proxy(scope, receive, send)
@@ -214,6 +215,8 @@ async def test_the_answer_waits_for_the_decision_fsync_which_runs_beside_the_ups
     if not streamed:
         assert start[1] == ["chain", "decision", "outcome"]  # the outcome written before it
     assert start[2] == 2  # the decision's fsync done
+    body = next(e for e in gateway.journal.events if e[0] == "http.response.body (answer)")
+    assert body[1] == ["chain", "decision", "outcome"]  # its response follows the outcome
     lines = gateway.path.read_bytes().splitlines(keepends=True)
     assert gateway.sync.sizes[1] >= len(b"".join(lines[:2]))  # it held the decision
     if gateway.sync.sizes[1] < gateway.path.stat().st_size:
@@ -268,6 +271,8 @@ async def test_the_gateway_own_error_about_the_upstream_also_waits_for_the_decis
     assert "result" not in answer
     assert gateway.journal.events[1][0] == "http.response.start"
     assert gateway.journal.events[1][2] == 2  # the decision's fsync done before it
+    body = next(e for e in gateway.journal.events if e[0] == "http.response.body (answer)")
+    assert body[1] == ["chain", "decision", "outcome"]  # the error follows the outcome
     await gateway.sync.started()
     gateway.sync.release.release()
     await gateway.chain.close()
