@@ -79,9 +79,11 @@ class QuietServer(uvicorn.Server):
     @should_exit.setter
     def should_exit(self, value: bool) -> None:
         self._exit = value
-        if value and self._loop is not None and self._wake is not None:
+        loop = self._loop
+        if value and loop is not None and self._wake is not None and not loop.is_closed():
             # Thread-safe and signal-safe: uvicorn's handler sets this from a signal handler.
-            self._loop.call_soon_threadsafe(self._wake.set)
+            # (A loop already closed has nothing left to wake: setting it then is a no-op.)
+            loop.call_soon_threadsafe(self._wake.set)
 
     async def main_loop(self) -> None:
         """Wait until told to exit (uvicorn's polling loop when a tick has work to do)."""

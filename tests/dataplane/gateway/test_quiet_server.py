@@ -81,3 +81,17 @@ async def test_an_exit_asked_before_the_main_loop_starts_is_not_lost() -> None:
     server = QuietServer(_config())
     server.should_exit = True
     await asyncio.wait_for(server.main_loop(), 5)
+
+
+def test_an_exit_asked_after_the_loop_closed_is_a_no_op() -> None:
+    server = QuietServer(_config())
+    loop = asyncio.new_event_loop()
+    try:
+        main = loop.create_task(server.main_loop())
+        loop.run_until_complete(asyncio.sleep(0))  # the main loop waits on its event
+        server.should_exit = True
+        loop.run_until_complete(main)
+    finally:
+        loop.close()
+    server.should_exit = True  # e.g. a late signal at interpreter exit: no "loop is closed"
+    assert server.should_exit
