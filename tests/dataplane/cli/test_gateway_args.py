@@ -16,6 +16,7 @@ import typer.main
 
 from remit.cli.gateway_args import OPTIONS, GatewayFlags, flags
 from remit.cli.main import app
+from tests.dataplane.cli.support import one_line
 
 REMIT = str(Path(sys.executable).parent / "remit")
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -29,13 +30,6 @@ def remit_gateway(
         [REMIT, "gateway", *args], env={**clean, **(env or {})},
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
-
-
-def one_line(result: subprocess.CompletedProcess[str]) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 def test_the_fast_path_has_the_typer_commands_flags_defaults_and_help() -> None:

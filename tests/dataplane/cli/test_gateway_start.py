@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from remit.gateway.runner import wait_for_port
+from tests.dataplane.cli.support import one_line
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 STANDALONE = ["-f", str(EXAMPLES), "--server", "files", "--namespace", "agents"]
@@ -41,13 +42,6 @@ def gateway(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
         [sys.executable, "-m", "remit", "gateway", *args],
         capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
-
-
-def one_line(result: subprocess.CompletedProcess[str]) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 def test_a_port_in_use_is_one_line_and_exit_1(listening: socket.socket) -> None:

@@ -91,16 +91,21 @@ class _Client:
         self.sent.append(message)
 
 
+def _exchange() -> tuple[_Outcomes, Exchange]:
+    """The exchange of one pending ``tools/call`` (id 1), its outcomes seen by the hooks."""
+    hooks = _Outcomes()
+    request = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "slow"}}
+    calls: dict[RequestId, Call] = {1: Call(classify(request), None)}
+    return hooks, Exchange(hooks, cast(Identity, None), calls, PendingCalls(), session=None)
+
+
 async def _forward(
     headers: list[tuple[bytes, bytes]], ending: Callable[[asyncio.Future[bytes]], None]
 ) -> tuple[_Outcomes, _Client, _Response]:
     """Forward one call; once the relay waits on the upstream with one event relayed, end
     the upstream's read with ``ending`` and the client's wait with a disconnect, in that
     order, in one step (both wake-ups land in the same loop pass, the relay's first)."""
-    hooks = _Outcomes()
-    request = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "slow"}}
-    calls: dict[RequestId, Call] = {1: Call(classify(request), None)}
-    exchange = Exchange(hooks, cast(Identity, None), calls, PendingCalls(), session=None)
+    hooks, exchange = _exchange()
     response = _Response(headers)
     client = _Client()
     watch = ClientWatch(client.receive)
@@ -169,10 +174,7 @@ async def test_a_json_answer_read_whole_before_the_client_left_is_its_outcome() 
 async def test_a_relay_whose_send_fails_as_the_client_left_records_it_cancelled() -> None:
     # ASGI: a send on a connection the client closed raises OSError, which may come before
     # the disconnect is seen (here the client's receive never says so).
-    hooks = _Outcomes()
-    request = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "slow"}}
-    calls: dict[RequestId, Call] = {1: Call(classify(request), None)}
-    exchange = Exchange(hooks, cast(Identity, None), calls, PendingCalls(), session=None)
+    hooks, exchange = _exchange()
     response = _Response(_SSE)
     client = _Client()
 
@@ -193,10 +195,7 @@ async def test_a_relay_whose_send_fails_as_the_client_left_records_it_cancelled(
 
 async def test_an_sse_stream_ending_without_the_client_leaving_is_still_no_response() -> None:
     # the control: the same stream ending with the client still there keeps its meaning
-    hooks = _Outcomes()
-    request = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "slow"}}
-    calls: dict[RequestId, Call] = {1: Call(classify(request), None)}
-    exchange = Exchange(hooks, cast(Identity, None), calls, PendingCalls(), session=None)
+    hooks, exchange = _exchange()
     response = _Response(_SSE)
     client = _Client()
     watch = ClientWatch(client.receive)

@@ -278,17 +278,23 @@ async def test_the_gateway_own_error_about_the_upstream_also_waits_for_the_decis
     await gateway.chain.close()
 
 
-async def test_a_gated_send_holds_its_first_message_until_the_decisions_are_durable(
-    tmp_path: Path,
-) -> None:
-    """What holds a GET stream's first event, or a server notification sent before the
-    response: the client's ``send`` itself."""
+async def _written_decision(tmp_path: Path) -> tuple[HeldSync, FileSink, Call]:
+    """A decision line written to a file sink whose fsync is held, and a call carrying the
+    point at which that line is on disk."""
     path = tmp_path / "audit.jsonl"
     sync = HeldSync(path)
     sink = FileSink(path, fsync_strict=False, fsync_function=sync)
     await sink.submit(b"decision\n", key="d", follows=None)
     message = parse_body(orjson.dumps(CALL)).messages[0]
-    call = Call(message, SimpleNamespace(synced=sink.sync_point()))
+    return sync, sink, Call(message, SimpleNamespace(synced=sink.sync_point()))
+
+
+async def test_a_gated_send_holds_its_first_message_until_the_decisions_are_durable(
+    tmp_path: Path,
+) -> None:
+    """What holds a GET stream's first event, or a server notification sent before the
+    response: the client's ``send`` itself."""
+    sync, sink, call = await _written_decision(tmp_path)
     sent: list[dict[str, Any]] = []
 
     async def send(event: dict[str, Any]) -> None:
@@ -313,12 +319,7 @@ async def test_a_gated_send_holds_its_first_message_until_the_decisions_are_dura
 async def test_a_gated_send_cancelled_while_held_holds_the_next_one_too(tmp_path: Path) -> None:
     """A send cancelled while it waits (the client went away, a task was cancelled) must not
     leave the gate open for a later send."""
-    path = tmp_path / "audit.jsonl"
-    sync = HeldSync(path)
-    sink = FileSink(path, fsync_strict=False, fsync_function=sync)
-    await sink.submit(b"decision\n", key="d", follows=None)
-    message = parse_body(orjson.dumps(CALL)).messages[0]
-    call = Call(message, SimpleNamespace(synced=sink.sync_point()))
+    sync, sink, call = await _written_decision(tmp_path)
     sent: list[dict[str, Any]] = []
 
     async def send(event: dict[str, Any]) -> None:
@@ -349,17 +350,14 @@ async def test_a_response_replayed_on_a_get_stream_waits_for_its_own_call_decisi
     already opened (or held only for the stream's own decision), e.g. a hostile upstream
     answering there instead: it waits for that call's decision record, and is dropped if that
     never syncs."""
-    path = tmp_path / "audit.jsonl"
-    sync = HeldSync(path)
-    sink = FileSink(path, fsync_strict=False, fsync_function=sync)
-    await sink.submit(b"decision\n", key="d", follows=None)
+    sync, sink, call = await _written_decision(tmp_path)
     pending = PendingCalls()
-    message = parse_body(orjson.dumps(CALL)).messages[0]
+    message = call.message
 
     def post(call: Call) -> None:  # an earlier POST forwarded the call: pending in the session
         Exchange(AllowAllHooks(), ALICE, {7: call}, pending, session="s1")
 
-    post(Call(message, SimpleNamespace(synced=sink.sync_point())))
+    post(call)
     stream = Exchange(AllowAllHooks(), ALICE, {}, pending, session="s1")  # the GET
     relayed = asyncio.ensure_future(stream.message(ANSWER))
     await sync.started()
