@@ -109,7 +109,15 @@ class AuditSettings:
     def sync_points(self) -> bool:
         """Whether answers wait for sync points (the file sink's default fsync mode): the only
         mode that uses ``sync_delay``."""
-        return self.sink == "file" and self.fsync and self.fsync_wait and not self.fsync_strict
+        return self.sink == "file" and waits_for_sync_points(
+            fsync=self.fsync, fsync_wait=self.fsync_wait, fsync_strict=self.fsync_strict
+        )
+
+
+def waits_for_sync_points(*, fsync: bool, fsync_wait: bool, fsync_strict: bool) -> bool:
+    """Whether a file sink with these settings hands out sync points that answers wait for
+    (fsync on, waited for, not per record): the one mode where ``sync_delay`` matters."""
+    return fsync and fsync_wait and not fsync_strict
 
 
 class Sink(Protocol):
@@ -232,7 +240,9 @@ class FileSink(LineWriter):
         self.name = f"audit file {path}"
         self._fsync = fsync and fsync_wait and fsync_strict
         self._behind: GroupSync | None = None
-        self._points = fsync and fsync_wait and not fsync_strict
+        self._points = waits_for_sync_points(
+            fsync=fsync, fsync_wait=fsync_wait, fsync_strict=fsync_strict
+        )
         self._fsync_function = fsync_function
         self._os_write = write
         self._start_size: int | None = None
