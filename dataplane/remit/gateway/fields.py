@@ -51,8 +51,9 @@ def identity_bearing(name: str) -> bool:
 
 
 def remit_field(name: str) -> bool:
-    """Whether ``name`` is one of the gateway's own ``X-Remit-*`` fields, in any spelling."""
-    return canonical(name).startswith(REMIT_PREFIX)
+    """Whether ``name`` (canonical: every spelling of a field reads the same) is one of the
+    gateway's own ``X-Remit-*`` fields."""
+    return name.startswith(REMIT_PREFIX)
 
 
 def check_header_fields(headers: Sequence[tuple[str, str]]) -> None:

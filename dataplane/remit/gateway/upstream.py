@@ -29,7 +29,7 @@ from yarl import URL
 
 from remit.errors import MediaTypeError, UpstreamError
 from remit.gateway.bounds import DEFAULT_LIMITS, ResponseLimits
-from remit.gateway.fields import REMIT_PREFIX, canonical
+from remit.gateway.fields import canonical, remit_field
 from remit.gateway.mediatype import EVENT_STREAM, JSON, parse_media_type
 from remit.policy.decision import Reason
 
@@ -108,7 +108,7 @@ def request_headers(
     headers: CIMultiDict[str] = CIMultiDict()
     for name, value in client_headers:
         spelled = canonical(name)  # X_Remit_Subject reaches some frameworks as X-Remit-Subject
-        if spelled in _NOT_FORWARDED or name in connection or spelled.startswith(REMIT_PREFIX):
+        if spelled in _NOT_FORWARDED or name in connection or remit_field(spelled):
             continue
         headers.add(name, value)
     for name, value in extra.items():
@@ -138,6 +138,14 @@ def body_kind(content_types: list[bytes], encodings: list[bytes]) -> BodyKind | 
     if media.essence == EVENT_STREAM:
         return "sse"
     return None
+
+
+def _too_large(limit: int) -> UpstreamError:
+    return UpstreamError(502, f"upstream response exceeds {limit} bytes", TOO_LARGE)
+
+
+def _broken(exc: BaseException) -> UpstreamError:
+    return UpstreamError(502, f"upstream response broke off ({type(exc).__name__})", BROKEN)
 
 
 class UpstreamResponse:
@@ -209,16 +217,15 @@ class UpstreamResponse:
         limit = self.limits.max_response_bytes if limit is None else limit
         declared = self._response.content_length
         if declared is not None and declared > limit:
-            raise UpstreamError(502, f"upstream response exceeds {limit} bytes", TOO_LARGE)
+            raise _too_large(limit)
         content = self._response.content
         if content.is_eof():  # the whole body came with the headers: nothing to wait for
             try:
                 body = content.read_nowait()
             except (aiohttp.ClientError, OSError) as exc:
-                raise UpstreamError(502, f"upstream response broke off ({type(exc).__name__})",
-                                    BROKEN) from exc  # fmt: skip
+                raise _broken(exc) from exc
             if len(body) > limit:
-                raise UpstreamError(502, f"upstream response exceeds {limit} bytes", TOO_LARGE)
+                raise _too_large(limit)
             return body
         chunks: list[bytes] = []
         size = 0
@@ -227,17 +234,14 @@ class UpstreamResponse:
                 while chunk := await content.readany():
                     size += len(chunk)
                     if size > limit:
-                        raise UpstreamError(
-                            502, f"upstream response exceeds {limit} bytes", TOO_LARGE
-                        )
+                        raise _too_large(limit)
                     chunks.append(chunk)
         except TimeoutError as exc:
             raise UpstreamError(
                 504, f"upstream response not complete in {self.limits.read_timeout:g}s", TIMEOUT
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamError(502, f"upstream response broke off ({type(exc).__name__})",
-                                BROKEN) from exc  # fmt: skip
+            raise _broken(exc) from exc
         return b"".join(chunks)
 
     def body_empty(self) -> bool:
