@@ -34,6 +34,7 @@ from remit.audit.records import ConsentRecord
 from remit.consent.settings import ConsentSettings
 from remit.errors import AuditError, StartupError
 from remit.gateway.app import Gateway
+from remit.gateway.asgi import reply
 from remit.gateway.connections import ConnectionLimits
 from remit.gateway.runner import App, ListenerSettings, free_port
 from remit.gateway.settings import GatewaySettings
@@ -208,12 +209,7 @@ class LazyPage:
 
 async def _unavailable(send: Any) -> None:
     body = b"the consent page is unavailable: see the gateway's log\n"
-    await send({
-        "type": "http.response.start", "status": 503,
-        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode())],
-    })  # fmt: skip
-    await send({"type": "http.response.body", "body": body})
+    await reply(send, 503, body, content_type=b"text/plain; charset=utf-8")
 
 
 def _loopback(url: str) -> bool:
