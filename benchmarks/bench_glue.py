@@ -95,7 +95,7 @@ def instrument(totals: dict[str, float]) -> None:
 def standalone(policy: Path, upstream: str) -> Any:
     """A standalone gateway over ``policy``, as ``remit gateway -f`` builds it (records to
     stdout)."""
-    from remit.cli.gateway import with_flags  # noqa: PLC0415
+    from remit.cli.gateway_start import with_flags  # noqa: PLC0415
     from remit.gateway.serve import build_standalone  # noqa: PLC0415
     from remit.gateway.settings import from_environment  # noqa: PLC0415
 

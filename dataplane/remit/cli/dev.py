@@ -30,7 +30,7 @@ from remit.api.consentgrant import ConsentGrant
 from remit.api.mcpserver import MCPServer
 from remit.cli.common import PolicyDir, console, errors, fail, load_valid
 from remit.cli.dev_token import call, state_path, token
-from remit.cli.gateway import started_line, unreachable, with_flags
+from remit.cli.gateway_start import started_line, unreachable, with_flags
 from remit.demo.dev_issuer import DevIssuer
 from remit.errors import RemitError
 from remit.gateway.serve import build_standalone, run

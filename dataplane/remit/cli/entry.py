@@ -3,7 +3,7 @@
 ``remit gateway`` with no flags is the injected sidecar: it reads only ``REMIT_*`` variables,
 so it starts without Typer, Rich and every other command's imports (sidecar memory is a
 product figure, ~14 MiB less this way). ``remit gateway`` with flags (standalone mode) parses
-them with argparse (``remit.cli.gateway_args``, the Typer command's flags), so it too starts
+them with argparse (``remit.cli.gateway_args``, their only definition), so it too starts
 without Typer, Rich, pydantic and the other commands' imports (~11 MiB; its policy directory is
 compiled in a child process, see ``remit.gateway.standalone``, and its consent page loads on
 first use, ``remit.cli.standalone_consent``). ``remit operator`` with no flags (the chart's

@@ -1,11 +1,11 @@
-"""``remit gateway ...`` as the console script runs it: argparse, not Typer.
+"""``remit gateway ...``'s command line, parsed by argparse, not Typer.
 
 Typer (and the pydantic it imports to coerce parameters) and Rich cost a standalone gateway
-~11 MiB for its whole life, for nothing it does after parsing its command line. The console
-script (``remit.cli.entry``) parses ``remit gateway`` with these flags: the same names, short
-forms, defaults and help as the Typer command in the full app (``gateway.py``), which a test
-compares. A bad flag is one line on stderr and exit code 2, as a bad setting is, and comes
-before the gateway's modules are imported.
+~11 MiB for its whole life, for nothing it does after parsing its command line. This is the
+only definition of ``remit gateway``'s flags: the console script (``remit.cli.entry``) calls
+:func:`main` before Typer is imported, and the Typer command in the full app (``gateway.py``)
+passes its arguments, ``--help`` included, through to it. A bad flag is one line on stderr and
+exit code 2, as a bad setting is, and comes before the gateway's modules are imported.
 """
 
 from __future__ import annotations
@@ -62,9 +62,9 @@ class GatewayFlags:
         return {k: str(v) for k, v in flags.items() if v is not None}
 
 
+SUMMARY = "Run the gateway. Decision records go to stdout (or --audit-file); logs to stderr."
 DESCRIPTION = (
-    "Run the gateway. Decision records go to stdout (or --audit-file); logs to stderr. "
-    "Every limit flag has a REMIT_* variable (README: Connection limits); the flag wins."
+    f"{SUMMARY} Every limit flag has a REMIT_* variable (README: Connection limits); the flag wins."
 )
 
 # (flags, dest, type, help); every option takes one value. -f/--filename may repeat.
@@ -136,4 +136,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return start(parsed)
 
 
-__all__ = ["OPTIONS", "GatewayFlags", "flags", "main", "parser"]
+__all__ = ["DESCRIPTION", "OPTIONS", "SUMMARY", "GatewayFlags", "flags", "main", "parser"]

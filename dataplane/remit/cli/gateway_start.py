@@ -1,11 +1,12 @@
 """Starting ``remit gateway`` from its parsed flags, without the CLI framework.
 
-Both front ends call :func:`start`: the console script's fast path (``gateway_args.py``,
-argparse) and the Typer command in the full app (``gateway.py``). Nothing here imports Typer,
-Rich or pydantic (Typer imports pydantic to coerce its parameters: ~9 MiB that a standalone
-gateway kept for its whole life), so the gateway process holds what serving needs. A bad
-setting is one line on stderr and exit code 2; a start that fails (a port in use, an upstream
-that cannot be reached, an audit file that cannot be opened) is one line and exit code 1.
+``gateway_args.main`` calls :func:`start` with the parsed flags (for the console script, and
+for the Typer command in the full app, which passes its arguments through); ``remit dev`` uses
+the helpers. Nothing here imports Typer, Rich or pydantic (Typer imports pydantic to coerce its
+parameters: ~9 MiB that a standalone gateway kept for its whole life), so the gateway process
+holds what serving needs. A bad setting is one line on stderr and exit code 2; a start that
+fails (a port in use, an upstream that cannot be reached, an audit file that cannot be opened)
+is one line and exit code 1.
 """
 
 from __future__ import annotations

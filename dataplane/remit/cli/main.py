@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from remit.cli import policy
+from remit.cli import gateway, policy
 from remit.cli.access import access_app
 from remit.cli.audit import audit_app
 from remit.cli.consent import consent
 from remit.cli.crds import crds_app
 from remit.cli.demo import demo
 from remit.cli.dev import dev_app
-from remit.cli.gateway import gateway
 from remit.cli.grant import grant_app
 from remit.cli.keys import keys_app
 from remit.cli.operator import operator
@@ -29,7 +28,7 @@ app.command("compile")(policy.compile_)
 app.command("validate")(policy.validate)
 app.command("test")(test)
 app.command("demo")(demo)
-app.command("gateway")(gateway)
+gateway.register(app)
 app.command("operator")(operator)
 app.command("consent")(consent)
 app.add_typer(keys_app, name="keys")

@@ -1,5 +1,6 @@
-"""`remit gateway ARGS` parses its flags without Typer (cli/gateway_args.py): the same flags as
-the Typer command, one line and exit code 2 for a bad one, and no CLI framework in the process.
+"""`remit gateway ARGS` parses its flags without Typer (cli/gateway_args.py, their only
+definition): one line and exit code 2 for a bad one, no CLI framework in the process, and the
+full app's `gateway` command passes its arguments through to the same parser.
 
 Real processes for what users see (the console script); the parser's mapping in-process.
 """
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import typer.main
+from typer.testing import CliRunner
 
 from remit.cli.gateway_args import OPTIONS, GatewayFlags, flags
 from remit.cli.main import app
@@ -20,26 +21,27 @@ from tests.dataplane.cli.support import one_line
 
 REMIT = str(Path(sys.executable).parent / "remit")
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+SUMMARY = "Run the gateway. Decision records go to stdout (or --audit-file); logs to stderr."
+WIDTH = {"COLUMNS": "80"}  # argparse and Rich wrap help to this
+
+
+def remit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("REMIT_")}
+    return subprocess.run(
+        [REMIT, *args], env={**clean, **WIDTH, **(env or {})},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
 
 
 def remit_gateway(
     *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("REMIT_")}
-    return subprocess.run(
-        [REMIT, "gateway", *args], env={**clean, **(env or {})},
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    return remit("gateway", *args, env=env)
 
 
-def test_the_fast_path_has_the_typer_commands_flags_defaults_and_help() -> None:
-    command = typer.main.get_command(app).commands["gateway"]  # type: ignore[attr-defined]
-    typer_flags = {
-        param.name: (set(param.opts), param.default, param.help) for param in command.params
-    }
-    fast = {dest: (set(names), getattr(GatewayFlags(), dest), text)
-            for names, dest, _, text in OPTIONS}  # fmt: skip
-    assert fast == typer_flags
+def words(text: str) -> str:
+    """``text`` with its wrapping (and Rich's box edges) undone: words one space apart."""
+    return " ".join(text.replace("│", " ").split())
 
 
 def test_every_flag_reaches_the_gateway_with_its_type(tmp_path: Path) -> None:
@@ -102,12 +104,49 @@ def test_a_malformed_variable_is_named_and_a_flag_wins_over_it() -> None:
     assert "standalone mode (-f) needs --server NAME" in one_line(result)
 
 
-def test_help_lists_every_flag() -> None:
+def test_help_shows_every_flag_with_its_short_form_default_and_variable() -> None:
     result = remit_gateway("--help")
     assert result.returncode == 0
-    for names, _, _, _ in OPTIONS:
-        for name in names:
-            assert name in result.stdout
+    assert result.stdout.startswith("usage: remit gateway [-h] [--filename DIR] [--upstream")
+    shown = words(result.stdout)
+    for names, dest, _, text in OPTIONS:
+        metavar = "DIR" if dest == "files" else dest.upper()
+        assert ", ".join(f"{name} {metavar}" for name in names) in shown
+        assert words(text) in shown
+    for expected in (
+        "--filename DIR, -f DIR", "--server SERVER, -s SERVER",
+        "--namespace NAMESPACE, -n NAMESPACE", "open client connections on the mcp port [1024].",
+        "[default: auto]", "[default: remit-consent]", "[REMIT_LOG_LEVEL, else WARNING]",
+        f"{SUMMARY} Every limit flag has a REMIT_* variable (README: Connection limits); "
+        "the flag wins.",
+    ):  # fmt: skip
+        assert expected.lower() in shown.lower()
+    assert remit_gateway("-h").stdout == result.stdout
+
+
+def test_remit_help_lists_gateway_with_its_one_line_summary() -> None:
+    result = remit("--help")
+    assert result.returncode == 0
+    assert f"gateway {SUMMARY} operator" in words(result.stdout)
+
+
+def test_the_apps_gateway_command_passes_everything_to_the_same_parser(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runner = CliRunner()
+    helped = runner.invoke(app, ["gateway", "--help"], env=WIDTH)
+    assert helped.exit_code == 0
+    assert helped.stdout == remit_gateway("--help").stdout
+    bad = runner.invoke(app, ["gateway", "--max-conn", "5"])
+    assert bad.exit_code == 2
+    assert bad.stderr == (
+        "error: remit gateway: unrecognized arguments: --max-conn 5 (see remit gateway --help)\n"
+    )
+    started: list[GatewayFlags] = []
+    monkeypatch.setattr("remit.cli.gateway_start.start", lambda parsed: started.append(parsed) or 3)
+    result = runner.invoke(app, ["gateway", f"-f{EXAMPLES}", "--max-headers=50", "-s", "files"])
+    assert started == [GatewayFlags(files=[EXAMPLES], max_headers=50, server="files")]
+    assert result.exit_code == 3
 
 
 def test_the_gateway_process_imports_no_cli_framework_nor_the_consent_pages_stack() -> None:
