@@ -7,7 +7,9 @@ pytest process runs those tiers while another runs everything else; each is an o
 ``python -m pytest`` (same conftests, same session fixtures, each process starts a tier's
 processes once), so a test runs exactly as it does under a plain ``pytest`` of its folder.
 The two halves take about the same time (measured under load: the tiers 700 s, the rest
-894 s, before tests/readme, about 90 s of the rest, moved to the tiers).
+894 s, before tests/readme, about 90 s of the rest, moved to the tiers). Each half picks the
+ports of the servers it starts from its own slice (``REMIT_TEST_PORT_SLICE``,
+tests/support/ports.py), so neither picks a port the other picked and has not bound yet.
 
 Each run's output is kept and printed whole when both have ended (first the one that ended
 first), and the exit status is the first non-zero one, so either half failing fails
@@ -44,12 +46,19 @@ def halves() -> list[tuple[str, list[str]]]:
     return [("tiers", list(TIERS)), ("rest", rest)]
 
 
+def port_slice(index: int, count: int) -> dict[str, str]:
+    """The environment giving run ``index`` of ``count`` its own ports (tests/support/ports.py):
+    a port one half picked for a server is never picked by the other before it is bound."""
+    return {"REMIT_TEST_PORT_SLICE": f"{index}/{count}"}
+
+
 def main(argv: list[str]) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="remit-pytest-") as tmp:
         running: list[tuple[str, subprocess.Popen[bytes], Path]] = []
         try:
-            for name, args in halves():
+            pairs = halves()
+            for index, (name, args) in enumerate(pairs):
                 log = Path(tmp) / f"{name}.log"
                 with log.open("wb") as out:
                     process = subprocess.Popen(
@@ -57,7 +66,11 @@ def main(argv: list[str]) -> int:
                         cwd=REPO,
                         stdout=out,
                         stderr=subprocess.STDOUT,
-                        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                        env={
+                            **os.environ,
+                            "PYTHONUNBUFFERED": "1",
+                            **port_slice(index, len(pairs)),
+                        },
                     )
                 running.append((name, process, log))
             print(f"pytest: {' and '.join(n for n, _, _ in running)} at once", flush=True)

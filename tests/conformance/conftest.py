@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from remit.demo.issuer import Issuer
-from remit.gateway.runner import free_port
 from tests.conformance.suite import ERAS, NodeTools, Results, installed_tools
+from tests.support.ports import free_port
 from tests.support.stack import (
     GatewayProcess,
     Process,

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from remit.demo.issuer import Issuer
-from remit.gateway.runner import free_port
 from remit.policy.consentrequest import new_key
 from tests.support import stack
+from tests.support.ports import free_port
 
 CHROMIUM = os.environ.get("REMIT_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = stack.REPO / "tmp" / "artifacts" / "consent"

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from remit.gateway.runner import free_port
 from tests.idp import dex as dex_recipe
 from tests.idp.keycloak import Keycloak, installer, issuer_for
 from tests.support import stack
+from tests.support.ports import free_port
 
 POLICIES = Path(__file__).with_name("policies.yaml")
 DEX_POLICIES = Path(__file__).with_name("dex-policies.yaml")

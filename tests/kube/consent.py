@@ -31,8 +31,9 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from tests.kube.controlplane import free_port, random_host
+from tests.kube.controlplane import random_host
 from tests.kube.operator import NAMESPACE, REMIT, Installation, service_account_token
+from tests.support.ports import free_port
 
 MOUNTS = "/etc/remit/"
 

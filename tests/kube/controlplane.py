@@ -27,7 +27,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -44,6 +43,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -62,14 +63,6 @@ def binaries() -> Path | None:
 def random_host() -> str:
     """A loopback address unlikely to be used by another test session."""
     return f"127.0.{random.randint(10, 60)}.{random.randint(2, 254)}"
-
-
-def free_port(host: str) -> int:
-    """An ephemeral port free on ``host``."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # --- certificates -------------------------------------------------------------------------

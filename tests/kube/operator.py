@@ -29,7 +29,8 @@ import httpx
 
 from tests.helm.chart import manifests
 from tests.kube.cluster import wait_for
-from tests.kube.controlplane import Api, ApiError, ControlPlane, free_port, pod_ip, random_host
+from tests.kube.controlplane import Api, ApiError, ControlPlane, pod_ip, random_host
+from tests.support.ports import free_port
 
 REMIT = str(Path(sys.executable).parent / "remit")
 NAMESPACE = "remit-system"

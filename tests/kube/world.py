@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.kube.controlplane import ADMIN_USER, Api, free_port
+from tests.kube.controlplane import ADMIN_USER, Api
 from tests.operator.support import AUDIENCE, decide
 from tests.support.policies import grant
+from tests.support.ports import free_port
 
 __all__ = [
     "API",
@@ -29,9 +30,7 @@ APP_LABELS = {"app": "files-mcp"}
 def mcpserver(namespace: str, issuer: str, jwks_uri: str, name: str = "files") -> dict[str, Any]:
     """The MCPServer for the demo files server, authenticating with the test issuer."""
     port = free_port("127.0.0.1")
-    admin_port = free_port("127.0.0.1")
-    while admin_port == port:
-        admin_port = free_port("127.0.0.1")
+    admin_port = free_port("127.0.0.1")  # never the same: tests/support/ports.py
     return {
         "apiVersion": API,
         "kind": "MCPServer",

@@ -40,6 +40,7 @@ from remit_operator.entry import build
 from remit_operator.index import gateway_spec
 from remit_operator.runtime import Runtime
 from remit_operator.settings import Settings
+from tests.support.ports import free_port
 
 NAMESPACE = "agents"
 OPERATOR_NAMESPACE = "remit-system"
@@ -80,14 +81,6 @@ def declare_resources(k8s: kmock.KubernetesEmulator) -> None:
             "kind": "Namespace",
             "metadata": {"name": namespace},
         }
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """An ephemeral port free on ``host``."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def operator_settings(tmp: Path, env: Mapping[str, str] | None = None) -> Settings:

@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 
 from remit.demo.issuer import Issuer
-from remit.gateway.runner import free_port
 from tests.support import accounting, stack
 from tests.support.mcp_wire import MODERN
+from tests.support.ports import free_port
 from tests.support.stack import REMIT
 
 MAX_RESPONSE_BYTES = 65536

@@ -23,11 +23,11 @@ import orjson
 import pytest
 
 from remit.demo.issuer import Issuer
-from remit.gateway.runner import free_port
 from tests.security.hostile_stack import AGENT, server_yaml
 from tests.security.session_upstream import FIXED_SESSION, MODE_HEADER
 from tests.support import stack
 from tests.support.mcp_wire import LEGACY
+from tests.support.ports import free_port
 
 SESSIONS_PER_CALLER = 3
 STREAMS_PER_CALLER = 2

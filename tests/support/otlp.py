@@ -28,7 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from remit.gateway.runner import free_port
+from tests.support.ports import free_port
 
 T = TypeVar("T")
 

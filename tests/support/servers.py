@@ -13,8 +13,9 @@ from contextlib import contextmanager
 
 from remit.gateway.hooks import GatewayHooks
 from remit.gateway.proxy import McpProxy, ProxySettings
-from remit.gateway.runner import BackgroundServer, ListenerSettings, free_port, wait_for_port
+from remit.gateway.runner import BackgroundServer, ListenerSettings, wait_for_port
 from remit.gateway.upstream import UpstreamSettings
+from tests.support.ports import free_port
 
 
 @contextmanager

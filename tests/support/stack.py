@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import orjson
 
-from remit.gateway.runner import free_port
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"

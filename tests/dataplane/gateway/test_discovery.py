@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from remit.gateway.discovery import fetch_tools
-from remit.gateway.runner import free_port
 from remit.gateway.upstream import Upstream, UpstreamSettings
+from tests.support.ports import free_port
 from tests.support.servers import files_server
 
 MODES = [

@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from remit.gateway.hooks import AllowAllHooks
-from remit.gateway.runner import free_port
 from tests.support.gateway_hooks import DENIED_TOOL, RecordingHooks
+from tests.support.ports import free_port
 from tests.support.servers import files_server, proxy_server
 
 MODERN = "2026-07-28"

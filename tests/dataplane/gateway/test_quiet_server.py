@@ -13,7 +13,8 @@ from typing import Any
 import uvicorn
 
 from remit.gateway.quietserver import DatedState, QuietServer
-from remit.gateway.runner import BackgroundServer, ListenerSettings, free_port
+from remit.gateway.runner import BackgroundServer, ListenerSettings
+from tests.support.ports import free_port
 
 
 async def _hello(scope: Any, receive: Any, send: Any) -> None:
