@@ -11,7 +11,11 @@ enough to leave ASGI (docs/architecture.md).
 
 Each listener has its own ``ConnectionLimits`` (remit.gateway.connections): under uvicorn all
 of them apply; granian offers only a header timeout and a request cap, which are mapped. The
-address is bound before serving so a taken port is one clear ``StartupError``.
+address is bound *and listened on* before serving so a taken port is one clear
+``StartupError``: with ``SO_REUSEADDR`` two sockets may bind the same port while neither
+listens, and the kernel only refuses the second ``listen()``; uvloop swallows that refusal
+(``create_server(sock=...)`` returns a server that never accepts), so a listener that lost the
+port would have left the gateway half-serving, its port answered by whoever won it.
 """
 
 from __future__ import annotations
@@ -94,13 +98,22 @@ def _without_lifespan(app: App) -> App:
     return wrapped
 
 
+BACKLOG = 2048  # uvicorn's default; create_server listens again with the same
+
+
 def bind(settings: ListenerSettings) -> socket.socket:
-    """A socket bound to the listener's address; ``StartupError`` naming it if that fails."""
+    """A socket listening on the listener's address; ``StartupError`` naming it if that fails.
+
+    ``SO_REUSEADDR`` lets a restarted gateway take its port over connections still in
+    TIME_WAIT; it also lets another socket bind the same port until one of them listens, so
+    the port is only ours once ``listen()`` succeeded, and that happens here (see the module).
+    """
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((settings.host, settings.port))
+        sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
         reason = exc.strerror or str(exc)
@@ -111,7 +124,8 @@ def bind(settings: ListenerSettings) -> socket.socket:
 
 
 def bind_all(settings: list[ListenerSettings]) -> list[socket.socket]:
-    """Bind every listener's address, or none: ``StartupError`` names the one that failed."""
+    """Listen on every listener's address, or none: ``StartupError`` names the one that failed
+    (two listeners given the same port: the second)."""
     sockets: list[socket.socket] = []
     try:
         for one in settings:
@@ -188,6 +202,7 @@ async def serve_app(
         host=settings.host,
         port=settings.port,
         log_level="warning",
+        backlog=BACKLOG,
         lifespan="on" if settings.lifespan else "off",
         loop="none",
         http=protocol_class(

@@ -115,8 +115,9 @@ async def run(
     """Serve ``gateway`` (and ``extra`` apps, e.g. the standalone consent page) until ``stop``
     is set or SIGINT/SIGTERM arrives; a standalone gateway reloads its directory meanwhile.
 
-    Ports are bound and the gateway started (audit chain, upstream client) before anything is
-    served: a taken port or an unusable audit file is one ``StartupError`` naming it. Then
+    Ports are listened on (connections wait in the backlog) and the gateway started (audit
+    chain, upstream client) before anything is served: a taken port or an unusable audit file
+    is one ``StartupError`` naming it. Then
     ``started`` is called (``remit gateway`` prints its one line there).
     """
     stop = stop or asyncio.Event()

@@ -17,15 +17,10 @@ import pytest
 
 from remit.gateway.runner import wait_for_port
 from tests.dataplane.cli.support import one_line
+from tests.support.ports import free_port
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 STANDALONE = ["-f", str(EXAMPLES), "--server", "files", "--namespace", "agents"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -51,6 +46,22 @@ def test_a_port_in_use_is_one_line_and_exit_1(listening: socket.socket) -> None:
                      "--admin-listen", f"127.0.0.1:{free_port()}")  # fmt: skip
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{taken}" in one_line(result)
+
+
+def test_the_same_port_for_mcp_and_admin_is_one_line_and_exit_1(
+    listening: socket.socket,
+) -> None:
+    """Both listeners bind the port (SO_REUSEADDR), only one can listen: the gateway used to
+    keep serving MCP and answer its admin URL from the MCP app (a 404 for /metrics)."""
+    port = free_port()
+    result = gateway(*STANDALONE, "--upstream", f"http://127.0.0.1:{listening.getsockname()[1]}/mcp",
+                     "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{port}",
+                     timeout=30)  # fmt: skip
+    assert result.returncode == 1
+    assert one_line(result) == (
+        f"error: REMIT_ADMIN_LISTEN (--admin-listen): cannot listen on 127.0.0.1:{port}: "
+        "Address already in use"
+    )
 
 
 def test_an_unreachable_upstream_is_one_line_and_exit_1() -> None:
