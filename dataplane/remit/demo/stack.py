@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from remit.demo.issuer import Issuer
-from remit.gateway.runner import free_port, wait_for_port
+from remit.gateway.runner import free_ports, wait_for_port
 
 SERVER_YAML = """\
 # The files MCP server, authenticated by the demo's local OIDC issuer.
@@ -66,8 +66,7 @@ def running_stack(examples: Path) -> Iterator[Stack]:
     issuer = Issuer()
     issuer.start()
     try:
-        upstream_port, port, admin_port = free_port(), free_port(), free_port()
-        consent_port = free_port()
+        upstream_port, port, admin_port, consent_port = free_ports(4)
         consent_url = f"http://127.0.0.1:{consent_port}"
         issuer.login.register("remit-consent", f"{consent_url}/callback")
         audience = f"http://127.0.0.1:{port}/mcp"

@@ -323,8 +323,18 @@ def wait_for_port(host: str, port: int, timeout: float) -> None:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """An ephemeral port that is free right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """An ephemeral port that is free right now (anyone may take it before it is bound)."""
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` different ephemeral ports free right now.
+
+    Each socket stays bound until all are picked: picked one after the other and closed, the
+    kernel may hand one number out twice (two listeners on one port fail the start).
+    """
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
