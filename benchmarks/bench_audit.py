@@ -36,7 +36,7 @@ import aiohttp
 
 from loadgen import cpu_seconds, headers, latencies, pct, start_upstream, throughput
 from remit.demo.issuer import Issuer
-from remit.gateway.runner import free_port, wait_for_port
+from remit.gateway.ports import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {

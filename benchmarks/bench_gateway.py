@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: t
 from tests.support.otlp import OtlpReceiver, otlp_receiver
 
 from remit.demo.issuer import Issuer
-from remit.gateway.runner import free_port, wait_for_port
+from remit.gateway.ports import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 REMIT = str(Path(sys.executable).parent / "remit")

@@ -265,7 +265,7 @@ def main() -> None:
     from bench_gateway import write_policy  # noqa: PLC0415
     from loadgen import start_upstream  # noqa: PLC0415
     from remit.demo.issuer import Issuer  # noqa: PLC0415
-    from remit.gateway.runner import free_port, wait_for_port  # noqa: PLC0415
+    from remit.gateway.ports import free_port, wait_for_port  # noqa: PLC0415
 
     trees = {"this": ROOT}
     if args.baseline is not None:

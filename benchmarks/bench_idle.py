@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: p
 from tests.support.policies import LATER, grant, server
 
 from remit.api.mcpserver import MCPServer
-from remit.gateway.runner import free_port, wait_for_port
+from remit.gateway.ports import free_port, wait_for_port
 from remit.policy.signing import generate_key, save_key, sign
 from remit_operator.gatewayspec import gateway_container
 from remit_operator.settings import Settings

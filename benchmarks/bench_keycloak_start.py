@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.idp.keycloak import Keycloak, installer
 
-from remit.gateway.runner import free_port
+from remit.gateway.ports import free_port
 
 
 def main() -> None:

@@ -25,8 +25,9 @@ import aiohttp
 
 from loadgen import cpu_seconds, headers, latencies, pct, rss_mib, start_upstream, throughput
 from remit.gateway.hooks import AllowAllHooks
+from remit.gateway.ports import free_port, wait_for_port
 from remit.gateway.proxy import McpProxy, ProxySettings
-from remit.gateway.runner import ListenerSettings, free_port, serve, wait_for_port
+from remit.gateway.runner import ListenerSettings, serve
 from remit.gateway.upstream import UpstreamSettings
 
 SENT = headers("not-forwarded")  # the proxy must drop it; AllowAllHooks ignores it

@@ -240,7 +240,7 @@ def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 def measure(server: str, args: argparse.Namespace) -> dict[str, float] | None:
     """One server: CPU/request, switches/request at c=1 and c=8, threads, c=1 p50."""
-    from remit.gateway.runner import free_port  # noqa: PLC0415
+    from remit.gateway.ports import free_port  # noqa: PLC0415
 
     port = free_port()
     tree = str(args.baseline) if server.endswith("-base") else None

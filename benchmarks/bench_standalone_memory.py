@@ -35,7 +35,7 @@ import aiohttp
 from bench_gateway import sidecar_rss, start_gateway, write_policy
 from loadgen import cpu_seconds, headers, latencies, rss_mib, start_upstream, throughput
 from remit.demo.issuer import Issuer
-from remit.gateway.runner import free_port, wait_for_port
+from remit.gateway.ports import free_port, wait_for_port
 
 VARIANTS = {"default": [], "consent off": ["--consent-listen", "off"], "page opened": []}
 ROOT = Path(__file__).resolve().parents[1]

@@ -34,7 +34,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from remit.api.loader import KINDS
-from remit.gateway.runner import wait_for_port
+from remit.gateway.ports import wait_for_port
 from remit_operator.certs import write_self_signed
 from remit_operator.entry import build
 from remit_operator.index import gateway_spec

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from remit.gateway.hooks import GatewayHooks
+from remit.gateway.ports import wait_for_port
 from remit.gateway.proxy import McpProxy, ProxySettings
-from remit.gateway.runner import BackgroundServer, ListenerSettings, wait_for_port
+from remit.gateway.runner import BackgroundServer, ListenerSettings
 from remit.gateway.upstream import UpstreamSettings
 from tests.support.ports import free_port
 

@@ -16,7 +16,7 @@ KERNEL_TRIES = 300_000  # ~14,000 expected (one of the range's odd ports); 300,0
 
 
 def kernel_pick() -> int:
-    """A port the way ``remit.gateway.runner.free_port`` picks one: bind port 0, close."""
+    """A port the way ``remit.gateway.ports.free_port`` picks one: bind port 0, close."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]

@@ -36,7 +36,8 @@ from remit.errors import AuditError, StartupError
 from remit.gateway.app import Gateway
 from remit.gateway.asgi import reply
 from remit.gateway.connections import ConnectionLimits
-from remit.gateway.runner import App, ListenerSettings, free_port
+from remit.gateway.ports import reserve_port
+from remit.gateway.runner import App, ListenerSettings
 from remit.gateway.settings import GatewaySettings
 from remit.gateway.values import Address
 from remit.policy.consentrequest import load_consent_key, new_key
@@ -74,14 +75,17 @@ def _findable(name: str) -> bool:
 
 
 def standalone_listen(settings: GatewaySettings, listen: str) -> str | None:
-    """Where the standalone consent page listens (``auto``: a free loopback port), or None
-    when there is none (``off``, or the policy is a file: grants need a directory)."""
+    """Where the standalone consent page listens (``auto``: a loopback port listened on from
+    now, kept for the page), or None when there is none (``off``, or the policy is a file:
+    grants need a directory)."""
     if listen not in ("auto", "off"):
         Address.parse(listen, "--consent-listen")  # a bad value: SettingsError, exit code 2
     dirs = settings.bundle.policy_dirs
     if listen == "off" or not dirs or not dirs[0].is_dir():
         return None
-    return f"127.0.0.1:{free_port()}" if listen == "auto" else listen
+    if listen != "auto":
+        return listen
+    return f"127.0.0.1:{reserve_port('127.0.0.1', '--consent-listen')}"
 
 
 def standalone_settings(settings: GatewaySettings, listen: str) -> GatewaySettings:

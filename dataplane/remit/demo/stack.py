@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from remit.demo.issuer import Issuer
-from remit.gateway.runner import free_ports, wait_for_port
+from remit.gateway.ports import free_ports, wait_for_port
 
 SERVER_YAML = """\
 # The files MCP server, authenticated by the demo's local OIDC issuer.

@@ -11,11 +11,8 @@ enough to leave ASGI (docs/architecture.md).
 
 Each listener has its own ``ConnectionLimits`` (remit.gateway.connections): under uvicorn all
 of them apply; granian offers only a header timeout and a request cap, which are mapped. The
-address is bound *and listened on* before serving so a taken port is one clear
-``StartupError``: with ``SO_REUSEADDR`` two sockets may bind the same port while neither
-listens, and the kernel only refuses the second ``listen()``; uvloop swallows that refusal
-(``create_server(sock=...)`` returns a server that never accepts), so a listener that lost the
-port would have left the gateway half-serving, its port answered by whoever won it.
+address is listened on before serving (``ports.listen_on``: bound alone, a port could still be
+lost, silently under uvloop) so a taken port is one clear ``StartupError``.
 """
 
 from __future__ import annotations
@@ -26,13 +23,13 @@ import dataclasses
 import logging
 import socket
 import threading
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from remit.errors import StartupError
 from remit.gateway.connections import ConnectionLimits, Record, Refusal, protocol_class
+from remit.gateway.ports import BACKLOG, listen_on, wait_for_port
 
 log = logging.getLogger(__name__)
 
@@ -98,29 +95,10 @@ def _without_lifespan(app: App) -> App:
     return wrapped
 
 
-BACKLOG = 2048  # uvicorn's default; create_server listens again with the same
-
-
 def bind(settings: ListenerSettings) -> socket.socket:
-    """A socket listening on the listener's address; ``StartupError`` naming it if that fails.
-
-    ``SO_REUSEADDR`` lets a restarted gateway take its port over connections still in
-    TIME_WAIT; it also lets another socket bind the same port until one of them listens, so
-    the port is only ours once ``listen()`` succeeded, and that happens here (see the module).
-    """
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((settings.host, settings.port))
-        sock.listen(BACKLOG)
-    except OSError as exc:
-        sock.close()
-        reason = exc.strerror or str(exc)
-        raise StartupError(
-            f"{settings.name}: cannot listen on {settings.host}:{settings.port}: {reason}"
-        ) from exc
-    return sock
+    """A socket listening on the listener's address (``ports.listen_on``); ``StartupError``
+    naming its setting if that fails."""
+    return listen_on(settings.host, settings.port, settings.name)
 
 
 def bind_all(settings: list[ListenerSettings]) -> list[socket.socket]:
@@ -307,34 +285,3 @@ class BackgroundServer:
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(10)
-
-
-def wait_for_port(host: str, port: int, timeout: float) -> None:
-    """Block until ``host:port`` accepts a TCP connection; TimeoutError after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError as exc:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on {host}:{port}") from exc
-            time.sleep(0.02)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """An ephemeral port that is free right now (anyone may take it before it is bound)."""
-    return free_ports(1, host)[0]
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """``count`` different ephemeral ports free right now.
-
-    Each socket stays bound until all are picked: picked one after the other and closed, the
-    kernel may hand one number out twice (two listeners on one port fail the start).
-    """
-    with contextlib.ExitStack() as held:
-        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind((host, 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]

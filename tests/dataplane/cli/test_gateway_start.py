@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from remit.gateway.runner import wait_for_port
+from remit.gateway.ports import wait_for_port
 from tests.dataplane.cli.support import one_line
 from tests.support.ports import free_port
 

@@ -1,10 +1,12 @@
-"""A listener's port is the gateway's only once it listens (``runner.bind``).
+"""A listener's port is the gateway's only once it listens (``ports.listen_on``).
 
 With ``SO_REUSEADDR`` two sockets bind one port as long as neither listens; the kernel refuses
 only the second ``listen()``, and uvloop's ``create_server(sock=...)`` swallowed that refusal.
 A gateway whose admin port had been bound by another gateway's MCP listener kept serving
 its MCP port, and its admin URL was answered by the other gateway (a CI flake). The real
 gateway process with both ports the same is in tests/dataplane/cli/test_gateway_start.py.
+Ports a process picks itself are held until its listener takes them (``reserve_port``) or, for
+other processes, at least all different (``free_ports``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import socket
 import pytest
 
 from remit.errors import StartupError
-from remit.gateway.runner import ListenerSettings, bind, bind_all, free_ports
+from remit.gateway.ports import free_ports, reserve_port
+from remit.gateway.runner import ListenerSettings, bind, bind_all
 from tests.support.ports import free_port
 
 
@@ -60,3 +63,15 @@ def test_ports_picked_together_are_all_different() -> None:
     all are picked (the demo's four ports)."""
     picked = free_ports(600)
     assert len(set(picked)) == len(picked)
+
+
+def test_a_reserved_port_is_held_until_its_listener_takes_it() -> None:
+    """``--consent-listen auto``: the port is listened on when picked, so no other process can
+    take it before the page's listener starts (a number from ``free_port`` could be)."""
+    port = reserve_port("127.0.0.1", "--consent-listen")
+    with pytest.raises(OSError, match="Address already in use"):
+        _reusing(port)
+    with bind(ListenerSettings(port=port, name="--consent-listen")) as taken:
+        assert taken.getsockname()[1] == port
+        with pytest.raises(StartupError, match="--consent-listen: cannot listen"):
+            bind(ListenerSettings(port=port, name="--consent-listen"))  # handed over once
