@@ -2,11 +2,12 @@
 
 What one caller may hold (sessions, GET streams) is bounded per caller, so one caller cannot
 evict another's session binding nor hold every request slot; a GET stream ends cleanly at its
-lifetime and a notifications-only POST's event stream at its idle timeout, each recorded; the
-upstream cannot issue a malformed session id nor move a session to another caller; server
-requests and log messages reach only the session they arrive on (a session-less stream's are
-dropped and recorded); a client response must answer a request the upstream sent to that
-session. The limits are set low (``ENV``) so each is reached in a few requests.
+lifetime and a notifications-only POST's event stream at its idle timeout, each recorded (a
+GET stream whose client leaves: ``cancelled``); the upstream cannot issue a malformed session
+id nor move a session to another caller; server requests and log messages reach only the
+session they arrive on (a session-less stream's are dropped and recorded); a client response
+must answer a request the upstream sent to that session. The limits are set low (``ENV``) so
+each is reached in a few requests.
 """
 
 from __future__ import annotations
@@ -289,6 +290,16 @@ def test_streams_are_bounded_per_caller_and_end_cleanly_at_their_lifetime(
     # Both streams have ended: Bob may open streams again.
     with httpx.stream("GET", sessions.gateway.url, headers=headers, timeout=10) as again:
         assert again.status_code == 200
+
+
+def test_a_get_stream_whose_client_leaves_is_recorded_cancelled(sessions: Stack) -> None:
+    before = len(sessions.gateway.records())
+    with httpx.stream("GET", sessions.gateway.url, headers=sessions.headers("alice"),
+                      timeout=10) as stream:  # fmt: skip
+        assert stream.status_code == 200
+        assert _events(stream, 1)  # the stream is relaying; the upstream keeps it open: leave
+    (outcome,) = _eventually(sessions, before, lambda r: r.get("type") == "outcome")
+    assert (outcome["outcome"], outcome["error"]) == ("cancelled", "client disconnected")
 
 
 def test_a_get_stream_the_upstream_breaks_is_recorded_as_failed_not_ok(sessions: Stack) -> None:

@@ -33,7 +33,11 @@ CLOSED: Final = "closed"  # the outcome of a stream the gateway ended (its lifet
 
 
 class Sender:
-    """Wraps ``send`` to know whether a response has started (then no error can be sent)."""
+    """Wraps ``send`` to know whether a response has started (then no error can be sent),
+    and to turn a send the server refuses with ``OSError`` (ASGI: the client closed the
+    connection; it may say so before ``http.disconnect`` is seen) into ``ClientGoneError``:
+    the client left, which is no internal error, and whatever outcome was recorded before
+    the send stays the only one."""
 
     __slots__ = ("send", "started")
 
@@ -43,7 +47,10 @@ class Sender:
 
     async def __call__(self, message: dict[str, Any]) -> None:
         self.started = True
-        await self.send(message)
+        try:
+            await self.send(message)
+        except OSError as exc:
+            raise ClientGoneError from exc
 
 
 async def forward(

@@ -12,7 +12,9 @@ only notifications after ``exchange.idle_timeout`` seconds without an event; eit
 When the stream fails or ends early, each request still unanswered gets its outcome and, in
 the stream, the gateway's own JSON-RPC error, so no client waits on a stream that is gone. A
 client that left (its disconnect seen, even in the same loop pass as the stream's end, or a
-send refused with ``OSError`` as ASGI says) gets ``cancelled`` instead, and no error event.
+send refused with ``OSError`` as ASGI says, which ``forward.Sender`` turns into
+``ClientGoneError``) ends the relay with ``ClientGoneError`` instead, and no error event: the
+caller records each open call, and a GET stream, ``cancelled``.
 """
 
 from __future__ import annotations
@@ -24,11 +26,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from remit.errors import SseEventTooLargeError, UpstreamError
+from remit.errors import ClientGoneError, SseEventTooLargeError, UpstreamError
 from remit.gateway.protocol import UPSTREAM_ERROR, error_object, error_response
 from remit.gateway.sse import SseEvent, SseParser, encode_event
 from remit.gateway.upstream import NO_RESPONSE, TIMEOUT, TOO_LARGE, UpstreamResponse
-from remit.gateway.watch import CANCELLED, CLIENT_GONE
 from remit.policy.decision import Reason
 
 if TYPE_CHECKING:
@@ -66,15 +67,12 @@ async def relay_sse(
         failure = exc
     except SseEventTooLargeError as exc:
         failure = UpstreamError(502, f"upstream sent {exc}", TOO_LARGE)
-    except OSError:  # ASGI: a send on a connection the client closed
-        response.abort()
-        await exchange.fail(CLIENT_GONE, kind=CANCELLED)
-        return
-    # A disconnect woken in the same loop pass as the stream's end is seen before an
-    # unanswered call or a failure gets its outcome (``ClientWatch.left``).
-    if watch.gone or ((failure is not None or exchange.calls) and await watch.left()):
-        await exchange.fail(CLIENT_GONE, kind=CANCELLED)
-        return
+    # A disconnect woken in the same loop pass as the stream's end is seen before the stream,
+    # an unanswered call or a failure gets its outcome (``ClientWatch.left``); only a POST
+    # stream whose every request was answered has nothing left to record.
+    answered = exchange.awaits_responses and not exchange.calls and failure is None
+    if watch.gone or (not answered and await watch.left()):
+        raise ClientGoneError  # the caller records each open call, and a GET stream, cancelled
     if failure is not None:
         log.warning("upstream SSE stream failed: %s", failure.detail)
         code, reason = failure.code, failure.detail

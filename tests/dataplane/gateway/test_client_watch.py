@@ -7,16 +7,18 @@ real client hanging up on a real gateway) is in tests/security/test_hostile_upst
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
 
 from remit.errors import UpstreamError
-from remit.gateway.forward import forward
+from remit.gateway.forward import Sender, forward
 from remit.gateway.hooks import AllowAllHooks, HttpRequest, Identity, Outcome
 from remit.gateway.pending import Call, PendingCalls
 from remit.gateway.protocol import Message, RequestId, classify
+from remit.gateway.proxy import McpProxy, ProxySettings
 from remit.gateway.relay import Exchange
 from remit.gateway.upstream import BROKEN, NO_RESPONSE, TIMEOUT, Upstream, UpstreamResponse
 from remit.gateway.watch import CANCELLED, ClientWatch
@@ -99,27 +101,53 @@ def _exchange() -> tuple[_Outcomes, Exchange]:
     return hooks, Exchange(hooks, cast(Identity, None), calls, PendingCalls(), session=None)
 
 
+def _get_stream() -> tuple[_Outcomes, Exchange, Call]:
+    """The exchange of a GET stream (no call awaits a response), and the stream's call."""
+    hooks = _Outcomes()
+    exchange = Exchange(
+        hooks, cast(Identity, None), {}, PendingCalls(), session=None, standalone=True
+    )
+    return hooks, exchange, Call(Message("stream", {}, "GET"), None)
+
+
 async def _forward(
-    headers: list[tuple[bytes, bytes]], ending: Callable[[asyncio.Future[bytes]], None]
+    headers: list[tuple[bytes, bytes]],
+    ending: Callable[[asyncio.Future[bytes]], None],
+    *,
+    get: bool = False,
+    left_first: bool = False,
 ) -> tuple[_Outcomes, _Client, _Response]:
-    """Forward one call; once the relay waits on the upstream with one event relayed, end
-    the upstream's read with ``ending`` and the client's wait with a disconnect, in that
-    order, in one step (both wake-ups land in the same loop pass, the relay's first)."""
-    hooks, exchange = _exchange()
+    """Forward one call (``get``: a GET stream); once the relay waits on the upstream with one
+    event relayed, end the upstream's read with ``ending`` and the client's wait with a
+    disconnect, in that order, in one step (both wake-ups land in the same loop pass, the
+    relay's first), or (``left_first``) the disconnect seen first, as a live server has it:
+    the client leaves, the gateway drops the upstream, whose read then ends."""
+    if get:
+        hooks, exchange, stream = _get_stream()
+    else:
+        (hooks, exchange), stream = _exchange(), None
     response = _Response(headers)
     client = _Client()
     watch = ClientWatch(client.receive)
-    http = HttpRequest(method="POST", path="/mcp", query_string=b"", headers=())
+    http = HttpRequest(method="GET" if get else "POST", path="/mcp", query_string=b"", headers=())
     upstream = cast(Upstream, _Upstream(response))
-    call = forward(upstream, hooks, http, cast(Identity, None), None,
-                   exchange, [], None, (), b"{}", client.send, watch)  # fmt: skip
+    call = forward(upstream, hooks, http, cast(Identity, None), None, exchange, [], stream,
+                   (), None if get else b"{}", client.send, watch)  # fmt: skip
     task = asyncio.create_task(call)
     read = await response.reads.get()
     if headers is _SSE:  # one event relayed first: the client leaves mid-stream
         read.set_result(_EVENT)
         read = await response.reads.get()
-    ending(read)
-    client.left.set_result(None)
+    if left_first:
+        client.left.set_result(None)
+        for _ in range(10):  # the watcher's task, then its done callback
+            await asyncio.sleep(0)
+        assert watch.gone
+        assert response.aborted  # the gateway dropped the upstream stream
+        ending(read)
+    else:
+        ending(read)
+        client.left.set_result(None)
     await task
     watch.close()
     return hooks, client, response
@@ -184,7 +212,11 @@ async def test_a_relay_whose_send_fails_as_the_client_left_records_it_cancelled(
         await client.send(message)
 
     watch = ClientWatch(client.receive)
-    relay = asyncio.create_task(exchange.relay(cast(UpstreamResponse, response), send, watch))
+    http = HttpRequest(method="POST", path="/mcp", query_string=b"", headers=())
+    upstream = cast(Upstream, _Upstream(response))
+    call = forward(upstream, hooks, http, cast(Identity, None), None,
+                   exchange, [], None, (), b"{}", Sender(send), watch)  # fmt: skip
+    relay = asyncio.create_task(call)
     (await response.reads.get()).set_result(_EVENT)
     await relay
     watch.close()
@@ -209,3 +241,82 @@ async def test_an_sse_stream_ending_without_the_client_leaving_is_still_no_respo
     assert outcome.kind != CANCELLED
     assert outcome.error is not None
     assert outcome.error.startswith(NO_RESPONSE)
+
+
+@pytest.mark.parametrize("left_first", [True, False], ids=["left-first", "same-pass"])
+@pytest.mark.parametrize("ending", [_eof, _broken], ids=["eof", "broken"])
+async def test_a_get_stream_whose_client_leaves_is_recorded_cancelled(
+    ending: Callable[[asyncio.Future[bytes]], None], left_first: bool
+) -> None:
+    hooks, client, _ = await _forward(_SSE, ending, get=True, left_first=left_first)
+    ((id_, outcome),) = hooks.seen  # the stream's one outcome
+    assert (id_, outcome.kind, outcome.error) == (None, CANCELLED, "client disconnected"), outcome
+    bodies = [m.get("body", b"") for m in client.sent if m["type"] == "http.response.body"]
+    assert bodies == [_EVENT]
+
+
+async def test_a_get_stream_the_upstream_ends_with_the_client_there_is_a_normal_end() -> None:
+    # the control: no disconnect, the upstream's end of stream is the stream's outcome
+    hooks, exchange, stream = _get_stream()
+    response = _Response(_SSE)
+    client = _Client()
+    watch = ClientWatch(client.receive)
+    http = HttpRequest(method="GET", path="/mcp", query_string=b"", headers=())
+    upstream = cast(Upstream, _Upstream(response))
+    call = forward(upstream, hooks, http, cast(Identity, None), None,
+                   exchange, [], stream, (), None, client.send, watch)  # fmt: skip
+    task = asyncio.create_task(call)
+    (await response.reads.get()).set_result(b"")
+    await task
+    watch.close()
+    ((_, outcome),) = hooks.seen
+    assert (outcome.kind, outcome.error, outcome.status) == (None, None, 200), outcome
+
+
+_CALL = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow"}}'
+_ANSWER = b'{"jsonrpc":"2.0","id":1,"result":{"content":[]}}'
+
+
+@pytest.mark.parametrize(
+    ("method", "refused", "kind"),
+    [("POST", "http.response.start", None), ("POST", "http.response.body", None),
+     ("GET", "http.response.body", CANCELLED)],
+    ids=["json-start", "json-body", "get-stream-event"],
+)  # fmt: skip
+async def test_a_send_the_server_refuses_with_oserror_is_the_client_gone_not_an_internal_error(
+    method: str, refused: str, kind: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    # ASGI: a send on a connection the client closed raises an OSError; the server may say so
+    # before the client's http.disconnect arrives (here it never does). A JSON answer read
+    # whole keeps its outcome (recorded before the send); a stream's is ``cancelled``.
+    hooks = _Outcomes()
+    response = _Response(_SSE if method == "GET" else _JSON)
+    proxy = McpProxy(ProxySettings(), hooks, cast(Upstream, _Upstream(response)))
+    client = _Client()
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": _CALL if method == "POST" else b""}
+        return await client.receive()
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == refused:
+            raise ConnectionResetError("the client closed the connection")
+        await client.send(message)
+
+    accept = b"application/json, text/event-stream" if method == "POST" else b"text/event-stream"
+    headers = [(b"content-type", b"application/json"), (b"accept", accept)]
+    scope = {"type": "http", "method": method, "path": "/mcp", "query_string": b"",
+             "headers": headers, "client": ("127.0.0.1", 1)}  # fmt: skip
+    task = asyncio.create_task(proxy(scope, receive, send))
+    (await response.reads.get()).set_result(_ANSWER if method == "POST" else _EVENT)
+    await asyncio.wait_for(task, 10)
+    ((_, outcome),) = hooks.seen  # one outcome, not a second one for the refused send
+    assert (outcome.kind, outcome.error) == (
+        (None, None) if kind is None else (CANCELLED, "client disconnected")
+    ), outcome
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
