@@ -8,31 +8,27 @@ address (``REMIT_CONSENT_LISTEN`` keeps the rendered port, the host is loopback:
 by side), and the Secret volumes are folders the harness writes from the Secrets in the API
 server, as the kubelet would project them (``/etc/remit/...`` → that folder).
 
-``approve`` is a human with an HTTP client: open the link, sign in at the test issuer (the
-authorization code + PKCE flow the page starts), and press Approve. Cookies are handled by
-hand because the page sets them ``Secure`` (as in production) and the harness speaks plain
-http on loopback, where an HTTP client would rightly not send a ``Secure`` cookie.
+``approve`` is a human with an HTTP client (``tests/support/human.py``): open the link, sign
+in at the test issuer (the authorization code + PKCE flow the page starts), and press Approve.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import os
-import re
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
 from tests.kube.controlplane import random_host
 from tests.kube.operator import NAMESPACE, REMIT, Installation, service_account_token
+from tests.support.human import Browser, durations, form_fields
 from tests.support.ports import free_port
 
 MOUNTS = "/etc/remit/"
@@ -146,55 +142,13 @@ class ConsentProcess:
         self.proc = None
 
 
-class Browser:
-    """An HTTP client that follows redirects and keeps cookies per host, ``Secure`` or not."""
-
-    def __init__(self) -> None:
-        self.http = httpx.Client(timeout=10, follow_redirects=False)
-        self.cookies: dict[str, dict[str, str]] = {}
-
-    def close(self) -> None:
-        self.http.close()
-
-    def go(self, method: str, url: str, **options: Any) -> httpx.Response:
-        """One request, then each redirect (as GET), returning the last answer."""
-        for _ in range(10):
-            host = urlsplit(url).netloc
-            jar = self.cookies.setdefault(host, {})
-            headers = dict(options.pop("headers", {}))
-            if jar:
-                headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
-            response = self.http.request(method, url, headers=headers, **options)
-            for line in response.headers.get_list("set-cookie"):
-                for name, morsel in SimpleCookie(line).items():
-                    jar[name] = morsel.value
-            if response.status_code not in (302, 303, 307):
-                return response
-            url, method, options = urljoin(url, response.headers["location"]), "GET", {}
-        raise AssertionError("too many redirects")
-
-
-def form_fields(page: str) -> dict[str, str]:
-    """The hidden inputs of the (first) form on ``page``."""
-    found = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page)
-    return {name: html.unescape(value) for name, value in found}
-
-
 def approve(link: str, subject: str, public_url: str) -> httpx.Response:
     """``subject`` opens ``link``, signs in at the issuer and approves for the tool scope."""
-    browser = Browser()
-    try:
-        login_form = browser.go("GET", link)  # → /login → the issuer's sign-in form
-        assert "Sign in" in login_form.text, login_form.text[:500]
-        fields = {**form_fields(login_form.text), "username": subject}
-        page = browser.go("POST", str(login_form.url), data=fields)  # → /callback → the page
-        assert page.status_code == 200, page.text[:2000]
+    with Browser() as browser:
+        page = browser.sign_in(link, subject)
         assert "Approve" in page.text, page.text[:2000]
-        durations = re.findall(r'<option value="([0-9]+)"', page.text)
         answer = {**form_fields(page.text), "answer": "approve", "scope": "tool",
-                  "duration": durations[0]}  # fmt: skip
+                  "duration": durations(page.text)[0]}  # fmt: skip
         return browser.go(
             "POST", f"{public_url}/consent/answer", data=answer, headers={"Origin": public_url}
         )
-    finally:
-        browser.close()

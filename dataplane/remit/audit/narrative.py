@@ -22,9 +22,7 @@ def answered(found: Found) -> str:
     answer = found.record
     assert isinstance(answer, ConsentRecord)
     where = f"line {found.line}" + (f" of {found.file}" if found.file is not None else "")
-    what = {"approved": "approved", "refused": "refused", "revoked": "revoked"}.get(
-        answer.answer, f"answered {answer.answer!r} to"
-    )
+    what = _ANSWERS.get(answer.answer, f"answered {answer.answer!r} to")
     terms = []
     if answer.scope:
         terms.append(f"scope {_SCOPES.get(answer.scope, answer.scope)}")
@@ -39,6 +37,14 @@ def answered(found: Found) -> str:
         f"{answer.login_issuer}) {what} consent request {answer.request} for {answer.agent} "
         f"to call {answer.tool} at {answer.time}{detail}.{tampered}"
     )
+
+
+_ANSWERS = {
+    "approved": "approved",
+    "refused": "refused",
+    "revoked": "revoked",
+    "failed": "approved, but no grant was written for,",  # answers.py: recorded after approved
+}
 
 
 def _short(digest: str | None) -> str:

@@ -200,7 +200,8 @@ class ConsentRecord(_Record, frozen=True, kw_only=True, tag="consent"):
     """A human's answer on the consent page to the consent request ``request`` (the id of the
     decision that denied the call with ``consent_required``).
 
-    ``answer`` is ``approved``, ``refused`` or ``revoked``; ``login_issuer`` and
+    ``answer`` is ``approved``, ``refused`` or ``revoked``, or ``failed`` after an approval
+    whose grant could not then be written (``consent/answers.py``); ``login_issuer`` and
     ``login_subject`` come from the verified ID token; ``subject`` and ``agent`` are the
     request's; ``grant`` the ConsentGrant created or revoked, with its ``scope`` and expiry.
     """

@@ -51,6 +51,17 @@ class KubeStore:
                 raise GrantStoreError(f"grant {grant.ref} already exists") from exc
             raise GrantStoreError(f"cannot create grant {grant.ref}: {exc.reason}") from exc
 
+    def exists(self, grant: ConsentGrant) -> bool:
+        try:
+            self._objects.get_namespaced_custom_object(
+                GROUP, VERSION, grant.metadata.namespace, ConsentGrant.PLURAL, grant.metadata.name
+            )
+        except self._exception as exc:
+            if exc.status == 404:
+                return False
+            raise GrantStoreError(f"cannot read grant {grant.ref}: {exc.reason}") from exc
+        return True
+
     def _list(self, plural: str) -> list[dict[str, Any]]:
         try:
             listed: Any = self._objects.list_cluster_custom_object(GROUP, VERSION, plural)

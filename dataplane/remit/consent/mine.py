@@ -3,10 +3,16 @@
 Revoking sets ``revoked: true`` and keeps the grant as evidence; the gateway stops allowing
 within the usual 2 s (the operator pushes, or the standalone gateway reloads). Only the grants
 whose ``subject`` is the logged-in ``sub`` are listed or revocable.
+
+Revoke first, then record (the reverse of an approval, and for the same reason: failing closed
+means the grant stops being in force): a revocation whose record cannot be written still
+stands, and the human is told it was not recorded (503, logged). A crash between the two
+leaves the grant revoked (``revokedBy``/``revokedAt`` in its evidence) with no record.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -16,11 +22,12 @@ from starlette.concurrency import run_in_threadpool
 from remit.consent.app import csrf_token, message, page, service_of
 from remit.consent.login import current_login
 from remit.consent.security import check_csrf
-from remit.errors import ConsentRequestError, GrantStoreError
+from remit.errors import AuditError, ConsentRequestError, GrantStoreError
 from remit.policy.consentrequest import ConsentRequest
 from remit.policy.review import COLUMNS, review
 from remit.times import utc_text
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 
 
@@ -107,7 +114,16 @@ async def revoke(
         issued_at=0,
         expires_at=0,
     )
-    await service.write(what, "revoked", who, grant=grant.ref)
+    try:
+        await service.write(what, "revoked", who, grant=grant.ref)
+    except AuditError as exc:  # revoked all the same: a grant must not stay in force for this
+        log.error("the revocation of grant %s is in force but was not recorded: %s", grant.ref, exc)
+        text = (
+            f"Grant {grant.ref} is revoked (no call is allowed under it once the gateways have "
+            "it, within seconds), but the revocation could not be recorded: tell your "
+            "administrator."
+        )
+        return message(request, "Revoked, not recorded", text, 503, str(exc))
     return RedirectResponse("/grants", status_code=303)
 
 

@@ -36,6 +36,10 @@ class GrantStore(Protocol):
     def create(self, grant: ConsentGrant) -> None:
         """Create ``grant``; ``GrantStoreError`` if it exists or cannot be written."""
 
+    def exists(self, grant: ConsentGrant) -> bool:
+        """Whether a grant of ``grant``'s namespace and name exists (``GrantStoreError`` if
+        that cannot be known)."""
+
     def grants(self) -> list[ConsentGrant]:
         """Every ConsentGrant (the pages filter by subject)."""
 
@@ -65,14 +69,20 @@ class DirectoryStore:
 
     def create(self, grant: ConsentGrant) -> None:
         with self._lock:
-            path = self._path(grant.metadata.name)
-            if path.exists() or any(
-                g.metadata.name == grant.metadata.name
-                and g.metadata.namespace == grant.metadata.namespace
-                for g in self.grants()
-            ):
+            if self._exists(grant):
                 raise GrantStoreError(f"grant {grant.ref} already exists")
-            self._write(path, [document(grant)])
+            self._write(self._path(grant.metadata.name), [document(grant)])
+
+    def exists(self, grant: ConsentGrant) -> bool:
+        with self._lock:
+            return self._exists(grant)
+
+    def _exists(self, grant: ConsentGrant) -> bool:
+        return self._path(grant.metadata.name).exists() or any(
+            g.metadata.name == grant.metadata.name
+            and g.metadata.namespace == grant.metadata.namespace
+            for g in self.grants()
+        )
 
     def _write(self, path: Path, documents: Iterable[dict[str, Any]]) -> None:
         text = yaml.safe_dump_all(list(documents), sort_keys=False)
