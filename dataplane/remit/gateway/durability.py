@@ -8,7 +8,7 @@ is forwarded, and synced by the file sink's sync thread while the upstream works
 (``Ticket.synced``); :func:`gated` wraps the client's ``send`` so that nothing, neither the
 upstream's answer nor the gateway's own error about it, reaches the client before every
 decision of the request is durable; a response relayed on another stream than its request's
-waits for its own call's point (:func:`decided_on_disk`, from ``relay.py``). An answer of a
+waits for its own call's point (:func:`decided_on_disk`, from ``exchange.py``). An answer of a
 forwarded call the client has is therefore never backed by a decision record a node crash can
 take away (denials are answered once written, not synced: docs/gateway.md#audit-durability).
 
@@ -32,8 +32,8 @@ from remit.gateway.pending import Call
 from remit.gateway.protocol import INTERNAL_ERROR, error_body
 from remit.policy.decision import Reason
 
-if TYPE_CHECKING:  # (relay.py uses decided_on_disk)
-    from remit.gateway.relay import Exchange
+if TYPE_CHECKING:  # (exchange.py uses decided_on_disk)
+    from remit.gateway.exchange import Exchange
 
 log = logging.getLogger(__name__)
 

@@ -2,11 +2,12 @@
 
 The proxy (``proxy.py``) decides; this module sends and reports how each decided message
 ended: an upstream that cannot be reached, a notification the upstream accepted or refused,
-a session it issued (bound to the caller) or ended, an answer relayed (``relay.py``) or
-refused, and a client that left before its answer (``watch.py``): then each open call ends
-``cancelled`` and the upstream connection is closed. A ``notifications/cancelled`` it carries
-marks the session's request it names cancelled (``pending.py``). Nothing reaches the client
-before the request's decision records are on disk (``durability.py``).
+a session it issued (bound to the caller) or ended, an answer relayed (``relay.py``; each
+call's outcome in ``exchange.py``) or refused, and a client that left before its answer
+(``watch.py``): then each open call ends ``cancelled`` and the upstream connection is closed.
+A ``notifications/cancelled`` it carries marks the session's request it names cancelled
+(``pending.py``). Nothing reaches the client before the request's decision records are on
+disk (``durability.py``).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from typing import Any, Final
 from remit.errors import ClientGoneError, ProtocolError, UpstreamError
 from remit.gateway.asgi import Send
 from remit.gateway.durability import gated
+from remit.gateway.exchange import Exchange
 from remit.gateway.hooks import GatewayHooks, HttpRequest, Identity
 from remit.gateway.pending import Call
 from remit.gateway.protocol import INTERNAL_ERROR, SESSION_HEADER
-from remit.gateway.relay import Exchange
+from remit.gateway.relay import relay
 from remit.gateway.sessions import MAX_SESSION_ID_CHARS, valid_session_id
 from remit.gateway.stream import STREAM_CLOSED
 from remit.gateway.upstream import HTTP_ERROR, Upstream
@@ -103,7 +105,7 @@ async def forward(
         await hooks.end_session(identity, session)
     sender = Sender(send)
     try:
-        await exchange.relay(response, sender, watch)
+        await relay(exchange, response, sender, watch)
     except ClientGoneError:
         await _cancelled(exchange, [stream] if stream else [], response.status)
         return

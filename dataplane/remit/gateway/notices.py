@@ -1,6 +1,6 @@
 """Server-to-client messages that are not responses, and which of them a caller may see.
 
-Responses are matched to the request they answer (``relay.py``); notifications and server
+Responses are matched to the request they answer (``exchange.py``); notifications and server
 requests carry no such link, so they used to pass uninspected, and a caller who obtained
 another's stream saw that user's progress. Each one is now judged for the caller receiving it:
 

@@ -27,6 +27,7 @@ from remit.gateway.asgi import Receive, Scope, Send, reply, serve_lifespan
 from remit.gateway.bounds import ResponseLimits
 from remit.gateway.durability import withheld
 from remit.gateway.eras import check_removed, denial_status
+from remit.gateway.exchange import Exchange
 from remit.gateway.fields import check_header_fields
 from remit.gateway.forward import Sender, forward
 from remit.gateway.hooks import Deny, GatewayHooks, HttpRequest, Identity, Rejection
@@ -49,7 +50,6 @@ from remit.gateway.protocol import (
     parse_body,
     result_response,
 )
-from remit.gateway.relay import Exchange
 from remit.gateway.replies import FORBIDDEN
 from remit.gateway.upstream import Upstream, UpstreamSettings, request_headers
 from remit.gateway.watch import ClientWatch

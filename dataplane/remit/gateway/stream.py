@@ -34,7 +34,7 @@ from remit.policy.decision import Reason
 
 if TYPE_CHECKING:
     from remit.gateway.asgi import Send
-    from remit.gateway.relay import Exchange
+    from remit.gateway.exchange import Exchange
     from remit.gateway.watch import ClientWatch
 
 log = logging.getLogger(__name__)

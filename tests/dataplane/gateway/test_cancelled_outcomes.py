@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from remit.gateway.exchange import UNREAD, Exchange
 from remit.gateway.hooks import AllowAllHooks, Identity, Outcome
 from remit.gateway.pending import Call, PendingCalls
 from remit.gateway.protocol import Message, RequestId, classify
-from remit.gateway.relay import UNREAD, Exchange
 from remit.gateway.watch import CANCELLED, CLIENT_GONE
 
 

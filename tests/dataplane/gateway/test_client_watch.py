@@ -14,12 +14,13 @@ from typing import Any, cast
 import pytest
 
 from remit.errors import UpstreamError
+from remit.gateway.exchange import Exchange
 from remit.gateway.forward import Sender, forward
 from remit.gateway.hooks import AllowAllHooks, HttpRequest, Identity, Outcome
 from remit.gateway.pending import Call, PendingCalls
 from remit.gateway.protocol import Message, RequestId, classify
 from remit.gateway.proxy import McpProxy, ProxySettings
-from remit.gateway.relay import Exchange
+from remit.gateway.relay import relay
 from remit.gateway.upstream import BROKEN, NO_RESPONSE, TIMEOUT, Upstream, UpstreamResponse
 from remit.gateway.watch import CANCELLED, ClientWatch
 
@@ -231,11 +232,11 @@ async def test_an_sse_stream_ending_without_the_client_leaving_is_still_no_respo
     response = _Response(_SSE)
     client = _Client()
     watch = ClientWatch(client.receive)
-    relay = asyncio.create_task(
-        exchange.relay(cast(UpstreamResponse, response), client.send, watch)
+    task = asyncio.create_task(
+        relay(exchange, cast(UpstreamResponse, response), client.send, watch)
     )
     (await response.reads.get()).set_result(b"")
-    await relay
+    await task
     watch.close()
     ((_, outcome),) = hooks.seen
     assert outcome.kind != CANCELLED

@@ -20,13 +20,13 @@ import pytest
 from remit.audit import AuditChain, FileSink
 from remit.errors import UpstreamError
 from remit.gateway.durability import gated
+from remit.gateway.exchange import Exchange
 from remit.gateway.guard import RemitGuard
 from remit.gateway.hooks import AllowAllHooks, HttpRequest, Identity, Rejection
 from remit.gateway.metrics import Metrics
 from remit.gateway.pending import Call, PendingCalls
 from remit.gateway.protocol import parse_body
 from remit.gateway.proxy import McpProxy, ProxySettings
-from remit.gateway.relay import Exchange
 from remit.gateway.state import PolicyState
 from tests.dataplane.audit.helpers import HeldSync
 from tests.support.policies import bundle_for, policy, rule, server, who

@@ -14,9 +14,9 @@ import pytest
 
 from remit.errors import JsonDepthError, JsonKeyCollisionError
 from remit.gateway.bounds import colliding_key, loads
+from remit.gateway.exchange import _own_error
 from remit.gateway.protocol import parse_body
 from remit.gateway.proxy import _encoded
-from remit.gateway.relay import _own_error
 
 
 @pytest.mark.parametrize(
