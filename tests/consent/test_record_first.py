@@ -151,6 +151,9 @@ def test_an_approval_that_cannot_be_recorded_makes_no_grant(full: Full) -> None:
         approved = _answer(here, browser, page, "approve")
         assert approved.status_code == 200, approved.text[:2000]
         assert f"consent-{request_id.lower()}" in approved.text  # the grants page
+        again = _answer(here, browser, page, "approve")  # answered: refused before a record
+        assert again.status_code == 409, again.text[:2000]
+        assert "already exists" in again.text
     assert grant.exists()
     assert _answers(here, request_id) == ["approved"]
 

@@ -4,7 +4,8 @@ its first request.
 The standalone gateway and its consent page share one process: the key that seals consent
 requests is made for the run, the page logs humans in at the MCPServer's issuer, writes grants
 into the policy directory (which the gateway reloads) and records answers on the gateway's own
-audit chain, so ``remit audit explain`` finds them next to the decisions.
+audit chain, so ``remit audit explain`` finds them next to the decisions. An approval is
+recorded, and synced, before its grant file appears; a record that fails makes no grant.
 
 Why lazily: the page's stack (FastAPI, Starlette, Jinja, Authlib, pydantic, PyYAML and the
 resource models) is ~25 MiB of a process that otherwise holds ~80 MiB with 10,000 grants, and
@@ -134,7 +135,8 @@ def _import_stack() -> None:
 async def record_durably(gateway: Gateway, entry: ConsentRecord) -> None:
     """Append ``entry`` to ``gateway``'s chain and return once it is on disk (in the default
     durability mode, once its sync point is: ``audit/syncer.py``), so the page answers, and
-    an approval's grant is used, only for a consent record a node crash cannot take away."""
+    an approval's grant is written (``consent/answers.py``: record first), only for a
+    consent record a node crash cannot take away."""
     if gateway.chain is None:
         raise AuditError("the gateway's audit chain is not open")
     await gateway.chain.append(entry)

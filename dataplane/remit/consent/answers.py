@@ -117,24 +117,40 @@ async def answer(
     if who is None or not _mine(request, consent_request):
         return message(request, "Not your request", NOT_YOURS, 403)
     if answer == "refuse":
-        try:
-            await service.write(consent_request, "refused", who)
-        except AuditError as exc:
-            log.error(
-                "a refusal of consent request %s was not recorded: %s", consent_request.id, exc
-            )
-            text = "Your refusal could not be recorded. No grant was made: the call stays denied."
-            return message(request, "Not recorded", text, 503, str(exc))
-        detail = f"Recorded for request {consent_request.id}."
-        text = "You refused. The agent's call stays denied."
-        return message(request, "Refused", text, 200, detail, "done")
+        return await _refuse(request, service, consent_request, who)
     if answer != "approve" or scope not in rules.SCOPES:
         return message(request, "Cannot continue", "choose approve or refuse", 400)
     chosen: ConsentScope = scope  # type: ignore[assignment]
+    return await _approve(request, service, consent_request, who, chosen, fields or [], duration)
+
+
+async def _refuse(
+    request: Request, service: ConsentService, consent_request: ConsentRequest, who: Login
+) -> Response:
+    """Record the refusal (nothing is granted either way)."""
     try:
-        grant = rules.build_grant(
-            consent_request, who, chosen, fields or [], duration, service.now()
-        )
+        await service.write(consent_request, "refused", who)
+    except AuditError as exc:
+        log.error("a refusal of consent request %s was not recorded: %s", consent_request.id, exc)
+        text = "Your refusal could not be recorded. No grant was made: the call stays denied."
+        return message(request, "Not recorded", text, 503, str(exc))
+    detail = f"Recorded for request {consent_request.id}."
+    text = "You refused. The agent's call stays denied."
+    return message(request, "Refused", text, 200, detail, "done")
+
+
+async def _approve(
+    request: Request,
+    service: ConsentService,
+    consent_request: ConsentRequest,
+    who: Login,
+    scope: ConsentScope,
+    fields: list[str],
+    duration: int,
+) -> Response:
+    """Record the approval, then write its grant (never the other way round)."""
+    try:
+        grant = rules.build_grant(consent_request, who, scope, fields, duration, service.now())
         if await run_in_threadpool(service.store.exists, grant):  # answered before: no record
             raise GrantStoreError(f"grant {grant.ref} already exists")
     except ConsentRequestError as exc:
@@ -147,14 +163,17 @@ async def answer(
             consent_request, "approved", who, scope=scope, grant=grant.ref, expires_at=expires
         )
     except AuditError as exc:
-        log.error("an approval of consent request %s was not recorded, so no grant was made: %s",
-                  consent_request.id, exc)  # fmt: skip
+        log.error(
+            "an approval of consent request %s was not recorded, so no grant was made: %s",
+            consent_request.id,
+            exc,
+        )
         text = "Your approval could not be recorded, so no grant was made: the call stays denied."
         return message(request, "Not recorded", text, 503, str(exc))
     try:
         await run_in_threadpool(service.store.create, grant)
     except GrantStoreError as exc:
-        await _failed(service, consent_request, who, chosen, grant.ref, exc)
+        await _failed(service, consent_request, who, scope, grant.ref, exc)
         return message(request, "Cannot continue", str(exc), 409)
     return RedirectResponse("/grants?" + urlencode({"created": grant.ref}), status_code=303)
 
@@ -168,8 +187,12 @@ async def _failed(
     error: GrantStoreError,
 ) -> None:
     """Record that an approval already on the chain made no grant (``failed``)."""
-    log.error("consent request %s was approved but its grant %s was not written: %s",
-              consent_request.id, grant, error)  # fmt: skip
+    log.error(
+        "consent request %s was approved but its grant %s was not written: %s",
+        consent_request.id,
+        grant,
+        error,
+    )
     try:
         await service.write(consent_request, "failed", who, scope=scope, grant=grant)
     except AuditError as exc:
