@@ -11,10 +11,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from remit.gateway.background import BackgroundServer
 from remit.gateway.hooks import GatewayHooks
 from remit.gateway.ports import wait_for_port
 from remit.gateway.proxy import McpProxy, ProxySettings
-from remit.gateway.runner import BackgroundServer, ListenerSettings
+from remit.gateway.runner import ListenerSettings
 from remit.gateway.upstream import UpstreamSettings
 from tests.support.ports import free_port
 

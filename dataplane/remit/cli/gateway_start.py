@@ -32,6 +32,7 @@ def start(flags: GatewayFlags) -> int:
     """Build the gateway ``flags`` ask for and serve it until SIGINT/SIGTERM; the exit code."""
     import uvloop  # noqa: PLC0415
 
+    from remit.gateway.runner import release  # noqa: PLC0415
     from remit.gateway.serve import run  # noqa: PLC0415
 
     try:
@@ -42,6 +43,7 @@ def start(flags: GatewayFlags) -> int:
     if built.reloader is not None:  # standalone: the upstream must answer now
         problem = unreachable(built.settings.upstream.url)
         if problem:
+            release([settings for _, settings in extra])
             _say(f"error: {problem}")
             return EXIT_FAILED
     try:
@@ -84,11 +86,15 @@ def _build(flags: GatewayFlags) -> tuple[Gateway, list[Any]]:
     )
 
     page = standalone_listen(settings, flags.consent_listen)
-    if page is not None:
-        settings = standalone_settings(settings, page)
-    built = build_standalone(settings, flags.server, flags.namespace)
-    if page is not None:
+    if page is None:
+        return build_standalone(settings, flags.server, flags.namespace), extra
+    try:
+        settings = standalone_settings(settings, page.address)
+        built = build_standalone(settings, flags.server, flags.namespace)
         extra.append(standalone_page(built, page, flags.consent_client_id))
+    except BaseException:
+        page.close()  # the page's port (auto) is not held past a start that failed
+        raise
     return built, extra
 
 

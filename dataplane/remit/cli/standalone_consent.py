@@ -26,9 +26,10 @@ import dataclasses
 import importlib.util
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from remit.audit.records import ConsentRecord
@@ -37,7 +38,7 @@ from remit.errors import AuditError, StartupError
 from remit.gateway.app import Gateway
 from remit.gateway.asgi import reply
 from remit.gateway.connections import ConnectionLimits
-from remit.gateway.ports import reserve_port
+from remit.gateway.ports import listen_on
 from remit.gateway.runner import App, ListenerSettings
 from remit.gateway.settings import GatewaySettings
 from remit.gateway.values import Address
@@ -75,18 +76,32 @@ def _findable(name: str) -> bool:
         return False
 
 
-def standalone_listen(settings: GatewaySettings, listen: str) -> str | None:
+class PageListen(NamedTuple):
+    """Where the standalone consent page listens, and (``auto``) the socket already listening
+    there, which only the page's listener takes (``ListenerSettings.sock``)."""
+
+    address: str  # host:port
+    sock: socket.socket | None = None
+
+    def close(self) -> None:
+        """Release the socket (a start that fails before the page's listener takes it)."""
+        if self.sock is not None:
+            self.sock.close()
+
+
+def standalone_listen(settings: GatewaySettings, listen: str) -> PageListen | None:
     """Where the standalone consent page listens (``auto``: a loopback port listened on from
-    now, kept for the page), or None when there is none (``off``, or the policy is a file:
-    grants need a directory)."""
+    now, its socket kept for the page), or None when there is none (``off``, or the policy is a
+    file: grants need a directory)."""
     if listen not in ("auto", "off"):
         Address.parse(listen, "--consent-listen")  # a bad value: SettingsError, exit code 2
     dirs = settings.bundle.policy_dirs
     if listen == "off" or not dirs or not dirs[0].is_dir():
         return None
     if listen != "auto":
-        return listen
-    return f"127.0.0.1:{reserve_port('127.0.0.1', '--consent-listen')}"
+        return PageListen(listen)
+    sock = listen_on("127.0.0.1", 0, "--consent-listen")
+    return PageListen(f"127.0.0.1:{sock.getsockname()[1]}", sock)
 
 
 def standalone_settings(settings: GatewaySettings, listen: str) -> GatewaySettings:
@@ -99,8 +114,11 @@ def standalone_settings(settings: GatewaySettings, listen: str) -> GatewaySettin
     return dataclasses.replace(settings, consent=links)
 
 
-def standalone_page(gateway: Gateway, listen: str, client_id: str) -> tuple[App, ListenerSettings]:
+def standalone_page(
+    gateway: Gateway, page: PageListen, client_id: str
+) -> tuple[App, ListenerSettings]:
     """The consent page for a standalone gateway (built on first use), and where it listens."""
+    listen = page.address
     settings = gateway.settings
     policy = gateway.state.current
     if policy is None or not settings.bundle.policy_dirs or settings.consent.key is None:
@@ -122,7 +140,7 @@ def standalone_page(gateway: Gateway, listen: str, client_id: str) -> tuple[App,
     where = Address.parse(listen, "--consent-listen")
     return LazyPage(lambda: _build(gateway, consent_settings)), ListenerSettings(
         where.host, where.port, limits=ConnectionLimits(), jsonrpc_errors=False,
-        name="--consent-listen", lifespan=False,
+        name="--consent-listen", lifespan=False, sock=page.sock,
     )  # fmt: skip
 
 
@@ -228,6 +246,7 @@ __all__ = [
     "FAILURE_LOG_SECONDS",
     "PAGE_MODULES",
     "LazyPage",
+    "PageListen",
     "check_page_modules",
     "standalone_listen",
     "standalone_page",

@@ -12,31 +12,25 @@ backlog.
 
 A number picked by binding port 0 and closing (``free_port``) is free for anyone until bound:
 fine for the demo's child processes (``free_ports`` at least never repeats a number), not for
-a listener of this process, which ``reserve_port`` keeps listening until ``listen_on`` takes
-it (the standalone consent page's ``--consent-listen auto``).
+a listener of this process: that one listens on port 0 (``listen_on(host, 0, ...)``) and hands
+the socket itself to its listener (``ListenerSettings.sock``; the standalone consent page's
+``--consent-listen auto``), so nothing else can take the port in between.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 import time
 
 from remit.errors import StartupError
 
 BACKLOG = 2048  # uvicorn's default; its create_server listens again with the same
-_reserved: dict[tuple[str, int], socket.socket] = {}
-_reserved_lock = threading.Lock()
 
 
 def listen_on(host: str, port: int, setting: str) -> socket.socket:
-    """A socket listening on ``host:port`` (the one ``reserve_port`` kept for it, if any);
-    ``StartupError`` naming ``setting`` if the port is taken."""
-    with _reserved_lock:
-        kept = _reserved.pop((host, port), None)
-    if kept is not None:
-        return kept
+    """A socket listening on ``host:port`` (port 0: one the kernel picks); ``StartupError``
+    naming ``setting`` if the port is taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -48,16 +42,6 @@ def listen_on(host: str, port: int, setting: str) -> socket.socket:
         reason = exc.strerror or str(exc)
         raise StartupError(f"{setting}: cannot listen on {host}:{port}: {reason}") from exc
     return sock
-
-
-def reserve_port(host: str, setting: str) -> int:
-    """A port listened on from now and kept for the listener this process starts on it later
-    (``listen_on`` hands the socket over): nothing else can take it in between."""
-    sock = listen_on(host, 0, setting)
-    port = int(sock.getsockname()[1])
-    with _reserved_lock:
-        _reserved[(host, port)] = sock
-    return port
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -64,7 +64,10 @@ class DatedState(ServerState):
 class QuietServer(uvicorn.Server):
     """``uvicorn.Server`` whose main loop waits for ``should_exit`` instead of polling it."""
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(
+        self, config: uvicorn.Config, on_started: Callable[[], None] | None = None
+    ) -> None:
+        self._on_started = on_started  # called once start-up is done and serving begins
         self._exit = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -85,8 +88,17 @@ class QuietServer(uvicorn.Server):
             # (A loop already closed has nothing left to wake: setting it then is a no-op.)
             loop.call_soon_threadsafe(self._wake.set)
 
+    def exit(self) -> None:
+        """Stop serving (as uvicorn's signal handler does)."""
+        self.should_exit = True
+
     async def main_loop(self) -> None:
-        """Wait until told to exit (uvicorn's polling loop when a tick has work to do)."""
+        """Wait until told to exit (uvicorn's polling loop when a tick has work to do).
+
+        Uvicorn runs this only after a successful start-up (lifespan and listeners), so it is
+        where ``on_started`` is called."""
+        if self._on_started is not None:
+            self._on_started()
         if self.config.callback_notify is not None or self.limit_max_requests is not None:
             await super().main_loop()
             return

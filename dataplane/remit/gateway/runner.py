@@ -1,8 +1,8 @@
 """Running an ASGI app (the proxy) on a real socket, under the measured-fastest server.
 
-``serve`` blocks in the current process (the sidecar's main); ``BackgroundServer`` runs the
-app on its own thread and event loop (tests and embedding need real sockets next to the
-caller's own loop). Uvicorn with httptools (and uvloop for ``serve``) is the default: in
+``serve`` blocks in the current process (the sidecar's main); ``background.BackgroundServer``
+runs the app on its own thread and event loop (tests and embedding need real sockets next to
+the caller's own loop). Uvicorn with httptools (and uvloop for ``serve``) is the default: in
 benchmarks/bench_proxy.py it used less CPU per proxied call (~0.38-0.42 ms vs ~0.42-0.54 ms)
 and less memory than granian's embedded server (which granian calls experimental);
 granian stays selectable. benchmarks/bench_server_interface.py compares the servers' own CPU
@@ -12,7 +12,9 @@ enough to leave ASGI (docs/architecture.md).
 Each listener has its own ``ConnectionLimits`` (remit.gateway.connections): under uvicorn all
 of them apply; granian offers only a header timeout and a request cap, which are mapped. The
 address is listened on before serving (``ports.listen_on``: bound alone, a port could still be
-lost, silently under uvloop) so a taken port is one clear ``StartupError``.
+lost, silently under uvloop) so a taken port is one clear ``StartupError``; both servers serve
+that socket (granian through ``granianserver.HandedServer``), so the port is never unlistened
+between the start's check and serving.
 """
 
 from __future__ import annotations
@@ -22,14 +24,13 @@ import contextlib
 import dataclasses
 import logging
 import socket
-import threading
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from remit.errors import StartupError
 from remit.gateway.connections import ConnectionLimits, Record, Refusal, protocol_class
-from remit.gateway.ports import BACKLOG, listen_on, wait_for_port
+from remit.gateway.ports import BACKLOG, listen_on
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,18 @@ def _uncounted(reason: str) -> None:
     """The default refusal counter: none."""
 
 
+def _unannounced() -> None:
+    """The default start callback: none."""
+
+
 @dataclass(frozen=True, slots=True)
 class ListenerSettings:
     """Where to listen, which ASGI server to use, and the listener's connection limits.
 
     ``name`` is the setting that chose the address (named when it cannot be bound);
     ``jsonrpc_errors`` shapes refusals as JSON-RPC errors (the MCP port) or ``{"error"}``.
+    ``sock`` is a socket already listening on the address (``--consent-listen auto`` picks its
+    port by listening on port 0): ``bind`` hands it over, once, instead of binding.
     """
 
     host: str = "127.0.0.1"
@@ -64,6 +71,7 @@ class ListenerSettings:
     record: Record | None = None  # refusals answered by the HTTP protocol, for the log
     name: str = "listen"
     lifespan: bool = True  # False when the caller starts and stops the app itself
+    sock: socket.socket | None = field(default=None, compare=False, repr=False)
 
 
 def serve(app: App, settings: ListenerSettings) -> None:
@@ -74,45 +82,32 @@ def serve(app: App, settings: ListenerSettings) -> None:
     uvloop.run(serve_app(app, settings, None, sock))
 
 
-def _without_lifespan(app: App) -> App:
-    """``app`` with ASGI lifespan events answered here (the caller starts and stops it)."""
-
-    async def wrapped(
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
-        send: Callable[[dict[str, Any]], Awaitable[None]],
-    ) -> None:
-        if scope["type"] != "lifespan":
-            await app(scope, receive, send)
-            return
-        while True:
-            message = await receive()
-            kind = str(message["type"]).removeprefix("lifespan.")
-            await send({"type": f"lifespan.{kind}.complete"})
-            if kind == "shutdown":
-                return
-
-    return wrapped
-
-
 def bind(settings: ListenerSettings) -> socket.socket:
-    """A socket listening on the listener's address (``ports.listen_on``); ``StartupError``
-    naming its setting if that fails."""
+    """A socket listening on the listener's address: its own ``sock`` if it has one, else
+    ``ports.listen_on``'s; ``StartupError`` naming its setting if that fails."""
+    if settings.sock is not None:
+        return settings.sock
     return listen_on(settings.host, settings.port, settings.name)
 
 
 def bind_all(settings: list[ListenerSettings]) -> list[socket.socket]:
     """Listen on every listener's address, or none: ``StartupError`` names the one that failed
-    (two listeners given the same port: the second)."""
+    (two listeners given the same port: the second) and every socket is closed, the ones the
+    listeners brought (``sock``) too."""
     sockets: list[socket.socket] = []
     try:
         for one in settings:
             sockets.append(bind(one))
     except StartupError:
-        for sock in sockets:
-            sock.close()
+        release(settings, sockets)
         raise
     return sockets
+
+
+def release(settings: Sequence[ListenerSettings], sockets: Sequence[socket.socket] = ()) -> None:
+    """Close ``sockets`` and every socket a listener of ``settings`` brought (a failed start)."""
+    for sock in [*sockets, *(one.sock for one in settings if one.sock is not None)]:
+        sock.close()
 
 
 async def serve_many(
@@ -140,41 +135,21 @@ async def serve_app(
     settings: ListenerSettings,
     stop: asyncio.Event | None,
     sock: socket.socket | None = None,
+    started: Callable[[], None] = _unannounced,
 ) -> None:
-    """Serve ``app`` in the running loop until ``stop`` is set (or forever if None)."""
-    limits = settings.limits
+    """Serve ``app`` on ``sock`` (default: ``bind(settings)``) in the running loop until
+    ``stop`` is set (or forever if None); ``started`` is called once the server serves (its
+    start-up, and the app's lifespan start-up, done)."""
+    if sock is None:
+        sock = bind(settings)
     if settings.server == "granian":
-        from granian.constants import Interfaces  # noqa: PLC0415 - optional server
-        from granian.http import HTTP1Settings  # noqa: PLC0415
-        from granian.log import LogLevels  # noqa: PLC0415
-        from granian.server.embed import Server  # noqa: PLC0415
+        from remit.gateway.granianserver import serve_granian  # noqa: PLC0415 - optional
 
-        if sock is not None:
-            sock.close()  # granian binds itself; the socket only proved the port is free
-        granian = Server(
-            app if settings.lifespan else _without_lifespan(app),
-            address=settings.host,
-            port=settings.port,
-            interface=Interfaces.ASGI,
-            log_level=LogLevels.warning,
-            websockets=False,
-            backlog=1024,
-            backpressure=limits.max_concurrent_requests,
-            http1_settings=HTTP1Settings(
-                header_read_timeout=int(limits.header_timeout * 1000),
-                max_buffer_size=max(limits.max_header_bytes, 65536),
-            ),
-        )
-        if stop is None:
-            await granian.serve()
-            return
-        task = asyncio.create_task(granian.serve())
-        await stop.wait()
-        granian.stop()  # type: ignore[no-untyped-call]
-        await task
+        await serve_granian(app, settings, stop, sock, started)
         return
     import uvicorn  # noqa: PLC0415 - optional server
 
+    limits = settings.limits
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -197,15 +172,39 @@ async def serve_app(
     )
     from remit.gateway.quietserver import QuietServer  # noqa: PLC0415 - with uvicorn
 
-    server = QuietServer(config)  # no 100 ms tick: an idle gateway sleeps (quietserver.py)
-    sockets = [sock] if sock is not None else None
+    # No 100 ms tick: an idle gateway sleeps (quietserver.py).
+    server = QuietServer(config, on_started=started)
     if stop is None:
-        await server.serve(sockets)
+        await server.serve([sock])
         return
-    task = asyncio.create_task(server.serve(sockets))
-    await stop.wait()
-    server.should_exit = True
-    await task
+    await until_stopped(stop, server.serve([sock]), server.exit, settings)
+
+
+async def until_stopped(
+    stop: asyncio.Event,
+    serving: Coroutine[Any, Any, None],
+    halt: Callable[[], object],
+    settings: ListenerSettings,
+) -> None:
+    """Serve until ``stop`` is set, then ``halt`` the server and wait for it; a server that
+    ends first (its start-up failed) ends this too, with its exception (uvicorn's
+    ``SystemExit``, which raised from a task would stop the loop, as a ``StartupError``)."""
+
+    async def loudly() -> None:
+        try:
+            await serving
+        except SystemExit as exc:
+            raise StartupError(f"{settings.name}: the server exited ({exc.code})") from exc
+
+    server = asyncio.create_task(loudly())
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([server, stopping], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not server.done():
+        halt()
+    await server
 
 
 RESERVED_DESCRIPTORS = 64  # stdio, event loop, audit file, JWKS and key files, logs
@@ -244,44 +243,3 @@ def fit_descriptors(
         mcp.max_connections,
     )
     return dataclasses.replace(mcp, max_connections=room)
-
-
-class BackgroundServer:
-    """``app`` served on a daemon thread with its own event loop; ``start`` waits until ready."""
-
-    def __init__(self, app: App, settings: ListenerSettings) -> None:
-        self.app = app
-        self.settings = settings
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        """Base URL (no path)."""
-        return f"http://{self.settings.host}:{self.settings.port}"
-
-    def start(self, timeout: float = 10.0) -> None:
-        """Start serving and block until the port accepts connections."""
-        ready = threading.Event()
-        sock = bind(self.settings)
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            self._stop = asyncio.Event()
-            ready.set()
-            loop.run_until_complete(serve_app(self.app, self.settings, self._stop, sock))
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="remit-server", daemon=True)
-        self._thread.start()
-        ready.wait(timeout)
-        wait_for_port(self.settings.host, self.settings.port, timeout)
-
-    def stop(self) -> None:
-        """Stop serving and join the thread."""
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)

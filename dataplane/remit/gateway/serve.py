@@ -18,7 +18,14 @@ from pathlib import Path
 from remit.errors import CompileError, InvalidResourcesError, RemitError, StartupError
 from remit.gateway.app import Gateway
 from remit.gateway.reload import PolicyReloader
-from remit.gateway.runner import App, ListenerSettings, bind_all, fit_descriptors, serve_many
+from remit.gateway.runner import (
+    App,
+    ListenerSettings,
+    bind_all,
+    fit_descriptors,
+    release,
+    serve_many,
+)
 from remit.gateway.settings import GatewaySettings
 from remit.gateway.standalone import compile_in_child
 from remit.gateway.state import PolicyState
@@ -124,7 +131,11 @@ async def run(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    servers = listeners(gateway) + [settings for _, settings in extra]
+    try:
+        servers = listeners(gateway) + [settings for _, settings in extra]
+    except StartupError:
+        release([settings for _, settings in extra])  # their sockets (--consent-listen auto)
+        raise
     sockets = bind_all(servers)
     try:
         await gateway.start()

@@ -5,7 +5,9 @@ again. The page itself is tested end to end in tests/consent (a real browser, a 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -14,7 +16,8 @@ import pytest
 
 from remit.audit import AuditChain, FileSink
 from remit.audit.records import ConsentRecord
-from remit.cli import standalone_consent
+from remit.cli import gateway_start, standalone_consent
+from remit.cli.gateway_args import GatewayFlags
 from remit.cli.standalone_consent import (
     PAGE_MODULES,
     LazyPage,
@@ -22,8 +25,10 @@ from remit.cli.standalone_consent import (
     record_durably,
     standalone_listen,
 )
-from remit.errors import AuditError, SettingsError, StartupError
+from remit.errors import AuditError, CompileError, SettingsError, StartupError
 from remit.gateway.app import Gateway
+from remit.gateway.ports import listen_on
+from remit.gateway.runner import ListenerSettings, bind
 from remit.gateway.settings import from_environment
 from tests.dataplane.audit.helpers import HeldSync
 
@@ -175,3 +180,42 @@ async def test_a_consent_record_is_on_disk_before_the_page_answers(tmp_path: Pat
     with pytest.raises(AuditError, match="fsync failed"):
         await failing
     await chain.close()
+
+
+def test_the_auto_page_port_is_handed_to_the_page_alone_and_released_by_a_failed_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--consent-listen auto`` picks its port by listening and hands that socket to the page's
+    listener (no process-wide map another listener on the same address could take it from);
+    a start that fails before the page serves closes it."""
+    picked: list[socket.socket] = []
+
+    def listening(host: str, port: int, setting: str) -> socket.socket:
+        picked.append(listen_on(host, port, setting))
+        return picked[-1]
+
+    def no_compile(*args: Any) -> Gateway:
+        raise CompileError("the policy does not compile")
+
+    monkeypatch.setattr(standalone_consent, "listen_on", listening)
+    monkeypatch.setattr("remit.gateway.logs.log_to_stderr", lambda *args: None)
+    monkeypatch.setattr("remit.gateway.serve.build_standalone", no_compile)
+    flags = GatewayFlags(files=[tmp_path], server="files", upstream="http://127.0.0.1:9/mcp")
+    with pytest.raises(CompileError):
+        gateway_start._build(flags)
+    assert len(picked) == 1
+    assert picked[0].fileno() == -1  # released
+
+    settings = from_environment({})
+    settings = dataclasses.replace(
+        settings, bundle=dataclasses.replace(settings.bundle, policy_dirs=(tmp_path,))
+    )
+    page = standalone_listen(settings, "auto")
+    assert page is not None
+    assert page.sock is picked[1]
+    with page.sock:
+        port = page.sock.getsockname()[1]
+        assert page.address == f"127.0.0.1:{port}"
+        mcp = ListenerSettings(port=port, name="REMIT_LISTEN (--listen)")
+        with pytest.raises(StartupError, match=r"^REMIT_LISTEN \(--listen\): cannot listen"):
+            bind(mcp)  # the page's socket is not handed to another listener on its address

@@ -12,8 +12,9 @@ from typing import Any
 
 import uvicorn
 
+from remit.gateway.background import BackgroundServer
 from remit.gateway.quietserver import DatedState, QuietServer
-from remit.gateway.runner import BackgroundServer, ListenerSettings
+from remit.gateway.runner import ListenerSettings
 from tests.support.ports import free_port
 
 
