@@ -3,8 +3,10 @@
 End-to-end tests and the benchmark start each piece the way a user would: the MCP server
 (``tests.support.upstreams``, which records what reached it) and the gateway
 (``remit gateway``) as subprocesses, the demo OIDC issuer on a thread. ``Process`` waits for
-a port with a timeout and, when a process dies or never listens, raises with its stderr so a
-failing fixture explains itself. ``write_policy_dir`` writes the YAML a user would apply.
+a port (a gateway: for its "serving" line, since its ports accept connections into their
+backlog from the start) with a timeout and, when a process dies or never gets there, raises
+with its stderr so a failing fixture explains itself. ``write_policy_dir`` writes the YAML a
+user would apply.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ EXAMPLES = REPO / "examples"
 REMIT = str(Path(sys.executable).parent / "remit")
 HOST = "127.0.0.1"
 DISCOVERY_AGENT = "remit-gateway"
+#: The line ``remit gateway`` prints on stderr once started (``cli/gateway_start.py``).
+SERVING = "remit gateway: serving "
 
 
 class ProcessError(RuntimeError):
@@ -104,6 +108,27 @@ class Process:
                         f"{self.name} did not listen on {port} in {timeout:g}s:\n{self.stderr()}"
                     ) from None
                 time.sleep(0.02)
+
+    def wait_for_line(self, start: str, timeout: float = 20.0) -> None:
+        """Block until a line of stderr starts with ``start``; ``ProcessError`` with the stderr
+        if the process exits first or the line does not come in ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                text = self.log.read_text(errors="replace")
+            except OSError:
+                text = ""
+            if any(line.startswith(start) for line in text.splitlines()):
+                return
+            code = self.popen.poll()
+            if code is not None:
+                raise ProcessError(f"{self.name} exited with {code}:\n{self.stderr()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ProcessError(
+                    f"{self.name} did not print {start!r} in {timeout:g}s:\n{self.stderr()}"
+                )
+            time.sleep(0.02)
 
     def stop(self) -> None:
         """Terminate (then kill) the process and wait for it."""
@@ -378,8 +403,11 @@ def gateway(
         preexec_fn=preexec_fn,
     )  # fmt: skip
     try:
-        process.wait_for_port(port)
-        process.wait_for_port(admin_port)
+        if stderr is None:  # its log: serving once it says so (its ports listen from the start)
+            process.wait_for_line(SERVING)
+        else:
+            process.wait_for_port(port)
+            process.wait_for_port(admin_port)
         yield GatewayProcess(process, port, admin_port, audit_file)
     finally:
         process.stop()
