@@ -3,11 +3,10 @@
 Tests pick a port, then a child process binds it a second or so later. Picking by binding
 port 0 and closing (``remit.gateway.ports.free_port``) leaves the number free for anyone
 meanwhile: the kernel hands the same number to the next ``bind(("", 0))`` of any process
-(two ``free_port()`` calls in a row can return one number) and to outgoing connections. Under
-``make test`` two pytest processes start gateways side by side, so a gateway's admin port was
-once another gateway's MCP port (``tests/support/test_ports.py`` shows the kernel re-handing a
-number; ``remit.gateway.ports.listen_on`` now makes the loser fail its start instead of
-half-serving).
+(two ``free_port()`` calls in a row can return one number) and to outgoing connections.
+Under ``make test`` two pytest processes start gateways side by side, so a gateway's admin
+port was once another gateway's MCP port (``remit.gateway.ports.listen_on`` now makes the
+loser fail its start instead of half-serving).
 
 So the ports here come from outside the kernel's ephemeral range
 (``/proc/sys/net/ipv4/ip_local_port_range``): nothing takes them without being told to. Each
