@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import orjson
@@ -352,13 +352,19 @@ def descriptor_limit(limit: int) -> Callable[[], None]:
 def tiny_filesystem(mount: Path, size: str = "64k") -> Iterator[Path]:
     """A real tmpfs of ``size`` mounted at ``mount`` (a disk that fills); needs root.
 
-    Skips the calling test when it cannot mount (not root, no permission).
+    Skips the calling test when it cannot mount (not root, no permission), saying why, unless
+    ``REMIT_REQUIRE_TMPFS=1`` (CI, which runs as root) makes it fail.
     """
     import pytest  # noqa: PLC0415 - only tests call this
 
+    def cannot(why: str) -> NoReturn:
+        if os.environ.get("REMIT_REQUIRE_TMPFS"):
+            pytest.fail(f"REMIT_REQUIRE_TMPFS=1 but {why}")
+        pytest.skip(why)
+
     mount.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+        cannot("mounting a tmpfs needs root")
     options = f"size={size},mode=0700"
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)],
@@ -366,7 +372,7 @@ def tiny_filesystem(mount: Path, size: str = "64k") -> Iterator[Path]:
         check=False,
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode(errors='replace').strip()}")
+        cannot(f"cannot mount a tmpfs: {done.stderr.decode(errors='replace').strip()}")
     try:
         yield mount
     finally:
