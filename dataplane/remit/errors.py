@@ -28,7 +28,9 @@
     ├── SseEventTooLargeError    an SSE event grew past the gateway's limit
     ├── AuditError               a decision record cannot be written or verified
     ├── ConsentRequestError      a consent request link is forged, altered, expired or malformed
+    ├── ConsentBusyError         the consent page is answering too many requests at once
     └── GrantStoreError          the consent service cannot write or read ConsentGrants
+        └── GrantExistsError     the grant answering that consent request exists already
 
 The operator's errors (``remit_operator.errors``) hang below ``RemitError`` too.
 
@@ -234,5 +236,14 @@ class ConsentRequestError(RemitError):
     altered, expired, or malformed."""
 
 
+class ConsentBusyError(RemitError):
+    """The consent page is answering too many consent requests at once to take another."""
+
+
 class GrantStoreError(RemitError):
     """The consent service cannot create, change or list ConsentGrants."""
+
+
+class GrantExistsError(GrantStoreError):
+    """A ConsentGrant of that name exists already: the request was answered (one grant per
+    consent request)."""

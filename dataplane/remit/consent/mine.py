@@ -86,7 +86,10 @@ async def revoke(
     who = current_login(request)
     if who is None:
         return RedirectResponse("/login", status_code=303)
-    found = await run_in_threadpool(service.store.grants)
+    try:
+        found = await run_in_threadpool(service.store.grants)
+    except GrantStoreError as exc:
+        return message(request, "Unavailable", str(exc), 503)
     mine = [
         g
         for g in found

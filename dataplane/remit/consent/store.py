@@ -4,8 +4,8 @@
 ``DirectoryStore`` writes each approval as its own file ``consent-<request>.yaml`` in the
 directory the standalone gateway reloads (``remit.gateway.reload``), atomically (a temporary
 file, then a rename) so the gateway never reads half a grant. Creating a grant that exists
-fails (one grant per request). Revoking sets ``spec.revoked: true`` and records who revoked
-and when in ``spec.evidence``: the grant stays as evidence.
+fails (``GrantExistsError``: one grant per request). Revoking sets ``spec.revoked: true`` and
+records who revoked and when in ``spec.evidence``: the grant stays as evidence.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from remit.api.consentgrant import ConsentGrant
 from remit.api.loader import load
 from remit.api.mcpserver import MCPServer
 from remit.consent.grants import document
-from remit.errors import GrantStoreError
+from remit.errors import GrantExistsError, GrantStoreError
 from remit.times import utc_text
 
 
@@ -34,7 +34,8 @@ class GrantStore(Protocol):
     """What the consent pages need from wherever grants live."""
 
     def create(self, grant: ConsentGrant) -> None:
-        """Create ``grant``; ``GrantStoreError`` if it exists or cannot be written."""
+        """Create ``grant``; ``GrantExistsError`` if it exists, ``GrantStoreError`` if it cannot
+        be written."""
 
     def exists(self, grant: ConsentGrant) -> bool:
         """Whether a grant of ``grant``'s namespace and name exists (``GrantStoreError`` if
@@ -70,7 +71,7 @@ class DirectoryStore:
     def create(self, grant: ConsentGrant) -> None:
         with self._lock:
             if self._exists(grant):
-                raise GrantStoreError(f"grant {grant.ref} already exists")
+                raise GrantExistsError(f"grant {grant.ref} already exists")
             self._write(self._path(grant.metadata.name), [document(grant)])
 
     def exists(self, grant: ConsentGrant) -> bool:
