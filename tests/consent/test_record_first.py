@@ -1,13 +1,13 @@
 """What the consent page records comes first: an approval is on the audit chain before its
 grant is written, so a chain that cannot record means no grant (and a grant that then cannot
-be written is recorded ``failed``); a revocation takes effect first, so a chain that cannot
-record still leaves the grant revoked (docs/consent.md).
+be written is recorded ``failed``, naming the approval it cancels); a revocation takes effect
+first, so a chain that cannot record still leaves the grant revoked (docs/consent.md).
 
 A real ``remit gateway -f DIR`` serves the page, its audit log and its policy directory each
 on a real 64 KiB tmpfs that the test fills (``stack.tiny_filesystem``, root only: skipped
-otherwise), and Alice answers with an HTTP client (``tests/support/human.py``): no Chromium
-needed. The session's issuer and MCP server are shared with the browser tests
-(``conftest.loop``).
+otherwise, failed instead with ``REMIT_REQUIRE_TMPFS=1`` as CI sets it), and Alice answers
+with an HTTP client (``tests/support/human.py``): no Chromium needed. The session's issuer and
+MCP server are shared with the browser tests (``conftest.loop``).
 """
 
 from __future__ import annotations
@@ -195,11 +195,15 @@ def test_an_approval_recorded_whose_grant_cannot_be_written_is_recorded_failed(
             approved = _answer(here, browser, page, "approve")
         finally:
             full.policy.free()
-    assert approved.status_code == 409, approved.text[:2000]
+    assert approved.status_code == 503, approved.text[:2000]  # a storage failure, not a conflict
     assert "cannot write" in approved.text
     assert not (here.policy_dir / f"consent-{request_id.lower()}.yaml").exists()
-    # The approval went on the chain first; the second record says it made no grant.
+    # The approval went on the chain first; the second record says it made no grant, and which.
     assert _answers(here, request_id) == ["approved", "failed"]
+    approval, failed = [r for r in here.gateway.records() if r.get("request") == request_id]
+    assert failed["cancels"] == approval["id"]
+    assert failed["expiresAt"] == approval["expiresAt"]
     explained = explain(here.audit_file, request_id).text
     said = f"{ALICE} (logged in at {here.issuer.issuer}) approved, but no grant was written for,"
     assert f"{said} consent request {request_id}" in explained
+    assert f"cancelling approval record {approval['id']})." in explained

@@ -4,8 +4,9 @@
 outcome, and renders them as one paragraph for people plus a JSON object for tools. It checks
 each found line's own hash (``intact``); whether the whole file is unbroken is
 :func:`remit.audit.verify.verify_file`'s job. When consent played a part, the human's answers
-on the consent page (``consent`` records: approved, refused, revoked) for that consent request
-are pulled in too, from the same log or from others given (in a cluster the consent service
+on the consent page (``consent`` records, ``records.CONSENT_ANSWERS``: approved, refused,
+revoked, and failed or duplicate naming the approval they cancel) for that consent request are
+pulled in too, from the same log or from others given (in a cluster the consent service
 writes them to its own stdout, not to the gateway's chain).
 
 Finding the lines is ``lookup.py``; the paragraph is ``narrative.py``; this module joins them

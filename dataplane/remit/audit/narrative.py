@@ -30,6 +30,8 @@ def answered(found: Found) -> str:
         terms.append(f"grant {answer.grant}")
     if answer.expires_at:
         terms.append(f"until {answer.expires_at}")
+    if answer.cancels:
+        terms.append(f"cancelling approval record {answer.cancels}")
     detail = f" ({'; '.join(terms)})" if terms else ""
     tampered = "" if found.intact else " [this line's hash does not match its content]"
     return (
@@ -43,7 +45,9 @@ _ANSWERS = {
     "approved": "approved",
     "refused": "refused",
     "revoked": "revoked",
-    "failed": "approved, but no grant was written for,",  # answers.py: recorded after approved
+    # consent/approval.py: recorded after an ``approved`` that made no grant (``cancels``)
+    "failed": "approved, but no grant was written for,",
+    "duplicate": "approved, but its grant existed already (this approval wrote none) for,",
 }
 
 

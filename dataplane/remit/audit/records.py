@@ -196,14 +196,21 @@ class ChainRecord(_Record, frozen=True, kw_only=True, tag="chain"):
     not_forwarded: tuple[str, ...] = ()
 
 
+CONSENT_ANSWERS = ("approved", "refused", "revoked", "failed", "duplicate")
+"""What a ``consent`` record's ``answer`` can be (``ConsentRecord``)."""
+
+
 class ConsentRecord(_Record, frozen=True, kw_only=True, tag="consent"):
     """A human's answer on the consent page to the consent request ``request`` (the id of the
     decision that denied the call with ``consent_required``).
 
-    ``answer`` is ``approved``, ``refused`` or ``revoked``, or ``failed`` after an approval
-    whose grant could not then be written (``consent/answers.py``); ``login_issuer`` and
-    ``login_subject`` come from the verified ID token; ``subject`` and ``agent`` are the
-    request's; ``grant`` the ConsentGrant created or revoked, with its ``scope`` and expiry.
+    ``answer`` is one of ``CONSENT_ANSWERS``: ``approved``, ``refused`` or ``revoked``; or,
+    after an ``approved`` record that made no grant (``consent/approval.py``), ``failed`` (the
+    approval could not be synced, or its grant could not be written) or ``duplicate`` (a grant
+    of that name existed already: another answer's), whose ``cancels`` is that approval's
+    record id. ``login_issuer`` and ``login_subject`` come from the verified ID token;
+    ``subject`` and ``agent`` are the request's; ``grant`` the ConsentGrant created, revoked
+    or not written, with its ``scope`` and expiry.
     """
 
     request: str
@@ -216,6 +223,7 @@ class ConsentRecord(_Record, frozen=True, kw_only=True, tag="consent"):
     scope: str | None = None
     grant: str | None = None
     expires_at: str | None = None
+    cancels: str | None = None
 
 
 AuditRecord = DecisionRecord | OutcomeRecord | ChainRecord | ConsentRecord

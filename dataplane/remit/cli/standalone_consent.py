@@ -153,7 +153,7 @@ def _import_stack() -> None:
 async def record_durably(gateway: Gateway, entry: ConsentRecord) -> None:
     """Append ``entry`` to ``gateway``'s chain and return once it is on disk (in the default
     durability mode, once its sync point is: ``audit/syncer.py``), so the page answers, and
-    an approval's grant is written (``consent/answers.py``: record first), only for a
+    an approval's grant is written (``consent/approval.py``: record first), only for a
     consent record a node crash cannot take away."""
     if gateway.chain is None:
         raise AuditError("the gateway's audit chain is not open")

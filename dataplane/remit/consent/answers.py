@@ -2,15 +2,9 @@
 
 Only the subject the request concerns (same issuer and ``sub`` as the verified login) sees or
 answers it. An approval builds the grant from the sealed request and the login
-(``grants.build_grant``) and writes it to the store; a refusal writes no grant. Both are
-recorded on the audit chain with the request's id.
-
-Record first: an approval's record is on the chain (and synced, where the chain syncs) before
-its grant is written, so no crash can leave a grant in force that no record says who approved.
-A record that cannot be written means no grant, and the human is told so (503). A grant that
-then cannot be written (the store failed, or a second answer to the same request got there
-first) gets a second record, ``failed``, so the approval on the chain is not read as a grant.
-A crash between the two leaves an approval on the chain and no grant: the call stays denied.
+(``grants.build_grant``), records it and then writes the grant to the store
+(``approval.py``: record first); a refusal writes no grant. Both are recorded on the audit
+chain with the request's id, and answers to one request are taken one at a time.
 """
 
 from __future__ import annotations
@@ -23,15 +17,15 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from remit.api.consentgrant import ConsentScope
 from remit.consent import grants as rules
 from remit.consent.app import ConsentService, csrf_token, message, page, service_of
+from remit.consent.approval import approve
 from remit.consent.grants import Login
 from remit.consent.login import current_login
 from remit.consent.security import check_csrf, new_csrf_token, safe_path
-from remit.errors import AuditError, ConsentRequestError, GrantStoreError
+from remit.errors import AuditError, ConsentBusyError, ConsentRequestError
 from remit.policy.consentrequest import ConsentRequest
 from remit.times import utc_text
 
@@ -121,15 +115,18 @@ async def answer(
     if answer != "approve" or scope not in rules.SCOPES:
         return message(request, "Cannot continue", "choose approve or refuse", 400)
     chosen: ConsentScope = scope  # type: ignore[assignment]
-    return await _approve(request, service, consent_request, who, chosen, fields or [], duration)
+    return await approve(request, service, consent_request, who, chosen, fields or [], duration)
 
 
 async def _refuse(
     request: Request, service: ConsentService, consent_request: ConsentRequest, who: Login
 ) -> Response:
-    """Record the refusal (nothing is granted either way)."""
+    """Record the refusal (nothing is granted either way), one answer to a request at a time."""
     try:
-        await service.write(consent_request, "refused", who)
+        async with service.answering.hold(consent_request.id):
+            await service.write(consent_request, "refused", who)
+    except ConsentBusyError as exc:
+        return message(request, "Busy", str(exc), 503)
     except AuditError as exc:
         log.error("a refusal of consent request %s was not recorded: %s", consent_request.id, exc)
         text = "Your refusal could not be recorded. No grant was made: the call stays denied."
@@ -137,66 +134,6 @@ async def _refuse(
     detail = f"Recorded for request {consent_request.id}."
     text = "You refused. The agent's call stays denied."
     return message(request, "Refused", text, 200, detail, "done")
-
-
-async def _approve(
-    request: Request,
-    service: ConsentService,
-    consent_request: ConsentRequest,
-    who: Login,
-    scope: ConsentScope,
-    fields: list[str],
-    duration: int,
-) -> Response:
-    """Record the approval, then write its grant (never the other way round)."""
-    try:
-        grant = rules.build_grant(consent_request, who, scope, fields, duration, service.now())
-        if await run_in_threadpool(service.store.exists, grant):  # answered before: no record
-            raise GrantStoreError(f"grant {grant.ref} already exists")
-    except ConsentRequestError as exc:
-        return message(request, "Cannot continue", str(exc), 400)
-    except GrantStoreError as exc:
-        return message(request, "Cannot continue", str(exc), 409)
-    expires = utc_text(grant.spec.expires_at)
-    try:  # the record first: no grant is in force without it
-        await service.write(
-            consent_request, "approved", who, scope=scope, grant=grant.ref, expires_at=expires
-        )
-    except AuditError as exc:
-        log.error(
-            "an approval of consent request %s was not recorded, so no grant was made: %s",
-            consent_request.id,
-            exc,
-        )
-        text = "Your approval could not be recorded, so no grant was made: the call stays denied."
-        return message(request, "Not recorded", text, 503, str(exc))
-    try:
-        await run_in_threadpool(service.store.create, grant)
-    except GrantStoreError as exc:
-        await _failed(service, consent_request, who, scope, grant.ref, exc)
-        return message(request, "Cannot continue", str(exc), 409)
-    return RedirectResponse("/grants?" + urlencode({"created": grant.ref}), status_code=303)
-
-
-async def _failed(
-    service: ConsentService,
-    consent_request: ConsentRequest,
-    who: Login,
-    scope: str,
-    grant: str,
-    error: GrantStoreError,
-) -> None:
-    """Record that an approval already on the chain made no grant (``failed``)."""
-    log.error(
-        "consent request %s was approved but its grant %s was not written: %s",
-        consent_request.id,
-        grant,
-        error,
-    )
-    try:
-        await service.write(consent_request, "failed", who, scope=scope, grant=grant)
-    except AuditError as exc:
-        log.error("nor could that be recorded: %s", exc)
 
 
 __all__ = ["router"]

@@ -3,16 +3,16 @@
 ``/consent?r=…`` opens a request the gateway sealed (forged, altered or expired links are
 refused), asks the human to log in at the issuer, and shows it only to the subject it concerns;
 ``/consent/answer`` approves (a ConsentGrant with the login as evidence) or refuses, and both
-are recorded (``answers.py``); ``/grants`` lists the human's grants and revokes them, and
-``/admin/review`` is the access review for administrators (``mine.py``). Safety: see
-``security.py``.
+are recorded (``answers.py``, ``approval.py``); ``/grants`` lists the human's grants and
+revokes them, and ``/admin/review`` is the access review for administrators (``mine.py``).
+Safety: see ``security.py``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,12 +21,13 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 
 from remit.api.consentgrant import ConsentGrant
-from remit.audit.records import ConsentRecord, format_time, new_record_id
+from remit.audit.records import CONSENT_ANSWERS, ConsentRecord, format_time, new_record_id
 from remit.consent.grants import Login
 from remit.consent.keys import LinkKeys
 from remit.consent.login import OidcLogin, current_login
 from remit.consent.pages import STYLE, render
 from remit.consent.security import SecurityHeaders, new_csrf_token, origin_of
+from remit.consent.serial import KeyedLocks
 from remit.consent.settings import ConsentSettings
 from remit.consent.store import GrantStore
 from remit.policy.consentrequest import ConsentRequest, ConsentSealer
@@ -47,7 +48,8 @@ def recorded_last_use(grant: ConsentGrant) -> str | None:
 
 @dataclass
 class ConsentService:
-    """What the routes share (``request.app.state.service``)."""
+    """What the routes share (``request.app.state.service``); ``answering`` keeps the answers
+    to one consent request one at a time (``serial.py``)."""
 
     settings: ConsentSettings
     sealer: ConsentSealer | LinkKeys
@@ -56,6 +58,7 @@ class ConsentService:
     record: Recorder
     clock: Callable[[], float] = time.time
     last_use: LastUse = recorded_last_use
+    answering: KeyedLocks = field(default_factory=KeyedLocks)
 
     @property
     def origin(self) -> str:
@@ -70,9 +73,13 @@ class ConsentService:
         """The request sealed in ``token``; ``ConsentRequestError`` if forged or expired."""
         return self.sealer.open(token, self.clock())
 
-    async def write(self, request: ConsentRequest, answer: str, login: Login, **extra: Any) -> None:
-        """Record an answer (approved, refused, revoked) on the audit chain."""
-        record = ConsentRecord(
+    def entry(
+        self, request: ConsentRequest, answer: str, login: Login, **extra: Any
+    ) -> ConsentRecord:
+        """The record of an answer to ``request`` (one of ``CONSENT_ANSWERS``), with its own id."""
+        if answer not in CONSENT_ANSWERS:
+            raise ValueError(f"not a consent answer: {answer!r}")
+        return ConsentRecord(
             id=new_record_id(),
             time=format_time(self.now()),
             server=request.server,
@@ -86,7 +93,15 @@ class ConsentService:
             login_subject=login.subject,
             **extra,
         )
+
+    async def write(
+        self, request: ConsentRequest, answer: str, login: Login, **extra: Any
+    ) -> ConsentRecord:
+        """Record an answer (one of ``CONSENT_ANSWERS``) on the audit chain; returns the record
+        written."""
+        record = self.entry(request, answer, login, **extra)
         await self.record(record)
+        return record
 
 
 def service_of(request: Request) -> ConsentService:

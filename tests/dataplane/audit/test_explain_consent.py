@@ -10,7 +10,7 @@ import msgspec
 from typer.testing import CliRunner
 
 from remit.audit import ConsentRecord, DecisionRecord, explain, open_chain
-from remit.audit.records import RecordedEvidence, format_time, new_record_id
+from remit.audit.records import CONSENT_ANSWERS, RecordedEvidence, format_time, new_record_id
 from remit.cli.audit import audit_app
 from tests.dataplane.audit.helpers import GRANT, NOW, allowed_by_consent, clock, file_settings
 
@@ -139,3 +139,41 @@ async def test_cli_reads_the_consent_service_log(tmp_path: Path) -> None:
     assert f"Consent record {approval_id}" in text.output.replace("\n", " ")
     assert json.loads(as_json.output)["consent"][0]["file"] == str(service)
     assert missing.exit_code == 2
+
+
+async def test_an_approval_that_made_no_grant_is_named_by_the_record_cancelling_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    terms = {"scope": "tool", "grant": "agents/consent-x", "expires_at": "2026-12-02T12:00:00Z"}
+    first, second = answer(REQUEST, "approved", **terms), answer(REQUEST, "approved", **terms)
+    failed = answer(REQUEST, "failed", cancels=first.id, **terms)
+    duplicate = answer(REQUEST, "duplicate", cancels=second.id, **terms)
+    await log(path, first, failed, second, duplicate)
+    (decision_id,) = await log(path, granted())
+
+    text = explain(path, decision_id).text
+
+    assert (
+        f"Consent record {failed.id} (line 3 of {path}): alice@example.com (logged in at {IDP}) "
+        f"approved, but no grant was written for, consent request {REQUEST} for support-bot to "
+        f"call write_file at {format_time(NOW)} (scope the tool within the rule's "
+        "condition; grant agents/consent-x; until 2026-12-02T12:00:00Z; cancelling approval "
+        f"record {first.id})."
+    ) in text
+    assert (
+        f"approved, but its grant existed already (this approval wrote none) for, consent "
+        f"request {REQUEST}"
+    ) in text
+    assert f"cancelling approval record {second.id})." in text
+
+
+async def test_every_answer_the_page_writes_reads_as_a_sentence(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    await log(path, *(answer(REQUEST, what) for what in CONSENT_ANSWERS))
+    (decision_id,) = await log(path, granted())
+
+    result = explain(path, decision_id)
+
+    assert [found.record.answer for found in result.answers] == list(CONSENT_ANSWERS)  # type: ignore[union-attr]
+    assert "answered '" not in result.text  # the fallback for an answer it does not know
