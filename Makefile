@@ -26,8 +26,8 @@ format: $(STAMP)
 	$(BIN)/ruff format dataplane operator tests benchmarks
 	$(BIN)/ruff check --fix dataplane operator tests benchmarks
 
-# The real-API-server tier (tests/kube) needs kube-apiserver and etcd built from source once
-# (cached in ~/.cache/remit/control-plane). Without Go or the module proxy the build fails,
+# The real-API-server tier (tests/kube) needs kube-apiserver, kube-controller-manager and etcd
+# built from source once (cached in ~/.cache/remit/control-plane). Without Go or the module proxy the build fails,
 # make test goes on and tests/kube skips, saying why; CI (.ci/run) requires them.
 test: lint
 	$(BIN)/python scripts/control_plane.py || echo "control-plane: not built; tests/kube will skip"
@@ -42,7 +42,8 @@ test: lint
 browser: $(STAMP)
 	$(BIN)/python scripts/browser.py
 
-# Build (or find in the cache) the pinned kube-apiserver and etcd; fails if it cannot.
+# Build (or find in the cache) the pinned kube-apiserver, kube-controller-manager and etcd;
+# fails if it cannot.
 control-plane: $(STAMP)
 	$(BIN)/python scripts/control_plane.py
 

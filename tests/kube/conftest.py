@@ -32,7 +32,7 @@ def control_plane() -> Iterator[ControlPlane]:
     found = binaries()
     if found is None:
         message = (
-            "kube-apiserver/etcd not built: run `make control-plane` "
+            "kube-apiserver/kube-controller-manager/etcd not built: run `make control-plane` "
             "(scripts/control_plane.py, needs Go and the Go module proxy)"
         )
         if os.environ.get("REMIT_REQUIRE_CONTROL_PLANE"):

@@ -606,20 +606,20 @@ class ControlPlane:
             90,
         )
         kubeconfig = self.kubeconfig(folder / "admin.kubeconfig")
-        if (self.bin / "kube-controller-manager").exists():
-            self._spawn(
-                "kube-controller-manager",
-                [
-                    str(self.bin / "kube-controller-manager"),
-                    f"--kubeconfig={kubeconfig}",
-                    "--controllers=namespace-controller,garbage-collector-controller",
-                    "--leader-elect=false",
-                    "--secure-port=0",
-                    "--use-service-account-credentials=false",
-                    "--concurrent-namespace-syncs=2",
-                    "--v=1",
-                ],
-            )
+        # scripts/control_plane.py builds it with the rest (present() requires all three)
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.bin / "kube-controller-manager"),
+                f"--kubeconfig={kubeconfig}",
+                "--controllers=namespace-controller,garbage-collector-controller",
+                "--leader-elect=false",
+                "--secure-port=0",
+                "--use-service-account-credentials=false",
+                "--concurrent-namespace-syncs=2",
+                "--v=1",
+            ],
+        )
         self.startup_seconds = time.monotonic() - began
 
     def stop(self) -> None:
