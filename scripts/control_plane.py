@@ -6,10 +6,11 @@ controller-runtime's envtest does for the first two; kube-controller-manager run
 namespace and garbage-collector controllers, without which a deleted namespace or an owner's
 dependents are never collected (tests/kube/test_deletion.py). Nothing here is committed as a
 binary or as a vendored recipe: for Kubernetes the script generates a tiny wrapper Go module
-that requires ``k8s.io/kubernetes`` at the pinned release and replaces every ``k8s.io/*`` staging module
-(``v0.0.0`` plus a ``./staging`` path in Kubernetes' own go.mod) with its published ``v0.x``
-twin; etcd gets its own wrapper module (its server module carries ``../`` replaces, so
-``go install pkg@version`` refuses it). Sources come only through the Go module proxy.
+that requires ``k8s.io/kubernetes`` at the pinned release and replaces every ``k8s.io/*``
+staging module (``v0.0.0`` plus a ``./staging`` path in Kubernetes' own go.mod) with its
+published ``v0.x`` twin; etcd gets its own wrapper module (its server module carries ``../``
+replaces, so ``go install pkg@version`` refuses it). Sources come only through the Go module
+proxy.
 
     python scripts/control_plane.py            # build if missing, print the bin directory
     python scripts/control_plane.py --check    # exit 1 unless the binaries are present
