@@ -237,6 +237,11 @@ def arguments() -> argparse.Namespace:
         "gateway process executes per call (both threads; exact, so unaffected by load), "
         "instead of the stage table; use a few hundred --calls",
     )  # fmt: skip
+    parser.add_argument(
+        "--callgrind-out", type=Path, metavar="DIR",
+        help="With --callgrind, keep the dumps in DIR (callgrind-<tree>-<n>.<part>; the part "
+        "whose trigger is 'dump measured' is the measured pass) for callgrind_annotate",
+    )  # fmt: skip
     return parser.parse_args()
 
 
@@ -297,7 +302,8 @@ def main() -> None:
                     command = [sys.executable, "-c", launch, str(tree / "dataplane"), str(HERE),
                                str(policy), upstream, token, audience, str(args.calls)]  # fmt: skip
                     env = dict(os.environ)
-                    counts = Path(work) / f"callgrind-{name}-{len(runs[name])}"
+                    dumps = args.callgrind_out or Path(work)
+                    counts = dumps / f"callgrind-{name}-{len(runs[name])}"
                     if args.callgrind:
                         command = ["valgrind", "--tool=callgrind",
                                    f"--callgrind-out-file={counts}", *command]  # fmt: skip
