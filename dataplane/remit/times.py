@@ -40,3 +40,21 @@ def utc_millis_text(moment: datetime) -> str:
         text = moment.replace(microsecond=0).isoformat().removesuffix("+00:00")
         cached = _second = (key, text)
     return cached[1] + _MILLIS[moment.microsecond // 1000]
+
+
+#: The last whole second :func:`utc_millis_at` wrote (seconds since the epoch) and its text.
+_epoch_second: tuple[int, str] = (-1, "")
+
+
+def utc_millis_at(nanoseconds: int) -> str:
+    """:func:`utc_millis_text` of the moment ``nanoseconds`` after the epoch (``time.time_ns``),
+    without building a ``datetime``: the same text as ``utc_millis_text(datetime.now(UTC))``
+    for the same reading of the clock (milliseconds truncated, as ``datetime.now`` truncates
+    microseconds)."""
+    global _epoch_second  # noqa: PLW0603 - one immutable pair, replaced whole (thread-safe)
+    second, rest = divmod(nanoseconds, 1_000_000_000)
+    cached = _epoch_second
+    if cached[0] != second:
+        text = datetime.fromtimestamp(second, UTC).isoformat().removesuffix("+00:00")
+        cached = _epoch_second = (second, text)
+    return cached[1] + _MILLIS[rest // 1_000_000]

@@ -18,9 +18,8 @@ from remit.audit.records import (
     OutcomeRecord,
     RecordedEvidence,
     RecordedGrant,
-    format_time,
     hash_session,
-    new_record_id,
+    stamp,
     utc_now,
 )
 from remit.policy import decision as policy_decision
@@ -65,9 +64,10 @@ def build_decision(
         if request.method in METHODS_WITH_ARGUMENTS
         else None
     )
+    record_id, moment = stamp(request.now, clock)
     return DecisionRecord(
-        id=new_record_id(),
-        time=format_time(request.now or clock()),
+        id=record_id,
+        time=moment,
         server=server,
         pod=pod,
         method=request.method,
@@ -173,9 +173,10 @@ def build_outcome(
 
     ``latency_ms`` is rounded to microseconds so lines stay short and stable.
     """
+    record_id, moment = stamp(None, clock)
     return OutcomeRecord(
-        id=new_record_id(),
-        time=format_time(clock()),
+        id=record_id,
+        time=moment,
         decision_id=decision.id,
         server=decision.server,
         pod=decision.pod,

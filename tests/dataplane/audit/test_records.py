@@ -18,10 +18,10 @@ from remit.audit import (
     redact,
     seal,
 )
-from remit.audit.records import format_time, new_record_id
+from remit.audit.records import format_time, new_record_id, stamp
 from remit.errors import AuditError
 from remit.policy.request import Request
-from remit.times import utc_text
+from remit.times import utc_millis_at, utc_text
 from tests.dataplane.audit.helpers import ALICE, NOW, allowed_by_consent, clock
 
 
@@ -163,6 +163,32 @@ def test_record_times_in_utc_are_the_text_of_utc_text_across_seconds() -> None:
     assert format_time(start) == "2026-12-31T23:59:59.999Z"
     assert format_time(start + timedelta(milliseconds=1)) == "2027-01-01T00:00:00.000Z"
     assert format_time(datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01T00:00:00.000Z"
+
+
+def test_record_times_from_the_clock_in_nanoseconds_are_the_text_of_utc_text() -> None:
+    # utc_millis_at keeps the text of the current second: never a stale one, in either
+    # direction (the clock may step back), and milliseconds truncated as datetime.now does.
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    start = 1_798_761_599_999_000_000  # 2026-12-31T23:59:59.999Z
+    steps = (0, 999_999, 1_000_000, 1_000_001, 999_999_999, 3_600_000_000_000, -1, -1_000_000)
+    for nanoseconds in (*(start + step for step in steps), 0, 999_999, 1_000_000, start):
+        moment = epoch + timedelta(microseconds=nanoseconds // 1000)
+        assert utc_millis_at(nanoseconds) == utc_text(moment, "milliseconds"), nanoseconds
+    assert utc_millis_at(start) == "2026-12-31T23:59:59.999Z"
+    assert utc_millis_at(start + 999_999) == "2026-12-31T23:59:59.999Z"
+    assert utc_millis_at(start + 1_000_000) == "2027-01-01T00:00:00.000Z"
+
+
+def test_a_record_stamp_takes_id_and_time_from_one_reading_of_the_clock() -> None:
+    for _ in range(50):
+        record_id, moment = stamp()
+        millis = int(record_id[:12], 16)
+        assert moment == utc_millis_at(millis * 1_000_000)
+    injected = datetime(2026, 3, 1, 12, 0, 0, 123_456, tzinfo=UTC)
+    assert stamp(injected)[1] == "2026-03-01T12:00:00.123Z"
+    assert stamp(None, lambda: injected)[1] == "2026-03-01T12:00:00.123Z"
+    with pytest.raises(ValueError, match="timezone-aware"):
+        stamp(datetime(2026, 3, 1))
 
 
 def test_record_ids_are_unique_within_a_millisecond() -> None:
