@@ -141,17 +141,18 @@ class AuditChain:
         lost records; ``newline`` puts it on a line of its own in case a line before it was torn.
         """
         line = b"\n" + entry.line if newline else entry.line
-        future = self.sink.submit(line, key=entry.hash, follows=follows, counted=not marker)
-        self._head = entry.hash
+        digest = entry.record.hash
+        future = self.sink.submit(line, key=digest, follows=follows, counted=not marker)
+        self._head = digest
         return future
 
     def _recover(self) -> asyncio.Future[None] | None:
         """If records were lost since the sink's tail, queue the ``recover`` marker naming the
         gap (lock held); raises :class:`AuditError` when the sink refuses it."""
         lost, tail, reason = self.sink.gap
-        unsent, dropped = tuple(self._unsent), self._unsent_dropped
-        if not lost and not unsent and not dropped:
+        if not lost and not self._unsent and not self._unsent_dropped:
             return None
+        unsent, dropped = tuple(self._unsent), self._unsent_dropped
         message = f"{lost} record(s) not written" + (f": {reason}" if lost else "")
         if unsent or dropped:
             message += (
@@ -200,12 +201,13 @@ class AuditChain:
                 error, marker = exc, None
             if marker is not None:
                 futures.append(marker)
+            head = self._head
             try:
-                entry = seal(record, self._head)
+                entry = seal(record, head)
             except (TypeError, msgspec.EncodeError) as exc:
                 raise AuditError(f"record {record.id} cannot be serialised: {exc}") from exc
             try:
-                futures.append(self._submit(entry, entry.prev))
+                futures.append(self._submit(entry, head))
             except AuditError as exc:  # refused: counted by the sink, reported by the marker
                 error = error or exc
         for pending in futures:  # await each so no failure goes unretrieved

@@ -172,7 +172,8 @@ class LineWriter:
                     if self._sleeping and not self._kick_due:
                         self._kick_due = True
                         loop.call_soon(self._kick)
-        self._fail(doomed, self._stall_message())
+        if doomed:  # the message is formatted only for callers who get it
+            self._fail(doomed, self._stall_message())
         if refusal:
             raise AuditError(refusal)
         if self._timer is None and not future.done():

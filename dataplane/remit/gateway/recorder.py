@@ -157,7 +157,7 @@ class Recorder:
         outcome says so; ``durability.py``)."""
         self.metrics.upstream_seconds.observe(outcome.latency)
         kind, error = "ok", outcome.error
-        unsynced = await _unsynced(ticket)
+        unsynced = None if ticket.synced is None else await _unsynced(ticket.synced)
         if unsynced is not None:
             kind, error = AUDIT_UNAVAILABLE, unsynced
         elif outcome.kind is not None:
@@ -202,12 +202,10 @@ class Recorder:
         return written
 
 
-async def _unsynced(ticket: Ticket) -> str | None:
-    """Why the ticket's decision record is not on disk (None: it is, or nothing waits)."""
-    if ticket.synced is None:
-        return None
+async def _unsynced(synced: SyncPoint) -> str | None:
+    """Why a ticket's decision record is not on disk at ``synced`` (None: it is)."""
     try:
-        await ticket.synced.wait()
+        await synced.wait()
     except AuditError as exc:
         return f"{AUDIT_UNAVAILABLE}: the answer was withheld, its decision is not on disk ({exc})"
     return None
