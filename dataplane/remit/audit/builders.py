@@ -34,8 +34,8 @@ METHODS_WITH_ARGUMENTS = frozenset({"tools/call", "prompts/get"})
 
 def build_decision(
     request: Request,
-    *,
     server: str,
+    *,
     pod: str,
     decision: Effect,
     reason: str,
@@ -54,7 +54,8 @@ def build_decision(
 ) -> DecisionRecord:
     """Describe one decision about ``request``.
 
-    ``server`` is ``namespace/name``; ``session_id`` is the raw ``Mcp-Session-Id`` (only its
+    ``server`` is ``namespace/name`` (the one argument after ``request`` that may be given by
+    position: see :func:`record_decision`); ``session_id`` is the raw ``Mcp-Session-Id`` (only its
     sha256 is kept); ``request.now`` (else ``clock()``) is the decision time. ``count`` and
     ``source`` describe aggregated refusals (see :class:`DecisionRecord`).
     """
@@ -138,9 +139,12 @@ def record_decision(
     describe refusals of unauthenticated callers (see :class:`DecisionRecord`).
     """
     grant = decision.grant if decision is not None else None
+    # Two positional arguments and 14 keywords: CPython 3.11 passes more than 15 keywords, or
+    # positions plus twice the keywords beyond 30, through a dict built and unpacked per call
+    # (CALL_FUNCTION_EX, some 0.8 µs here); test_hot_path_calls checks that this stays under.
     return build_decision(
         request,
-        server=f"{bundle.server.namespace}/{bundle.server.name}" if bundle else server,
+        f"{bundle.server.namespace}/{bundle.server.name}" if bundle else server,
         pod=pod,
         decision="allow" if effect == "allow" else "deny",
         reason=reason,
