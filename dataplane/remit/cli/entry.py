@@ -8,7 +8,8 @@ without Typer, Rich, pydantic and the other commands' imports (~11 MiB; its poli
 compiled in a child process, see ``remit.gateway.standalone``, and its consent page loads on
 first use, ``remit.cli.standalone_consent``). ``remit operator`` with no flags (the chart's
 Deployment) also starts without Typer and the other commands (~20 MiB of the operator's
-memory). Everything else goes through the full Typer app.
+memory). Everything else goes through the Typer app, which imports only the named command's module
+(``remit.cli.lazy``).
 """
 
 from __future__ import annotations
