@@ -16,6 +16,7 @@ check (``tests.support.accounting``).
 ``--deep-tool`` adds a tool whose definition is nested 300 deep to every listing.
 ``POST /__release/GATE`` lets a ``gated_sse`` call holding ``{"gate": GATE}`` finish, so a
 test sees what reached its client while the upstream was still working.
+It exits within about two seconds of SIGTERM, whatever is still stalled (``SHUTDOWN_SECONDS``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ ConnectionError: refused</pre></body></html>"""
 MODE_KEY = "test/mode"
 MODE_HEADER = "x-test-mode"  # the same, for clients that cannot set _meta (the SDK's)
 STALL_SECONDS = 60.0
+# On SIGTERM aiohttp waits this long for handlers still running, then cancels them (its default,
+# 60 s, outlasted the stalls the gateway had long hung up on: the process was killed 10 s later)
+SHUTDOWN_SECONDS = 1.0
 HUGE = 1024 * 1024
 FLOOD = 200 * HUGE  # the size that grew the gateway's RSS by 559 MiB before it was bounded
 DEEP = 300
@@ -455,7 +459,10 @@ def main(argv: list[str] | None = None) -> None:
     app.router.add_get("/__requests", hostile.listing)
     app.router.add_post("/__release/{gate}", hostile.release)
     app.router.add_route("*", "/mcp", hostile.mcp)
-    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
+    web.run_app(
+        app, host="127.0.0.1", port=args.port, print=None, access_log=None,
+        shutdown_timeout=SHUTDOWN_SECONDS,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
