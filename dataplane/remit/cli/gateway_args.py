@@ -42,6 +42,7 @@ class GatewayFlags:
     max_headers: int | None = None
     admin_max_connections: int | None = None
     max_bundle_age: float | None = None
+    shutdown_grace: float | None = None
     consent_listen: str = "auto"
     consent_client_id: str = "remit-consent"
 
@@ -57,6 +58,7 @@ class GatewayFlags:
             "REMIT_MAX_HEADERS": self.max_headers,
             "REMIT_ADMIN_MAX_CONNECTIONS": self.admin_max_connections,
             "REMIT_MAX_BUNDLE_AGE_SECONDS": self.max_bundle_age,
+            "REMIT_SHUTDOWN_GRACE_SECONDS": self.shutdown_grace,
             "REMIT_LOG_LEVEL": self.log_level,
         }
         return {k: str(v) for k, v in flags.items() if v is not None}
@@ -95,6 +97,8 @@ OPTIONS: tuple[tuple[tuple[str, ...], str, type, str], ...] = (
      "Open connections on the admin port [32]."),
     (("--max-bundle-age",), "max_bundle_age", float,
      "Refuse pushed bundles issued longer ago, seconds [604800]."),
+    (("--shutdown-grace",), "shutdown_grace", float,
+     "Seconds calls in flight may finish after SIGTERM; then they are cut off [20]."),
     (("--consent-listen",), "consent_listen", str,
      "host:port of the consent page (standalone; needs -f DIR): 'auto' picks a free loopback "
      "port, 'off' serves none."),

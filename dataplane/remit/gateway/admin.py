@@ -22,7 +22,8 @@ with another server's bundle. Every refused push is answered with its reason, co
                       ``"bundleFields"``: the bundle fields added after format 1 it knows
     GET  /healthz     the process is alive
     GET  /readyz      200 only with a valid bundle in force, an audit sink that can write and,
-                      in a sidecar, its digest key (503 otherwise, with the reasons)
+                      in a sidecar, its digest key, and not shutting down (503 otherwise,
+                      with the reasons)
     GET  /metrics     Prometheus text format
 """
 
@@ -55,6 +56,7 @@ from remit.gateway.asgi import (
 )
 from remit.gateway.auditkey import AuditKeyInbox
 from remit.gateway.consentinbox import ConsentInbox
+from remit.gateway.drain import Drain
 from remit.gateway.metrics import Metrics
 from remit.gateway.state import PolicyState
 from remit.policy.bundle import BUNDLE_WIRE
@@ -102,8 +104,10 @@ class AdminApp:
         source: StatusSource,
         inbox: ConsentInbox | None = None,
         key_inbox: AuditKeyInbox | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self.state = state
+        self.drain = drain  # a stopping gateway is not ready (drain.py)
         self.key_inbox = key_inbox  # PUT /v1/audit-key (auditkey.py), in sidecar mode
         self.inbox = inbox  # PUT /v1/consent (consentinbox.py), in sidecar mode
         self.metrics = metrics
@@ -142,6 +146,8 @@ class AdminApp:
             await reply_json(send, 200, {"status": "ok"})
         elif path == "/readyz":
             reasons = [] if self.state.ready else ["no policy bundle in force"]
+            if self.drain is not None and self.drain.draining:
+                reasons.append("shutting down")
             audit = self.source.audit_health()
             if audit is not None and not audit.ok:
                 reasons.append(f"audit: {audit.reason}")

@@ -22,6 +22,7 @@ from remit.gateway.authn import auth_settings_for
 from remit.gateway.bounds import ResponseLimits, limits_for
 from remit.gateway.consent import ConsentLinks
 from remit.gateway.consentinbox import ConsentInbox
+from remit.gateway.drain import Drain
 from remit.gateway.guard import RemitGuard
 from remit.gateway.metrics import BundleTimes, Metrics
 from remit.gateway.proxy import McpProxy, ProxySettings
@@ -56,7 +57,10 @@ class Gateway:
         self._flusher: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()  # connection refusals being recorded
         self.tracing: Tracing | None = None  # None: no span, no OpenTelemetry import
-        self.admin_app = AdminApp(self.state, self.metrics, self, self.inbox, self.key_inbox)
+        self.drain = Drain()  # a stop's bounded drain (serve.run, drain.py)
+        self.admin_app = AdminApp(
+            self.state, self.metrics, self, self.inbox, self.key_inbox, self.drain
+        )
         self.reloader: PolicyReloader | None = None  # standalone: the policy directory's
 
     def _links_delivered(self, links: ConsentLinks) -> None:
@@ -160,7 +164,9 @@ class Gateway:
             self.guard.audit_gate = lambda: inbox.pending
         if self.tracing is not None and isinstance(self.guard, TracedGuard):
             self.guard.trace_with(self.tracing)
-        self.proxy = McpProxy(proxy_settings, self.guard, upstream, limits=self.limits)
+        self.proxy = McpProxy(
+            proxy_settings, self.guard, upstream, limits=self.limits, drain=self.drain
+        )
         await upstream.start()
         guard = self.guard
         self._flusher = asyncio.create_task(guard.refusals.run(lambda: guard.state.current))

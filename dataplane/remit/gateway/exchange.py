@@ -29,6 +29,7 @@ from remit.errors import JsonDepthError, JsonKeyCollisionError, UpstreamError
 from remit.gateway.asgi import Send, reply
 from remit.gateway.attribution import Origin
 from remit.gateway.bounds import DEFAULT_LIMITS, ResponseLimits, loads
+from remit.gateway.drain import SHUTDOWN
 from remit.gateway.durability import decided_on_disk
 from remit.gateway.hooks import GatewayHooks, Identity, Outcome
 from remit.gateway.pending import CLIENT_CANCELLED, Call, PendingCalls
@@ -71,6 +72,7 @@ class Exchange:
         self.idle_timeout: float | None = None  # ... or this long without an event (notices)
         self.closed: str | None = None  # why the gateway closed the stream, if it did
         self.failed: str | None = None  # why the upstream's stream failed, if it did
+        self.cut = False  # the stopping gateway cut the request off: outcomes are ``shutdown``
         self.awaits_responses = bool(calls)  # False: a GET, DELETE, or notices-only POST
         self.identity = identity
         self.calls = calls
@@ -138,6 +140,7 @@ class Exchange:
     async def _outcome(
         self, call: Call, error: str | None, response: Any = None, kind: str | None = None
     ) -> None:
+        kind = kind or (SHUTDOWN if self.cut and response is None else None)
         outcome = Outcome(self.status, self.clock() - self.started, error, response, kind)
         await self.hooks.outcome(self.identity, call.message, call.token, outcome)
 
@@ -146,6 +149,7 @@ class Exchange:
     ) -> None:
         """Report the end of a decided message no response answers (a notification, a GET
         stream, a DELETE): ``status`` is the upstream's HTTP status (0 if none)."""
+        kind = kind or (SHUTDOWN if self.cut else None)
         outcome = Outcome(status, self.clock() - self.started, error, kind=kind)
         await self.hooks.outcome(self.identity, call.message, call.token, outcome)
 
@@ -153,12 +157,13 @@ class Exchange:
         """Report every still-unanswered call as failed (one the client cancelled: as
         cancelled); return the ids of those the client still awaits."""
         calls, self.calls = self.calls, {}
+        kind = kind or (SHUTDOWN if self.cut else None)
         awaited = []
         for id_, call in calls.items():
             if self.pending.cancelled(self.session, id_):
                 await self._outcome(call, f"{CLIENT_CANCELLED}; {UNREAD}", kind=CANCELLED)
             else:
-                detail = f"{reason}; {UNREAD}" if kind == CANCELLED else reason
+                detail = f"{reason}; {UNREAD}" if kind in (CANCELLED, SHUTDOWN) else reason
                 await self._outcome(call, detail, kind=kind)
                 awaited.append(id_)
             if self.session is not None:
@@ -177,6 +182,7 @@ class Exchange:
 
     async def refuse(self, exc: UpstreamError, send: Send) -> None:
         """Record the failure for every unanswered call, then answer with the gateway's error."""
+        self.cut = self.cut or exc.code == SHUTDOWN
         await self.fail(exc.detail)
         body = error_body(self.single_id, UPSTREAM_ERROR, exc.reason, {"reason": exc.code})
         await reply(send, exc.status, body)

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from remit.errors import ClientGoneError, ProtocolError, UpstreamError
 from remit.gateway.asgi import Send
+from remit.gateway.drain import SHUTDOWN
 from remit.gateway.durability import gated
 from remit.gateway.exchange import Exchange
 from remit.gateway.hooks import GatewayHooks, HttpRequest, Identity
@@ -85,6 +86,7 @@ async def forward(
     except UpstreamError as exc:
         exchange.pending.settle(cancels, accepted=False)
         log.warning("upstream failed for %s: %s", request.method, exc.detail)
+        exchange.cut = exc.code == SHUTDOWN
         for call in ends:
             await exchange.ended(call, 0, exc.detail)
         await exchange.refuse(exc, send)
@@ -111,6 +113,7 @@ async def forward(
         return
     except UpstreamError as exc:
         log.warning("upstream answer refused for %s: %s", request.method, exc.detail)
+        exchange.cut = exc.code == SHUTDOWN
         if stream is not None:
             await exchange.ended(stream, response.status, exc.detail)
         if sender.started:
@@ -122,7 +125,7 @@ async def forward(
         failed = exchange.failed or (
             None if response.status < 400 else _http_error(response.status)
         )
-        kind = CLOSED if exchange.closed is not None else None
+        kind = SHUTDOWN if exchange.cut else CLOSED if exchange.closed is not None else None
         await exchange.ended(stream, response.status, exchange.closed or failed, kind=kind)
     elif not exchange.awaits_responses and (exchange.closed or exchange.failed):
         # a POST of notifications whose event stream the gateway closed, or that failed

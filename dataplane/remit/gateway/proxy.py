@@ -25,6 +25,7 @@ from remit.errors import AuditError, ClientGoneError, ProtocolError
 from remit.gateway.admission import admit, resumable
 from remit.gateway.asgi import Receive, Scope, Send, reply, serve_lifespan
 from remit.gateway.bounds import ResponseLimits
+from remit.gateway.drain import Drain
 from remit.gateway.durability import withheld
 from remit.gateway.eras import check_removed, denial_status
 from remit.gateway.exchange import Exchange
@@ -79,8 +80,10 @@ class McpProxy:
         hooks: GatewayHooks,
         upstream: Upstream | None = None,
         limits: Callable[[], ResponseLimits] | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self.settings = settings
+        self.drain = drain
         self.hooks = hooks
         self.upstream = upstream or Upstream(settings.upstream)
         self.pending = PendingCalls()
@@ -262,7 +265,9 @@ class McpProxy:
             exchange.lifetime = self.settings.stream_lifetime
         elif not calls:
             exchange.idle_timeout = self.settings.notice_stream_timeout
-        watch = ClientWatch(receive)  # from here on, a client that leaves cancels the call
+        # From here on, a client that leaves cancels the call, and a stopping gateway cuts it
+        # off (a GET stream at once, a call after the grace: drain.py).
+        watch = ClientWatch(receive, self.drain, stream=request.method == "GET")
         try:
             await forward(self.upstream, self.hooks, request, identity, session, exchange,
                           notices, stream, headers, body, send, watch)  # fmt: skip

@@ -12,6 +12,9 @@ the tick did, without the tick:
 - setting ``should_exit`` (uvicorn's own signal handler, or ``runner.serve_app`` when its
   ``stop`` event is set) wakes the main loop at once: shutdown starts as promptly as before,
   without a 100 ms poll;
+- a server given a ``stop`` event (``runner.serve_app``) leaves signals to its caller
+  (``serve.run`` drains on SIGTERM, ``drain.py``): uvicorn's own handlers, chained through
+  each server in the process, would stop every listener at once;
 - a request cap or a notify callback (``limit_max_requests``, ``callback_notify``; the gateway
   sets neither) still need the tick: the server then falls back to uvicorn's own loop.
 
@@ -22,8 +25,9 @@ them on the event loop's timers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from email.utils import formatdate
 
 import uvicorn
@@ -65,9 +69,14 @@ class QuietServer(uvicorn.Server):
     """``uvicorn.Server`` whose main loop waits for ``should_exit`` instead of polling it."""
 
     def __init__(
-        self, config: uvicorn.Config, on_started: Callable[[], None] | None = None
+        self,
+        config: uvicorn.Config,
+        on_started: Callable[[], None] | None = None,
+        *,
+        signals: bool = True,
     ) -> None:
         self._on_started = on_started  # called once start-up is done and serving begins
+        self._signals = signals  # False: the caller handles SIGINT/SIGTERM
         self._exit = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -87,6 +96,15 @@ class QuietServer(uvicorn.Server):
             # Thread-safe and signal-safe: uvicorn's handler sets this from a signal handler.
             # (A loop already closed has nothing left to wake: setting it then is a no-op.)
             loop.call_soon_threadsafe(self._wake.set)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Uvicorn's signal handlers, unless the caller handles signals itself."""
+        if not self._signals:
+            yield
+            return
+        with super().capture_signals():
+            yield
 
     def exit(self) -> None:
         """Stop serving (as uvicorn's signal handler does)."""

@@ -71,6 +71,9 @@ class ListenerSettings:
     record: Record | None = None  # refusals answered by the HTTP protocol, for the log
     name: str = "listen"
     lifespan: bool = True  # False when the caller starts and stops the app itself
+    # Seconds a stop waits for requests in progress before uvicorn cancels them (None: no
+    # bound). The gateway cuts its calls off itself first (drain.py): this is the backstop.
+    stop_timeout: float | None = None
     sock: socket.socket | None = field(default=None, compare=False, repr=False)
 
 
@@ -169,11 +172,12 @@ async def serve_app(
         # source (refusals are aggregated per source), and it is one ASGI layer less per call.
         proxy_headers=False,
         log_config=None,  # uvicorn's loggers go to the root handler, which never blocks
+        timeout_graceful_shutdown=settings.stop_timeout,  # type: ignore[arg-type] # float is fine
     )
     from remit.gateway.quietserver import QuietServer  # noqa: PLC0415 - with uvicorn
 
     # No 100 ms tick: an idle gateway sleeps (quietserver.py).
-    server = QuietServer(config, on_started=started)
+    server = QuietServer(config, on_started=started, signals=stop is None)
     if stop is None:
         await server.serve([sock])
         return

@@ -4,6 +4,10 @@ Standalone mode compiles the policy directory in a child process (``standalone.p
 the bundle with a key made for this run and installs it through the same verification path a
 pushed bundle takes, then reloads the directory whenever it changes (``reload.py``); sidecar
 mode starts empty (not ready, denying everything) and waits for the operator's push.
+
+A signal starts a bounded drain (``drain.py``): the MCP listener stops accepting and its calls
+get ``REMIT_SHUTDOWN_GRACE_SECONDS`` to finish before they are cut off, each with its outcome;
+the admin listener serves (``/readyz`` 503) until they are done; then the audit chain closes.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 
 from remit.errors import CompileError, InvalidResourcesError, RemitError, StartupError
 from remit.gateway.app import Gateway
+from remit.gateway.drain import drain_on_stop
 from remit.gateway.reload import PolicyReloader
 from remit.gateway.runner import (
     App,
@@ -24,7 +29,7 @@ from remit.gateway.runner import (
     bind_all,
     fit_descriptors,
     release,
-    serve_many,
+    serve_app,
 )
 from remit.gateway.settings import GatewaySettings
 from remit.gateway.standalone import compile_in_child
@@ -32,6 +37,10 @@ from remit.gateway.state import PolicyState
 from remit.gateway.upstream import UpstreamSettings
 from remit.policy.bundle import Bundle
 from remit.policy.signing import generate_key, public_key, sign
+
+# Seconds after the grace before uvicorn itself cancels what a cut-off did not end (a request
+# not at the upstream: awaiting its decision's sync, say). Grace 20 + 5 fits in Kubernetes' 30.
+BACKSTOP = 5.0
 
 
 def compile_standalone(
@@ -100,6 +109,7 @@ def listeners(gateway: Gateway) -> list[ListenerSettings]:
             record=gateway.connection_refusal,
             name="REMIT_LISTEN (--listen)",
             lifespan=False,  # run() starts and stops the gateway itself
+            stop_timeout=settings.listen.shutdown_grace + BACKSTOP,
         ),
         ListenerSettings(
             settings.listen.admin.host,
@@ -150,9 +160,21 @@ async def run(
         reloading = asyncio.create_task(gateway.reloader.run(stop))
     if started is not None:
         started()
+    calls, admin = asyncio.Event(), asyncio.Event()  # the admin listener stops last
+    stops = [calls, admin, *(calls for _ in extra)]
+    serving = [
+        asyncio.create_task(serve_app(app, settings, until, sock))
+        for app, settings, until, sock in zip(apps, servers, stops, sockets, strict=True)
+    ]
+    grace = gateway.settings.listen.shutdown_grace
+    draining = asyncio.create_task(
+        drain_on_stop(gateway.drain, stop, grace, calls, [serving[0], *serving[2:]], admin)
+    )
     try:
-        await serve_many(list(zip(apps, servers, strict=True)), stop, sockets)
+        await asyncio.gather(*serving)
     finally:
+        for task in [draining, *serving]:
+            task.cancel()
         if reloading is not None:
             reloading.cancel()
         await gateway.stop()

@@ -22,6 +22,7 @@ from remit.audit.writer import DEFAULT_QUEUE_BYTES
 from remit.errors import RemitError, SettingsError
 from remit.gateway import values
 from remit.gateway.connections import ADMIN_LIMITS, ConnectionLimits
+from remit.gateway.drain import DEFAULT_GRACE
 from remit.gateway.protocol import DEFAULT_MAX_BATCH
 from remit.gateway.quotas import CallerLimits
 from remit.gateway.refusals import DEFAULT_INTERVAL, DEFAULT_MAX_WINDOWS
@@ -70,6 +71,14 @@ class ListenAddresses:
         "uvicorn",
         env="ASGI_SERVER",
         doc="HTTP server: `uvicorn` (measured faster here) or `granian`.",
+    )
+    shutdown_grace: float = setting(
+        DEFAULT_GRACE,
+        env="SHUTDOWN_GRACE_SECONDS",
+        doc="Seconds calls in flight may still finish after SIGTERM/SIGINT; then each is cut off "
+        "(outcome `shutdown`, the client answered 503). Keep it below the pod's "
+        "`terminationGracePeriodSeconds`.",
+        parse=values.interval,
     )
 
 

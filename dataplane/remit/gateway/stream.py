@@ -14,7 +14,9 @@ the stream, the gateway's own JSON-RPC error, so no client waits on a stream tha
 client that left (its disconnect seen, even in the same loop pass as the stream's end, or a
 send refused with ``OSError`` as ASGI says, which ``forward.Sender`` turns into
 ``ClientGoneError``) ends the relay with ``ClientGoneError`` instead, and no error event: the
-caller records each open call, and a GET stream, ``cancelled``.
+caller records each open call, and a GET stream, ``cancelled``. A stopping gateway that
+cuts the request off (``drain.py``) ends the upstream stream the same way; each open call
+then gets its ``shutdown`` outcome and error event, and the stream ends.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from remit.errors import ClientGoneError, SseEventTooLargeError, UpstreamError
+from remit.gateway.drain import shutdown_error
 from remit.gateway.protocol import UPSTREAM_ERROR, error_object, error_response
 from remit.gateway.sse import SseEvent, SseParser, encode_event
 from remit.gateway.upstream import NO_RESPONSE, TIMEOUT, TOO_LARGE, UpstreamResponse
@@ -57,6 +60,7 @@ async def relay_sse(
     headers = [(k, v) for k, v in response.client_headers() if k != b"cache-control"]
     headers += _STREAM_HEADERS
     watch.on_gone(response.abort)  # ends the upstream stream too
+    watch.on_cut(response.abort)  # the gateway is stopping: so does a cut-off
     failure: UpstreamError | None = None
     try:
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
@@ -67,6 +71,9 @@ async def relay_sse(
         failure = exc
     except SseEventTooLargeError as exc:
         failure = UpstreamError(502, f"upstream sent {exc}", TOO_LARGE)
+    if watch.cut and not (exchange.awaits_responses and not exchange.calls):
+        failure = shutdown_error()  # whatever the aborted stream raised, if anything
+        exchange.cut = True
     # A disconnect woken in the same loop pass as the stream's end is seen before the stream,
     # an unanswered call or a failure gets its outcome (``ClientWatch.left``); only a POST
     # stream whose every request was answered has nothing left to record.
@@ -81,6 +88,8 @@ async def relay_sse(
         code, reason = NO_RESPONSE, f"{NO_RESPONSE}: the upstream's stream ended without one"
     missing = await exchange.fail(reason)
     text = "Upstream stream failed" if failure is not None else "Upstream stream ended early"
+    if exchange.cut:
+        text = "The gateway is shutting down; the call was cut off"
     tail = b"".join(_error_event(id_, text, code) for id_ in missing)
     await send({"type": "http.response.body", "body": tail})
 

@@ -10,6 +10,9 @@ drops the upstream connection (the upstream sees the call cancelled) and records
 broken read) may wake their tasks in the same loop pass, the relay's first: before an upstream
 failure or a stream's end becomes the outcome, ``left`` lets a disconnect already delivered
 be seen, so the call is ``cancelled`` in either order.
+
+A stopping gateway cuts a request off the same way (``drain.py``): its race raises the
+shutdown ``UpstreamError`` instead, and an SSE relay is told through ``on_cut``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Final, TypeVar
 
 from remit.errors import ClientGoneError, UpstreamError
 from remit.gateway.asgi import Receive
+from remit.gateway.drain import Drain, shutdown_error
 
 T = TypeVar("T")
 
@@ -36,8 +40,26 @@ async def _disconnected(receive: Receive) -> None:
 class ClientWatch:
     """Watches one HTTP request's client from forwarding to the end of the answer."""
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(
+        self, receive: Receive, drain: Drain | None = None, *, stream: bool = False
+    ) -> None:
         self._task = asyncio.create_task(_disconnected(receive))
+        self.cut = False  # the gateway is stopping and cut this request off (drain.py)
+        self._on_cut: list[Callable[[], None]] = []
+        self._drain = drain
+        self._token = None if drain is None else drain.enter(self._cut_off, stream=stream)
+
+    def _cut_off(self) -> None:
+        if not self.cut:
+            self.cut = True
+            for callback in self._on_cut:
+                callback()
+
+    def on_cut(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the gateway cuts this request off (at once if it has)."""
+        self._on_cut.append(callback)
+        if self.cut:
+            callback()
 
     @property
     def gone(self) -> bool:
@@ -59,7 +81,8 @@ class ClientWatch:
 
     async def race(self, awaitable: Awaitable[T]) -> T:
         """The result of ``awaitable``, unless the client goes first: then it is cancelled
-        and ``ClientGoneError`` raised.
+        and ``ClientGoneError`` raised; if the gateway cuts the request off first, it is
+        cancelled and the shutdown ``UpstreamError`` raised.
 
         ``awaitable`` runs in the calling task (no task of its own, no ``asyncio.wait``: this
         is on every call's path twice); a disconnect cancels the calling task, and that one
@@ -69,19 +92,31 @@ class ClientWatch:
             if isinstance(awaitable, Coroutine):
                 awaitable.close()
             raise ClientGoneError
+        if self.cut:
+            if isinstance(awaitable, Coroutine):
+                awaitable.close()
+            raise shutdown_error()
         task = asyncio.current_task()
         assert task is not None
         fired = False
+        stopped = False
         waiting = True  # a callback scheduled before the finally below may run after it
 
         def cancel(_: object) -> None:
             nonlocal fired
             # ``close`` cancels the watcher: that is not a disconnect.
-            if waiting and not self._task.cancelled():
+            if waiting and not stopped and not self._task.cancelled():
                 fired = True
                 task.cancel()
 
+        def stop() -> None:
+            nonlocal stopped
+            if waiting and not fired and not stopped:
+                stopped = True
+                task.cancel()
+
         self._task.add_done_callback(cancel)
+        self._on_cut.append(stop)
         try:
             return await awaitable
         except (asyncio.CancelledError, UpstreamError) as exc:
@@ -89,6 +124,9 @@ class ClientWatch:
             if fired:
                 task.uncancel()
                 raise ClientGoneError from None
+            if stopped:
+                task.uncancel()
+                raise shutdown_error() from None
             waiting = False
             # A failure woken in the same pass as the client's disconnect is the client's.
             if isinstance(exc, UpstreamError) and await self.left():
@@ -97,7 +135,10 @@ class ClientWatch:
         finally:
             waiting = False
             self._task.remove_done_callback(cancel)
+            self._on_cut.remove(stop)
 
     def close(self) -> None:
         """Stop watching (the answer is complete)."""
         self._task.cancel()
+        if self._drain is not None and self._token is not None:
+            self._drain.leave(self._token)
