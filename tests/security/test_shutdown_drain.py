@@ -83,11 +83,30 @@ def _post(url: str, token: str, call: Call, id_: int) -> None:
         "mcp-name": call.tool,
     }
     body = {"jsonrpc": "2.0", "id": id_, "method": "tools/call", "params": params}
-    with httpx.stream("POST", url, json=body, headers=headers, timeout=30) as response:
-        call.status = response.status_code
-        for chunk in response.iter_bytes():
-            call.body += chunk
-            call.first_bytes.set()
+    try:
+        with httpx.stream("POST", url, json=body, headers=headers, timeout=30) as response:
+            call.status = response.status_code
+            for chunk in response.iter_bytes():
+                call.body += chunk
+                call.first_bytes.set()
+    except httpx.HTTPError as exc:  # a reset: what a killed gateway's client sees
+        call.body += f"\n{type(exc).__name__}".encode()
+
+
+def _draining_readyz(admin: str, timeout: float = 3.0) -> tuple[int, Any]:
+    """``/readyz`` once it answers 503 (or what it last said: 0 if it could not be reached)."""
+    deadline = time.monotonic() + timeout
+    seen: tuple[int, Any] = (0, None)
+    while time.monotonic() < deadline:
+        try:
+            answer = httpx.get(f"{admin}/readyz", timeout=2)
+            seen = (answer.status_code, answer.json())
+        except httpx.HTTPError:
+            seen = (0, None)
+        if seen[0] == 503:
+            break
+        time.sleep(0.02)
+    return seen
 
 
 def _wait(condition: Any, what: str, timeout: float = 10.0) -> None:
@@ -145,11 +164,7 @@ def stopped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stopped]:
             sent = time.monotonic()
             popen.send_signal(signal.SIGTERM)
 
-            def readyz() -> httpx.Response:
-                return httpx.get(f"{gateway.admin}/readyz", timeout=5)
-
-            _wait(lambda: readyz().status_code == 503, "/readyz to fail")
-            ready = readyz()
+            ready = _draining_readyz(gateway.admin)
             httpx.post(f"http://{stack.HOST}:{upstream.port}/__release/done", timeout=5)
             try:
                 code: int | None = popen.wait(GRACE + 10)
@@ -169,7 +184,7 @@ def stopped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stopped]:
                 calls,
                 exit_seconds,
                 code,
-                (ready.status_code, ready.json()),
+                ready,
                 gateway,
                 upstream,
                 decisions,
@@ -183,7 +198,7 @@ def test_the_gateway_exits_within_the_grace_and_a_margin(stopped: Stopped) -> No
 
 def test_readyz_fails_while_draining(stopped: Stopped) -> None:
     status, body = stopped.ready_while_draining
-    assert status == 503
+    assert status == 503, body
     assert "shutting down" in body["reasons"]
 
 
