@@ -132,6 +132,11 @@ def render(
         sentences.append(
             f"Outcome: {outcome.outcome}{status}{error} after {outcome.latency_ms:g} ms."
         )
+        if outcome.outcome == "shutdown":  # remit.gateway.drain.SHUTDOWN
+            sentences.append(
+                "The gateway was stopping and cut the call off at the end of its shutdown "
+                "grace; the client was told, the upstream's answer was not read."
+            )
     elif decision.decision == "deny":
         sentences.append("The call was not forwarded.")
     else:

@@ -173,7 +173,8 @@ class OutcomeRecord(_Record, frozen=True, kw_only=True, tag="outcome"):
     """How a forwarded (or refused) request ended; completes the decision ``decision_id``.
 
     ``outcome`` is ``ok``, ``error`` (the server answered a JSON-RPC error), ``upstream_error``
-    (the server could not be reached or failed), ``cancelled``, or ``denied``. ``status`` is the
+    (the server could not be reached or failed), ``cancelled``, ``closed``, ``shutdown`` (a
+    stopping gateway cut the call off: ``remit.gateway.drain``), or ``denied``. ``status`` is the
     HTTP status returned to the caller, ``latency_ms`` the time from decision to outcome.
     """
 
