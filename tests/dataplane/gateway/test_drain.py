@@ -1,0 +1,76 @@
+"""A stopping gateway cuts requests off through their ``ClientWatch`` (``gateway/drain.py``):
+a GET stream as soon as the drain begins, a call only when the grace is over; each gets its
+``shutdown`` outcome. The live path (SIGTERM to a real gateway with calls in flight) is in
+tests/security/test_shutdown_drain.py; the GET stream is here because the hostile upstream
+serves none."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+import orjson
+
+from remit.errors import UpstreamError
+from remit.gateway.drain import SHUTDOWN, Drain
+from remit.gateway.forward import forward
+from remit.gateway.hooks import HttpRequest, Identity
+from remit.gateway.upstream import BROKEN, Upstream
+from remit.gateway.watch import ClientWatch
+from tests.dataplane.gateway.test_client_watch import (
+    _EVENT,
+    _JSON,
+    _SSE,
+    _Client,
+    _exchange,
+    _get_stream,
+    _Response,
+    _Upstream,
+)
+
+
+async def test_a_get_stream_is_cut_when_the_drain_begins() -> None:
+    hooks, exchange, stream = _get_stream()
+    response, client, drain = _Response(_SSE), _Client(), Drain()
+    watch = ClientWatch(client.receive, drain, stream=True)
+    http = HttpRequest(method="GET", path="/mcp", query_string=b"", headers=())
+    upstream = cast(Upstream, _Upstream(response))
+    call = forward(upstream, hooks, http, cast(Identity, None), None, exchange, [], stream, (),
+                   None, client.send, watch)  # fmt: skip
+    task = asyncio.create_task(call)
+    (await response.reads.get()).set_result(_EVENT)
+    read = await response.reads.get()
+    assert not response.aborted
+    drain.begin()  # no grace for a stream no call awaits
+    assert response.aborted  # the upstream stream is dropped at once
+    read.set_exception(UpstreamError(502, "upstream stream broke off (OSError)", BROKEN))
+    await task
+    watch.close()
+    ((_, outcome),) = hooks.seen  # the stream's own outcome (no call awaits it)
+    assert outcome.kind == SHUTDOWN, outcome
+    assert drain.in_flight == 0
+
+
+async def test_a_call_is_cut_only_when_the_grace_is_over() -> None:
+    hooks, exchange = _exchange()
+    response, client, drain = _Response(_JSON), _Client(), Drain()
+    watch = ClientWatch(client.receive, drain)
+    http = HttpRequest(method="POST", path="/mcp", query_string=b"", headers=())
+    upstream = cast(Upstream, _Upstream(response))
+    call = forward(upstream, hooks, http, cast(Identity, None), None, exchange, [], None, (),
+                   b"{}", client.send, watch)  # fmt: skip
+    task = asyncio.create_task(call)
+    await response.reads.get()  # the body is awaited
+    drain.begin()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not task.done()  # a call keeps its grace
+    assert hooks.seen == []
+    drain.cut()
+    await task
+    watch.close()
+    ((id_, outcome),) = hooks.seen
+    assert (id_, outcome.kind) == (1, SHUTDOWN), outcome
+    start, body = client.sent
+    assert start["status"] == 503
+    assert orjson.loads(body["body"])["error"]["data"]["reason"] == SHUTDOWN
