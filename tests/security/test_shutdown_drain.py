@@ -212,6 +212,12 @@ def test_a_call_cut_off_before_its_headers_gets_503_and_a_shutdown_outcome(
     outcome = stopped.outcome("slow")
     assert outcome["outcome"] == "shutdown"
     assert outcome["error"].startswith("shutdown: ")
+    (seen,) = [
+        r
+        for r in stopped.upstream.forwarded()
+        if r["headers"].get("x-remit-decision") == stopped.decisions["slow"]
+    ]
+    assert seen.get("cancelled") is True  # the upstream saw its request dropped
 
 
 def test_a_stream_cut_off_ends_with_a_json_rpc_error_event(stopped: Stopped) -> None:
