@@ -64,10 +64,30 @@ def telemetry_env(server: MCPServer, settings: Settings) -> list[dict[str, Any]]
     ]
 
 
+# Seconds a stopping gateway may need past its grace: uvicorn's 5 s backstop for a request
+# not at the upstream, the audit chain's close and the exit (docs/gateway.md, "Stopping").
+SHUTDOWN_MARGIN = 10
+
+
+def shutdown_env(termination_grace: Any) -> list[dict[str, Any]]:
+    """``REMIT_SHUTDOWN_GRACE_SECONDS`` fitted inside the pod's own
+    ``terminationGracePeriodSeconds`` (``SHUTDOWN_MARGIN`` less, at least 0); none when the
+    pod keeps Kubernetes' default of 30 s, which the gateway's default of 20 s fits."""
+    if not isinstance(termination_grace, int) or isinstance(termination_grace, bool):
+        return []
+    grace = max(termination_grace - SHUTDOWN_MARGIN, 0)
+    return [{"name": "REMIT_SHUTDOWN_GRACE_SECONDS", "value": str(grace)}]
+
+
 def gateway_container(
-    server: MCPServer, settings: Settings, *, native: bool = False
+    server: MCPServer,
+    settings: Settings,
+    *,
+    native: bool = False,
+    termination_grace: Any = None,
 ) -> dict[str, Any]:
-    """The gateway sidecar container for one MCPServer (a native sidecar when ``native``)."""
+    """The gateway sidecar container for one MCPServer (a native sidecar when ``native``);
+    ``termination_grace`` is the pod's ``terminationGracePeriodSeconds``, if it sets one."""
     spec = server.spec
     upstream = f"http://127.0.0.1:{spec.upstream.port}{spec.upstream.path}"
 
@@ -88,6 +108,7 @@ def gateway_container(
             "value": f"{ANCHORS_MOUNT}/{server.metadata.name}.$(REMIT_POD_NAME)",
         },
         *telemetry_env(server, settings),
+        *shutdown_env(termination_grace),
     ]
     container: dict[str, Any] = {
         "name": GATEWAY_CONTAINER,
@@ -149,5 +170,6 @@ __all__ = [
     "evidence_volumes",
     "gateway_container",
     "native_sidecars",
+    "shutdown_env",
     "telemetry_env",
 ]

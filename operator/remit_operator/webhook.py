@@ -97,7 +97,8 @@ def inject(
             f"pod already uses port(s) {sorted(clash)}, which MCPServer {server.ref} gives "
             "the gateway"
         )
-    container = gateway_container(server, settings, native=native)
+    grace = spec.get("terminationGracePeriodSeconds")  # the gateway's drain fits inside it
+    container = gateway_container(server, settings, native=native, termination_grace=grace)
     if native:
         spec["initContainers"] = [container, *(spec.get("initContainers") or [])]
     else:
