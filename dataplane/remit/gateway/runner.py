@@ -113,26 +113,6 @@ def release(settings: Sequence[ListenerSettings], sockets: Sequence[socket.socke
         sock.close()
 
 
-async def serve_many(
-    apps: list[tuple[App, ListenerSettings]],
-    stop: asyncio.Event,
-    sockets: list[socket.socket] | None = None,
-) -> None:
-    """Serve several apps (the gateway's MCP and admin ports) in this loop until ``stop``.
-
-    Every address is bound (here, or by the caller with ``bind_all``) before anything is
-    served, so a taken port fails the start and nothing else.
-    """
-    if sockets is None:
-        sockets = bind_all([settings for _, settings in apps])
-    await asyncio.gather(
-        *(
-            serve_app(app, settings, stop, sock)
-            for (app, settings), sock in zip(apps, sockets, strict=True)
-        )
-    )
-
-
 async def serve_app(
     app: App,
     settings: ListenerSettings,
