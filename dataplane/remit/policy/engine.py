@@ -31,6 +31,7 @@ from remit.times import utc_text
 
 _NOUN = {"tool": "tool", "resource": "resource", "prompt": "prompt"}
 _CACHE_SIZE = 8192  # (agent, human, target, hints) whose applicable rules are kept per bundle
+_DECISIONS_PER_PLAN = 16  # decisions kept per plan (one per set of rules that held)
 
 
 class Engine:
@@ -43,7 +44,7 @@ class Engine:
         self._grants = GrantIndex(bundle.grants)
         self._server = {"name": bundle.server.name, "namespace": bundle.server.namespace}
         # (agent, subject, groups, target, name, hints) -> applicable rules, oldest first
-        self._applicable_cache: dict[tuple[Any, ...], tuple[RuleEntry, ...]] = {}
+        self._applicable_cache: dict[tuple[Any, ...], _Plan] = {}
 
     # -- deciding ---------------------------------------------------------------------------
 
@@ -82,15 +83,16 @@ class Engine:
 
     def _decide_target(self, request: Request, target: TargetKind) -> Decision:
         identity = request.identity
-        # CEL reads timestamps in UTC (getHours() etc.): normalise an injected time to UTC.
-        now = (request.now or datetime.now(UTC)).astimezone(UTC)
         hints = effective_hints(request.annotations) if target == "tool" else {}
-        bindings = Bindings(_Resolver(self, request, target, hints, now).resolve)
-        denies: list[str] = []
-        plain: list[RuleEntry] = []
+        plan = self._plan(identity, target, request.name, hints)
+        resolver = _Resolver(self, request, target, hints)
+        bindings: Bindings | None = None  # made when a condition is first evaluated
+        held = 0  # the plain Allow rules that hold, one bit per position in the plan
         consent: list[RuleEntry] = []
-        for entry in self._applicable(identity, target, request.name, hints):
+        for position, entry in enumerate(plan.entries):
             if entry.condition is not None:
+                if bindings is None:
+                    bindings = Bindings(resolver.resolve)
                 try:
                     if not entry.condition.evaluate(bindings):
                         continue
@@ -101,35 +103,16 @@ class Engine:
                         self.digest,
                         (entry.rule.id,),
                     )
-            if entry.rule.effect == "Deny":
-                denies.append(entry.rule.id)
-                break  # Deny rules come first; one is enough
-            (consent if entry.rule.require_consent else plain).append(entry)
-        noun = f"{_NOUN[target]} {request.name!r}"
-        if denies:
-            return deny(
-                Reason.DENIED_BY_RULE,
-                f"{noun} denied by rule {denies[0]}",
-                self.digest,
-                tuple(denies),
-            )
-        if plain:
-            ids = tuple(e.rule.id for e in plain)
-            return Decision(
-                "allow",
-                Reason.ALLOWED,
-                f"{noun} allowed by rule {ids[0]}",
-                self.digest,
-                ids,
-                rate_limits=_limits(plain),
-            )
-        if consent:
-            return self._decide_consent(request, target, consent, bindings, now)
-        return deny(
-            Reason.NO_MATCHING_RULE,
-            f"no rule allows agent {identity.agent!r} to use {noun} for {identity.subject!r}",
-            self.digest,
-        )
+            if entry.rule.effect == "Deny":  # Deny rules come first; one is enough
+                return plan.decided(~position, request, target, self.digest)
+            if entry.rule.require_consent:
+                consent.append(entry)
+            else:
+                held |= 1 << position
+        if held or not consent:  # a plain allow, or nothing matched
+            return plan.decided(held, request, target, self.digest)
+        bindings = bindings or Bindings(resolver.resolve)
+        return self._decide_consent(request, target, consent, bindings, resolver.now())
 
     def _decide_consent(
         self,
@@ -206,12 +189,17 @@ class Engine:
     def _applicable(
         self, identity: Identity, target: TargetKind, name: str, hints: Mapping[str, bool]
     ) -> tuple[RuleEntry, ...]:
+        return self._plan(identity, target, name, hints).entries
+
+    def _plan(
+        self, identity: Identity, target: TargetKind, name: str, hints: Mapping[str, bool]
+    ) -> _Plan:
         groups = tuple(identity.groups)  # tuple(): a caller's list of groups is still a key
         key = (identity.agent, identity.subject, groups, target, name, tuple(hints.items()))
         cache = self._applicable_cache
         found = cache.get(key)
         if found is None:
-            found = self._find_applicable(*key)
+            found = _Plan(self._find_applicable(*key))
             # Only keys of ordinary size are kept (a name is the caller's, up to the body
             # limit): checked on a miss only, as a long key is never found.
             size = len(identity.agent) + len(identity.subject) + len(name)
@@ -255,7 +243,7 @@ class Engine:
         now = (now or datetime.now(UTC)).astimezone(UTC)
         hints = effective_hints(annotations or {}) if target == "tool" else {}
         request = Request(identity, "", name, {}, annotations or {}, now)
-        bindings = Bindings(_Resolver(self, request, target, hints, now).resolve)
+        bindings = Bindings(_Resolver(self, request, target, hints).resolve)
         possible = False
         for entry in self._applicable(identity, target, name, hints):
             holds = _holds_without_arguments(entry, bindings)
@@ -329,8 +317,57 @@ class Engine:
         return LISTS.get(method)
 
 
+class _Plan:
+    """The rules that apply to one (agent, human, target, name, hints), oldest first, and the
+    decisions they have produced that no grant took part in: a plain allow (by the Allow rules
+    that held), a deny by rule, no matching rule. Each of these is a function of the plan's key
+    and of which rules held, so it is made once and given again (``Decision`` is immutable)."""
+
+    __slots__ = ("_decisions", "entries")
+
+    def __init__(self, entries: tuple[RuleEntry, ...]) -> None:
+        self.entries = entries
+        self._decisions: dict[int, Decision] = {}
+
+    def decided(self, outcome: int, request: Request, target: TargetKind, digest: str) -> Decision:
+        """The decision for ``outcome``: ``~position`` of the Deny rule that held, else the bits
+        of the plain Allow rules that held (0: no rule matched)."""
+        found = self._decisions.get(outcome)
+        if found is None:
+            found = self._decision(outcome, request, target, digest)
+            if len(self._decisions) < _DECISIONS_PER_PLAN:
+                self._decisions[outcome] = found
+        return found
+
+    def _decision(
+        self, outcome: int, request: Request, target: TargetKind, digest: str
+    ) -> Decision:
+        noun = f"{_NOUN[target]} {request.name!r}"
+        if outcome < 0:
+            rule = self.entries[~outcome].rule.id
+            return deny(Reason.DENIED_BY_RULE, f"{noun} denied by rule {rule}", digest, (rule,))
+        if outcome == 0:
+            identity = request.identity
+            return deny(
+                Reason.NO_MATCHING_RULE,
+                f"no rule allows agent {identity.agent!r} to use {noun} for {identity.subject!r}",
+                digest,
+            )
+        plain = [e for position, e in enumerate(self.entries) if outcome >> position & 1]
+        ids = tuple(e.rule.id for e in plain)
+        return Decision(
+            "allow",
+            Reason.ALLOWED,
+            f"{noun} allowed by rule {ids[0]}",
+            digest,
+            ids,
+            rate_limits=_limits(plain),
+        )
+
+
 class _Resolver:
-    """Produces each CEL variable of one request on demand."""
+    """Produces each CEL variable of one request on demand (``now`` too: read once, when first
+    needed)."""
 
     __slots__ = ("_engine", "_hints", "_now", "_request", "_target")
 
@@ -340,13 +377,19 @@ class _Resolver:
         request: Request,
         target: TargetKind,
         hints: Mapping[str, bool],
-        now: datetime,
     ) -> None:
         self._engine = engine
         self._request = request
         self._target = target
         self._hints = hints
-        self._now = now
+        self._now: datetime | None = None
+
+    def now(self) -> datetime:
+        """The time of the decision, in UTC (CEL reads timestamps in UTC: getHours() etc.),
+        the same for every use within it."""
+        if self._now is None:
+            self._now = (self._request.now or datetime.now(UTC)).astimezone(UTC)
+        return self._now
 
     def resolve(self, name: str) -> Any:
         request = self._request
@@ -372,7 +415,7 @@ class _Resolver:
         if name == "server":
             return self._engine._server
         if name == "now":
-            return self._now
+            return self.now()
         raise EvaluationError(f"unknown variable {name!r}")
 
 

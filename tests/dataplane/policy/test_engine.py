@@ -857,3 +857,35 @@ def test_a_bundle_whose_condition_does_not_compile_is_refused_as_a_bundle() -> N
     bad_grant = bundle_for(grant("g")).grants[0].model_copy(update={"when": "nope == 1"})
     with pytest.raises(BundleError, match="unknown variable 'nope'"):
         Engine(bundle.model_copy(update={"grants": (bad_grant,)}).sealed())
+
+
+def test_decisions_made_once_per_plan_name_the_rules_that_held_on_each_call() -> None:
+    # The engine keeps the decision each set of holding rules produced for a plan (the rules
+    # of one caller, tool and hints): a later call whose conditions hold differently must get
+    # its own rules and message, never an earlier call's, and the same as a fresh engine's.
+    docs = policy(
+        "p",
+        rule("x", tools=["t"], when="has(args.x)"),
+        rule("y", tools=["t"], when="has(args.y)", rate_limit={"calls": 5, "per": "1m"}),
+        rule("no-z", "Deny", tools=["t"], when="has(args.z)"),
+    )
+    engine = engine_for(docs)
+    asks = [{"x": 1}, {"y": 1}, {"x": 1, "y": 1}, {}, {"z": 1, "x": 1}, {"y": 2}, {"x": 2}]
+    seen = []
+    for args in asks * 2:
+        decision = engine.decide(call("t", args))
+        assert decision == engine_for(docs).decide(call("t", args))
+        seen.append((decision.effect, decision.rules, decision.message))
+    assert seen[:5] == [
+        ("allow", ("agents/p#x",), "tool 't' allowed by rule agents/p#x"),
+        ("allow", ("agents/p#y",), "tool 't' allowed by rule agents/p#y"),
+        ("allow", ("agents/p#x", "agents/p#y"), "tool 't' allowed by rule agents/p#x"),
+        ("deny", (), "no rule allows agent 'support-bot' to use tool 't' for 'alice@example.com'"),
+        ("deny", ("agents/p#no-z",), "tool 't' denied by rule agents/p#no-z"),
+    ]
+    assert seen[7:] == seen[:7]
+    assert engine.decide(call("t", {"y": 1})).rate_limits[0].rule == "agents/p#y"
+    other = engine.decide(call("t", {}, identity=who("bob@example.com")))
+    assert other.message == (
+        "no rule allows agent 'support-bot' to use tool 't' for 'bob@example.com'"
+    )
