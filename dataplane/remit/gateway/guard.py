@@ -289,16 +289,17 @@ class RemitGuard:
         """The engine's view of ``call``: a tool call carries its tool's declared annotations,
         learnt from the upstream first if the tool was never listed."""
         self.pins.adopt(policy.bundle)
-        arguments = call.params.get("arguments") if call.method in _ARGUMENT_METHODS else {}
+        params = call.params
+        name, kind = reference(call.method, params)  # the tool's name, for a tools/call
+        arguments = params.get("arguments") if call.method in _ARGUMENT_METHODS else {}
         annotations: Mapping[str, Any] = {}
         if call.method == "tools/call":
-            if not self.pins.knows(call.target):
+            if not self.pins.knows(name):
                 tools = await self.discovery.tools()
                 if tools is not None:
                     self.pins.filter_listed(tools, policy.bundle.server.tool_pinning)
-            annotations = self.pins.catalog.annotations(call.target)
+            annotations = self.pins.catalog.annotations(name)
         arguments = arguments if isinstance(arguments, Mapping) else {}
-        name, kind = reference(call.method, call.params)
         return Request(identity, call.method, name, arguments, annotations, kind=kind)
 
     def _decide(self, policy: Policy, request: Request) -> tuple[Decision, str | None]:

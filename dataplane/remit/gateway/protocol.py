@@ -46,6 +46,7 @@ METHOD_HEADER: Final = "mcp-method"
 NAME_HEADER: Final = "mcp-name"
 PARAM_HEADER_PREFIX: Final = "mcp-param-"
 SESSION_HEADER: Final = "mcp-session-id"
+_ROUTING_HEADERS: Final = frozenset({VERSION_HEADER, METHOD_HEADER, NAME_HEADER})
 
 OWS: Final = " \t"
 _B64: Final = re.compile(r"^=\?base64\?(?P<payload>.*)\?=$")
@@ -230,16 +231,17 @@ def check_routing_headers(
     seen: dict[str, str] = {}
     params: list[tuple[str, str]] = []
     for name, raw in headers:
-        value = raw.strip(OWS)  # RFC 9110 §5.5: optional whitespace is not part of the value
-        if name.startswith(PARAM_HEADER_PREFIX):
-            params.append((name, value))
-        elif name in (VERSION_HEADER, METHOD_HEADER, NAME_HEADER):
+        # RFC 9110 §5.5: optional whitespace is not part of the value
+        if name in _ROUTING_HEADERS:
             if name in seen:
                 raise _mismatch(message, f"{name} header appears more than once")
-            seen[name] = value
+            seen[name] = raw.strip(OWS)
+        elif name.startswith(PARAM_HEADER_PREFIX):
+            params.append((name, raw.strip(OWS)))
     version = seen.get(VERSION_HEADER)
     modern = version in MODERN_VERSIONS and not in_batch
-    meta = message.params.get("_meta")
+    body = message.params
+    meta = body.get("_meta")
     body_version = meta.get(PROTOCOL_VERSION_META) if isinstance(meta, dict) else None
     if version in MODERN_VERSIONS and body_version is not None and body_version != version:
         raise _mismatch(message, f"{VERSION_HEADER} header does not match the body's version")
@@ -249,7 +251,7 @@ def check_routing_headers(
     key = NAME_PARAM.get(message.method)
     name_header = seen.get(NAME_HEADER)
     if key is not None and (modern or name_header is not None):
-        body_name = message.params.get(key)
+        body_name = body.get(key)
         if body_name is not None and decode_header_value(name_header) != body_name:
             raise _mismatch(message, f"{NAME_HEADER} header does not match the body's {key!r}")
     elif name_header is not None:
@@ -307,8 +309,8 @@ def _scalars(root: Any) -> Iterable[str]:
 
 def decode_header_value(value: str | None) -> str | None:
     """Undo the ``=?base64?...?=`` wrapping MCP uses for non-ASCII header values."""
-    if value is None:
-        return None
+    if value is None or not value.startswith("=?"):  # what _B64 needs to match
+        return value
     match = _B64.match(value)
     if match is None:
         return value
