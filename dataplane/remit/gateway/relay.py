@@ -84,6 +84,7 @@ async def relay(
 async def _relay_json(
     exchange: Exchange, response: UpstreamResponse, send: Send, watch: ClientWatch
 ) -> None:
+    watch.on_cut(response.abort)  # cut before the body is read: the upstream's is dropped
     body = await watch.race(response.read())
     if not body.strip():
         await _relay_empty(exchange, response, send)

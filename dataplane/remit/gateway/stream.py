@@ -16,7 +16,9 @@ send refused with ``OSError`` as ASGI says, which ``forward.Sender`` turns into
 ``ClientGoneError``) ends the relay with ``ClientGoneError`` instead, and no error event: the
 caller records each open call, and a GET stream, ``cancelled``. A stopping gateway that
 cuts the request off (``drain.py``) ends the upstream stream the same way; each open call
-then gets its ``shutdown`` outcome and error event, and the stream ends.
+then gets its ``shutdown`` outcome and error event, and the stream ends; a send the client
+is not taking (it stopped reading) is cancelled by the cut, and then no error event is
+written: the outcomes are recorded and the stream ends.
 """
 
 from __future__ import annotations
@@ -60,17 +62,24 @@ async def relay_sse(
     headers = [(k, v) for k, v in response.client_headers() if k != b"cache-control"]
     headers += _STREAM_HEADERS
     watch.on_gone(response.abort)  # ends the upstream stream too
-    watch.on_cut(response.abort)  # the gateway is stopping: so does a cut-off
+    out = _CutSend(send, response, watch)
     failure: UpstreamError | None = None
     try:
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await _pump(exchange, response, parser, send)
+        await out({"type": "http.response.start", "status": response.status, "headers": headers})
+        out.gated = True  # once cut off, no more of the stream reaches the client
+        await _pump(exchange, response, parser, out)
         if exchange.closed is not None:
             response.abort()  # the upstream sees the stream end too
     except UpstreamError as exc:
         failure = exc
     except SseEventTooLargeError as exc:
         failure = UpstreamError(502, f"upstream sent {exc}", TOO_LARGE)
+    except asyncio.CancelledError:
+        if not out.stopped:
+            raise
+        task = asyncio.current_task()
+        assert task is not None
+        task.uncancel()  # the cut's own cancellation of a send the client did not take
     if watch.cut and not (exchange.awaits_responses and not exchange.calls):
         failure = shutdown_error()  # whatever the aborted stream raised, if anything
         exchange.cut = True
@@ -87,11 +96,44 @@ async def relay_sse(
     else:
         code, reason = NO_RESPONSE, f"{NO_RESPONSE}: the upstream's stream ended without one"
     missing = await exchange.fail(reason)
+    if out.stopped:
+        return  # the client took no send: the outcomes are recorded, no tail is written
     text = "Upstream stream failed" if failure is not None else "Upstream stream ended early"
     if exchange.cut:
         text = "The gateway is shutting down; the call was cut off"
     tail = b"".join(_error_event(id_, text, code) for id_ in missing)
     await send({"type": "http.response.body", "body": tail})
+
+
+class _CutSend:
+    """``send`` for a stream a stopping gateway may cut off (``drain.py``). The cut drops the
+    upstream stream, and a send the client is not taking (it stopped reading) is cancelled
+    (``stopped``): else the relay would wait in it until the server's backstop cancels the
+    request, and its open calls would end with no outcome. Once ``gated``, a send after the
+    cut raises the shutdown ``UpstreamError`` instead of writing more of the stream."""
+
+    __slots__ = ("gated", "response", "send", "sending", "stopped", "task", "watch")
+
+    def __init__(self, send: Send, response: UpstreamResponse, watch: ClientWatch) -> None:
+        self.send, self.response, self.watch = send, response, watch
+        self.task = asyncio.current_task()
+        self.gated = self.sending = self.stopped = False
+        watch.on_cut(self._cut)
+
+    def _cut(self) -> None:
+        self.response.abort()
+        if self.sending and not self.stopped and self.task is not None:
+            self.stopped = True
+            self.task.cancel()
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if self.gated and self.watch.cut:
+            raise shutdown_error()
+        self.sending = True
+        try:
+            await self.send(message)
+        finally:
+            self.sending = False
 
 
 async def _pump(

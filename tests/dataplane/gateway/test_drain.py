@@ -7,7 +7,7 @@ serves none."""
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from typing import Any, cast
 
 import orjson
 
@@ -74,3 +74,58 @@ async def test_a_call_is_cut_only_when_the_grace_is_over() -> None:
     start, body = client.sent
     assert start["status"] == 503
     assert orjson.loads(body["body"])["error"]["data"]["reason"] == SHUTDOWN
+
+
+class _StuckClient(_Client):
+    """A client that stopped reading: its second send (the first event) never returns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stuck = asyncio.Event()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+        if len(self.sent) > 1:
+            self.stuck.set()
+            await asyncio.get_running_loop().create_future()  # never done
+
+
+async def test_a_cut_ends_a_send_the_client_does_not_take_with_an_outcome() -> None:
+    hooks, exchange = _exchange()
+    response, client, drain = _Response(_SSE), _StuckClient(), Drain()
+    watch = ClientWatch(client.receive, drain)
+    http = HttpRequest(method="POST", path="/mcp", query_string=b"", headers=())
+    upstream = cast(Upstream, _Upstream(response))
+    call = forward(upstream, hooks, http, cast(Identity, None), None, exchange, [], None, (),
+                   b"{}", client.send, watch)  # fmt: skip
+    task = asyncio.create_task(call)
+    (await response.reads.get()).set_result(_EVENT)  # a progress event: relayed, not taken
+    await client.stuck.wait()
+    drain.cut()
+    await asyncio.wait_for(task, 5)  # not left to the server's backstop
+    watch.close()
+    assert response.aborted
+    ((id_, outcome),) = hooks.seen
+    assert (id_, outcome.kind) == (1, SHUTDOWN), outcome
+    assert len(client.sent) == 2  # no tail event written to a client that takes none
+    assert drain.in_flight == 0
+
+
+async def test_a_cut_before_a_json_body_is_read_drops_the_upstream_response() -> None:
+    hooks, exchange = _exchange()
+    response, client, drain = _Response(_JSON), _Client(), Drain()
+    watch = ClientWatch(client.receive, drain)
+    upstream = cast(Upstream, _Upstream(response))
+    http = HttpRequest(method="POST", path="/mcp", query_string=b"", headers=())
+
+    def cut_on_headers(name: bytes) -> None:  # read once the headers are in, before the body
+        drain.cut()
+
+    response.header = cut_on_headers  # type: ignore[method-assign]
+    await forward(upstream, hooks, http, cast(Identity, None), None, exchange, [], None, (),
+                  b"{}", client.send, watch)  # fmt: skip
+    watch.close()
+    assert response.aborted  # not closed for reuse half-read
+    ((_, outcome),) = hooks.seen
+    assert outcome.kind == SHUTDOWN
+    assert client.sent[0]["status"] == 503
