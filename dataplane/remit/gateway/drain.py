@@ -29,11 +29,11 @@ SHUTDOWN: Final = "shutdown"  # the outcome (and reason code) of a call cut off 
 DEFAULT_GRACE: Final = 20.0  # seconds; inside Kubernetes' 30 s terminationGracePeriodSeconds
 
 
-def shutdown_error() -> UpstreamError:
-    """The error a cut-off call ends with: 503, reason code ``shutdown``."""
-    return UpstreamError(
-        503, "the gateway is shutting down; the call was cut off (retry elsewhere)", SHUTDOWN
-    )
+def shutdown_error(*, forwarded: bool = True) -> UpstreamError:
+    """The error a cut-off call ends with: 503, reason code ``shutdown``; one that reached
+    the drain before the upstream (``forwarded=False``) says it was never sent there."""
+    what = "the call was cut off" if forwarded else "the call was NOT forwarded to the upstream"
+    return UpstreamError(503, f"the gateway is shutting down; {what} (retry elsewhere)", SHUTDOWN)
 
 
 class Drain:
@@ -41,8 +41,8 @@ class Drain:
 
     ``enter`` registers a cut-off callback for one request (``stream``: a GET stream, which no
     call awaits); ``begin`` starts the drain (streams are cut at once), ``cut`` ends it (every
-    request still registered is cut). A request entering after its class was cut is cut at
-    once.
+    request still registered is cut). A request entering once the drain has begun is cut at
+    once: it has not reached the upstream, and is refused unforwarded (``forward.py``).
     """
 
     def __init__(self) -> None:
@@ -53,7 +53,7 @@ class Drain:
 
     def enter(self, cut: Callable[[], None], *, stream: bool) -> int:
         """Register ``cut`` for one request; the token ``leave`` takes."""
-        if self.cut_off or (stream and self.draining):
+        if self.draining:
             cut()
         self._next += 1
         self._open[self._next] = (cut, stream)
@@ -71,15 +71,21 @@ class Drain:
     def begin(self) -> None:
         """Start draining: not ready any more, and every GET stream cut."""
         self.draining = True
-        for cut, stream in list(self._open.values()):
-            if stream:
-                cut()
+        _run([cut for cut, stream in list(self._open.values()) if stream])
 
     def cut(self) -> None:
         """The grace is over: cut every request still open."""
         self.draining = self.cut_off = True
-        for cut, _ in list(self._open.values()):
+        _run([cut for cut, _ in list(self._open.values())])
+
+
+def _run(cuts: list[Callable[[], None]]) -> None:
+    """Call each cut-off; one that raises is logged and the others still run."""
+    for cut in cuts:
+        try:
             cut()
+        except Exception:
+            log.exception("stopping: cutting a request off failed")
 
 
 async def drain_on_stop(
@@ -95,21 +101,28 @@ async def drain_on_stop(
     seconds, ``cut`` what remains, and once the listeners (``serving``) are done stop the
     admin listener (``admin``), which answered ``/readyz`` 503 meanwhile."""
     await stop.wait()
-    drain.begin()
-    calls.set()
-    started = time.monotonic()
-    log.info("stopping: %d requests in flight, %gs to finish", drain.in_flight, grace)
-    _, waiting = await asyncio.wait(serving, timeout=grace)
-    if waiting:
-        log.warning(
-            "stopping: cut off %d requests still in flight after %.1fs (outcome %s)",
-            drain.in_flight,
-            time.monotonic() - started,
-            SHUTDOWN,
-        )
-        drain.cut()
-        await asyncio.wait(serving)
-    admin.set()
+    try:
+        drain.begin()
+        calls.set()
+        started = time.monotonic()
+        log.info("stopping: %d requests in flight, %gs to finish", drain.in_flight, grace)
+        _, waiting = await asyncio.wait(serving, timeout=grace)
+        if waiting:
+            log.warning(
+                "stopping: cut off %d requests still in flight after %.1fs (outcome %s)",
+                drain.in_flight,
+                time.monotonic() - started,
+                SHUTDOWN,
+            )
+            drain.cut()
+            await asyncio.wait(serving)
+    except Exception:
+        # The listeners must still stop, and the audit chain close, whatever failed here.
+        log.exception("stopping: the drain failed; stopping the listeners")
+        drain.cut_off = drain.draining = True
+    finally:
+        calls.set()
+        admin.set()
 
 
 __all__ = ["DEFAULT_GRACE", "SHUTDOWN", "Drain", "drain_on_stop", "shutdown_error"]

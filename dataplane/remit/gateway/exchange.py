@@ -153,9 +153,12 @@ class Exchange:
         outcome = Outcome(status, self.clock() - self.started, error, kind=kind)
         await self.hooks.outcome(self.identity, call.message, call.token, outcome)
 
-    async def fail(self, reason: str, kind: str | None = None) -> list[RequestId]:
+    async def fail(
+        self, reason: str, kind: str | None = None, *, sent: bool = True
+    ) -> list[RequestId]:
         """Report every still-unanswered call as failed (one the client cancelled: as
-        cancelled); return the ids of those the client still awaits."""
+        cancelled); return the ids of those the client still awaits. ``sent``: the calls
+        reached the upstream (a cut or cancelled one's answer then went unread)."""
         calls, self.calls = self.calls, {}
         kind = kind or (SHUTDOWN if self.cut else None)
         awaited = []
@@ -163,7 +166,8 @@ class Exchange:
             if self.pending.cancelled(self.session, id_):
                 await self._outcome(call, f"{CLIENT_CANCELLED}; {UNREAD}", kind=CANCELLED)
             else:
-                detail = f"{reason}; {UNREAD}" if kind in (CANCELLED, SHUTDOWN) else reason
+                unread = sent and kind in (CANCELLED, SHUTDOWN)
+                detail = f"{reason}; {UNREAD}" if unread else reason
                 await self._outcome(call, detail, kind=kind)
                 awaited.append(id_)
             if self.session is not None:
@@ -180,10 +184,11 @@ class Exchange:
         ):
             self.response.abort()
 
-    async def refuse(self, exc: UpstreamError, send: Send) -> None:
-        """Record the failure for every unanswered call, then answer with the gateway's error."""
+    async def refuse(self, exc: UpstreamError, send: Send, *, sent: bool = True) -> None:
+        """Record the failure for every unanswered call, then answer with the gateway's error
+        (``sent``: whether the request reached the upstream)."""
         self.cut = self.cut or exc.code == SHUTDOWN
-        await self.fail(exc.detail)
+        await self.fail(exc.detail, sent=sent)
         body = error_body(self.single_id, UPSTREAM_ERROR, exc.reason, {"reason": exc.code})
         await reply(send, exc.status, body)
 

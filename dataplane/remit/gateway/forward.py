@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from remit.errors import ClientGoneError, ProtocolError, UpstreamError
 from remit.gateway.asgi import Send
-from remit.gateway.drain import SHUTDOWN
+from remit.gateway.drain import SHUTDOWN, shutdown_error
 from remit.gateway.durability import gated
 from remit.gateway.exchange import Exchange
 from remit.gateway.hooks import GatewayHooks, HttpRequest, Identity
@@ -27,7 +27,7 @@ from remit.gateway.protocol import INTERNAL_ERROR, SESSION_HEADER
 from remit.gateway.relay import relay
 from remit.gateway.sessions import MAX_SESSION_ID_CHARS, valid_session_id
 from remit.gateway.stream import STREAM_CLOSED
-from remit.gateway.upstream import HTTP_ERROR, Upstream
+from remit.gateway.upstream import HTTP_ERROR, Upstream, UpstreamResponse
 from remit.gateway.watch import CANCELLED, CLIENT_GONE, ClientWatch
 from remit.policy.decision import Reason
 
@@ -77,8 +77,9 @@ async def forward(
     ends = [*notices, *([stream] if stream else [])]
     send = gated(send, [*exchange.calls.values(), *ends])  # decisions on disk first
     cancels = exchange.pending.cancel(session, exchange.cancels) if session is not None else []
+    unsent = watch.cut
     try:
-        response = await watch.race(upstream.send(request.method, headers, body, exchange.limits))
+        response = await _send(upstream, request.method, headers, body, exchange, watch)
     except ClientGoneError:
         exchange.pending.settle(cancels, accepted=False)
         await _cancelled(exchange, ends)
@@ -89,7 +90,7 @@ async def forward(
         exchange.cut = exc.code == SHUTDOWN
         for call in ends:
             await exchange.ended(call, 0, exc.detail)
-        await exchange.refuse(exc, send)
+        await exchange.refuse(exc, send, sent=not unsent)
         return
     issued = response.header(SESSION_HEADER.encode())
     if issued is not None and not valid_session_id(issued):
@@ -132,6 +133,21 @@ async def forward(
         why = exchange.closed or exchange.failed or ""
         closed = ProtocolError(INTERNAL_ERROR, why, 200, reason=STREAM_CLOSED)
         await hooks.refuse(identity, request, closed)
+
+
+async def _send(
+    upstream: Upstream,
+    method: str,
+    headers: Any,
+    body: bytes | None,
+    exchange: Exchange,
+    watch: ClientWatch,
+) -> UpstreamResponse:
+    """The upstream's answer to the request; never sent once the drain has begun (the request
+    is cut at once, ``drain.py``): then the shutdown error saying it was not forwarded."""
+    if watch.cut:
+        raise shutdown_error(forwarded=False)
+    return await watch.race(upstream.send(method, headers, body, exchange.limits))
 
 
 async def _invalid_session(

@@ -12,7 +12,7 @@ from typing import Any, cast
 import orjson
 
 from remit.errors import UpstreamError
-from remit.gateway.drain import SHUTDOWN, Drain
+from remit.gateway.drain import SHUTDOWN, Drain, drain_on_stop
 from remit.gateway.forward import forward
 from remit.gateway.hooks import HttpRequest, Identity
 from remit.gateway.upstream import BROKEN, Upstream
@@ -129,3 +129,62 @@ async def test_a_cut_before_a_json_body_is_read_drops_the_upstream_response() ->
     ((_, outcome),) = hooks.seen
     assert outcome.kind == SHUTDOWN
     assert client.sent[0]["status"] == 503
+
+
+async def test_a_call_entering_once_the_drain_began_is_refused_unforwarded() -> None:
+    hooks, exchange = _exchange()
+    response, client, drain = _Response(_JSON), _Client(), Drain()
+    drain.begin()  # the call was read and decided, but reaches the upstream only now
+    watch = ClientWatch(client.receive, drain)
+    sent: list[Any] = []
+
+    class _Recording(_Upstream):
+        async def send(self, *args: Any) -> _Response:
+            sent.append(args)
+            return self.response
+
+    upstream = cast(Upstream, _Recording(response))
+    http = HttpRequest(method="POST", path="/mcp", query_string=b"", headers=())
+    await forward(upstream, hooks, http, cast(Identity, None), None, exchange, [], None, (),
+                  b"{}", client.send, watch)  # fmt: skip
+    watch.close()
+    assert sent == []  # never forwarded
+    ((id_, outcome),) = hooks.seen
+    assert (id_, outcome.kind) == (1, SHUTDOWN), outcome
+    assert outcome.error is not None
+    assert "NOT forwarded" in outcome.error
+    assert "not read" not in outcome.error
+    start, body = client.sent
+    assert start["status"] == 503
+    assert orjson.loads(body["body"])["error"]["data"]["reason"] == SHUTDOWN
+
+
+async def test_a_failing_drain_still_stops_every_listener(caplog: Any) -> None:
+    drain, stop, calls, admin = Drain(), asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    def bad() -> None:
+        raise RuntimeError("a cut-off callback failed")
+
+    serving: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    drain.enter(bad, stream=False)
+    drain.enter(lambda: serving.set_result(None), stream=False)  # the listener ends when cut
+    stop.set()
+    await asyncio.wait_for(drain_on_stop(drain, stop, 0.0, calls, [serving], admin), 5)
+    assert serving.done()  # one bad callback does not stop the others
+    assert calls.is_set()
+    assert admin.is_set()
+    assert "cutting a request off failed" in caplog.text
+
+
+async def test_the_admin_listener_stops_even_when_the_drain_raises(caplog: Any) -> None:
+    stop, calls, admin = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    class _Broken(Drain):
+        def begin(self) -> None:
+            raise RuntimeError("broken")
+
+    stop.set()
+    await asyncio.wait_for(drain_on_stop(_Broken(), stop, 1.0, calls, [], admin), 5)
+    assert calls.is_set()
+    assert admin.is_set()
+    assert "the drain failed" in caplog.text
