@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +42,10 @@ from remit.policy.signing import generate_key, public_key, sign
 # Seconds after the grace before uvicorn itself cancels what a cut-off did not end (a request
 # not at the upstream: awaiting its decision's sync, say). Grace 20 + 5 fits in Kubernetes' 30.
 BACKSTOP = 5.0
+# Seconds the admin listener's requests get once the MCP listeners are done (it stops last).
+ADMIN_BACKSTOP = 3.0
+
+log = logging.getLogger(__name__)
 
 
 def compile_standalone(
@@ -119,6 +124,7 @@ def listeners(gateway: Gateway) -> list[ListenerSettings]:
             jsonrpc_errors=False,
             on_refusal=counter("admin"),
             name="REMIT_ADMIN_LISTEN (--admin-listen)",
+            stop_timeout=ADMIN_BACKSTOP,
         ),
     ]
 
@@ -140,9 +146,15 @@ async def run(
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, _on_signal, gateway, stop)
+    # Every listener is bounded: the extra ones (the consent page) stop with the MCP listener.
+    bound = gateway.settings.listen.shutdown_grace + BACKSTOP
     try:
-        servers = listeners(gateway) + [settings for _, settings in extra]
+        servers = listeners(gateway) + [
+            settings if settings.stop_timeout is not None
+            else dataclasses.replace(settings, stop_timeout=bound)
+            for _, settings in extra
+        ]  # fmt: skip
     except StartupError:
         release([settings for _, settings in extra])  # their sockets (--consent-listen auto)
         raise
@@ -178,3 +190,12 @@ async def run(
         if reloading is not None:
             reloading.cancel()
         await gateway.stop()
+
+
+def _on_signal(gateway: Gateway, stop: asyncio.Event) -> None:
+    """The first signal starts the drain; a second one cuts every call off at once."""
+    if not stop.is_set():
+        stop.set()
+        return
+    log.warning("stopping: a second signal; cutting off %d requests now", gateway.drain.in_flight)
+    gateway.drain.cut()
