@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import typer
 import typer.main
+from typer._click.exceptions import ClickException
 from typer.core import TyperCommand, TyperGroup
 
 if TYPE_CHECKING:  # typer vendors click from 0.29 on; only the types are named here
@@ -70,7 +71,14 @@ class LazyGroup(TyperGroup):
         if isinstance(command, Placeholder):
             (entry,) = (e for e in self.table if e.name == name)
             holder = typer.Typer(rich_markup_mode=self.rich_markup_mode)
-            entry.add_to(holder)
+            try:
+                entry.add_to(holder)
+            except ImportError as exc:  # a broken install: say which, not a traceback
+                missing = exc.name or str(exc)
+                raise ClickException(
+                    f"the command {name!r} cannot be loaded: module {missing!r} is missing "
+                    f"({exc}); reinstall remit"
+                ) from exc
             command = typer.main.get_group(holder).commands[name]
             self.commands[name] = command
         return command

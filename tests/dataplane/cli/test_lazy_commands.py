@@ -83,3 +83,21 @@ def test_the_lazy_app_prints_what_the_eager_one_did(argv: list[str]) -> None:
     eager = runner.invoke(build(lazy=False), argv, terminal_width=80)
     assert (lazy.output, lazy.exit_code) == (eager.output, eager.exit_code)
     assert lazy.output.strip()
+
+
+def test_a_command_whose_module_is_missing_is_named_not_a_traceback() -> None:
+    import typer  # noqa: PLC0415
+
+    from remit.cli.lazy import Lazy, LazyGroup  # noqa: PLC0415
+
+    class Broken(LazyGroup):
+        table = (Lazy("broken", "remit_no_such_module:app", "A command not installed."),)
+
+    group = typer.Typer(cls=Broken)
+    group.callback()(lambda: None)
+    result = CliRunner().invoke(group, ["broken"])
+    assert result.exit_code == 1, result.output
+    assert "'broken' cannot be loaded" in result.output
+    assert "remit_no_such_module" in result.output
+    assert "Traceback" not in result.output
+    assert not isinstance(result.exception, ImportError)
