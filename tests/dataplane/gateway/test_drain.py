@@ -7,6 +7,7 @@ serves none."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any, cast
 
 import orjson
@@ -188,3 +189,16 @@ async def test_the_admin_listener_stops_even_when_the_drain_raises(caplog: Any) 
     assert calls.is_set()
     assert admin.is_set()
     assert "the drain failed" in caplog.text
+
+
+async def test_a_second_signal_cuts_every_call_at_once() -> None:
+    from remit.gateway.serve import _on_signal  # noqa: PLC0415
+
+    stop, cut = asyncio.Event(), []
+    gateway = cast(Any, SimpleNamespace(drain=Drain()))
+    gateway.drain.enter(lambda: cut.append("call"), stream=False)
+    _on_signal(gateway, stop)
+    assert stop.is_set()
+    assert cut == []  # the first signal starts the drain: calls keep their grace
+    _on_signal(gateway, stop)
+    assert cut == ["call"]
