@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import typer
 import typer.main
-from typer._click.exceptions import ClickException
 from typer.core import TyperCommand, TyperGroup
 
 if TYPE_CHECKING:  # typer vendors click from 0.29 on; only the types are named here
@@ -75,10 +74,14 @@ class LazyGroup(TyperGroup):
                 entry.add_to(holder)
             except ImportError as exc:  # a broken install: say which, not a traceback
                 missing = exc.name or str(exc)
-                raise ClickException(
-                    f"the command {name!r} cannot be loaded: module {missing!r} is missing "
-                    f"({exc}); reinstall remit"
-                ) from exc
+                # typer.echo + typer.Exit: public in every typer the project allows (0.15 on),
+                # where click's own exception class moved into typer's vendored copy in 0.29
+                typer.echo(
+                    f"Error: the command {name!r} cannot be loaded: module {missing!r} is "
+                    f"missing ({exc}); reinstall remit",
+                    err=True,
+                )
+                raise typer.Exit(1) from exc
             command = typer.main.get_group(holder).commands[name]
             self.commands[name] = command
         return command
