@@ -22,7 +22,7 @@ import contextlib
 import os
 import socket
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
 from granian._granian import SocketHolder  # granian.net re-exports it, untyped
@@ -33,6 +33,7 @@ from granian.log import LogLevels
 from granian.server.embed import Server
 
 from remit.errors import StartupError
+from remit.gateway.asgi import Receive, Scope, Send
 from remit.gateway.ports import BACKLOG
 from remit.gateway.runner import App, ListenerSettings, until_stopped
 
@@ -124,11 +125,7 @@ def _announcing(app: App, started: Callable[[], None]) -> App:
     """``app`` calling ``started`` once its lifespan start-up is complete (granian runs the
     lifespan, then serves at once)."""
 
-    async def wrapped(
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
-        send: Callable[[dict[str, Any]], Awaitable[None]],
-    ) -> None:
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
             await app(scope, receive, send)
             return
@@ -146,11 +143,7 @@ def _announcing(app: App, started: Callable[[], None]) -> App:
 def _without_lifespan(app: App) -> App:
     """``app`` with ASGI lifespan events answered here (the caller starts and stops it)."""
 
-    async def wrapped(
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
-        send: Callable[[dict[str, Any]], Awaitable[None]],
-    ) -> None:
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
             await app(scope, receive, send)
             return
