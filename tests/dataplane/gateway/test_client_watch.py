@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 import pytest
@@ -111,6 +111,23 @@ def _get_stream() -> tuple[_Outcomes, Exchange, Call]:
     return hooks, exchange, Call(Message("stream", {}, "GET"), None)
 
 
+def _forwarding(
+    upstream: _Upstream,
+    hooks: _Outcomes,
+    exchange: Exchange,
+    send: Any,
+    watch: ClientWatch,
+    stream: Call | None = None,
+) -> Coroutine[Any, Any, None]:
+    """``forward`` of one POSTed call to ``upstream`` (``stream``: a GET stream instead),
+    answered through ``send``."""
+    method = "POST" if stream is None else "GET"
+    http = HttpRequest(method=method, path="/mcp", query_string=b"", headers=())
+    return forward(cast(Upstream, upstream), hooks, http, cast(Identity, None), None,
+                   exchange, [], stream, (), b"{}" if stream is None else None, send,
+                   watch)  # fmt: skip
+
+
 async def _forward(
     headers: list[tuple[bytes, bytes]],
     ending: Callable[[asyncio.Future[bytes]], None],
@@ -130,11 +147,9 @@ async def _forward(
     response = _Response(headers)
     client = _Client()
     watch = ClientWatch(client.receive)
-    http = HttpRequest(method="GET" if get else "POST", path="/mcp", query_string=b"", headers=())
-    upstream = cast(Upstream, _Upstream(response))
-    call = forward(upstream, hooks, http, cast(Identity, None), None, exchange, [], stream,
-                   (), None if get else b"{}", client.send, watch)  # fmt: skip
-    task = asyncio.create_task(call)
+    task = asyncio.create_task(
+        _forwarding(_Upstream(response), hooks, exchange, client.send, watch, stream)
+    )
     read = await response.reads.get()
     if headers is _SSE:  # one event relayed first: the client leaves mid-stream
         read.set_result(_EVENT)
@@ -213,11 +228,9 @@ async def test_a_relay_whose_send_fails_as_the_client_left_records_it_cancelled(
         await client.send(message)
 
     watch = ClientWatch(client.receive)
-    http = HttpRequest(method="POST", path="/mcp", query_string=b"", headers=())
-    upstream = cast(Upstream, _Upstream(response))
-    call = forward(upstream, hooks, http, cast(Identity, None), None,
-                   exchange, [], None, (), b"{}", Sender(send), watch)  # fmt: skip
-    relay = asyncio.create_task(call)
+    relay = asyncio.create_task(
+        _forwarding(_Upstream(response), hooks, exchange, Sender(send), watch)
+    )
     (await response.reads.get()).set_result(_EVENT)
     await relay
     watch.close()
@@ -262,11 +275,9 @@ async def test_a_get_stream_the_upstream_ends_with_the_client_there_is_a_normal_
     response = _Response(_SSE)
     client = _Client()
     watch = ClientWatch(client.receive)
-    http = HttpRequest(method="GET", path="/mcp", query_string=b"", headers=())
-    upstream = cast(Upstream, _Upstream(response))
-    call = forward(upstream, hooks, http, cast(Identity, None), None,
-                   exchange, [], stream, (), None, client.send, watch)  # fmt: skip
-    task = asyncio.create_task(call)
+    task = asyncio.create_task(
+        _forwarding(_Upstream(response), hooks, exchange, client.send, watch, stream)
+    )
     (await response.reads.get()).set_result(b"")
     await task
     watch.close()

@@ -14,9 +14,7 @@ import orjson
 
 from remit.errors import UpstreamError
 from remit.gateway.drain import SHUTDOWN, Drain, drain_on_stop
-from remit.gateway.forward import forward
-from remit.gateway.hooks import HttpRequest, Identity
-from remit.gateway.upstream import BROKEN, Upstream
+from remit.gateway.upstream import BROKEN
 from remit.gateway.watch import ClientWatch
 from tests.dataplane.gateway.test_client_watch import (
     _EVENT,
@@ -24,6 +22,7 @@ from tests.dataplane.gateway.test_client_watch import (
     _SSE,
     _Client,
     _exchange,
+    _forwarding,
     _get_stream,
     _Response,
     _Upstream,
@@ -34,11 +33,9 @@ async def test_a_get_stream_is_cut_when_the_drain_begins() -> None:
     hooks, exchange, stream = _get_stream()
     response, client, drain = _Response(_SSE), _Client(), Drain()
     watch = ClientWatch(client.receive, drain, stream=True)
-    http = HttpRequest(method="GET", path="/mcp", query_string=b"", headers=())
-    upstream = cast(Upstream, _Upstream(response))
-    call = forward(upstream, hooks, http, cast(Identity, None), None, exchange, [], stream, (),
-                   None, client.send, watch)  # fmt: skip
-    task = asyncio.create_task(call)
+    task = asyncio.create_task(
+        _forwarding(_Upstream(response), hooks, exchange, client.send, watch, stream)
+    )
     (await response.reads.get()).set_result(_EVENT)
     read = await response.reads.get()
     assert not response.aborted
@@ -56,11 +53,9 @@ async def test_a_call_is_cut_only_when_the_grace_is_over() -> None:
     hooks, exchange = _exchange()
     response, client, drain = _Response(_JSON), _Client(), Drain()
     watch = ClientWatch(client.receive, drain)
-    http = HttpRequest(method="POST", path="/mcp", query_string=b"", headers=())
-    upstream = cast(Upstream, _Upstream(response))
-    call = forward(upstream, hooks, http, cast(Identity, None), None, exchange, [], None, (),
-                   b"{}", client.send, watch)  # fmt: skip
-    task = asyncio.create_task(call)
+    task = asyncio.create_task(
+        _forwarding(_Upstream(response), hooks, exchange, client.send, watch)
+    )
     await response.reads.get()  # the body is awaited
     drain.begin()
     for _ in range(5):
@@ -95,11 +90,9 @@ async def test_a_cut_ends_a_send_the_client_does_not_take_with_an_outcome() -> N
     hooks, exchange = _exchange()
     response, client, drain = _Response(_SSE), _StuckClient(), Drain()
     watch = ClientWatch(client.receive, drain)
-    http = HttpRequest(method="POST", path="/mcp", query_string=b"", headers=())
-    upstream = cast(Upstream, _Upstream(response))
-    call = forward(upstream, hooks, http, cast(Identity, None), None, exchange, [], None, (),
-                   b"{}", client.send, watch)  # fmt: skip
-    task = asyncio.create_task(call)
+    task = asyncio.create_task(
+        _forwarding(_Upstream(response), hooks, exchange, client.send, watch)
+    )
     (await response.reads.get()).set_result(_EVENT)  # a progress event: relayed, not taken
     await client.stuck.wait()
     drain.cut()
@@ -116,15 +109,12 @@ async def test_a_cut_before_a_json_body_is_read_drops_the_upstream_response() ->
     hooks, exchange = _exchange()
     response, client, drain = _Response(_JSON), _Client(), Drain()
     watch = ClientWatch(client.receive, drain)
-    upstream = cast(Upstream, _Upstream(response))
-    http = HttpRequest(method="POST", path="/mcp", query_string=b"", headers=())
 
     def cut_on_headers(name: bytes) -> None:  # read once the headers are in, before the body
         drain.cut()
 
     response.header = cut_on_headers  # type: ignore[method-assign]
-    await forward(upstream, hooks, http, cast(Identity, None), None, exchange, [], None, (),
-                  b"{}", client.send, watch)  # fmt: skip
+    await _forwarding(_Upstream(response), hooks, exchange, client.send, watch)
     watch.close()
     assert response.aborted  # not closed for reuse half-read
     ((_, outcome),) = hooks.seen
@@ -144,10 +134,7 @@ async def test_a_call_entering_once_the_drain_began_is_refused_unforwarded() -> 
             sent.append(args)
             return self.response
 
-    upstream = cast(Upstream, _Recording(response))
-    http = HttpRequest(method="POST", path="/mcp", query_string=b"", headers=())
-    await forward(upstream, hooks, http, cast(Identity, None), None, exchange, [], None, (),
-                  b"{}", client.send, watch)  # fmt: skip
+    await _forwarding(_Recording(response), hooks, exchange, client.send, watch)
     watch.close()
     assert sent == []  # never forwarded
     ((id_, outcome),) = hooks.seen
