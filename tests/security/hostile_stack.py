@@ -31,7 +31,9 @@ MAX_DEPTH = 64
 AGENT = "hostile-bot"
 
 
-def server_yaml(issuer: str, audience: str, max_depth: int = MAX_DEPTH) -> str:
+def server_yaml(
+    issuer: str, audience: str, max_depth: int = MAX_DEPTH, read_timeout: float = READ_TIMEOUT
+) -> str:
     return f"""\
 apiVersion: remit.dev/v1alpha1
 kind: MCPServer
@@ -43,7 +45,7 @@ spec:
   gateway:
     limits:
       maxResponseBytes: {MAX_RESPONSE_BYTES}
-      responseReadTimeoutSeconds: {READ_TIMEOUT}
+      responseReadTimeoutSeconds: {read_timeout:g}
       maxJsonDepth: {max_depth}
 ---
 apiVersion: remit.dev/v1alpha1
@@ -150,16 +152,17 @@ def hostile_gateway(
     max_depth: int = MAX_DEPTH,
     *options: str,
     env: dict[str, str] | None = None,
+    read_timeout: float = READ_TIMEOUT,
 ) -> Iterator[Hostile]:
-    """The hostile server (started with ``options``) behind a gateway with tight limits;
-    records in ``<name>.jsonl``."""
+    """The hostile server (started with ``options``) behind a gateway with tight limits
+    (``read_timeout``: the upstream read timeout); records in ``<name>.jsonl``."""
     audit_file = log_dir / f"{name}.jsonl"
     with hostile_upstream(log_dir, *options, audit_file=audit_file) as upstream:
         ports = stack.reserve_gateway_ports()
         audience = stack.audience_for(ports[0])
         policy = stack.write_policy_dir(
             log_dir / f"{name}-policy",
-            server_yaml(issuer.issuer, audience, max_depth),
+            server_yaml(issuer.issuer, audience, max_depth, read_timeout),
             examples=False,
         )
         with stack.gateway(

@@ -23,7 +23,7 @@ import orjson
 import pytest
 
 from remit.demo.issuer import Issuer
-from tests.security.hostile_stack import AGENT, hostile_upstream, server_yaml
+from tests.security.hostile_stack import hostile_gateway
 from tests.support import accounting, stack
 from tests.support.mcp_wire import MODERN
 from tests.support.stack import REMIT
@@ -120,75 +120,59 @@ def _wait(condition: Any, what: str, timeout: float = 10.0) -> None:
 @pytest.fixture(scope="module")
 def stopped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stopped]:
     logs = tmp_path_factory.mktemp("shutdown-drain")
-    audit_file = logs / "drain.jsonl"
     env = {"REMIT_SHUTDOWN_GRACE_SECONDS": str(GRACE)}
     with (
         Issuer() as issuer,
-        hostile_upstream(logs, audit_file=audit_file) as upstream,
+        hostile_gateway(logs, issuer, "drain", env=env, read_timeout=READ_TIMEOUT) as hostile,
     ):
-        ports = stack.reserve_gateway_ports()
-        audience = stack.audience_for(ports[0])
-        yaml = server_yaml(issuer.issuer, audience).replace(
-            "responseReadTimeoutSeconds: 2", f"responseReadTimeoutSeconds: {READ_TIMEOUT}"
-        )
-        policy = stack.write_policy_dir(logs / "policy", yaml, examples=False)
-        token = issuer.mint(AGENT + "-user", agent=AGENT, audience=audience, scopes=["mcp:tools"])
-        with stack.gateway(
-            logs,
-            upstream_url=upstream.url,
-            ports=ports,
-            policy_dir=policy,
-            server="hostile",
-            audit_file=audit_file,
-            env=env,
-        ) as gateway:
-            calls = {
-                "slow": Call("slow_json", "slow"),
-                "cut": Call("gated_sse", "cut"),
-                "done": Call("gated_sse", "done"),
-            }
-            for id_, call in enumerate(calls.values(), 1):
-                call.thread = threading.Thread(target=_post, args=(gateway.url, token, call, id_))
-                call.thread.start()
-            calls["cut"].first_bytes.wait(10)
-            calls["done"].first_bytes.wait(10)
+        gateway, upstream, token = hostile.gateway, hostile.upstream, hostile.token
+        calls = {
+            "slow": Call("slow_json", "slow"),
+            "cut": Call("gated_sse", "cut"),
+            "done": Call("gated_sse", "done"),
+        }
+        for id_, call in enumerate(calls.values(), 1):
+            call.thread = threading.Thread(target=_post, args=(gateway.url, token, call, id_))
+            call.thread.start()
+        calls["cut"].first_bytes.wait(10)
+        calls["done"].first_bytes.wait(10)
 
-            def at_upstream() -> bool:
-                return any(
-                    (r["rpc"] or {}).get("params", {}).get("name") == "slow_json"
-                    for r in upstream.forwarded()
-                )
-
-            _wait(at_upstream, "slow_json to reach the upstream")
-            popen = gateway.process.popen
-            sent = time.monotonic()
-            popen.send_signal(signal.SIGTERM)
-
-            ready = _draining_readyz(gateway.admin)
-            httpx.post(f"http://{stack.HOST}:{upstream.port}/__release/done", timeout=5)
-            try:
-                code: int | None = popen.wait(GRACE + 10)
-            except Exception:  # noqa: BLE001 - the old gateway: still draining, unbounded
-                code = None
-            exit_seconds = time.monotonic() - sent
-            for call in calls.values():
-                assert call.thread is not None
-                call.thread.join(15)
-            decisions = {}
-            for request in upstream.forwarded():
-                rpc = request["rpc"]
-                if isinstance(rpc, dict) and rpc.get("method") == "tools/call":
-                    gate = rpc["params"]["arguments"]["gate"]
-                    decisions[gate] = request["headers"]["x-remit-decision"]
-            yield Stopped(
-                calls,
-                exit_seconds,
-                code,
-                ready,
-                gateway,
-                upstream,
-                decisions,
+        def at_upstream() -> bool:
+            return any(
+                (r["rpc"] or {}).get("params", {}).get("name") == "slow_json"
+                for r in upstream.forwarded()
             )
+
+        _wait(at_upstream, "slow_json to reach the upstream")
+        popen = gateway.process.popen
+        sent = time.monotonic()
+        popen.send_signal(signal.SIGTERM)
+
+        ready = _draining_readyz(gateway.admin)
+        httpx.post(f"http://{stack.HOST}:{upstream.port}/__release/done", timeout=5)
+        try:
+            code: int | None = popen.wait(GRACE + 10)
+        except Exception:  # noqa: BLE001 - the old gateway: still draining, unbounded
+            code = None
+        exit_seconds = time.monotonic() - sent
+        for call in calls.values():
+            assert call.thread is not None
+            call.thread.join(15)
+        decisions = {}
+        for request in upstream.forwarded():
+            rpc = request["rpc"]
+            if isinstance(rpc, dict) and rpc.get("method") == "tools/call":
+                gate = rpc["params"]["arguments"]["gate"]
+                decisions[gate] = request["headers"]["x-remit-decision"]
+        yield Stopped(
+            calls,
+            exit_seconds,
+            code,
+            ready,
+            gateway,
+            upstream,
+            decisions,
+        )
 
 
 def test_the_gateway_exits_within_the_grace_and_a_margin(stopped: Stopped) -> None:
